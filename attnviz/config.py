@@ -1,0 +1,86 @@
+"""Frozen, self-validating model configurations.
+
+A checkpoint stores `asdict(config)` and rebuilds it with `Config(**d)`: unknown keys are refused,
+so a typo or a checkpoint from another version fails loudly instead of training something else.
+"""
+from dataclasses import dataclass, fields
+
+POSITIONAL_KINDS = ("sinusoidal", "learned", "none")
+ACTIVATIONS = ("relu", "gelu")
+
+
+def _reject(field, value, fix):
+    raise ValueError(f"{field}={value!r} is not possible: {fix}")
+
+
+def _check_positive(config, names):
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            _reject(name, value, "use a whole number of 1 or more")
+
+
+def _check_choice(config, name, choices):
+    value = getattr(config, name)
+    if value not in choices:
+        _reject(name, value, f"choose one of {', '.join(choices)}")
+
+
+def _check_dropout(config):
+    if not 0.0 <= config.dropout < 1.0:
+        _reject("dropout", config.dropout, "use a probability in [0, 1)")
+
+
+class ConfigBase:
+    """Shared constructor from a dict that names any unknown key."""
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TransformerConfig(ConfigBase):
+    """A Transformer: encoder-decoder, or a decoder-only language model when n_encoder_layers == 0."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 64
+    n_heads: int = 4
+    n_encoder_layers: int = 1
+    n_decoder_layers: int = 1
+    d_ff: int = 256
+    dropout: float = 0.0
+    norm_first: bool = True  # pre-LayerNorm (True) or post-LayerNorm as in Vaswani et al. (False)
+    positional: str = "sinusoidal"
+    max_len: int = 128
+    activation: str = "relu"
+    tie_embeddings: bool = False  # decoder input embedding shared with the output projection
+    scale_embeddings: bool = True  # multiply token embeddings by sqrt(d_model), as Vaswani et al.
+    pad_id: int = 0
+
+    def __post_init__(self):
+        _check_positive(self, ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"])
+        for name in ("n_encoder_layers", "n_decoder_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                _reject(name, value, "use a whole number of 0 or more")
+        if self.n_decoder_layers == 0:
+            _reject("n_decoder_layers", 0, "every model needs a decoder; use 1 or more "
+                    "(n_encoder_layers=0 makes a decoder-only language model)")
+        if self.d_model % self.n_heads:
+            _reject("d_model", self.d_model, f"it must be divisible by n_heads={self.n_heads}, "
+                    f"e.g. d_model={self.n_heads * max(1, self.d_model // self.n_heads)}")
+        _check_dropout(self)
+        _check_choice(self, "positional", POSITIONAL_KINDS)
+        _check_choice(self, "activation", ACTIVATIONS)
+        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+            _reject("pad_id", self.pad_id, "it must be a valid token id of both vocabularies")
+
+    @property
+    def is_language_model(self):
+        return self.n_encoder_layers == 0

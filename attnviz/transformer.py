@@ -1,0 +1,197 @@
+"""Encoder-decoder Transformer and decoder-only language model, with one decoding interface.
+
+    model(src, tgt_in) -> logits                       (EncoderDecoder)
+    model(tokens) -> logits                            (LanguageModel)
+    state = model.encode(src)                          memory and empty KV caches
+    logits, state = model.decode_step(state, token)    one new position, using the caches
+
+Attention modules are named so their hook points read like addresses:
+`encoder.layers.0.self_attn`, `decoder.layers.1.self_attn`, `decoder.layers.1.cross_attn`.
+"""
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from attnviz.attention import KVCache, MultiHeadAttention
+from attnviz.positional import PositionalEncoding
+
+
+def causal_mask(Tq, Tk, device=None):
+    """(Tq, Tk) bool, True above the diagonal: the last Tq of Tk positions may not look ahead."""
+    return torch.ones(Tq, Tk, dtype=torch.bool, device=device).triu(diagonal=Tk - Tq + 1)
+
+
+class Embedding(nn.Module):
+    """Token embedding (scaled by sqrt(d_model) if configured) plus positional encoding."""
+
+    def __init__(self, vocab_size, config):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, config.d_model)
+        self.positional = PositionalEncoding(config.positional, config.max_len, config.d_model)
+        self.scale = math.sqrt(config.d_model) if config.scale_embeddings else 1.0
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, ids, offset=0):
+        return self.dropout(self.positional(self.tokens(ids) * self.scale, offset))  # (B, T, D)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.linear1 = nn.Linear(config.d_model, config.d_ff)
+        self.linear2 = nn.Linear(config.d_ff, config.d_model)
+        self.activation = F.gelu if config.activation == "gelu" else F.relu
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+class Block(nn.Module):
+    """Residual sub-layer wiring shared by encoder and decoder layers (pre- or post-LayerNorm)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.norm_first = config.norm_first
+        self.dropout = nn.Dropout(config.dropout)
+
+    def residual(self, x, norm, sublayer):
+        if self.norm_first:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))
+
+
+class EncoderLayer(Block):
+    def __init__(self, config):
+        super().__init__(config)
+        self.self_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
+        self.ff = FeedForward(config)
+        self.norm1, self.norm2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
+
+    def forward(self, x, key_padding_mask=None):
+        x = self.residual(x, self.norm1, lambda h: self.self_attn(h, h, h, key_padding_mask=key_padding_mask))
+        return self.residual(x, self.norm2, self.ff)
+
+
+class DecoderLayer(Block):
+    def __init__(self, config, cross_attention):
+        super().__init__(config)
+        self.self_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
+        self.cross_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout) if cross_attention else None
+        self.ff = FeedForward(config)
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(config.d_model) for _ in range(3))
+
+    def forward(self, x, memory=None, memory_key_padding_mask=None, attn_mask=None, caches=(None, None)):
+        self_cache, cross_cache = caches
+        x = self.residual(x, self.norm1, lambda h: self.self_attn(h, h, h, attn_mask=attn_mask, cache=self_cache))
+        if self.cross_attn is not None:
+            x = self.residual(x, self.norm2, lambda h: self.cross_attn(
+                h, memory, memory, key_padding_mask=memory_key_padding_mask, cache=cross_cache))
+        return self.residual(x, self.norm3, self.ff)
+
+
+class Encoder(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.embed = Embedding(config.src_vocab_size, config)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_encoder_layers))
+        self.norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
+
+    def forward(self, src, key_padding_mask=None):
+        x = self.embed(src)  # (B, S, D)
+        for layer in self.layers:
+            x = layer(x, key_padding_mask)
+        return self.norm(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, config, cross_attention):
+        super().__init__()
+        self.embed = Embedding(config.tgt_vocab_size, config)
+        self.layers = nn.ModuleList(DecoderLayer(config, cross_attention) for _ in range(config.n_decoder_layers))
+        self.norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
+
+    def forward(self, tgt, memory=None, memory_key_padding_mask=None, caches=None, offset=0):
+        x = self.embed(tgt, offset)  # (B, T, D)
+        T = tgt.shape[1]
+        attn_mask = causal_mask(T, offset + T, tgt.device) if T > 1 else None  # (T, offset + T)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, memory_key_padding_mask, attn_mask, caches[i] if caches else (None, None))
+        return self.norm(x)
+
+
+@dataclass
+class DecodeState:
+    """Everything `decode_step` needs: encoder memory (None for an LM), KV caches, next position."""
+    memory: torch.Tensor | None  # (B, S, D)
+    memory_key_padding_mask: torch.Tensor | None  # (B, S)
+    caches: list  # per decoder layer: (self-attention KVCache, cross-attention KVCache or None)
+    position: int
+
+    def select(self, index):
+        """Keep/reorder batch rows, e.g. the surviving hypotheses of beam search."""
+        pick = lambda t: None if t is None else t.index_select(0, index)
+        caches = [(s.select(index), c and c.select(index)) for s, c in self.caches]
+        return replace(self, memory=pick(self.memory), memory_key_padding_mask=pick(self.memory_key_padding_mask),
+                       caches=caches)
+
+
+class TransformerBase(nn.Module):
+    """What both model kinds share: layers, output projection, initialisation, decode_step."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        if not config.is_language_model:
+            self.encoder = Encoder(config)
+        self.decoder = Decoder(config, cross_attention=not config.is_language_model)
+        self.lm_head = nn.Linear(config.d_model, config.tgt_vocab_size, bias=False)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.decoder.embed.tokens.weight
+
+    def empty_caches(self):
+        has_cross = not self.config.is_language_model
+        return [(KVCache(), KVCache(static=True) if has_cross else None) for _ in self.decoder.layers]
+
+    def decode_step(self, state, token):
+        """Feed one token per row, (B,), at position `state.position`; return (B, V) logits and the new state."""
+        caches = [(s.copy(), c and c.copy()) for s, c in state.caches]
+        x = self.decoder(token[:, None], state.memory, state.memory_key_padding_mask, caches, state.position)
+        logits = self.lm_head(x[:, -1])  # (B, V)
+        return logits, replace(state, caches=caches, position=state.position + 1)
+
+
+class EncoderDecoder(TransformerBase):
+    has_encoder = True
+
+    def padding(self, src):
+        return src == self.config.pad_id  # (B, S) True at padding
+
+    def forward(self, src, tgt_in):
+        src_padding = self.padding(src)
+        memory = self.encoder(src, src_padding)  # (B, S, D)
+        return self.lm_head(self.decoder(tgt_in, memory, src_padding))  # (B, T, V)
+
+    def encode(self, src):
+        src_padding = self.padding(src)
+        return DecodeState(self.encoder(src, src_padding), src_padding, self.empty_caches(), 0)
+
+
+class LanguageModel(TransformerBase):
+    has_encoder = False
+
+    def forward(self, tokens):
+        return self.lm_head(self.decoder(tokens))  # (B, T, V)
+
+    def encode(self, prefix):
+        """Prefill the caches with a (B, T0) prefix (T0 may be 0); the next token goes at position T0."""
+        caches = self.empty_caches()
+        if prefix.shape[1]:
+            self.decoder(prefix, caches=caches)
+        return DecodeState(None, None, caches, prefix.shape[1])
