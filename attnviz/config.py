@@ -45,7 +45,8 @@ class ConfigBase:
 
 @dataclass(frozen=True)
 class TransformerConfig(ConfigBase):
-    """A Transformer: encoder-decoder, or a decoder-only language model when n_encoder_layers == 0."""
+    """A Transformer: encoder-decoder, a decoder-only language model when n_encoder_layers == 0,
+    or an encoder without decoder (BERT-like) when encoder_only."""
 
     src_vocab_size: int
     tgt_vocab_size: int
@@ -62,16 +63,28 @@ class TransformerConfig(ConfigBase):
     tie_embeddings: bool = False  # decoder input embedding shared with the output projection
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(d_model), as Vaswani et al.
     pad_id: int = 0
+    layer_norm_eps: float = 1e-5
+    n_token_types: int = 0  # BERT's segment (sentence A/B) embeddings; 0 = none
+    embedding_norm: bool = False  # LayerNorm right after the embeddings, as BERT
+    encoder_only: bool = False  # a BERT-like encoder without decoder (needs n_decoder_layers=0)
 
     def __post_init__(self):
         _check_positive(self, ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"])
-        for name in ("n_encoder_layers", "n_decoder_layers"):
+        for name in ("n_encoder_layers", "n_decoder_layers", "n_token_types"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 _reject(name, value, "use a whole number of 0 or more")
-        if self.n_decoder_layers == 0:
+        if self.encoder_only:
+            if self.n_encoder_layers == 0:
+                _reject("n_encoder_layers", 0, "an encoder-only model needs 1 or more encoder layers")
+            if self.n_decoder_layers:
+                _reject("n_decoder_layers", self.n_decoder_layers, "an encoder-only model has no decoder; use 0")
+        elif self.n_decoder_layers == 0:
             _reject("n_decoder_layers", 0, "every model needs a decoder; use 1 or more "
-                    "(n_encoder_layers=0 makes a decoder-only language model)")
+                    "(n_encoder_layers=0 makes a decoder-only language model, "
+                    "encoder_only=True an encoder without decoder)")
+        if not self.layer_norm_eps > 0:
+            _reject("layer_norm_eps", self.layer_norm_eps, "use a small positive number such as 1e-5")
         if self.d_model % self.n_heads:
             _reject("d_model", self.d_model, f"it must be divisible by n_heads={self.n_heads}, "
                     f"e.g. d_model={self.n_heads * max(1, self.d_model // self.n_heads)}")
