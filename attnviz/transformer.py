@@ -1,7 +1,9 @@
-"""Encoder-decoder Transformer and decoder-only language model, with one decoding interface.
+"""Encoder-decoder Transformer and decoder-only language model, with one decoding interface,
+and a BERT-like encoder without decoder.
 
     model(src, tgt_in) -> logits                       (EncoderDecoder)
     model(tokens) -> logits                            (LanguageModel)
+    model(ids, padding_mask) -> token states           (EncoderOnly: no decoding)
     state = model.encode(src)                          memory and empty KV caches
     logits, state = model.decode_step(state, token)    one new position, using the caches
 
@@ -24,18 +26,34 @@ def causal_mask(Tq, Tk, device=None):
     return torch.ones(Tq, Tk, dtype=torch.bool, device=device).triu(diagonal=Tk - Tq + 1)
 
 
+def layer_norm(config):
+    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+
+def xavier_init(model):
+    for p in model.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+
+
 class Embedding(nn.Module):
-    """Token embedding (scaled by sqrt(d_model) if configured) plus positional encoding."""
+    """Token embedding (scaled by sqrt(d_model) if configured) plus positional encoding;
+    BERT adds a token-type (segment) embedding and a LayerNorm when the config asks for them."""
 
     def __init__(self, vocab_size, config):
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, config.d_model)
         self.positional = PositionalEncoding(config.positional, config.max_len, config.d_model)
         self.scale = math.sqrt(config.d_model) if config.scale_embeddings else 1.0
+        self.token_types = nn.Embedding(config.n_token_types, config.d_model) if config.n_token_types else None
+        self.norm = layer_norm(config) if config.embedding_norm else nn.Identity()
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, ids, offset=0):
-        return self.dropout(self.positional(self.tokens(ids) * self.scale, offset))  # (B, T, D)
+    def forward(self, ids, offset=0, token_types=None):
+        x = self.positional(self.tokens(ids) * self.scale, offset)  # (B, T, D)
+        if self.token_types is not None:
+            x = x + self.token_types(torch.zeros_like(ids) if token_types is None else token_types)
+        return self.dropout(self.norm(x))
 
 
 class FeedForward(nn.Module):
@@ -69,7 +87,7 @@ class EncoderLayer(Block):
         super().__init__(config)
         self.self_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
         self.ff = FeedForward(config)
-        self.norm1, self.norm2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
+        self.norm1, self.norm2 = layer_norm(config), layer_norm(config)
 
     def forward(self, x, key_padding_mask=None):
         x = self.residual(x, self.norm1, lambda h: self.self_attn(h, h, h, key_padding_mask=key_padding_mask))
@@ -82,7 +100,7 @@ class DecoderLayer(Block):
         self.self_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
         self.cross_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout) if cross_attention else None
         self.ff = FeedForward(config)
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(config.d_model) for _ in range(3))
+        self.norm1, self.norm2, self.norm3 = (layer_norm(config) for _ in range(3))
 
     def forward(self, x, memory=None, memory_key_padding_mask=None, attn_mask=None, caches=(None, None)):
         self_cache, cross_cache = caches
@@ -98,10 +116,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.embed = Embedding(config.src_vocab_size, config)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_encoder_layers))
-        self.norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
+        self.norm = layer_norm(config) if config.norm_first else nn.Identity()
 
-    def forward(self, src, key_padding_mask=None):
-        x = self.embed(src)  # (B, S, D)
+    def forward(self, src, key_padding_mask=None, token_types=None):
+        x = self.embed(src, token_types=token_types)  # (B, S, D)
         for layer in self.layers:
             x = layer(x, key_padding_mask)
         return self.norm(x)
@@ -112,7 +130,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.embed = Embedding(config.tgt_vocab_size, config)
         self.layers = nn.ModuleList(DecoderLayer(config, cross_attention) for _ in range(config.n_decoder_layers))
-        self.norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
+        self.norm = layer_norm(config) if config.norm_first else nn.Identity()
 
     def forward(self, tgt, memory=None, memory_key_padding_mask=None, caches=None, offset=0):
         x = self.embed(tgt, offset)  # (B, T, D)
@@ -149,9 +167,7 @@ class TransformerBase(nn.Module):
             self.encoder = Encoder(config)
         self.decoder = Decoder(config, cross_attention=not config.is_language_model)
         self.lm_head = nn.Linear(config.d_model, config.tgt_vocab_size, bias=False)
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        xavier_init(self)
         if config.tie_embeddings:
             self.lm_head.weight = self.decoder.embed.tokens.weight
 
@@ -195,3 +211,20 @@ class LanguageModel(TransformerBase):
         if prefix.shape[1]:
             self.decoder(prefix, caches=caches)
         return DecodeState(None, None, caches, prefix.shape[1])
+
+
+class EncoderOnly(nn.Module):
+    """A BERT-like encoder without decoder: one contextual state per token, no output head, no decoding."""
+    has_encoder = True
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        xavier_init(self)
+
+    def forward(self, ids, padding_mask=None, token_types=None):
+        """(B, T) ids -> (B, T, D) states; `padding_mask` (B, T) is True at padding (default: ids == pad_id)."""
+        if padding_mask is None:
+            padding_mask = ids == self.config.pad_id  # (B, T)
+        return self.encoder(ids, padding_mask, token_types)  # (B, T, D)
