@@ -1,0 +1,183 @@
+"""Whole models: capture changes nothing, causality, padding, and KV-cache decoding against the full forward."""
+import pytest
+import torch
+
+from attnviz import TransformerConfig, build_model, capture, pattern_names
+
+PAD, V, S, T, B = 0, 11, 7, 6, 3
+KINDS = ["encoder-decoder", "language-model"]
+
+
+def make_model(kind, **overrides):
+    torch.manual_seed(0)
+    settings = dict(src_vocab_size=V, tgt_vocab_size=V, d_model=16, n_heads=4, n_encoder_layers=2,
+                    n_decoder_layers=2, d_ff=32, max_len=32, pad_id=PAD)
+    if kind == "language-model":
+        settings["n_encoder_layers"] = 0
+    settings.update(overrides)
+    return build_model(TransformerConfig(**settings)).eval()
+
+
+def batch(src_len=S, tgt_len=T):
+    """Source rows with trailing padding (row 0 unpadded) and target rows without padding."""
+    g = torch.Generator().manual_seed(1)
+    src = torch.randint(1, V, (B, src_len), generator=g)  # (B, S)
+    src[1, src_len - 2:] = PAD
+    src[2, src_len - 4:] = PAD
+    tgt = torch.randint(1, V, (B, tgt_len), generator=g)  # (B, T)
+    return src, tgt
+
+
+def run(model, src, tgt):
+    return model(src, tgt) if model.has_encoder else model(tgt)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_capture_changes_no_logits(kind, norm_first):
+    model = make_model(kind, norm_first=norm_first)
+    src, tgt = batch()
+    plain = run(model, src, tgt)
+    with capture(model) as cache:
+        captured = run(model, src, tgt)
+    torch.testing.assert_close(captured, plain, atol=1e-5, rtol=0)
+    assert set(cache) == set(pattern_names(model))
+    expected = {"decoder.layers.0.self_attn.hook_pattern", "decoder.layers.1.self_attn.hook_pattern"}
+    if kind == "encoder-decoder":
+        expected |= {f"{side}.layers.{i}.{attn}.hook_pattern" for side, attn in
+                     [("encoder", "self_attn"), ("decoder", "cross_attn")] for i in range(2)}
+    assert set(cache) == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_patterns_are_distributions_that_respect_masks(kind):
+    model = make_model(kind)
+    src, tgt = batch()
+    with capture(model) as cache:
+        run(model, src, tgt)
+    padded_keys = (src == PAD)[:, None, None, :]  # (B, 1, 1, S)
+    for name, pattern in cache.items():  # (B, H, Tq, Tk)
+        torch.testing.assert_close(pattern.sum(-1), torch.ones(pattern.shape[:-1]), msg=name)
+        if ".self_attn" in name and name.startswith("decoder"):
+            future = torch.ones(T, T, dtype=torch.bool).triu(1)
+            assert (pattern[..., future] == 0).all(), name
+        else:  # encoder self-attention and cross-attention read the source: padding gets nothing
+            assert (pattern.masked_select(padded_keys) == 0).all(), name
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("use_capture", [False, True])
+def test_decoder_output_never_depends_on_later_inputs(kind, norm_first, use_capture):
+    model = make_model(kind, norm_first=norm_first)
+    src, tgt = batch()
+    embedded = {}
+
+    def keep_grad(module, inputs, output):  # the decoder's input embeddings become a leaf we differentiate by
+        output.retain_grad()
+        embedded["x"] = output
+
+    handle = model.decoder.embed.register_forward_hook(keep_grad)
+    try:
+        if use_capture:
+            with capture(model):
+                logits = run(model, src, tgt)
+        else:
+            logits = run(model, src, tgt)
+    finally:
+        handle.remove()
+    x = embedded["x"]  # (B, T, D)
+    for t in range(T):
+        (grad,) = torch.autograd.grad(logits[:, t].sum(), x, retain_graph=True)  # (B, T, D)
+        assert (grad[:, t + 1:] == 0).all(), f"output {t} depends on a later input"
+        assert (grad[:, : t + 1].abs().sum(-1) > 0).all(), f"output {t} ignores an earlier input"
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_extra_padding_changes_nothing_at_real_positions(norm_first):
+    model = make_model("encoder-decoder", norm_first=norm_first)
+    src, tgt = batch()
+    longer = torch.cat([src, torch.full((B, 5), PAD)], dim=1)  # (B, S + 5)
+    torch.testing.assert_close(model(longer, tgt), model(src, tgt), atol=1e-5, rtol=0)
+    real = src != PAD  # (B, S)
+    memory, longer_memory = model.encode(src).memory, model.encode(longer).memory[:, :S]  # (B, S, D)
+    torch.testing.assert_close(longer_memory[real], memory[real], atol=1e-5, rtol=0)
+
+
+def step_all(model, state, tokens):
+    """decode_step over every column of (B, n) tokens; returns (B, n, V) logits and the last state."""
+    logits = []
+    for t in range(tokens.shape[1]):
+        step_logits, state = model.decode_step(state, tokens[:, t])
+        logits.append(step_logits)
+    return torch.stack(logits, dim=1), state
+
+
+def start(model, src, prefix):
+    return model.encode(src) if model.has_encoder else model.encode(prefix)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "none"])
+def test_kv_cache_decoding_equals_full_forward(kind, norm_first, positional):
+    model = make_model(kind, norm_first=norm_first, positional=positional)
+    src, tgt = batch()
+    with torch.no_grad():
+        full = run(model, src, tgt)  # (B, T, V)
+        stepped, state = step_all(model, start(model, src, tgt[:, :0]), tgt)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=0)
+    assert state.position == T
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("prefix_len", [1, 4])
+def test_language_model_prefix_then_steps_equals_full_forward(norm_first, prefix_len):
+    model = make_model("language-model", norm_first=norm_first)
+    _, tokens = batch()
+    with torch.no_grad():
+        full = model(tokens)  # (B, T, V)
+        state = model.encode(tokens[:, :prefix_len])
+        assert state.position == prefix_len
+        stepped, _ = step_all(model, state, tokens[:, prefix_len:])
+    torch.testing.assert_close(stepped, full[:, prefix_len:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_select_reorders_rows(kind):
+    model = make_model(kind)
+    src, tgt = batch()
+    index = torch.tensor([2, 0, 0, 1])
+    with torch.no_grad():
+        full = run(model, src[index], tgt[index])  # (4, T, V)
+        _, state = step_all(model, start(model, src, tgt[:, :0]), tgt[:, :3])
+        state = state.select(index)
+        stepped, _ = step_all(model, state, tgt[index, 3:])
+    torch.testing.assert_close(stepped, full[:, 3:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_old_state_stays_valid_after_decode_step(kind):
+    model = make_model(kind)
+    src, tgt = batch()
+    other = (tgt + 1) % (V - 1) + 1  # different tokens, never PAD
+    with torch.no_grad():
+        _, state = step_all(model, start(model, src, tgt[:, :0]), tgt[:, :2])
+        first, _ = step_all(model, state, tgt[:, 2:])
+        second, _ = step_all(model, state, other[:, 2:])  # branch again from the same old state
+        again, _ = step_all(model, state, tgt[:, 2:])
+        branched = torch.cat([tgt[:, :2], other[:, 2:]], dim=1)
+        full = run(model, src, branched)
+    torch.testing.assert_close(again, first, atol=0, rtol=0)
+    torch.testing.assert_close(second, full[:, 2:], atol=1e-5, rtol=0)
+
+
+def test_sequence_longer_than_max_len_is_a_clear_error():
+    model = make_model("language-model", max_len=8)
+    with pytest.raises(ValueError, match="max_len"):
+        model(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_tied_embeddings_share_one_tensor():
+    model = make_model("encoder-decoder", tie_embeddings=True)
+    assert model.lm_head.weight is model.decoder.embed.tokens.weight
