@@ -26,8 +26,15 @@ def _check_choice(config, name, choices):
         _reject(name, value, f"choose one of {', '.join(choices)}")
 
 
+def _check_bool(config, names):
+    for name in names:
+        if not isinstance(getattr(config, name), bool):
+            _reject(name, getattr(config, name), "use True or False")
+
+
 def _check_dropout(config):
-    if not 0.0 <= config.dropout < 1.0:
+    value = config.dropout
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
         _reject("dropout", config.dropout, "use a probability in [0, 1)")
 
 
@@ -89,6 +96,7 @@ class TransformerConfig(ConfigBase):
             _reject("d_model", self.d_model, f"it must be divisible by n_heads={self.n_heads}, "
                     f"e.g. d_model={self.n_heads * max(1, self.d_model // self.n_heads)}")
         _check_dropout(self)
+        _check_bool(self, ["norm_first", "tie_embeddings", "scale_embeddings"])
         _check_choice(self, "positional", POSITIONAL_KINDS)
         _check_choice(self, "activation", ACTIVATIONS)
         if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
