@@ -90,13 +90,14 @@ class TransformerConfig(ConfigBase):
             _reject("n_decoder_layers", 0, "every model needs a decoder; use 1 or more "
                     "(n_encoder_layers=0 makes a decoder-only language model, "
                     "encoder_only=True an encoder without decoder)")
-        if not self.layer_norm_eps > 0:
+        eps = self.layer_norm_eps
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
             _reject("layer_norm_eps", self.layer_norm_eps, "use a small positive number such as 1e-5")
         if self.d_model % self.n_heads:
             _reject("d_model", self.d_model, f"it must be divisible by n_heads={self.n_heads}, "
                     f"e.g. d_model={self.n_heads * max(1, self.d_model // self.n_heads)}")
         _check_dropout(self)
-        _check_bool(self, ["norm_first", "tie_embeddings", "scale_embeddings"])
+        _check_bool(self, ["norm_first", "tie_embeddings", "scale_embeddings", "embedding_norm", "encoder_only"])
         _check_choice(self, "positional", POSITIONAL_KINDS)
         _check_choice(self, "activation", ACTIVATIONS)
         if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):

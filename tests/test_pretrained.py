@@ -168,8 +168,12 @@ def test_encoder_only_config_validation():
         small_bert_config(n_decoder_layers=1)
     with pytest.raises(ValueError, match="n_token_types"):
         small_bert_config(n_token_types=-1)
-    with pytest.raises(ValueError, match="layer_norm_eps"):
-        small_bert_config(layer_norm_eps=0.0)
+    for bad_eps in (0.0, "1e-12", True):
+        with pytest.raises(ValueError, match="layer_norm_eps"):
+            small_bert_config(layer_norm_eps=bad_eps)
+    for flag in ("embedding_norm", "encoder_only"):
+        with pytest.raises(ValueError, match=f"{flag}=1 is not possible: use True or False"):
+            small_bert_config(**{flag: 1})
     assert TransformerConfig(10, 10).layer_norm_eps == torch.nn.LayerNorm(4).eps  # defaults keep old models
 
 
