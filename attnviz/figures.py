@@ -1,0 +1,210 @@
+"""Plotly figure builders: pure functions from arrays (or tensors) and token labels to `go.Figure`.
+
+No streamlit here: pages only place what these return. Conventions shared by every heatmap:
+- Axes are integer positions with the token labels as tick text, so repeated tokens ("the" ... "the")
+  stay separate columns instead of being merged by plotly as equal categories.
+- Row 0 is at the top, like a printed matrix; hovering a cell names its row, column and value.
+- Masked cells (and any non-finite value, e.g. -inf scores) are left empty: they show the grey
+  background and hover as "masked".
+- Attention weights use one fixed 0..1 colour scale so heads can be compared by eye.
+"""
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+ATTENTION_COLORS = "Blues"
+DIVERGING_COLORS = "RdBu_r"  # red positive, blue negative, white at zero
+SEQUENTIAL_COLORS = "Viridis"
+MASKED_COLOR = "#d0d0d0"
+SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+CELL_PX = 24  # height of one heatmap row in pixels, within limits
+
+
+def as_array(x, ndim=None, name="array"):
+    """A float numpy array from a tensor, array or nested list; checks the number of dimensions."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x, dtype=float)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_labels(labels, n, name):
+    """Labels as strings (None stays None); a wrong count is a ValueError."""
+    if labels is None:
+        return None
+    labels = [str(label) for label in labels]
+    if len(labels) != n:
+        raise ValueError(f"{name} has {len(labels)} labels but the data has {n} entries along that axis")
+    return labels
+
+
+def label_axis(labels, title, angle=0):
+    """An integer axis showing `labels` as tick text (duplicates stay distinct), or plain numbers if None."""
+    if labels is None:
+        return dict(title=title, tickformat="d", showgrid=False, zeroline=False)
+    crowded = max(map(len, labels), default=0) > 2 and sum(map(len, labels)) > 40
+    return dict(title=title, tickmode="array", tickvals=list(range(len(labels))), ticktext=labels,
+                tickangle=angle if crowded else 0, showgrid=False, zeroline=False)
+
+
+def describe(i, labels):
+    return f"{i} {labels[i]!r}" if labels else f"{i}"
+
+
+def masked_values(z, masked):
+    """(z with NaN where masked or non-finite, the combined bool mask)."""
+    blocked = ~np.isfinite(z)
+    if masked is not None:
+        masked = np.asarray(masked.cpu() if hasattr(masked, "cpu") else masked, dtype=bool)
+        if masked.shape != z.shape:
+            raise ValueError(f"masked has shape {masked.shape} but the matrix has shape {z.shape}")
+        blocked |= masked
+    return np.where(blocked, np.nan, z), blocked
+
+
+def compact_layout(fig, title, height, background=MASKED_COLOR):
+    """Title at the left, little margin; the background is what masked heatmap cells show."""
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=int(height),
+                      margin=dict(l=10, r=10, t=50 if title else 20, b=10), plot_bgcolor=background)
+    return fig
+
+
+def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="", y_title="",
+                   masked=None, value_name="value", diverging=None, zmin=None, zmax=None, colorscale=None,
+                   show_values=None):
+    """Any (R, C) matrix as a labelled heatmap (Q, K, V, QK^T, weights, positional tables ...).
+
+    `diverging=None` picks a diverging scale centred on 0 when the data has negative values.
+    `show_values=None` writes the numbers into the cells when the matrix is small (at most 12 x 12).
+    """
+    z, blocked = masked_values(as_array(matrix, 2, "matrix"), masked)
+    rows, cols = z.shape
+    row_labels, col_labels = check_labels(row_labels, rows, "row_labels"), check_labels(col_labels, cols, "col_labels")
+    finite = z[~blocked]
+    if diverging is None:
+        diverging = finite.size > 0 and finite.min() < 0
+    if diverging and zmin is None and zmax is None:
+        zmax = float(np.abs(finite).max()) if finite.size else 1.0
+        zmin = -zmax
+    hover = [[f"{y_title or 'row'} {describe(i, row_labels)}<br>{x_title or 'column'} {describe(j, col_labels)}<br>"
+              + ("masked" if blocked[i, j] else f"{value_name} {z[i, j]:.4g}") for j in range(cols)]
+             for i in range(rows)]
+    if show_values is None:
+        show_values = rows <= 12 and cols <= 12
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(cols)), y=list(range(rows)), text=hover, hovertemplate="%{text}<extra></extra>",
+        hoverongaps=True, colorscale=colorscale or (DIVERGING_COLORS if diverging else SEQUENTIAL_COLORS),
+        zmin=zmin, zmax=zmax, colorbar=dict(title=dict(text=value_name, side="right"), thickness=12),
+        texttemplate="%{z:.2f}" if show_values else None))
+    fig.update_xaxes(label_axis(col_labels, x_title, angle=-60))
+    fig.update_yaxes(label_axis(row_labels, y_title), autorange="reversed")
+    return compact_layout(fig, title, min(max(CELL_PX * rows + 160, 360), 760))
+
+
+def attention_heatmap(weights, query_labels=None, key_labels=None, title="", masked=None,
+                      x_title="key", y_title="query"):
+    """One head's (Tq, Tk) attention weights; rectangular for cross-attention; colour fixed to 0..1.
+
+    `masked` (bool, (Tq, Tk), True = blocked, e.g. the causal triangle) shows those cells as masked.
+    """
+    return matrix_heatmap(weights, query_labels, key_labels, title, x_title, y_title, masked=masked,
+                          value_name="weight", diverging=False, zmin=0.0, zmax=1.0, colorscale=ATTENTION_COLORS,
+                          show_values=False)
+
+
+def attention_grid(patterns, title="", masked=None, off=()):
+    """Every layer x head of (L, H, Tq, Tk) patterns as small heatmaps in one figure.
+
+    Trace number `layer * H + head` is that head (its `name` says so), so a click or selection on the
+    chart maps back to a head. `masked` (Tq, Tk) applies to every head; heads in `off`, a set of
+    (layer, head), are titled "off" (e.g. ablated ones).
+    """
+    patterns = as_array(patterns, 4, "patterns (layers, heads, queries, keys)")
+    L, H, Tq, Tk = patterns.shape
+    fig = make_subplots(rows=L, cols=H, horizontal_spacing=min(0.02, 0.5 / H),
+                        vertical_spacing=min(0.25 / L, 0.3 / max(L - 1, 1)),
+                        subplot_titles=[f"L{l} H{h}" + (" off" if (l, h) in off else "")
+                                        for l in range(L) for h in range(H)])
+    for l in range(L):
+        for h in range(H):
+            z, _ = masked_values(patterns[l, h], masked)
+            fig.add_trace(go.Heatmap(
+                z=z, coloraxis="coloraxis", name=f"layer {l} head {h}", hoverongaps=False,
+                hovertemplate=f"layer {l} head {h}<br>query %{{y}} key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
+                row=l + 1, col=h + 1)
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed")
+    fig.update_annotations(font_size=11)
+    fig.update_layout(coloraxis=dict(colorscale=ATTENTION_COLORS, cmin=0.0, cmax=1.0,
+                                     colorbar=dict(title=dict(text="weight", side="right"), thickness=12)))
+    row_px = max(90, min(160, 900 // H))
+    return compact_layout(fig, title, row_px * L + 80)
+
+
+def stat_heatmap(values, stat, title=None, row_labels=None, col_labels=None):
+    """A per-head statistic, (L, H), as a layer x head heatmap with the values written in."""
+    values = as_array(values, 2, "values (layers, heads)")
+    L, H = values.shape
+    rows = row_labels or [f"L{l}" for l in range(L)]
+    cols = col_labels or [f"H{h}" for h in range(H)]
+    return matrix_heatmap(values, rows, cols, title or f"{stat} per head", x_title="head", y_title="layer",
+                          value_name=stat, diverging=False, show_values=True)
+
+
+def positional_heatmap(table, title="Positional encoding"):
+    """A (T, D) positional-encoding table: positions down, dimensions across, signed colours."""
+    return matrix_heatmap(table, title=title, x_title="dimension", y_title="position", value_name="value",
+                          diverging=True, show_values=False)
+
+
+def similarity_heatmap(similarity, labels=None, title="Similarity", value_name="similarity"):
+    """A square (N, N) similarity matrix (positions, sentences ...) with signed colours."""
+    similarity = as_array(similarity, 2, "similarity")
+    if similarity.shape[0] != similarity.shape[1]:
+        raise ValueError(f"a similarity matrix must be square, got shape {similarity.shape}")
+    return matrix_heatmap(similarity, labels, labels, title, value_name=value_name, diverging=True,
+                          show_values=None)
+
+
+def curves(x, series, title="", x_title="", y_title="", log_y=False):
+    """Named line series over a shared `x`; a series may also be an `(x, y)` pair of its own.
+
+    E.g. chosen positional-encoding dimensions over positions, or training and validation loss by step.
+    """
+    x = as_array(x, 1, "x")
+    fig = go.Figure()
+    for i, (name, values) in enumerate(series.items()):
+        xs, ys = (as_array(values[0], 1, name), as_array(values[1], 1, name)) if isinstance(values, tuple) \
+            else (x, as_array(values, 1, name))
+        if len(xs) != len(ys):
+            raise ValueError(f"series {name!r} has {len(ys)} values for {len(xs)} x positions")
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=str(name),
+                                 line=dict(color=SERIES_COLORS[i % len(SERIES_COLORS)])))
+    fig.update_xaxes(title=x_title, gridcolor="#eee")
+    fig.update_yaxes(title=y_title, type="log" if log_y else "linear", gridcolor="#eee")
+    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    return compact_layout(fig, title, 340, background="white")
+
+
+def probability_bars(tokens, probs, chosen=None, title="Next-token probabilities"):
+    """Bars of token probabilities on a fixed 0..1 axis; `probs` is one (N,) array or {name: (N,)}
+    (e.g. before/after an ablation, grouped). The bar at index `chosen` gets a dark outline."""
+    series = probs if isinstance(probs, dict) else {"probability": probs}
+    labels = check_labels(tokens, len(tokens), "tokens")
+    fig = go.Figure()
+    for i, (name, values) in enumerate(series.items()):
+        values = as_array(values, 1, str(name))
+        if len(values) != len(labels):
+            raise ValueError(f"{len(values)} probabilities for {len(labels)} tokens in {name!r}")
+        outline = [3 if j == chosen else 0 for j in range(len(values))]
+        fig.add_trace(go.Bar(
+            x=list(range(len(values))), y=values, name=str(name), text=[f"{p:.2f}" for p in values],
+            textposition="outside", customdata=labels,
+            hovertemplate="%{customdata}: %{y:.4f}<extra>" + str(name) + "</extra>",
+            marker=dict(color=SERIES_COLORS[i % len(SERIES_COLORS)], line=dict(width=outline, color="#222"))))
+    fig.update_xaxes(label_axis(labels, "token", angle=-45))
+    fig.update_yaxes(title="probability", range=[0, 1.08])
+    fig.update_layout(barmode="group", showlegend=len(series) > 1, legend=dict(orientation="h", x=1, xanchor="right", y=1.12))
+    return compact_layout(fig, title, 340, background="white")
