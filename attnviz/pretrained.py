@@ -7,10 +7,12 @@ the models trained here:
     minilm = load_minilm()
     ids, attention_mask, labels = minilm.encode_batch(sentences)
     out = minilm.run(sentences)          # out.states (B, T, D), out.attentions {hook name: (B, H, T, T)}
+    out.patterns(0)                      # (L, H, n, n) for sentence 0's n real tokens, out.batch.labels[0]
     minilm.sentence_embeddings(sentences, ablate_heads={("encoder.layers.0.self_attn", 3)})  # (B, D)
 """
 import importlib.util
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -103,12 +105,22 @@ class MiniLMRun:
     states: torch.Tensor  # (B, T, D) last layer's token states
     attentions: dict  # {"encoder.layers.{i}.self_attn.hook_pattern": (B, H, T, T)}
 
+    def patterns(self, index):
+        """(L, H, n, n) attention of sentence `index` over its n real tokens, labelled by batch.labels[index]."""
+        n = len(self.batch.labels[index])
+        return torch.stack([pattern[index, :, :n, :n] for pattern in self.attentions.values()])  # (L, H, n, n)
+
 
 class MiniLM:
-    """Our EncoderOnly holding all-MiniLM-L6-v2, with its WordPiece tokenizer."""
+    """Our EncoderOnly holding all-MiniLM-L6-v2, with its WordPiece tokenizer.
+
+    One instance may serve every browser session; hooks live on the shared model, so a lock keeps one
+    session's capture or ablation out of another's forward pass.
+    """
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model.eval(), tokenizer
+        self.lock = threading.Lock()
 
     def encode_batch(self, sentences):
         if isinstance(sentences, str) or not sentences:
@@ -119,22 +131,22 @@ class MiniLM:
         labels = [[t for t, real in zip(e.tokens, e.attention_mask) if real] for e in encodings]
         return TokenBatch(ids, attention_mask, labels)
 
-    def states(self, batch):
+    def _states(self, batch):  # callers hold self.lock
         with torch.no_grad():
             return self.model(batch.ids, padding_mask=batch.attention_mask == 0)  # (B, T, D)
 
     def run(self, sentences):
         """Token states and every layer's attention probabilities, captured through our hook points."""
         batch = self.encode_batch(sentences)
-        with capture(self.model) as attentions:
-            states = self.states(batch)
+        with self.lock, capture(self.model) as attentions:
+            states = self._states(batch)
         return MiniLMRun(batch, states, attentions)
 
     def sentence_embeddings(self, sentences, ablate_heads=()):
         """(B, D) mean of the real tokens' states, L2-normalised; `ablate_heads`: {(attention module, head)}."""
         batch = self.encode_batch(sentences)
-        with ablate(self.model, set(ablate_heads)):
-            states = self.states(batch)  # (B, T, D)
+        with self.lock, ablate(self.model, set(ablate_heads)):
+            states = self._states(batch)  # (B, T, D)
         real = batch.attention_mask[..., None].to(states.dtype)  # (B, T, 1)
         mean = (states * real).sum(1) / real.sum(1)  # (B, D)
         return F.normalize(mean, dim=-1)

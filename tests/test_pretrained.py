@@ -88,6 +88,11 @@ def test_hidden_states_and_attentions_equal_bert(minilm, bert):
         assert (ours[rows] - theirs[rows]).abs().max() < TOL
         assert ours.masked_select(~real[:, None, None, :]).abs().max() == 0  # nobody attends to padding
 
+    n = len(out.batch.labels[2])  # "Hi": [CLS] hi [SEP]
+    cropped = torch.stack([theirs[2, :, :n, :n] for theirs in reference.attentions])  # (L, H, n, n)
+    assert out.patterns(2).shape == (6, 12, 3, 3)
+    assert (out.patterns(2) - cropped).abs().max() < TOL
+
 
 def test_sentence_embeddings_equal_sentence_transformers(minilm, path):
     from sentence_transformers import SentenceTransformer
