@@ -1,0 +1,340 @@
+"""What the attention pages compute: head statistics, attention rollout, head ablation, positional helpers.
+
+Patterns are (B, H, Tq, Tk) tensors as `attnviz.capture` returns them, named like
+`decoder.layers.1.cross_attn.hook_pattern`; the kind ("encoder self", "decoder self", "cross") and
+the layer are read from that name.
+"""
+import math
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from attnviz.hooks import ablate, pattern_names
+
+KINDS = ("encoder self", "decoder self", "cross")
+
+STATS = {
+    "entropy": "Entropy of each query's attention row in nats (0: all weight on one key; log n: uniform "
+               "over n keys), averaged over real query rows.",
+    "normalised_entropy": "Entropy divided by log(number of keys the query may see): 0 = one key, 1 = uniform.",
+    "distance": "Mean |query position - key position|, weighted by attention: how far back (or ahead) a head looks.",
+    "previous_token": "Mean weight on the key just before the query; 1 for a pure previous-token head.",
+    "next_token": "Mean weight on the key just after the query (always 0 under a causal mask).",
+    "sink": "Mean total weight on special tokens (BOS, EOS, padding): where heads 'park' attention "
+            "when they have nothing to do.",
+    "max_weight": "Mean of each query's largest weight; 1 if every query looks at exactly one key.",
+}
+
+ROLLOUT_CAPTION = (
+    "Attention rollout (Abnar & Zuidema, 2020) multiplies the layers' head-averaged attention, each mixed "
+    "half-and-half with the identity for the residual connection, to estimate how much each output position "
+    "draws on each input token. It is an estimate: it ignores the values, the output projection and the MLPs, "
+    "assumes information mixes linearly and equally across heads, and covers one self-attention stack "
+    "(cross-attention is not included). Read it as a hint, not as an explanation."
+)
+
+PATTERN_NAME = re.compile(r"^(encoder|decoder)\.(?:layers\.(\d+)\.)?(self_attn|cross_attn|attention)\.hook_pattern$")
+
+
+def parse_pattern_name(name):
+    """`decoder.layers.1.cross_attn.hook_pattern` -> ("cross", 1, "decoder.layers.1.cross_attn").
+
+    The RNN's `decoder.attention.hook_pattern` is cross-attention of layer 0.
+    """
+    match = PATTERN_NAME.match(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not an attention-pattern hook name like 'encoder.layers.0.self_attn.hook_pattern'")
+    side, layer, module = match.groups()
+    kind = f"{side} self" if module == "self_attn" else "cross"
+    return kind, int(layer or 0), name.removesuffix(".hook_pattern")
+
+
+def patterns_of(cache, kind, row=0):
+    """All layers of one kind for batch row `row`, stacked: (L, H, Tq, Tk)."""
+    found = {}
+    for name, pattern in cache.items():
+        if name.endswith("hook_pattern") and parse_pattern_name(name)[0] == kind:
+            found[parse_pattern_name(name)[1]] = pattern[row]  # (H, Tq, Tk)
+    if not found:
+        kinds = sorted({parse_pattern_name(n)[0] for n in cache if n.endswith("hook_pattern")})
+        raise ValueError(f"this capture has no {kind} attention; it has: {', '.join(kinds) or 'none'}")
+    return torch.stack([found[layer] for layer in sorted(found)])  # (L, H, Tq, Tk)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-head statistics
+
+def key_mask(keys, Tk, device=None):
+    """A (B|1, Tk) bool mask from a bool tensor, or from a list of key indices (negative ones count from the end)."""
+    if isinstance(keys, torch.Tensor) and keys.dtype == torch.bool:
+        return keys.to(device).reshape(-1, Tk)
+    mask = torch.zeros(1, Tk, dtype=torch.bool, device=device)
+    mask[0, list(keys)] = True
+    return mask
+
+
+def row_mean(values, rows, valid=None):
+    """Mean of (B, H, Tq) values over the counted query rows: rows (B, 1, Tq) float, valid (Tq,) or (B, 1, Tq) bool.
+    NaN for a head when no row counts."""
+    weight = rows if valid is None else rows * valid
+    total = weight.sum((0, 2))  # (1,)
+    mean = (values * weight).sum((0, 2)) / total.clamp_min(1e-12)  # (H,)
+    return torch.where(total > 0, mean, torch.full_like(mean, math.nan))
+
+
+def query_rows(pattern, query_padding_mask):
+    B, _, Tq, _ = pattern.shape
+    if query_padding_mask is None:
+        return torch.ones(B, 1, Tq, device=pattern.device)
+    return (~query_padding_mask.to(pattern.device)).float()[:, None, :]  # (B, 1, Tq)
+
+
+def as_pattern(pattern):
+    pattern = torch.as_tensor(pattern).detach().float()
+    if pattern.dim() == 3:
+        pattern = pattern[None]
+    if pattern.dim() != 4:
+        raise ValueError(f"an attention pattern has shape (batch, heads, queries, keys); got {tuple(pattern.shape)}")
+    return pattern  # (B, H, Tq, Tk)
+
+
+def attention_to(pattern, keys, query_padding_mask=None):
+    """Per head, the mean total weight real queries put on chosen keys (bool (B|1, Tk) mask or key indices). (H,)"""
+    pattern = as_pattern(pattern)
+    keys = key_mask(keys, pattern.shape[-1], pattern.device)  # (B|1, Tk)
+    on_keys = (pattern * keys[:, None, None, :]).sum(-1)  # (B, H, Tq)
+    return row_mean(on_keys, query_rows(pattern, query_padding_mask))
+
+
+def head_stats(pattern, query_padding_mask=None, key_padding_mask=None, causal=False, offset=0, sinks=None):
+    """Statistics of every head of a (B, H, Tq, Tk) pattern: {name: (H,) tensor}, names as in `STATS`.
+
+    Query row q sits at position q + offset among the keys (for a causal decoder attending to a cached
+    prefix, offset = Tk - Tq; otherwise 0). Padding query rows (`query_padding_mask` (B, Tq), True = pad)
+    are left out of every mean. `key_padding_mask` (B, Tk) and `causal` say which keys a query could see,
+    which the normalised entropy needs. `sinks`: the special keys, as a bool (B|1, Tk) mask or key indices;
+    None gives NaN for "sink".
+    """
+    pattern = as_pattern(pattern)  # (B, H, Tq, Tk)
+    B, H, Tq, Tk = pattern.shape
+    rows = query_rows(pattern, query_padding_mask)  # (B, 1, Tq)
+    q_pos = torch.arange(Tq, device=pattern.device)[:, None] + offset  # (Tq, 1)
+    k_pos = torch.arange(Tk, device=pattern.device)[None, :]  # (1, Tk)
+
+    visible = torch.ones(B, 1, Tq, Tk, dtype=torch.bool, device=pattern.device)
+    if key_padding_mask is not None:
+        visible = visible & ~key_padding_mask.to(pattern.device)[:, None, None, :]
+    if causal:
+        visible = visible & (k_pos <= q_pos)
+    n_visible = visible.sum(-1)  # (B, 1, Tq)
+
+    entropy = -torch.special.xlogy(pattern, pattern).sum(-1)  # (B, H, Tq)
+    previous = (k_pos == q_pos - 1).float()  # (Tq, Tk) one-hot on the previous position, if it exists
+    following = (k_pos == q_pos + 1).float()  # (Tq, Tk)
+    return {
+        "entropy": row_mean(entropy, rows),
+        "normalised_entropy": row_mean(entropy / n_visible.clamp_min(2).log(), rows, n_visible >= 2),
+        "distance": row_mean((pattern * (q_pos - k_pos).abs()).sum(-1), rows),
+        "previous_token": row_mean((pattern * previous).sum(-1), rows, previous.sum(-1) > 0),
+        "next_token": row_mean((pattern * following).sum(-1), rows, following.sum(-1) > 0),
+        "sink": torch.full((H,), math.nan) if sinks is None else attention_to(pattern, sinks, query_padding_mask),
+        "max_weight": row_mean(pattern.amax(-1), rows),
+    }
+
+
+def head_stats_table(cache, src=None, tgt=None, pad_id=0, sink_ids=(0, 1, 2)):
+    """One row per head of every captured pattern: kind, layer, head, module, and the `STATS` columns.
+
+    `src` (B, S) and `tgt` (B, T) are the token ids of the captured forward pass (for an LM, `tgt` is
+    its input). They mark padding rows and the sink tokens (`sink_ids`: PAD, BOS, EOS by default);
+    without them every row counts and "sink" is NaN. During incremental decoding pass all tokens so
+    far as `tgt`: the last Tq of them are the queries.
+    """
+    records = []
+    for name, pattern in cache.items():
+        if not name.endswith("hook_pattern"):
+            continue
+        kind, layer, module = parse_pattern_name(name)
+        Tq, Tk = pattern.shape[-2:]
+        queries = src if kind == "encoder self" else tgt
+        keys = tgt if kind == "decoder self" else src
+        if queries is not None:
+            queries = queries[:, -Tq:]
+        for tokens, n, what in ((queries, Tq, "queries"), (keys, Tk, "keys")):
+            if tokens is not None and tokens.shape != (pattern.shape[0], n):
+                raise ValueError(f"{name}: {what} have {n} positions in a batch of {pattern.shape[0]}, "
+                                 f"but the token ids given for them have shape {tuple(tokens.shape)}")
+        stats = head_stats(
+            pattern,
+            query_padding_mask=None if queries is None else queries == pad_id,
+            key_padding_mask=None if keys is None else keys == pad_id,
+            causal=kind == "decoder self",
+            offset=Tk - Tq if kind == "decoder self" else 0,
+            sinks=None if keys is None else torch.isin(keys, torch.tensor(sink_ids, device=keys.device)))
+        for head in range(pattern.shape[1]):
+            records.append(dict(kind=kind, layer=layer, head=head, module=module,
+                                **{stat: float(values[head]) for stat, values in stats.items()}))
+    table = pd.DataFrame.from_records(records, columns=["kind", "layer", "head", "module", *STATS])
+    order = table["kind"].map(KINDS.index)
+    return table.assign(_order=order).sort_values(["_order", "layer", "head"]).drop(columns="_order") \
+        .reset_index(drop=True)
+
+
+def stat_matrix(table, kind, stat):
+    """From a `head_stats_table`, one statistic of one kind as an (L, H) array (for `figures.stat_heatmap`)."""
+    rows = table[table["kind"] == kind]
+    if rows.empty:
+        raise ValueError(f"the table has no {kind} attention")
+    return rows.pivot(index="layer", columns="head", values=stat).to_numpy()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Attention rollout
+
+def attention_rollout(patterns):
+    """Rollout through a self-attention stack: (L, ..., H, T, T) -> (L, ..., T, T); see ROLLOUT_CAPTION.
+
+    Per layer A_hat = 0.5 * mean over heads(A) + 0.5 * I, rows renormalised; entry l of the result is
+    A_hat_l @ ... @ A_hat_0, how much position i after layer l draws on input token j (rows sum to 1).
+    """
+    patterns = torch.stack(list(patterns)) if isinstance(patterns, (list, tuple)) else torch.as_tensor(patterns)
+    patterns = patterns.detach().float()
+    if patterns.dim() < 4 or patterns.shape[-1] != patterns.shape[-2]:
+        raise ValueError("rollout needs square self-attention patterns shaped (layers, heads, T, T); "
+                         f"got {tuple(patterns.shape)} (cross-attention cannot be rolled out)")
+    T = patterns.shape[-1]
+    mixed = 0.5 * patterns.mean(-3) + 0.5 * torch.eye(T, device=patterns.device)  # (L, ..., T, T)
+    mixed = mixed / mixed.sum(-1, keepdim=True)
+    rollout, result = [], None
+    for layer in mixed:
+        result = layer if result is None else layer @ result  # (..., T, T)
+        rollout.append(result)
+    return torch.stack(rollout)  # (L, ..., T, T)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Head ablation
+
+@dataclass
+class AblationEffect:
+    """Loss and token accuracy on one batch with all heads on (before) and the chosen heads off (after),
+    and the next-token probabilities at every target position, (B, T, V), before and after."""
+    loss_before: float
+    loss_after: float
+    accuracy_before: float
+    accuracy_after: float
+    tokens: int
+    probs_before: torch.Tensor
+    probs_after: torch.Tensor
+
+    @property
+    def loss_change(self):
+        return self.loss_after - self.loss_before
+
+    @property
+    def accuracy_change(self):
+        return self.accuracy_after - self.accuracy_before
+
+
+def unpack_batch(batch, model):
+    """(src or None, tgt_in, tgt_out) on the model's device, from a Batch or a tuple."""
+    src, tgt_in, tgt_out = batch if isinstance(batch, (tuple, list)) else (batch.src, batch.tgt_in, batch.tgt_out)
+    if model.has_encoder and src is None:
+        raise ValueError("this model has an encoder: the batch needs source tokens")
+    device = next(model.parameters()).device
+    return None if src is None else src.to(device), tgt_in.to(device), tgt_out.to(device)
+
+
+@torch.no_grad()
+def score(model, src, tgt_in, tgt_out):
+    """(mean loss, token accuracy, number of target tokens, probabilities (B, T, V)); padding targets ignored."""
+    logits = (model(src, tgt_in) if model.has_encoder else model(tgt_in)).float()  # (B, T, V)
+    real = tgt_out != getattr(model.config, "pad_id", 0)  # (B, T)
+    tokens = int(real.sum())
+    if tokens == 0:
+        raise ValueError("the batch has no target tokens (all padding)")
+    loss = F.cross_entropy(logits[real], tgt_out[real], reduction="sum").item() / tokens
+    accuracy = (logits.argmax(-1) == tgt_out)[real].float().mean().item()
+    return loss, accuracy, tokens, logits.softmax(-1)
+
+
+def ablation_effect(model, batch, heads):
+    """What switching off `heads`, a set of (attention module name, head index), changes on one batch.
+
+    `batch`: a tasks.Batch or a tuple (src or None, tgt_in, tgt_out). The model is used as it is
+    (put it in eval mode first) and is not changed.
+    """
+    src, tgt_in, tgt_out = unpack_batch(batch, model)
+    loss_before, accuracy_before, tokens, probs_before = score(model, src, tgt_in, tgt_out)
+    with ablate(model, set(heads)):
+        loss_after, accuracy_after, _, probs_after = score(model, src, tgt_in, tgt_out)
+    return AblationEffect(loss_before, loss_after, accuracy_before, accuracy_after, tokens, probs_before, probs_after)
+
+
+def ablation_summary(model, batches, heads):
+    """Token-weighted loss and accuracy before/after switching off `heads`, over many batches (a test set)."""
+    effects = [ablation_effect(model, batch, heads) for batch in batches]
+    if not effects:
+        raise ValueError("no batches to evaluate on")
+    tokens = sum(e.tokens for e in effects)
+    mean = lambda field: sum(getattr(e, field) * e.tokens for e in effects) / tokens
+    summary = {field: mean(field) for field in ("loss_before", "loss_after", "accuracy_before", "accuracy_after")}
+    return summary | dict(loss_change=summary["loss_after"] - summary["loss_before"],
+                          accuracy_change=summary["accuracy_after"] - summary["accuracy_before"], tokens=tokens)
+
+
+def attention_heads(model):
+    """[(kind, layer, module name, number of heads)] for every attention module of the model."""
+    modules = dict(model.named_modules())
+    heads = []
+    for name in pattern_names(model):
+        kind, layer, module = parse_pattern_name(name)
+        heads.append((kind, layer, module, getattr(modules[module], "n_heads", 1)))
+    return heads
+
+
+def single_head_effects(model, batch):
+    """Switch off each head alone: a table of kind, layer, head, module, loss_change, accuracy_change."""
+    src, tgt_in, tgt_out = unpack_batch(batch, model)
+    loss, accuracy, _, _ = score(model, src, tgt_in, tgt_out)
+    records = []
+    for kind, layer, module, n_heads in attention_heads(model):
+        for head in range(n_heads):
+            with ablate(model, {(module, head)}):
+                loss_off, accuracy_off, _, _ = score(model, src, tgt_in, tgt_out)
+            records.append(dict(kind=kind, layer=layer, head=head, module=module,
+                                loss_change=loss_off - loss, accuracy_change=accuracy_off - accuracy))
+    return pd.DataFrame.from_records(records, columns=["kind", "layer", "head", "module", "loss_change",
+                                                       "accuracy_change"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Positional encodings
+
+def shift_matrix(d_model, k):
+    """M_k (D, D) with PE(pos + k) = M_k @ PE(pos) for the sinusoidal encoding, for every pos.
+
+    From sin(w(p+k)) = sin(wp)cos(wk) + cos(wp)sin(wk) and cos(w(p+k)) = cos(wp)cos(wk) - sin(wp)sin(wk):
+    each (sin, cos) pair of dimensions 2i, 2i+1 is rotated by the angle k * w_i, w_i = 10000^(-2i/D).
+    M_k does not depend on pos, which is why a model can learn to attend by relative offset.
+    """
+    if d_model % 2:
+        raise ValueError(f"d_model={d_model} is odd: the last sine has no cosine partner; use an even d_model")
+    frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+    cos, sin = torch.cos(k * frequency), torch.sin(k * frequency)  # (D/2,)
+    even = torch.arange(0, d_model, 2)
+    matrix = torch.zeros(d_model, d_model, dtype=torch.float64)
+    matrix[even, even], matrix[even, even + 1] = cos, sin
+    matrix[even + 1, even], matrix[even + 1, even + 1] = -sin, cos
+    return matrix.float()
+
+
+def positional_similarity(table, cosine=False):
+    """(T, T) dot products (or cosine similarities) between the positional encodings of every two positions."""
+    table = torch.as_tensor(table).detach().float()  # (T, D)
+    if cosine:
+        table = F.normalize(table, dim=-1)
+    return table @ table.T  # (T, T)
