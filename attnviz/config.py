@@ -106,3 +106,37 @@ class TransformerConfig(ConfigBase):
     @property
     def is_language_model(self):
         return self.n_encoder_layers == 0
+
+
+RNN_CELLS = ("rnn", "gru", "lstm")
+RNN_ATTENTION = ("none", "bahdanau", "luong")
+
+
+@dataclass(frozen=True)
+class RNNConfig(ConfigBase):
+    """A recurrent encoder-decoder (attnviz.rnn.RNNSeq2Seq), with or without attention."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    cell: str = "lstm"
+    embed_dim: int = 64
+    hidden_size: int = 128  # decoder state size; a bidirectional encoder uses hidden_size // 2 per direction
+    n_layers: int = 1
+    attention: str = "bahdanau"  # "none": the decoder sees only the encoder's final state
+    dropout: float = 0.0
+    bidirectional: bool = False  # encoder only; the decoder always reads left to right
+    max_len: int = 128  # bound on decoded length
+    pad_id: int = 0
+
+    def __post_init__(self):
+        _check_positive(self, ["src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_size", "n_layers", "max_len"])
+        _check_choice(self, "cell", RNN_CELLS)
+        _check_choice(self, "attention", RNN_ATTENTION)
+        _check_dropout(self)
+        if not isinstance(self.bidirectional, bool):
+            _reject("bidirectional", self.bidirectional, "use True or False")
+        if self.bidirectional and self.hidden_size % 2:
+            _reject("hidden_size", self.hidden_size, "a bidirectional encoder splits it between two directions; "
+                    f"use an even number such as {self.hidden_size + 1}")
+        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+            _reject("pad_id", self.pad_id, "it must be a valid token id of both vocabularies")
