@@ -7,8 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from attnviz import ablate, build_model, capture, pattern_names
+from attnviz.checkpoint import load_checkpoint, save_checkpoint
 from attnviz.config import RNNConfig
 from attnviz.rnn import AdditiveAttention, MultiplicativeAttention, RNNSeq2Seq
+from attnviz.tokenizers import CharTokenizer
 
 PAD, BOS, EOS = 0, 1, 2
 V = 12
@@ -139,6 +141,18 @@ def test_old_state_stays_valid():
         again, _ = model.decode_step(state, tgt_in[:, 0])
     torch.testing.assert_close(again, first, atol=0, rtol=0)
     assert state.position == 0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_checkpoint_round_trip(cell, tmp_path):
+    model = make_model(cell, "luong")
+    tokenizer = CharTokenizer("abcdefgh")  # 4 specials + 8 letters = V
+    save_checkpoint(tmp_path / "rnn", model, tokenizer, {})
+    loaded = load_checkpoint(tmp_path / "rnn")
+    src, tgt_in = padded_batch()
+    assert loaded.model.config == model.config and loaded.meta["architecture"] == "rnn"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(src, tgt_in), model(src, tgt_in), atol=0, rtol=0)
 
 
 # --- attention: references and ablation ---------------------------------------------------------------------------
