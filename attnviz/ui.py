@@ -1,0 +1,142 @@
+"""Shared Streamlit pieces: the page table, the sidebar (device badge, model picker), cached model loading.
+
+The only module of attnviz that imports streamlit. Pages call these instead of repeating them, so the
+model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
+"""
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import streamlit as st
+
+from attnviz import checkpoint
+from attnviz.device import describe, pick_device
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class PageInfo(NamedTuple):
+    file: str  # relative to the repository root, like app.py
+    title: str
+    icon: str
+    blurb: str  # one line for the landing page
+
+    @property
+    def url_path(self):
+        return Path(self.file).stem
+
+
+HOME = "pages/home.py"
+
+# Every page of the app, in menu order. One line per page; a page shows up once its file exists.
+PAGES = [
+    PageInfo(HOME, "Home", ":material/home:", "What attnviz is, the models at hand and the device."),
+    PageInfo("pages/explorer.py", "Attention explorer", ":material/grid_view:",
+             "Every layer and head as a heatmap; head statistics, rollout, and switching heads off."),
+    PageInfo("pages/positional.py", "Positional encodings", ":material/waves:",
+             "The sinusoidal table, how positions resemble each other, and what a model loses without them."),
+    PageInfo("pages/mechanics.py", "Attention mechanics", ":material/functions:",
+             "One head by hand with real numbers: Q, K, V, QKᵀ/√d, the mask, softmax, times V."),
+    PageInfo("pages/decoding.py", "Step-by-step decoding", ":material/skip_next:",
+             "Greedy, beam search and sampling one token at a time, with the attention behind each choice."),
+    PageInfo("pages/train.py", "Train live", ":material/model_training:",
+             "Train a small model and watch its loss fall and its attention pattern form."),
+    PageInfo("pages/rnn_vs_attention.py", "RNN vs attention", ":material/compare_arrows:",
+             "An LSTM with and without attention against a Transformer, on the same task."),
+    PageInfo("pages/pretrained.py", "Pretrained (MiniLM)", ":material/school:",
+             "A real pretrained model (MiniLM-L6) running in our own encoder: its heads on your sentence."),
+]
+
+
+def available_pages():
+    return [page for page in PAGES if (ROOT / page.file).exists()]
+
+
+def navigation():
+    """The st.navigation object over the pages that exist (Home is served at the root URL)."""
+    return st.navigation([st.Page(page.file, title=page.title, icon=page.icon, url_path=page.url_path,
+                                  default=page.file == HOME) for page in available_pages()])
+
+
+# ---------------------------------------------------------------------------------------------
+# Sidebar
+
+
+def device_badge():
+    """Which device training will use: CUDA, then Apple MPS, then the CPU."""
+    device = pick_device("auto")
+    color = {"cuda": "green", "mps": "violet"}.get(device.type, "gray")
+    st.sidebar.caption(f":material/memory: Trains on :{color}[**{describe(device)}**]")
+    return device
+
+
+def model_picker():
+    """Choose a checkpoint (shipped or your own); shared by all pages and kept in the URL as ?model=NAME.
+
+    Returns the chosen `CheckpointInfo`, or None when there is no model yet.
+    """
+    infos = {info.name: info for info in checkpoint.list_checkpoints()}
+    if not infos:
+        st.sidebar.info("No trained model yet: train one on **Train live** or with `python -m attnviz train`.")
+        return None
+    if st.session_state.get("model") not in infos:  # first visit, a shared link, or the model was deleted
+        wanted = st.query_params.get("model")
+        st.session_state["model"] = wanted if wanted in infos else next(iter(infos))
+    name = st.sidebar.selectbox("Model", list(infos), key="model", format_func=lambda n: model_label(infos[n]))
+    st.query_params["model"] = name
+    return infos[name]
+
+
+def model_label(info):
+    task = (info.meta.get("task") or {}).get("name", "?")
+    return f"{info.name} ({task}{'' if info.shipped else ', yours'})"
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _load(path, modified_ns):  # modified_ns: a model saved again under the same name is loaded afresh
+    return checkpoint.load_checkpoint(path)
+
+
+def load_model(info):
+    """The `Checkpoint` behind a picker choice, cached for all sessions: read it, never modify it."""
+    path = Path(info.path)
+    return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def models_table(infos):
+    """One row per checkpoint: where it comes from, what it is, and how well it did on its test split."""
+    rows = []
+    for info in infos:
+        meta, config = info.meta, info.meta.get("config") or {}
+        rows.append({
+            "model": info.name,
+            "from": "shipped" if info.shipped else "yours",
+            "architecture": meta.get("architecture", "?"),
+            "task": (meta.get("task") or {}).get("name", "?"),
+            "size": model_size(config),
+            "test result": test_result(meta.get("metrics") or {}),
+        })
+    return pd.DataFrame(rows, columns=["model", "from", "architecture", "task", "size", "test result"])
+
+
+def model_size(config):
+    if "d_model" in config:  # a Transformer
+        layers = f"{config.get('n_encoder_layers', 0)}+{config.get('n_decoder_layers', 0)} layers"
+        return f"d_model {config['d_model']}, {config.get('n_heads')} heads, {layers}"
+    if "hidden_size" in config:  # an RNN
+        return f"{config.get('cell', '').upper()} {config['hidden_size']}, attention: {config.get('attention')}"
+    return ""
+
+
+def test_result(metrics):
+    if "exact_match" in metrics:
+        return f"exact match {metrics['exact_match']:.1%}"
+    if "perplexity" in metrics:
+        return f"perplexity {metrics['perplexity']:.2f}"
+    if "token_accuracy" in metrics:
+        return f"token accuracy {metrics['token_accuracy']:.1%}"
+    return ""

@@ -1,0 +1,31 @@
+"""Smoke test in a real browser: the app serves, and every page in the menu opens without an exception."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from attnviz import ui
+from attnviz.device import describe, pick_device
+
+
+def url_path(page_info):
+    return "" if page_info.file == ui.HOME else page_info.url_path
+
+
+def test_landing_page(open_page, tmp_path):
+    page = open_page("")
+    expect(page).to_have_title(re.compile("Home"))
+    expect(page.locator("h1").first).to_have_text("attnviz")
+    device = describe(pick_device("auto")).split(" (")[0]  # "CPU", "CUDA", "Apple MPS"
+    expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(f"Trains on {device}")
+    expect(page.locator(".stException")).to_have_count(0)
+    page.screenshot(path=tmp_path / "home.png", full_page=True)
+
+
+@pytest.mark.parametrize("page_info", ui.available_pages(), ids=lambda p: p.url_path)
+def test_page_opens(open_page, page_info):
+    page = open_page(url_path(page_info))
+    expect(page).to_have_title(re.compile(re.escape(page_info.title)))
+    if len(ui.available_pages()) > 1:  # Streamlit shows no menu for a single page
+        expect(page.locator('[data-testid="stSidebarNav"]').get_by_text(page_info.title, exact=True)).to_be_visible()
+    expect(page.locator(".stException")).to_have_count(0)
