@@ -4,15 +4,21 @@ Patterns are (B, H, Tq, Tk) tensors as `attnviz.capture` returns them, named lik
 `decoder.layers.1.cross_attn.hook_pattern`; the kind ("encoder self", "decoder self", "cross") and
 the layer are read from that name.
 """
+import inspect
+import io
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from attnviz.hooks import ablate, pattern_names
+from attnviz.attention import MultiHeadAttention, blocked_mask
+from attnviz.hooks import ablate, capture, pattern_names
+from attnviz.positional import PositionalEncoding
 
 KINDS = ("encoder self", "decoder self", "cross")
 
@@ -183,6 +189,35 @@ def head_stats_table(cache, src=None, tgt=None, pad_id=0, sink_ids=(0, 1, 2)):
         .reset_index(drop=True)
 
 
+def patterns_table(cache, src_labels=None, tgt_labels=None, row=0):
+    """Every captured weight of batch row `row` in long form (for a CSV download): name, kind, layer, head,
+    query, query_token, key, key_token, weight. Token labels are optional, as in `head_stats_table`."""
+    frames = []
+    for name, pattern in cache.items():
+        if not name.endswith("hook_pattern"):
+            continue
+        kind, layer, _ = parse_pattern_name(name)
+        H, Tq, Tk = pattern.shape[1:]
+        query_labels = src_labels if kind == "encoder self" else tgt_labels
+        key_labels = tgt_labels if kind == "decoder self" else src_labels
+        head, query, key = np.meshgrid(np.arange(H), np.arange(Tq), np.arange(Tk), indexing="ij")  # (H, Tq, Tk)
+        frame = pd.DataFrame(dict(name=name, kind=kind, layer=layer, head=head.ravel(), query=query.ravel(),
+                                  key=key.ravel(), weight=pattern[row].float().cpu().numpy().ravel()))
+        if query_labels is not None:
+            frame.insert(5, "query_token", np.asarray(list(query_labels)[-Tq:], dtype=object)[frame["query"]])
+        if key_labels is not None:
+            frame.insert(len(frame.columns) - 1, "key_token", np.asarray(list(key_labels), dtype=object)[frame["key"]])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def npz_bytes(cache):
+    """The captured tensors as a compressed NumPy .npz file (bytes), keyed by hook name."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: tensor.float().cpu().numpy() for name, tensor in cache.items()})
+    return buffer.getvalue()
+
+
 def stat_matrix(table, kind, stat):
     """From a `head_stats_table`, one statistic of one kind as an (L, H) array (for `figures.stat_heatmap`)."""
     rows = table[table["kind"] == kind]
@@ -261,22 +296,26 @@ def score(model, src, tgt_in, tgt_out):
     return loss, accuracy, tokens, logits.softmax(-1)
 
 
+def intervention_effect(model, batch, intervention):
+    """Score one batch as the model is (before) and inside `intervention()`, a context manager (after)."""
+    src, tgt_in, tgt_out = unpack_batch(batch, model)
+    loss_before, accuracy_before, tokens, probs_before = score(model, src, tgt_in, tgt_out)
+    with intervention():
+        loss_after, accuracy_after, _, probs_after = score(model, src, tgt_in, tgt_out)
+    return AblationEffect(loss_before, loss_after, accuracy_before, accuracy_after, tokens, probs_before, probs_after)
+
+
 def ablation_effect(model, batch, heads):
     """What switching off `heads`, a set of (attention module name, head index), changes on one batch.
 
     `batch`: a tasks.Batch or a tuple (src or None, tgt_in, tgt_out). The model is used as it is
     (put it in eval mode first) and is not changed.
     """
-    src, tgt_in, tgt_out = unpack_batch(batch, model)
-    loss_before, accuracy_before, tokens, probs_before = score(model, src, tgt_in, tgt_out)
-    with ablate(model, set(heads)):
-        loss_after, accuracy_after, _, probs_after = score(model, src, tgt_in, tgt_out)
-    return AblationEffect(loss_before, loss_after, accuracy_before, accuracy_after, tokens, probs_before, probs_after)
+    return intervention_effect(model, batch, lambda: ablate(model, set(heads)))
 
 
-def ablation_summary(model, batches, heads):
-    """Token-weighted loss and accuracy before/after switching off `heads`, over many batches (a test set)."""
-    effects = [ablation_effect(model, batch, heads) for batch in batches]
+def summarise(effects):
+    """Token-weighted loss and accuracy before/after over the effects of many batches (a test set)."""
     if not effects:
         raise ValueError("no batches to evaluate on")
     tokens = sum(e.tokens for e in effects)
@@ -284,6 +323,104 @@ def ablation_summary(model, batches, heads):
     summary = {field: mean(field) for field in ("loss_before", "loss_after", "accuracy_before", "accuracy_after")}
     return summary | dict(loss_change=summary["loss_after"] - summary["loss_before"],
                           accuracy_change=summary["accuracy_after"] - summary["accuracy_before"], tokens=tokens)
+
+
+def ablation_summary(model, batches, heads):
+    """`summarise` of switching off `heads` on every batch."""
+    return summarise([ablation_effect(model, batch, heads) for batch in batches])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One head, step by step
+
+MECHANICS_FORMULAS = {  # step name -> what it is, in LaTeX; `head_mechanics` fills them in this order
+    "X": r"X \in \mathbb{R}^{T_q \times d_{model}} \text{ (the attention layer's input)}",
+    "X_kv": r"X_{kv} \in \mathbb{R}^{T_k \times d_{model}} \text{ (what the queries look at)}",
+    "W_Q": r"W^Q_h \in \mathbb{R}^{d_{model} \times d_k}",
+    "W_K": r"W^K_h \in \mathbb{R}^{d_{model} \times d_k}",
+    "W_V": r"W^V_h \in \mathbb{R}^{d_{model} \times d_k}",
+    "Q": r"Q_h = X W^Q_h + b^Q_h",
+    "K": r"K_h = X_{kv} W^K_h + b^K_h",
+    "V": r"V_h = X_{kv} W^V_h + b^V_h",
+    "QK^T": r"S_h = Q_h K_h^\top",
+    "scaled": r"S_h / \sqrt{d_k}",
+    "masked": r"S_h / \sqrt{d_k} + M, \quad M_{ij} = -\infty \text{ where key } j \text{ is blocked}",
+    "weights": r"A_h = \mathrm{softmax}\left(S_h / \sqrt{d_k} + M\right) \text{ (row by row)}",
+    "Z": r"Z_h = A_h V_h",
+    "concat": r"Z = [Z_1 \; Z_2 \; \cdots \; Z_H]",
+    "W_O": r"W^O \in \mathbb{R}^{d_{model} \times d_{model}}",
+    "output": r"\mathrm{MultiHead}(X) = Z W^O + b^O",
+}
+
+
+@dataclass
+class HeadMechanics:
+    steps: dict  # step name (see MECHANICS_FORMULAS) -> 2-D tensor, in computing order
+    weights_error: float  # max |step-by-step weights - what hook_pattern captured| for this head
+    output_error: float  # max |step-by-step output - the attention module's own output|
+
+
+@torch.no_grad()
+def head_mechanics(model, run, module, head, row=0):
+    """Recompute one head of one attention module by hand, from its captured inputs and its weights.
+
+    `run()` makes one full forward pass (e.g. `lambda: model(src, tgt_in)`); batch row `row` is taken.
+    The result holds every intermediate matrix and how far the hand computation is from what the
+    model itself produced (both should be ~1e-6).
+    """
+    attention = dict(model.named_modules()).get(module)
+    if not isinstance(attention, MultiHeadAttention):
+        raise ValueError(f"{module!r} is not a multi-head attention module of this model")
+    if not 0 <= head < attention.n_heads:
+        raise ValueError(f"head {head} does not exist; {module} has heads 0..{attention.n_heads - 1}")
+    seen = {}
+
+    def record(m, args, kwargs, output):
+        seen.update(inspect.signature(m.forward).bind(*args, **kwargs).arguments, output=output)
+
+    handle = attention.register_forward_hook(record, with_kwargs=True)
+    try:
+        with capture(model, [f"{module}.hook_pattern"]) as cache:
+            run()
+    finally:
+        handle.remove()
+    if not seen:
+        raise ValueError(f"running the model did not use {module}")
+    if seen.get("cache") is not None:
+        raise ValueError("head_mechanics needs a full forward pass, not a cached decoding step")
+    x, x_kv, values = seen["query"][row], seen["key"][row], seen["value"][row]  # (Tq, D), (Tk, D), (Tk, D)
+    blocked = blocked_mask(seen.get("attn_mask"), seen.get("key_padding_mask"))  # (B|1, 1, Tq|1, Tk) or None
+    blocked = torch.zeros(x.shape[0], x_kv.shape[0], dtype=torch.bool, device=x.device) if blocked is None \
+        else blocked[min(row, blocked.shape[0] - 1), 0].expand(x.shape[0], x_kv.shape[0])  # (Tq, Tk)
+    d_k = attention.d_head
+
+    def project(linear, inputs, h):
+        rows = slice(h * d_k, (h + 1) * d_k)
+        weight = linear.weight[rows].T  # (D, d_k)
+        return weight, inputs @ weight + (0.0 if linear.bias is None else linear.bias[rows])  # (T, d_k)
+
+    def head_steps(h):
+        W_Q, Q = project(attention.q_proj, x, h)
+        W_K, K = project(attention.k_proj, x_kv, h)
+        W_V, V = project(attention.v_proj, values, h)
+        scores = Q @ K.T  # (Tq, Tk)
+        scaled = scores / math.sqrt(d_k)
+        masked = scaled.masked_fill(blocked, float("-inf"))
+        weights = masked.softmax(-1)  # (Tq, Tk)
+        steps = dict(X=x, X_kv=x_kv, W_Q=W_Q, W_K=W_K, W_V=W_V, Q=Q, K=K, V=V)
+        if seen["key"] is seen["query"]:
+            del steps["X_kv"]  # self-attention: keys and values come from X itself
+        return steps | {"QK^T": scores, "scaled": scaled, "masked": masked, "weights": weights,
+                        "Z": weights @ V}  # Z: (Tq, d_k)
+
+    steps = head_steps(head)
+    concat = torch.cat([head_steps(h)["Z"] for h in range(attention.n_heads)], dim=-1)  # (Tq, D)
+    W_O = attention.out_proj.weight.T  # (D, D)
+    output = concat @ W_O + (0.0 if attention.out_proj.bias is None else attention.out_proj.bias)  # (Tq, D)
+    steps |= dict(concat=concat, W_O=W_O, output=output)
+    captured = cache[f"{module}.hook_pattern"][row, head]  # (Tq, Tk)
+    return HeadMechanics(steps, (steps["weights"] - captured).abs().max().item(),
+                         (output - seen["output"][row]).abs().max().item())
 
 
 def attention_heads(model):
@@ -330,6 +467,40 @@ def shift_matrix(d_model, k):
     matrix[even, even], matrix[even, even + 1] = cos, sin
     matrix[even + 1, even], matrix[even + 1, even + 1] = -sin, cos
     return matrix.float()
+
+
+@contextmanager
+def positional_ablation(model, mode, seed=0):
+    """Inside the block the model's positional encodings are removed (`"remove"`) or handed out in a
+    shuffled order (`"shuffle"`: each forward pass gives its tokens a random permutation of their own
+    positions). Done with forward hooks: the model itself is not changed."""
+    if mode not in ("remove", "shuffle"):
+        raise ValueError(f"mode={mode!r}: choose 'remove' or 'shuffle'")
+    encodings = [m for m in model.modules() if isinstance(m, PositionalEncoding) and m.table is not None]
+    if not encodings:
+        raise ValueError("this model has no positional encoding to remove or shuffle")
+    generator = torch.Generator().manual_seed(seed)
+
+    def hook(module, args, kwargs, output):
+        x = args[0]  # (B, T, D) embeddings before the encoding was added
+        if mode == "remove":
+            return x
+        offset = kwargs.get("offset", args[1] if len(args) > 1 else 0)
+        order = torch.randperm(x.shape[1], generator=generator).to(x.device) + offset  # (T,)
+        return x + module.table[order]
+
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in encodings]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def positional_ablation_summary(model, batches, mode, seed=0):
+    """`summarise` of removing or shuffling positional information on every batch (a test set)."""
+    return summarise([intervention_effect(model, batch, lambda: positional_ablation(model, mode, seed))
+                      for batch in batches])
 
 
 def positional_similarity(table, cosine=False):

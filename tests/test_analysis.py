@@ -1,4 +1,5 @@
 """Head statistics on constructed patterns, rollout by hand, ablation on a small model, positional algebra."""
+import io
 import math
 
 import numpy as np
@@ -7,9 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from attnviz import TransformerConfig, build_model, capture
-from attnviz.analysis import (KINDS, STATS, ablation_effect, ablation_summary, attention_rollout, head_stats,
-                              head_stats_table, parse_pattern_name, patterns_of, positional_similarity,
-                              shift_matrix, single_head_effects, stat_matrix)
+from attnviz.analysis import (KINDS, MECHANICS_FORMULAS, STATS, ablation_effect, ablation_summary,
+                              attention_rollout, head_mechanics, head_stats, head_stats_table, npz_bytes,
+                              parse_pattern_name, patterns_of, patterns_table, positional_ablation,
+                              positional_ablation_summary, positional_similarity, shift_matrix,
+                              single_head_effects, stat_matrix)
 from attnviz.positional import sinusoidal_table
 
 PAD, BOS, EOS = 0, 1, 2
@@ -233,3 +236,90 @@ def test_positional_similarity():
     torch.testing.assert_close(cosine.diagonal(), torch.ones(20))
     # sinusoidal dot products depend only on the offset: sum_i cos(w_i (p - q))
     torch.testing.assert_close(positional_similarity(table)[3, 7], positional_similarity(table)[10, 14], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("module", ["encoder.layers.1.self_attn", "decoder.layers.0.self_attn",
+                                    "decoder.layers.1.cross_attn"])
+@pytest.mark.parametrize("row", [0, 1])  # row 1 has padding in source and target
+def test_head_mechanics_reproduces_the_model(module, row):
+    model = seq2seq_model()
+    src, tgt_in, _ = seq2seq_batch()
+    result = head_mechanics(model, lambda: model(src, tgt_in), module, head=1, row=row)
+    assert result.weights_error < 1e-5 and result.output_error < 1e-5
+    steps = result.steps
+    assert list(steps) == [name for name in MECHANICS_FORMULAS if name in steps]
+    assert ("X_kv" in steps) == module.endswith("cross_attn")
+    assert steps["W_Q"].shape == (16, 8) and steps["Q"].shape == (5, 8)
+    assert steps["concat"].shape == (5, 16) and steps["output"].shape == (5, 16)
+    blocked = torch.isinf(steps["masked"])
+    if module.startswith("decoder.layers.0.self"):
+        assert torch.equal(blocked, torch.ones(5, 5, dtype=torch.bool).triu(1))
+    elif row == 1:
+        assert torch.equal(blocked, (src[1] == PAD).expand(5, 5))  # source padding is masked
+    assert torch.allclose(steps["weights"].sum(-1), torch.ones(5))
+
+
+def test_head_mechanics_rejects_unknown_modules_and_heads():
+    model = seq2seq_model()
+    src, tgt_in, _ = seq2seq_batch()
+    with pytest.raises(ValueError):
+        head_mechanics(model, lambda: model(src, tgt_in), "decoder.layers.0.ff", 0)
+    with pytest.raises(ValueError):
+        head_mechanics(model, lambda: model(src, tgt_in), "decoder.layers.0.self_attn", 2)
+
+
+def language_model(positional="sinusoidal"):
+    torch.manual_seed(0)
+    return build_model(TransformerConfig(src_vocab_size=9, tgt_vocab_size=9, d_model=16, n_heads=2,
+                                         n_encoder_layers=0, n_decoder_layers=2, d_ff=32,
+                                         positional=positional)).eval()
+
+
+def test_removing_positions_equals_a_model_without_them():
+    model, tokens = language_model(), torch.tensor([[BOS, 4, 5, 6, 7, 8]])
+    reference = language_model("none")
+    reference.load_state_dict(model.state_dict())  # the sinusoidal table is not a stored weight
+    expected = model(tokens)
+    with positional_ablation(model, "remove"):
+        torch.testing.assert_close(model(tokens), reference(tokens))
+    torch.testing.assert_close(model(tokens), expected)  # unchanged afterwards
+    with pytest.raises(ValueError):
+        positional_ablation(reference, "remove").__enter__()
+
+
+def test_shuffling_positions_permutes_the_table():
+    model, tokens = language_model("learned"), torch.tensor([[BOS, 4, 5, 6, 7, 8]])
+    order = torch.randperm(6, generator=torch.Generator().manual_seed(3))
+    reference = language_model("learned")
+    state = model.state_dict()
+    state["decoder.embed.positional.table"] = state["decoder.embed.positional.table"].clone()
+    state["decoder.embed.positional.table"][:6] = model.decoder.embed.positional.table[order]
+    reference.load_state_dict(state)
+    with positional_ablation(model, "shuffle", seed=3):
+        torch.testing.assert_close(model(tokens), reference(tokens))
+
+
+def test_positional_ablation_summary_hurts_a_model_that_uses_positions():
+    model, tokens = language_model(), torch.tensor([[BOS, 4, 5, 6, 7, 8]])
+    summary = positional_ablation_summary(model, [(None, tokens[:, :-1], tokens[:, 1:])], "remove")
+    assert summary["tokens"] == 5 and summary["loss_change"] != 0.0
+    with pytest.raises(ValueError):
+        positional_ablation_summary(model, [(None, tokens[:, :-1], tokens[:, 1:])], "reverse")
+
+
+def test_patterns_table_and_npz_export():
+    model = seq2seq_model()
+    src, tgt_in, _ = seq2seq_batch()
+    with capture(model) as cache:
+        model(src, tgt_in)
+    src_labels, tgt_labels = list("abcd") + ["<eos>"], ["<bos>"] + list("dcba")
+    table = patterns_table(cache, src_labels, tgt_labels, row=0)
+    assert len(table) == sum(p[0].numel() for p in cache.values())
+    cross = table[(table["name"] == "decoder.layers.1.cross_attn.hook_pattern") & (table["head"] == 1)
+                  & (table["query"] == 2) & (table["key"] == 4)].iloc[0]
+    assert cross["query_token"] == "c" and cross["key_token"] == "<eos>"
+    assert cross["weight"] == pytest.approx(cache["decoder.layers.1.cross_attn.hook_pattern"][0, 1, 2, 4].item())
+    loaded = np.load(io.BytesIO(npz_bytes(cache)))
+    assert set(loaded.files) == set(cache)
+    for name, tensor in cache.items():
+        np.testing.assert_array_equal(loaded[name], tensor.numpy())
