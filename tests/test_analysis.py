@@ -323,3 +323,16 @@ def test_patterns_table_and_npz_export():
     assert set(loaded.files) == set(cache)
     for name, tensor in cache.items():
         np.testing.assert_array_equal(loaded[name], tensor.numpy())
+
+
+def test_rnn_attention_is_one_cross_attention_head():
+    from attnviz.config import RNNConfig
+    torch.manual_seed(0)
+    model = build_model(RNNConfig(src_vocab_size=11, tgt_vocab_size=13, embed_dim=8, hidden_size=16)).eval()
+    src, tgt_in, tgt_out = seq2seq_batch()
+    with capture(model) as cache:
+        model(src, tgt_in)
+    table = head_stats_table(cache, src=src, tgt=tgt_in)
+    assert table[["kind", "layer", "head"]].values.tolist() == [["cross", 0, 0]]
+    effects = single_head_effects(model, (src, tgt_in, tgt_out))
+    assert effects["module"].tolist() == ["decoder.attention"] and effects["loss_change"].iloc[0] != 0.0
