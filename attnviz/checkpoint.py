@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -335,18 +335,22 @@ class Checkpoint:
     model: torch.nn.Module  # in eval mode, on the CPU
     tokenizer: object
     meta: dict
+    _task: object = field(default=None, init=False, repr=False)
 
     @property
     def config(self):
         return self.model.config
 
     def task(self):
-        """The task the model was trained on, rebuilt from meta["task"] (None if it was not recorded)."""
-        if not self.meta.get("task"):
-            return None
-        from attnviz.tasks import task_from_spec
+        """The task the model was trained on, rebuilt once from meta["task"] with this tokenizer (None if unrecorded)."""
+        if self._task is None and self.meta.get("task"):
+            from attnviz.tasks import task_from_spec
 
-        return task_from_spec(self.meta["task"])
+            try:
+                self._task = task_from_spec(self.meta["task"], self.tokenizer)
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"cannot rebuild the task recorded in {self.path / META}: {e}") from None
+        return self._task
 
 
 def load_checkpoint(path):

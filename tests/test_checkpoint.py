@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from attnviz import RNNConfig, TransformerConfig, build_model
 from attnviz.checkpoint import (SHIPPED_DIR, USER_DIR, CheckpointError, list_checkpoints, load_checkpoint,
                                 save_checkpoint, validate_name)
+from attnviz.tasks import make_task
 from attnviz.tokenizers import CharTokenizer, SentencePieceTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +70,18 @@ def test_sentencepiece_tokenizer_file_round_trips_and_is_required(tmp_path):
     (tmp_path / "lm" / "tokenizer.model").unlink()
     with pytest.raises(CheckpointError, match="tokenizer file .*tokenizer.model is missing"):
         load_checkpoint(tmp_path / "lm")
+
+
+def test_task_is_rebuilt_from_meta_with_the_checkpoint_tokenizer(tmp_path):
+    task = make_task("reverse", seed=3, n_train=20, n_val=5, n_test=5)
+    config = TransformerConfig(task.tokenizer.vocab_size, task.tokenizer.vocab_size, d_model=16, n_heads=2, d_ff=32)
+    save_checkpoint(tmp_path / "m", build_model(config), task.tokenizer, {"task": task.spec()})
+    ck = load_checkpoint(tmp_path / "m")
+    assert ck.task().test == task.test and ck.task().train == task.train
+    assert ck.task() is ck.task() and ck.task().tokenizer is ck.tokenizer
+    edit_meta(tmp_path / "m", task={"name": "juggling", "seed": 0, "params": {}})
+    with pytest.raises(CheckpointError, match="cannot rebuild the task.*unknown task 'juggling'"):
+        load_checkpoint(tmp_path / "m").task()
 
 
 def test_tied_weights_are_stored_once_and_stay_tied(tmp_path):

@@ -1,0 +1,177 @@
+"""The command line: help, train -> eval / decode / list in real subprocesses, clear errors with exit code 2,
+and decode never raising anything but a clear ValueError, whatever the text."""
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from attnviz.__main__ import main
+from attnviz.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.cli import decode, decode_command
+from attnviz.presets import build
+from attnviz.tasks import make_task
+from attnviz.tokenizers import BOS, EOS
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL_TASK = ["--task-param", "n_train=64", "--task-param", "n_val=8", "--task-param", "n_test=8"]
+
+
+def cli(*args, user_dir):
+    env = {**os.environ, "ATTNVIZ_USER_DIR": str(user_dir), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "attnviz", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory):
+    """A user folder holding 'tiny', a reverse Transformer trained for 3 steps by the CLI."""
+    user_dir = tmp_path_factory.mktemp("user")
+    done = cli("train", "--task", "reverse", *SMALL_TASK, "--size", "d_model=16", "--size", "d_ff=32",
+               "--steps", "3", "--batch-size", "8", "--seed", "1", "--name", "tiny", user_dir=user_dir)
+    assert done.returncode == 0, done.stderr
+    assert f"saved {user_dir / 'tiny'}" in done.stdout
+    return user_dir
+
+
+@pytest.fixture(scope="module")
+def tiny(user_dir):
+    return load_checkpoint(user_dir / "tiny")
+
+
+def test_help_names_every_command():
+    done = cli("--help", user_dir=REPO / "user_checkpoints")
+    assert done.returncode == 0
+    for command in ("train", "eval", "decode", "list", "bench"):
+        assert f"    {command} " in done.stdout
+
+
+@pytest.mark.parametrize("command, phrase", [
+    ("train", "reverse-transformer"), ("train", "lstm+attention"), ("train", "--time-budget"),
+    ("eval", "exact match"), ("decode", "greedy"), ("list", "ATTNVIZ_USER_DIR")])
+def test_each_command_explains_itself(capsys, command, phrase):
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"])
+    assert exit.value.code == 0 and phrase in capsys.readouterr().out
+
+
+def test_train_saves_what_it_trained(tiny):
+    assert tiny.meta["task"]["name"] == "reverse" and tiny.meta["arch"] == "transformer"
+    assert tiny.meta["train"]["steps"] == 3 and tiny.meta["train"]["seed"] == 1
+    assert tiny.meta["history"]["step"] == [1, 2, 3]
+    assert tiny.config.d_model == 16 and tiny.config.d_ff == 32
+
+
+def test_eval_reproduces_the_recorded_metrics(user_dir, tiny):
+    done = cli("eval", "tiny", "--json", user_dir=user_dir)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["metrics"] == pytest.approx(tiny.meta["metrics"], rel=1e-5)
+    assert set(report["metrics"]) == {"loss", "token_accuracy", "exact_match"}
+
+
+def reference_greedy(model, src):
+    """Greedy decoding by full forward passes (no KV cache): the argmax at the last position, until EOS."""
+    out = [BOS]
+    with torch.no_grad():
+        while len(out) < model.config.max_len:
+            token = model(src, torch.tensor([out]))[0, -1].argmax().item()
+            if token == EOS:
+                break
+            out.append(token)
+    return out[1:]
+
+
+def test_decode_prints_the_greedy_output_and_notes_unknown_characters(user_dir, tiny):
+    done = cli("decode", "tiny", "héllo", user_dir=user_dir)
+    assert done.returncode == 0, done.stderr
+    src = torch.tensor([tiny.tokenizer.encode("héllo") + [EOS]])
+    assert done.stdout == tiny.tokenizer.decode(reference_greedy(tiny.model, src)) + "\n"
+    assert "does not know the characters '\\xe9'" in done.stderr
+
+
+def test_list_shows_the_checkpoint(user_dir):
+    (user_dir / "broken").mkdir()
+    done = cli("list", user_dir=user_dir)
+    assert done.returncode == 0, done.stderr
+    row = next(line.split() for line in done.stdout.splitlines() if line.startswith("tiny "))
+    assert row[:4] == ["tiny", "user", "transformer", "reverse"]
+    assert "skipped" in done.stderr and "broken" in done.stderr
+
+
+def test_bad_input_is_a_clear_message_and_exit_code_2(user_dir):
+    done = cli("decode", "tiny", "", user_dir=user_dir)
+    assert done.returncode == 2
+    assert done.stderr == "error: the input is empty: type something to transform\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["decode", "no-such-model", "abc"], "no checkpoint named 'no-such-model'"),
+    (["decode", "tiny", "x" * 500], "the most this model takes is 127"),
+    (["decode", "tiny", "abc", "--max-new-tokens", "-1"], "max_new_tokens=-1 is not possible"),
+    (["eval", "../tiny"], "no checkpoint folder"),
+    (["train", "--task", "reverse", *SMALL_TASK, "--size", "d_model=15"], "divisible by n_heads"),
+    (["train", "--task", "reverse", *SMALL_TASK, "--arch", "lm"], "does not fit the reverse task"),
+    (["train", "--task", "reverse", *SMALL_TASK, "--name", ".."], "cannot name a checkpoint"),
+    (["train", "--task", "text", "--text-file", "/no/such/file"], "cannot read /no/such/file"),
+    (["train"], "say what to train"),
+])
+def test_bad_input_in_process(capsys, monkeypatch, user_dir, argv, message):
+    monkeypatch.setattr("attnviz.checkpoint.USER_DIR", user_dir)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_a_bad_option_is_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "--steps", "many"])
+    assert exit.value.code == 2 and "invalid int value" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def language_model(tmp_path_factory):
+    """An untrained LM with a sentencepiece tokenizer (byte fallback), saved and loaded like any checkpoint."""
+    torch.manual_seed(0)
+    task = make_task("text", text="the cat sat on the mat.\n" * 40, tokenizer="bpe", vocab_size=300, block_size=16)
+    model, _ = build(task, "lm", {"d_model": 16, "n_heads": 2, "d_ff": 32, "max_len": 24})
+    path = tmp_path_factory.mktemp("lm") / "lm"
+    save_checkpoint(path, model, task.tokenizer, {"task": task.spec()})
+    return load_checkpoint(path)
+
+
+TEXT = st.text(max_size=300) | st.text(alphabet="abcdefgh", max_size=200)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=TEXT)
+@example(text="")
+@example(text="a" * 100_000)
+@example(text="\ud800 lone surrogate")
+@example(text="\x00\n\t")
+def test_decode_never_raises_anything_but_a_clear_value_error(tiny, language_model, text):
+    for checkpoint in (tiny, language_model):
+        try:
+            assert isinstance(decode(checkpoint, text), str)
+        except ValueError as error:
+            assert str(error)
+
+
+@settings(max_examples=20, deadline=None)
+@given(text=TEXT)
+@example(text="")
+@example(text="\ud800")
+def test_decode_command_exits_0_or_2(user_dir, text):
+    args = argparse.Namespace(checkpoint=str(user_dir / "tiny"), text=text, max_new_tokens=None)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = decode_command(args)
+    assert code == 0 or (code == 2 and err.getvalue().startswith("error: "))
