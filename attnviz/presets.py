@@ -1,0 +1,95 @@
+"""Named architectures and class presets: the choices the CLI and the training page offer.
+
+    model_config("transformer", tokenizer, d_model=64)     -> TransformerConfig
+    task, model, train_config = build_preset("reverse-transformer")
+"""
+from dataclasses import dataclass, field
+
+import torch
+
+from attnviz.config import RNNConfig, TransformerConfig
+from attnviz.tasks import make_task
+from attnviz.train import TrainConfig, check_size
+
+ARCHITECTURES = {
+    "transformer": "Transformer encoder-decoder (self-attention, causal self-attention, cross-attention)",
+    "lm": "Decoder-only Transformer language model (causal self-attention)",
+    "lstm+attention": "LSTM encoder-decoder with additive (Bahdanau) attention",
+    "lstm": "LSTM encoder-decoder without attention: one fixed-size context vector",
+    "gru+attention": "GRU encoder-decoder with additive (Bahdanau) attention",
+    "rnn+attention": "Plain RNN encoder-decoder with additive (Bahdanau) attention",
+}
+TRANSFORMER_SIZES = {"d_model": 64, "n_heads": 4, "n_encoder_layers": 1, "n_decoder_layers": 1, "d_ff": 128}
+RNN_SIZES = {"embed_dim": 32, "hidden_size": 64, "n_layers": 1}
+
+
+def model_config(architecture, tokenizer, **sizes):
+    """The config of `architecture` for a tokenizer's vocabulary; `sizes` override the defaults."""
+    vocab = {"src_vocab_size": tokenizer.vocab_size, "tgt_vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id}
+    if architecture in ("transformer", "lm"):
+        layers = {"n_encoder_layers": 0} if architecture == "lm" else {}
+        return TransformerConfig(**vocab, **{**TRANSFORMER_SIZES, **layers, **sizes})
+    if architecture in ARCHITECTURES:
+        cell, _, attention = architecture.partition("+")
+        return RNNConfig(**vocab, cell=cell, attention="bahdanau" if attention else "none", **{**RNN_SIZES, **sizes})
+    raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+
+
+def kind_of(architecture):
+    """'lm' for language models, 'seq2seq' for the rest, to match a task's kind."""
+    return "lm" if architecture == "lm" else "seq2seq"
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    task: str
+    architecture: str
+    sizes: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    task_params: dict = field(default_factory=dict)
+
+
+FAST = {"batch_size": 64, "lr": 3e-3, "warmup": 30, "eval_every": 50, "snapshot_every": 25}
+PRESETS = {
+    "reverse-transformer": Preset("Reverse letters with a one-layer Transformer (about 5 s on a CPU core)",
+                                  "reverse", "transformer", {}, {**FAST, "steps": 600}),
+    "reverse-lstm+attention": Preset("Reverse letters with an LSTM and Bahdanau attention",
+                                     "reverse", "lstm+attention", {}, {**FAST, "steps": 600}),
+    "reverse-lstm": Preset("Reverse letters with a plain LSTM: watch it struggle without attention",
+                           "reverse", "lstm", {}, {**FAST, "steps": 600}),
+    "copy-transformer": Preset("Copy letters: the diagonal forms in cross-attention",
+                               "copy", "transformer", {}, {**FAST, "steps": 400}),
+    "sort-transformer": Preset("Sort letters with a Transformer", "sort", "transformer",
+                               {"n_encoder_layers": 2}, {**FAST, "steps": 1000}),
+    "addition-transformer": Preset("Add numbers like 123+45", "addition", "transformer",
+                                   {"n_encoder_layers": 2, "n_decoder_layers": 2}, {**FAST, "steps": 1500}),
+    "dates-transformer": Preset("Normalise dates to ISO format: the cross-attention alignments are the lesson",
+                                "dates", "transformer", {}, {**FAST, "steps": 1500}),
+    "pydoc-lm": Preset("A small language model over Python's documentation", "pydoc", "lm",
+                       {"d_model": 128, "n_decoder_layers": 2, "d_ff": 256, "max_len": 64},
+                       {**FAST, "batch_size": 32, "steps": 1500, "eval_every": 100}),
+}
+
+
+def build(task, architecture, sizes=None, train=None):
+    """(model, train config) for a task; checks that architecture and task fit and the size is allowed."""
+    from attnviz import build_model
+    if kind_of(architecture) != task.kind:
+        raise ValueError(f"the {architecture} architecture does not fit the {task.name} task "
+                         f"({'a language model' if task.kind == 'lm' else 'sequence-to-sequence'}): "
+                         f"choose {'lm' if task.kind == 'lm' else 'transformer or an RNN'}")
+    config = model_config(architecture, task.tokenizer, **(sizes or {}))
+    check_size(config)
+    return build_model(config), TrainConfig(**(train or {}))
+
+
+def build_preset(name, seed=0):
+    """(task, model, train config) of a named preset, all seeded."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    task = make_task(preset.task, seed=seed, **preset.task_params)
+    torch.manual_seed(seed)
+    model, config = build(task, preset.architecture, preset.sizes, {**preset.train, "seed": seed})
+    return task, model, config
