@@ -172,6 +172,17 @@ def _tidy(path):
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _write_folder(folder, weights, files, meta_bytes):
+    """A complete checkpoint folder, flushed to disk before anyone renames it into place."""
+    folder.mkdir()
+    save_file(weights, folder / WEIGHTS, metadata={"format": "pt"})
+    _fsync(folder / WEIGHTS)
+    for file_name, data in files.items():
+        _write(folder / file_name, data)
+    _write(folder / META, meta_bytes)
+    _fsync(folder)
+
+
 def save_checkpoint(path, model, tokenizer, meta):
     """Save `model` and `tokenizer` with `meta` (task, train, history, metrics, snapshots) as a checkpoint.
 
@@ -200,25 +211,26 @@ def save_checkpoint(path, model, tokenizer, meta):
                               f"{MAX_META_BYTES // 2**20} MB (fewer attention snapshots?)")
     weights = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in _unique_state(model).items()}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _NameLock(path):
-        _tidy(path)
-        if path.exists() and not (path / META).is_file():
-            raise CheckpointError(f"{path} exists and is not a checkpoint: refusing to replace it")
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        save_file(weights, tmp / WEIGHTS, metadata={"format": "pt"})
-        _fsync(tmp / WEIGHTS)
-        for file_name, data in files.items():
-            _write(tmp / file_name, data)
-        _write(tmp / META, meta_bytes)
-        _fsync(tmp)
-        if path.exists():
-            os.rename(path, _trash(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _NameLock(path):
+            _tidy(path)
+            if path.exists() and not (path / META).is_file():
+                raise CheckpointError(f"{path} exists and is not a checkpoint: refusing to replace it")
+            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+            try:
+                _write_folder(tmp, weights, files, meta_bytes)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            if path.exists():
+                os.rename(path, _trash(path))
+                _fsync(path.parent)
+            os.rename(tmp, path)
             _fsync(path.parent)
-        os.rename(tmp, path)
-        _fsync(path.parent)
-        shutil.rmtree(_trash(path), ignore_errors=True)
+            shutil.rmtree(_trash(path), ignore_errors=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
     return path
 
 

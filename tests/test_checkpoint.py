@@ -131,6 +131,12 @@ def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(tmp_path):
     assert (tmp_path / "photos" / "cat.jpg").read_bytes() == b"meow"
 
 
+def test_an_unwritable_place_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CheckpointError, match="cannot save the checkpoint .*file/m"):
+        saved(tmp_path / "file" / "m")
+
+
 @pytest.mark.parametrize("payload", [pickle.dumps({"w": [1.0, 2.0]}), "torch.save"])
 def test_pickle_renamed_to_safetensors_is_refused(tmp_path, payload):
     path = saved(tmp_path / "m")
