@@ -120,6 +120,7 @@ class Decoded:
     stop: list  # per row: "eos", "max_new_tokens" or "max_len" (the model's config.max_len)
     steps: list  # one Step per step; empty with trace=False
     hypotheses: list  # beam search: the n best Hypothesis, best first; [] otherwise
+    eos_id: int
 
     def ids(self, row=0):
         """Generated ids of one row (beam search: of the hypothesis of that rank), up to and including EOS."""
@@ -143,10 +144,6 @@ class Decoded:
         patterns = [self.steps[t].attention[name][r, :, 0] for t, r in enumerate(beam_rows)]  # each (H, Tk_t)
         width = max(p.shape[-1] for p in patterns)
         return torch.stack([F.pad(p, (0, width - p.shape[-1])) for p in patterns], dim=1)  # (H, N, Tk)
-
-    @property
-    def eos_id(self):
-        return self.settings["eos_id"]
 
 
 def special_ids(tokenizer):
@@ -258,8 +255,8 @@ def generate(model, tokenizer, ids, weigh, pick, max_new_tokens, forced, trace, 
         if done.all():
             break
     tokens = torch.stack(chosen, 1) if chosen else context[:, :0]  # (B, N)
-    return Decoded(method, dict(settings, eos_id=eos), source, context, tokens, logprob,
-                   ["eos" if d else limit for d in done.tolist()], steps, [])
+    return Decoded(method, settings, source, context, tokens, logprob, ["eos" if d else limit for d in done.tolist()],
+                   steps, [], eos)
 
 
 @torch.inference_mode()
@@ -380,6 +377,7 @@ def beam_search(model, tokenizer, ids, max_new_tokens=100, width=4, length_penal
         finished += beams  # cut by the length limit
     hypotheses = sorted(finished, key=lambda h: h.score, reverse=True)[:n_best]
     best = hypotheses[0]
-    return Decoded("beam", dict(width=width, length_penalty=length_penalty, n_best=n_best, eos_id=eos), source,
-                   context, torch.tensor([best.tokens], dtype=torch.long, device=context.device).view(1, -1),
-                   torch.tensor([best.logprob]), ["eos" if best.finished else limit], steps, hypotheses)
+    return Decoded("beam", dict(width=width, length_penalty=length_penalty, n_best=n_best), source, context,
+                   torch.tensor([best.tokens], dtype=torch.long, device=context.device).view(1, -1),
+                   torch.tensor([best.logprob], device=context.device), ["eos" if best.finished else limit], steps,
+                   hypotheses, eos)

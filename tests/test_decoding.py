@@ -7,6 +7,7 @@ import torch
 from attnviz import TransformerConfig, build_model, capture
 from attnviz.config import RNNConfig
 from attnviz.decoding import beam_search, distribution, greedy, sample
+from attnviz.tokenizers import CharTokenizer
 
 PAD, BOS, EOS = 0, 1, 2
 KINDS = ["seq2seq", "lm", "rnn"]
@@ -299,6 +300,12 @@ def test_decoding_stops_at_the_models_max_len(kind):
             assert (decoded.stop == ["eos"]) == (sequence[-1] == EOS and len(sequence) <= 9)
             full_logits(model, decoded.source, sequence)  # the whole result still fits the model
     assert greedy(model, None, INPUTS[kind], max_new_tokens=2).stop == ["max_new_tokens"]
+
+
+def test_a_tokenizer_gives_the_special_ids():
+    model = make_model("lm")
+    tokenizer = CharTokenizer("abcdefg")  # 4 specials + 7 characters = the model's 11 ids
+    assert greedy(model, tokenizer, tokenizer.encode("cab")).ids() == greedy(model, None, [6, 4, 5]).ids()
 
 
 def test_a_language_model_prompt_gets_one_bos():
