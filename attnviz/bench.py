@@ -1,0 +1,190 @@
+"""Speed benchmarks: `python -m attnviz bench [--json PATH] [--only NAME ...] [--quick]`.
+
+A benchmark is a function `name(quick) -> list of row dicts`, registered with `@benchmark`. The command
+runs the chosen ones on one CPU thread (stable numbers on a shared machine), prints a table per benchmark
+and writes everything to JSON. To add one, write a function here (or import one) and decorate it.
+Timings are CPU time (`time.process_time`, which equals wall time on an idle machine with one thread but
+hardly moves when other processes share the cores), medians over several rounds; rivals are timed in
+interleaved rounds so drift hits both alike.
+"""
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from attnviz import TransformerConfig, build_model, capture
+from attnviz.transformer import Embedding, causal_mask
+
+BENCHMARKS = {}
+
+
+def benchmark(fn):
+    """Register `fn(quick) -> list[dict]` under its own name."""
+    BENCHMARKS[fn.__name__] = fn
+    return fn
+
+
+def median_ms(contenders, rounds, number, warmup=3):
+    """Median milliseconds per call of each function in {name: fn}; each round times every contender in turn."""
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            start = time.process_time()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.process_time() - start) * 1000 / number)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def random_batch(config, batch_size, src_len, tgt_len, seed=0):
+    """Random tokens with trailing padding of random length in the sources and targets."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(1, config.src_vocab_size, (batch_size, src_len), generator=g)  # (B, S)
+    tgt = torch.randint(1, config.tgt_vocab_size, (batch_size, tgt_len + 1), generator=g)  # (B, T + 1)
+    for row, (s, t) in enumerate(zip(torch.randint(src_len // 2, src_len + 1, (batch_size,), generator=g),
+                                     torch.randint(tgt_len // 2, tgt_len + 2, (batch_size,), generator=g))):
+        src[row, s:], tgt[row, t:] = config.pad_id, config.pad_id
+    return src, tgt[:, :-1], tgt[:, 1:]  # src, tgt_in, tgt_out
+
+
+class TorchTransformer(nn.Module):
+    """`torch.nn.Transformer` inside the same embeddings and output layer as our EncoderDecoder."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.pad_id = config.pad_id
+        self.src_embed = Embedding(config.src_vocab_size, config)
+        self.tgt_embed = Embedding(config.tgt_vocab_size, config)
+        with warnings.catch_warnings():  # "enable_nested_tensor is True, but ... norm_first was True"
+            warnings.simplefilter("ignore", UserWarning)
+            self.transformer = nn.Transformer(config.d_model, config.n_heads, config.n_encoder_layers,
+                                              config.n_decoder_layers, config.d_ff, config.dropout,
+                                              config.activation, batch_first=True, norm_first=config.norm_first)
+        self.lm_head = nn.Linear(config.d_model, config.tgt_vocab_size, bias=False)
+
+    def forward(self, src, tgt_in):
+        src_padding = src == self.pad_id  # (B, S)
+        T = tgt_in.shape[1]
+        x = self.transformer(self.src_embed(src), self.tgt_embed(tgt_in), tgt_mask=causal_mask(T, T, src.device),
+                             src_key_padding_mask=src_padding, memory_key_padding_mask=src_padding,
+                             tgt_is_causal=True)  # (B, T, D)
+        return self.lm_head(x)  # (B, T, V)
+
+
+def training_step(model, batch, pad_id):
+    """A closure doing one full AdamW training step of `model` on `batch`."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    src, tgt_in, tgt_out = batch
+
+    def step():
+        logits = model(src, tgt_in)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=pad_id)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+@benchmark
+def train_step(quick):
+    """One training step (forward, backward, AdamW) of our EncoderDecoder vs torch.nn.Transformer."""
+    config = TransformerConfig(src_vocab_size=64, tgt_vocab_size=64, d_model=128, n_heads=4, n_encoder_layers=2,
+                               n_decoder_layers=2, d_ff=512, dropout=0.1, max_len=64)
+    batch_size, length = 64, 12
+    batch = random_batch(config, batch_size, length, length)
+    torch.manual_seed(0)
+    models = {"attnviz": build_model(config).train(), "torch": TorchTransformer(config).train()}
+    steps = {name: training_step(model, batch, config.pad_id) for name, model in models.items()}
+    ms = median_ms(steps, rounds=3 if quick else 9, number=2 if quick else 5)
+    params = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
+    return [dict(batch=batch_size, length=length, d_model=config.d_model,
+                 layers=f"{config.n_encoder_layers}+{config.n_decoder_layers}", dropout=config.dropout,
+                 params=params["attnviz"], torch_params=params["torch"], attnviz_ms=ms["attnviz"],
+                 torch_ms=ms["torch"], ratio=ms["attnviz"] / ms["torch"], goal="<= 1.0")]
+
+
+@benchmark
+def capture_forward(quick):
+    """Forward pass (no grad) with every attention pattern captured vs none, by sequence length."""
+    config = TransformerConfig(src_vocab_size=64, tgt_vocab_size=64, d_model=128, n_heads=4, n_encoder_layers=2,
+                               n_decoder_layers=2, d_ff=512, max_len=512)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    batch_size, rows = 8, []
+    for length in [32] if quick else [32, 128, 512]:
+        src, tgt_in, _ = random_batch(config, batch_size, length, length)
+
+        def forward():
+            model(src, tgt_in)
+
+        def forward_captured():
+            with capture(model):
+                model(src, tgt_in)
+
+        with torch.no_grad():
+            ms = median_ms({"off": forward, "on": forward_captured}, rounds=3 if quick else 7,
+                           number=1 if quick else max(1, 256 // length), warmup=1 if quick else 2)
+        rows.append(dict(batch=batch_size, length=length, off_ms=ms["off"], on_ms=ms["on"],
+                         ratio=ms["on"] / ms["off"], goal="<= 1.3 at length 128"))
+    return rows
+
+
+def run(names=None, quick=False, threads=1):
+    """Run the named benchmarks (all by default) on `threads` torch threads; a JSON-able report."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        results = {name: BENCHMARKS[name](quick) for name in names or BENCHMARKS}
+    finally:
+        torch.set_num_threads(previous)
+    meta = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
+                cpu_count=os.cpu_count(), torch_threads=threads, device="cpu", quick=quick,
+                clock="time.process_time (CPU time of this process), median of interleaved rounds",
+                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return dict(meta=meta, results=results)
+
+
+def format_table(rows):
+    """Rows of dicts as an aligned text table (floats with 3 significant digits)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+    table = [columns] + [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "\n".join("  ".join(text.rjust(w) for text, w in zip(line, widths)) for line in table)
+
+
+def format_report(report):
+    meta = report["meta"]
+    lines = [f"torch {meta['torch']} on {meta['device']}, torch.set_num_threads({meta['torch_threads']}), "
+             f"times in ms of {meta['clock']}" + (", quick" if meta["quick"] else "")]
+    for name, rows in report["results"].items():
+        lines += ["", f"{name}: {BENCHMARKS[name].__doc__.strip()}", format_table(rows)]
+    return "\n".join(lines)
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("bench", help="time the model against torch.nn.Transformer and more",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", default="bench.json", metavar="PATH", help="where to write the results")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
+                        help=f"run only these: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes (a smoke test)")
+    parser.set_defaults(run=main)
+
+
+def main(args):
+    report = run(args.only, args.quick)
+    print(format_report(report))
+    with open(args.json, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nwrote {args.json}")

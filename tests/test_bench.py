@@ -1,0 +1,43 @@
+"""`python -m attnviz bench` runs and writes JSON of the documented shape (tests never assert times)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnviz import bench
+from attnviz.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_command_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "attnviz", "bench", "--quick", "--only", "capture_forward",
+                             "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "capture_forward" in result.stdout and "set_num_threads(1)" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["meta"]["torch_threads"] == 1 and report["meta"]["quick"] is True
+    assert list(report["results"]) == ["capture_forward"]
+    rows = report["results"]["capture_forward"]
+    assert [row["length"] for row in rows] == [32]
+    for row in rows:
+        assert row["off_ms"] > 0 and row["on_ms"] > 0
+        assert row["ratio"] == pytest.approx(row["on_ms"] / row["off_ms"])
+
+
+def test_a_registered_benchmark_is_run_and_tabled(monkeypatch):
+    monkeypatch.setitem(bench.BENCHMARKS, "fake", lambda quick: [{"size": 1, "ms": 2.5}, {"size": 10}])
+    bench.BENCHMARKS["fake"].__doc__ = "A fake benchmark."
+    report = bench.run(["fake"], quick=True)
+    assert report["results"] == {"fake": [{"size": 1, "ms": 2.5}, {"size": 10}]}
+    assert bench.format_table(report["results"]["fake"]).splitlines() == ["size   ms", "   1  2.5", "  10     "]
+
+
+def test_unknown_benchmark_name_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--only", "no_such_benchmark"])
+    assert exit_info.value.code == 2
+    assert "no_such_benchmark" in capsys.readouterr().err
