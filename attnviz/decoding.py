@@ -208,7 +208,10 @@ def start(model, ids, bos, max_new_tokens):
         state = model.encode(source)
     else:
         check_ids(ids, config.tgt_vocab_size, "prompt")
-        has_bos = ids.shape[1] > 0 and bool((ids[:, 0] == bos).all())
+        starts = ids[:, 0] == bos if ids.shape[1] else ids.new_zeros(len(ids), dtype=torch.bool)  # (B,)
+        if starts.any() and not starts.all():
+            raise ValueError("some prompts start with BOS and some do not: give all of them with BOS or none")
+        has_bos = bool(starts.all())
         source, context = None, ids if has_bos else torch.cat([ids.new_full((len(ids), 1), bos), ids], 1)  # (B, T0)
         if context.shape[1] > config.max_len:
             raise ValueError(f"the prompt has {context.shape[1]} tokens with BOS; "

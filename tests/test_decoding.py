@@ -336,6 +336,7 @@ def test_a_prompt_at_or_over_max_len():
     (lambda m: greedy(m, None, [5, EOS], max_new_tokens=-1), "max_new_tokens"),
     (lambda m: sample(m, None, [5, EOS], temperature=-1), "temperature"),
     (lambda m: beam_search(m, None, [[5, EOS], [6, EOS]]), "one input at a time"),
+    (lambda m: greedy(make_model("lm"), None, [[BOS, 5], [5, 6]]), "some prompts start with BOS"),
     (lambda m: beam_search(m, None, [5, EOS], width=0), "width"),
 ])
 def test_bad_input_is_a_clear_value_error(call, message):
