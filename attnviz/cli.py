@@ -81,8 +81,8 @@ def training_plan(args):
                "lr": args.lr, "device": args.device}
     train = {**(preset.train if preset else {}), **{k: v for k, v in options.items() if v is not None},
              "seed": args.seed}
-    name = args.name or (Path(args.out).name if args.out else args.preset or f"{task_name}-{arch}".replace("+", "-"))
-    out = Path(args.out) if args.out else USER_DIR / validate_name(name)
+    name = args.name or (args.preset or f"{task_name}-{arch}").replace("+", "-")
+    out = Path(args.out) if args.out else USER_DIR / name
     validate_name(out.name)  # before training, not after
     torch.manual_seed(args.seed)
     model, config = build(task, arch, sizes, train)

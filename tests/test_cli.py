@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from attnviz.__main__ import main
 from attnviz.checkpoint import load_checkpoint, save_checkpoint
-from attnviz.cli import decode, decode_command
-from attnviz.presets import build
+from attnviz import cli as cli_module
+from attnviz.cli import decode, decode_command, training_plan
+from attnviz.presets import PRESETS, build
 from attnviz.tasks import make_task
 from attnviz.tokenizers import BOS, EOS
 
@@ -61,6 +62,23 @@ def test_each_command_explains_itself(capsys, command, phrase):
     with pytest.raises(SystemExit) as exit:
         main([command, "--help"])
     assert exit.value.code == 0 and phrase in capsys.readouterr().out
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    cli_module.add_parser(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+def test_options_override_the_preset_piece_by_piece():
+    task, model, config, out, extra = training_plan(parse(
+        ["train", "--preset", "reverse-lstm+attention", "--steps", "7", "--size", "hidden_size=32"]))
+    assert out.name == "reverse-lstm-attention" and extra == {"preset": "reverse-lstm+attention", "arch": "lstm+attention"}
+    assert (model.config.cell, model.config.attention, model.config.hidden_size) == ("lstm", "bahdanau", 32)
+    assert (config.steps, config.lr, config.seed) == (7, PRESETS["reverse-lstm+attention"].train["lr"], 0)
+    task, model, config, out, extra = training_plan(parse(
+        ["train", "--preset", "reverse-transformer", "--task", "copy", *SMALL_TASK, "--out", "/tmp/x/copy-1"]))
+    assert task.name == "copy" and extra["arch"] == "transformer" and out == Path("/tmp/x/copy-1")
 
 
 def test_train_saves_what_it_trained(tiny):
