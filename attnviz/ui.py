@@ -77,14 +77,24 @@ def model_picker():
     """
     infos = {info.name: info for info in checkpoint.list_checkpoints()}
     if not infos:
+        st.session_state.pop("model_info", None)
         st.sidebar.info("No trained model yet: train one on **Train live** or with `python -m attnviz train`.")
         return None
     if st.session_state.get("model") not in infos:  # first visit, a shared link, or the model was deleted
         wanted = st.query_params.get("model")
         st.session_state["model"] = wanted if wanted in infos else next(iter(infos))
-    name = st.sidebar.selectbox("Model", list(infos), key="model", format_func=lambda n: model_label(infos[n]))
+    name = st.sidebar.selectbox("Model", list(infos), key="model", format_func=lambda n: model_label(infos[n]),
+                                help="Every page uses this model. Shipped models come with attnviz; "
+                                     "yours were trained here.")
     st.query_params["model"] = name
+    st.session_state["model_info"] = infos[name]
     return infos[name]
+
+
+def selected_model():
+    """The `Checkpoint` picked in the sidebar (loaded and cached), or None when there is no model yet."""
+    info = st.session_state.get("model_info")
+    return load_model(info) if info else None
 
 
 def model_label(info):
@@ -125,7 +135,9 @@ def models_table(infos):
 
 def model_size(config):
     if "d_model" in config:  # a Transformer
-        layers = f"{config.get('n_encoder_layers', 0)}+{config.get('n_decoder_layers', 0)} layers"
+        encoder, decoder = config.get("n_encoder_layers", 0), config.get("n_decoder_layers", 0)
+        parts = [f"{encoder} encoder" if encoder else "", f"{decoder} decoder" if decoder else ""]
+        layers = " + ".join(p for p in parts if p) + " layers" + ("" if encoder else " (LM)")
         return f"d_model {config['d_model']}, {config.get('n_heads')} heads, {layers}"
     if "hidden_size" in config:  # an RNN
         return f"{config.get('cell', '').upper()} {config['hidden_size']}, attention: {config.get('attention')}"

@@ -14,6 +14,7 @@ import torch
 # Streamlit server the browser test starts: tests never write into the repository.
 USER_DIR = tempfile.mkdtemp(prefix="attnviz-test-user-")
 os.environ["ATTNVIZ_USER_DIR"] = USER_DIR
+torch.set_num_threads(1)  # tiny models train faster on one thread, and tests share the machine
 
 
 def pytest_unconfigure(config):
@@ -25,6 +26,31 @@ def seeded():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def make_checkpoint():
+    """make_checkpoint(folder, task=...) saves a tiny untrained Transformer there and returns the model.
+
+    The folders are deleted after the test (USER_DIR is shared by the whole session).
+    """
+    from attnviz import TransformerConfig, build_model
+    from attnviz.checkpoint import save_checkpoint
+    from attnviz.tokenizers import CharTokenizer
+
+    made = []
+
+    def make(folder, task="reverse", metrics=None):
+        tokenizer = CharTokenizer("abc")
+        config = TransformerConfig(tokenizer.vocab_size, tokenizer.vocab_size, d_model=8, n_heads=2, d_ff=16)
+        model = build_model(config)
+        meta = {"task": {"name": task}, "metrics": metrics or {"exact_match": 0.5, "token_accuracy": 0.75}}
+        made.append(save_checkpoint(folder, model, tokenizer, meta))
+        return model
+
+    yield make
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from attnviz import TransformerConfig, build_model, checkpoint
+from attnviz import checkpoint
 from attnviz.device import describe, pick_device
-from attnviz.tokenizers import CharTokenizer
 
 APP = "../../app.py"
 
@@ -14,16 +13,6 @@ def run_app(**query_params):
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update(query_params)
     return at.run()
-
-
-def save_tiny(directory, name, task="reverse"):
-    """Save a small untrained model under directory/name and return it."""
-    tokenizer = CharTokenizer("abc")
-    config = TransformerConfig(tokenizer.vocab_size, tokenizer.vocab_size, d_model=8, n_heads=2, d_ff=16)
-    model = build_model(config)
-    meta = {"task": {"name": task}, "metrics": {"exact_match": 0.5, "token_accuracy": 0.75}}
-    checkpoint.save_checkpoint(directory / name, model, tokenizer, meta)
-    return model
 
 
 @pytest.fixture
@@ -52,17 +41,18 @@ def test_without_models_the_page_says_how_to_make_one(model_dirs):
     assert any("python -m attnviz train" in i.value for i in at.info)
 
 
-def test_models_are_listed_and_picked(model_dirs):
+def test_models_are_listed_and_picked(model_dirs, make_checkpoint):
     shipped, user = model_dirs
-    save_tiny(shipped, "reverse")
-    save_tiny(user, "my-dates", task="dates")
+    make_checkpoint(shipped / "reverse")
+    make_checkpoint(user / "my-dates", task="dates")
     at = run_app()
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["model"]) == ["reverse", "my-dates"]
     assert list(table["from"]) == ["shipped", "yours"]
     assert list(table["task"]) == ["reverse", "dates"]
-    assert list(table["test result"]) == ["exact match 50.0%", "exact match 50.0%"]
+    assert list(table["test result"]) == ["exact match 50.0%"] * 2
+    assert list(table["size"]) == ["d_model 8, 2 heads, 1 encoder + 1 decoder layers"] * 2
     picker = at.sidebar.selectbox(key="model")
     assert picker.options == ["reverse (reverse)", "my-dates (dates, yours)"]
     assert picker.value == "reverse" and at.query_params["model"] == "reverse"
@@ -71,17 +61,17 @@ def test_models_are_listed_and_picked(model_dirs):
     assert at.session_state["model"] == "my-dates" and at.query_params["model"] == "my-dates"
 
 
-def test_model_comes_back_from_a_shared_link(model_dirs):
+def test_model_comes_back_from_a_shared_link(model_dirs, make_checkpoint):
     shipped, _ = model_dirs
-    save_tiny(shipped, "reverse")
-    save_tiny(shipped, "dates", task="dates")
+    make_checkpoint(shipped / "reverse")
+    make_checkpoint(shipped / "dates", task="dates")
     assert run_app(model="reverse").sidebar.selectbox(key="model").value == "reverse"
     assert run_app(model="no-such-model").sidebar.selectbox(key="model").value == "dates"  # the first one
 
 
-def test_unreadable_checkpoint_is_named_not_fatal(model_dirs):
+def test_unreadable_checkpoint_is_named_not_fatal(model_dirs, make_checkpoint):
     shipped, _ = model_dirs
-    save_tiny(shipped, "reverse")
+    make_checkpoint(shipped / "reverse")
     (shipped / "broken").mkdir()
     at = run_app()
     assert not at.exception
@@ -89,15 +79,35 @@ def test_unreadable_checkpoint_is_named_not_fatal(model_dirs):
     assert any("broken" in w.value and "meta.json" in w.value for w in at.warning)
 
 
-def test_picked_model_is_loaded_and_reloaded_when_saved_again(model_dirs):
+def test_picked_model_is_loaded_and_reloaded_when_saved_again(model_dirs, make_checkpoint):
     from attnviz import ui
 
     def same_weights(a, b):
         return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
     shipped, _ = model_dirs
-    first = save_tiny(shipped, "reverse")
+    first = make_checkpoint(shipped / "reverse")
     assert same_weights(ui.load_model(checkpoint.list_checkpoints()[0]).model, first)
-    second = save_tiny(shipped, "reverse")  # new random weights under the same name
+    second = make_checkpoint(shipped / "reverse")  # new random weights under the same name
     assert not same_weights(first, second)
     assert same_weights(ui.load_model(checkpoint.list_checkpoints()[0]).model, second)
+
+
+def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
+    def page():
+        import streamlit as st
+
+        from attnviz import ui
+        ui.model_picker()
+        model = ui.selected_model()
+        st.write(f"{model.name}: {model.meta['task']['name']}" if model else "none")
+
+    shipped, _ = model_dirs
+    at = AppTest.from_function(page, default_timeout=60).run()
+    assert at.markdown[0].value == "none"
+    make_checkpoint(shipped / "reverse")
+    make_checkpoint(shipped / "dates", task="dates")
+    at.run()
+    assert at.markdown[0].value == "dates: dates"
+    at.sidebar.selectbox(key="model").set_value("reverse").run()
+    assert at.markdown[0].value == "reverse: reverse"

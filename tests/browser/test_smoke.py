@@ -4,7 +4,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from attnviz import ui
+from attnviz import checkpoint, ui
 from attnviz.device import describe, pick_device
 
 
@@ -20,6 +20,21 @@ def test_landing_page(open_page, tmp_path):
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(f"Trains on {device}")
     expect(page.locator(".stException")).to_have_count(0)
     page.screenshot(path=tmp_path / "home.png", full_page=True)
+
+
+def test_model_picker_keeps_the_choice_in_the_url(open_page, make_checkpoint):
+    # The server reads the same ATTNVIZ_USER_DIR (tests/conftest.py), and lists models on every run.
+    make_checkpoint(checkpoint.USER_DIR / "smoke-a")
+    make_checkpoint(checkpoint.USER_DIR / "smoke-b", task="dates")
+    page = open_page("")
+    page.get_by_role("combobox", name="Model").click()
+    page.get_by_role("option", name="smoke-b (dates, yours)").click()
+    expect(page).to_have_url(re.compile(r"\?model=smoke-b$"))
+    expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("Trains on")  # the sidebar survived the rerun
+
+    page = open_page("?model=smoke-b")  # a shared link
+    expect(page.get_by_role("combobox", name="Model")).to_have_value("smoke-b (dates, yours)")
+    expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()  # the landing page's model table
 
 
 @pytest.mark.parametrize("page_info", ui.available_pages(), ids=lambda p: p.url_path)
