@@ -140,12 +140,14 @@ def head_stats(pattern, query_padding_mask=None, key_padding_mask=None, causal=F
     entropy = -torch.special.xlogy(pattern, pattern).sum(-1)  # (B, H, Tq)
     previous = (k_pos == q_pos - 1).float()  # (Tq, Tk) one-hot on the previous position, if it exists
     following = (k_pos == q_pos + 1).float()  # (Tq, Tk)
+    real_keys = torch.ones(1, 1, 1, Tk, dtype=torch.bool, device=pattern.device) if key_padding_mask is None \
+        else ~key_padding_mask.to(pattern.device)[:, None, None, :]  # (B|1, 1, 1, Tk): a pad is nobody's next token
     return {
         "entropy": row_mean(entropy, rows),
         "normalised_entropy": row_mean(entropy / n_visible.clamp_min(2).log(), rows, n_visible >= 2),
         "distance": row_mean((pattern * (q_pos - k_pos).abs()).sum(-1), rows),
-        "previous_token": row_mean((pattern * previous).sum(-1), rows, previous.sum(-1) > 0),
-        "next_token": row_mean((pattern * following).sum(-1), rows, following.sum(-1) > 0),
+        "previous_token": row_mean((pattern * previous).sum(-1), rows, (previous.bool() & real_keys).any(-1)),
+        "next_token": row_mean((pattern * following).sum(-1), rows, (following.bool() & real_keys).any(-1)),
         "sink": torch.full((H,), math.nan) if sinks is None else attention_to(pattern, sinks, query_padding_mask),
         "max_weight": row_mean(pattern.amax(-1), rows),
     }

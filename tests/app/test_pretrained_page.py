@@ -1,0 +1,168 @@
+"""The "Pretrained (MiniLM)" page through AppTest: grid, zoom, statistics, rollout, similarity under ablation,
+limits on the input, and the install hint when the model's package is missing."""
+import base64
+import json
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from attnviz import pretrained
+
+APP = "../../app.py"
+PAGE = "pages/pretrained.py"
+
+needs_minilm = pytest.mark.skipif(not pretrained.minilm_available(), reason=f"MiniLM not installed: {pretrained.INSTALL_HINT}")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return pretrained.load_minilm()
+
+
+def open_page(text=None):
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(PAGE).run()
+    if text is not None:
+        at.text_area(key="minilm_text").set_value(text).run()
+    assert not at.exception
+    return at
+
+
+def chart(at, key):
+    """The figure JSON of the plotly chart with widget key `key`."""
+    found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(found) == 1, f"no chart {key!r}"
+    return json.loads(found[0].proto.spec)
+
+
+def z_of(trace):
+    """A heatmap trace's z as an array (plotly sends numeric arrays base64-encoded)."""
+    z = trace["z"]
+    if isinstance(z, dict):
+        shape = [int(n) for n in str(z.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    return np.array(z, dtype=float)
+
+
+def sentences_of(at):
+    return [line for line in at.text_area(key="minilm_text").value.splitlines() if line.strip()]
+
+
+@needs_minilm
+def test_grid_shows_all_6_x_12_heads_of_the_chosen_sentence(minilm):
+    at = open_page()
+    assert at.title[0].value == "Pretrained (MiniLM)"
+    sentences = sentences_of(at)
+    reference = minilm.run(sentences)
+    for index in (0, 2):
+        at.selectbox(key="minilm_sentence").set_value(index).run()
+        grid = chart(at, "minilm_grid")
+        assert len(grid["data"]) == 6 * 12
+        expected = reference.patterns(index).numpy()  # (6, 12, n, n)
+        for trace_number in (0, 5 * 12 + 11):  # layer 0 head 0, layer 5 head 11
+            layer, head = divmod(trace_number, 12)
+            assert grid["data"][trace_number]["name"] == f"layer {layer} head {head}"
+            np.testing.assert_allclose(z_of(grid["data"][trace_number]), expected[layer, head], atol=1e-6)
+
+
+@needs_minilm
+def test_zoom_shows_one_head_with_its_tokens(minilm):
+    at = open_page("The cat sat on the mat.\nHello, world!")
+    at.selectbox(key="minilm_sentence").set_value(1).run()
+    at.selectbox(key="minilm_layer").set_value(3).run()
+    at.selectbox(key="minilm_head").set_value(7).run()
+    zoom = chart(at, "minilm_zoom")
+    assert zoom["layout"]["xaxis"]["ticktext"] == ["[CLS]", "hello", ",", "world", "!", "[SEP]"]
+    expected = minilm.run(["The cat sat on the mat.", "Hello, world!"]).patterns(1)[3, 7].numpy()
+    np.testing.assert_allclose(z_of(zoom["data"][0]), expected, atol=1e-6)
+
+
+@needs_minilm
+def test_statistics_table_and_heatmap(minilm):
+    at = open_page()
+    table = at.dataframe[0].value
+    assert len(table) == 72 and list(table[["layer", "head"]].iloc[-1]) == [5, 11]
+    for column in ("cls", "sep", "punctuation", "previous_token", "next_token", "entropy"):
+        assert column in table.columns
+    # [CLS] is every sentence's position 0: the column is the mean weight on key 0 over all real queries.
+    run = minilm.run(sentences_of(at))
+    real = run.batch.attention_mask.bool()  # (B, T)
+    for layer, head in ((0, 2), (4, 5)):
+        on_cls = run.attentions[f"encoder.layers.{layer}.self_attn.hook_pattern"][:, head, :, 0]  # (B, T)
+        row = table[(table["layer"] == layer) & (table["head"] == head)].iloc[0]
+        assert row["cls"] == pytest.approx(on_cls[real].mean().item(), abs=1e-5)
+
+    at.selectbox(key="minilm_stat").set_value("previous_token").run()
+    heatmap = chart(at, "minilm_stat_map")
+    assert heatmap["layout"]["title"]["text"] == "previous_token per head"
+    by_head = table.pivot(index="layer", columns="head", values="previous_token").to_numpy()  # (6, 12)
+    np.testing.assert_allclose(z_of(heatmap["data"][0]), by_head, atol=1e-6)
+
+
+@needs_minilm
+def test_rollout_beside_raw_attention(minilm):
+    at = open_page("Attention is all you need.")
+    at.slider(key="minilm_rollout_layer").set_value(2).run()
+    patterns = minilm.run(["Attention is all you need."]).patterns(0)  # (6, 12, n, n)
+    np.testing.assert_allclose(z_of(chart(at, "minilm_raw")["data"][0]), patterns[2].mean(0).numpy(), atol=1e-6)
+    # Reference rollout by hand: A_hat = (mean over heads + I) / 2, rows sum to 1; multiply layers 0..2.
+    n = patterns.shape[-1]
+    rollout = torch.eye(n)
+    for layer in range(3):
+        rollout = (0.5 * patterns[layer].mean(0) + 0.5 * torch.eye(n)) @ rollout
+    rolled = z_of(chart(at, "minilm_rollout")["data"][0])
+    np.testing.assert_allclose(rolled, rollout.numpy(), atol=1e-5)
+    np.testing.assert_allclose(rolled.sum(1), 1.0, atol=1e-5)
+
+
+@needs_minilm
+def test_ablating_heads_changes_the_similarity_matrix(minilm):
+    at = open_page()
+    sentences = sentences_of(at)
+    before = z_of(chart(at, "minilm_sim_before")["data"][0])
+    embeddings = minilm.sentence_embeddings(sentences)  # (B, D), normalised
+    np.testing.assert_allclose(before, (embeddings @ embeddings.T).numpy(), atol=1e-5)
+    np.testing.assert_allclose(z_of(chart(at, "minilm_sim_change")["data"][0]), 0.0, atol=1e-6)
+
+    at.multiselect(key="minilm_ablate").set_value([(0, 1), (3, 4)]).run()
+    assert not at.exception
+    after = z_of(chart(at, "minilm_sim_after")["data"][0])
+    off = {("encoder.layers.0.self_attn", 1), ("encoder.layers.3.self_attn", 4)}
+    np.testing.assert_allclose(after, minilm.similarity(sentences, off).numpy(), atol=1e-5)
+    assert np.abs(after - before).max() > 1e-3
+    np.testing.assert_allclose(z_of(chart(at, "minilm_sim_change")["data"][0]), after - before, atol=1e-5)
+    assert chart(at, "minilm_sim_after")["layout"]["title"]["text"] == "2 heads off"
+
+
+@needs_minilm
+def test_ranking_every_head(minilm):
+    at = open_page("A dog runs.\nA puppy is running.")
+    at.toggle(key="minilm_rank").set_value(True).run()
+    assert not at.exception
+    effects = at.dataframe[-1].value
+    assert len(effects) == 72 and list(effects.columns) == ["layer", "head", "mean_change", "max_change"]
+    assert effects["mean_change"].is_monotonic_decreasing
+
+
+@needs_minilm
+def test_input_limits_are_explained():
+    many = "\n".join(f"Sentence number {i}." for i in range(pretrained.MAX_SENTENCES + 2))
+    at = open_page(many + "\n" + "word " * 60)
+    assert any("too long" in w.value for w in at.warning)
+    assert any(f"first {pretrained.MAX_SENTENCES}" in w.value for w in at.warning)
+    assert len(at.selectbox(key="minilm_sentence").options) == pretrained.MAX_SENTENCES
+
+    at.text_area(key="minilm_text").set_value("  \n").run()
+    assert not at.exception
+    assert "at least one sentence" in at.error[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_without_the_package_the_page_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(pretrained, "minilm_available", lambda: False)
+    at = open_page()
+    assert any("not installed" in w.value for w in at.warning)
+    assert at.code[0].value == pretrained.INSTALL_HINT
+    assert not at.get("plotly_chart") and not at.text_area
