@@ -87,7 +87,10 @@ class MultiHeadAttention(nn.Module):
             if blocked is not None:  # adding a -inf bias in place is ~3x cheaper than masked_fill here
                 scores += torch.zeros(blocked.shape, dtype=scores.dtype, device=scores.device).masked_fill_(
                     blocked, float("-inf"))  # (B|1, 1, Tq|1, Tk)
-            pattern = self.hook_pattern(scores.softmax(dim=-1))  # (B, H, Tq, Tk)
+            pattern = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
+            if blocked is not None and blocked.all(dim=-1).any():  # a query may see no key: 0 as fused, not NaN
+                pattern = pattern.masked_fill(blocked.all(dim=-1, keepdim=True), 0.0)
+            pattern = self.hook_pattern(pattern)
             z = F.dropout(pattern, dropout, self.training) @ v  # (B, H, Tq, d_head)
         else:
             allowed = None if blocked is None else ~blocked

@@ -91,3 +91,19 @@ def test_dropout_is_applied_in_training_only():
 def test_head_count_must_divide_d_model():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, 4)
+
+
+def test_a_query_that_sees_no_key_gets_zero_weights_and_output_on_both_paths():
+    """As F.scaled_dot_product_attention defines it: a fully blocked row attends to nothing (never NaN)."""
+    ours, _ = pair()
+    query, key, value = inputs(4, 5, self_attention=False)
+    key_padding_mask = torch.zeros(B, 5, dtype=torch.bool)
+    key_padding_mask[1] = True  # batch row 1 has nothing to look at
+    fused = ours(query, key, value, key_padding_mask=key_padding_mask)
+    with capture(ours) as cache:
+        explicit = ours(query, key, value, key_padding_mask=key_padding_mask)
+    nothing_seen = ours.out_proj.bias.expand(4, D)  # every head's output is 0, so only out_proj's bias is left
+    torch.testing.assert_close(fused[1], nothing_seen)
+    torch.testing.assert_close(explicit, fused, atol=1e-6, rtol=1e-5)
+    assert (cache["hook_pattern"][1] == 0).all()
+    torch.testing.assert_close(cache["hook_pattern"][[0, 2]].sum(-1), torch.ones(2, H, 4))

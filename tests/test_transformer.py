@@ -181,3 +181,18 @@ def test_sequence_longer_than_max_len_is_a_clear_error():
 def test_tied_embeddings_share_one_tensor():
     model = make_model("encoder-decoder", tie_embeddings=True)
     assert model.lm_head.weight is model.decoder.embed.tokens.weight
+
+
+def test_an_all_padding_source_row_changes_no_other_row_and_capture_changes_nothing():
+    model = make_model("encoder-decoder")
+    src, tgt = batch()
+    empty = src.clone()
+    empty[1] = PAD  # one source is nothing but padding
+    with torch.no_grad():
+        plain = model(empty, tgt)
+        with capture(model) as cache:
+            captured = model(empty, tgt)
+    assert torch.isfinite(plain).all()
+    torch.testing.assert_close(captured, plain, atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain[[0, 2]], model(src, tgt)[[0, 2]].detach(), atol=1e-5, rtol=0)
+    assert (cache["decoder.layers.0.cross_attn.hook_pattern"][1] == 0).all()
