@@ -176,6 +176,7 @@ def _write_folder(folder, weights, files, meta_bytes):
     """A complete checkpoint folder, flushed to disk before anyone renames it into place."""
     folder.mkdir()
     save_file(weights, folder / WEIGHTS, metadata={"format": "pt"})
+    os.chmod(folder / WEIGHTS, 0o644)  # safetensors creates it private; the app's server may run as another user
     _fsync(folder / WEIGHTS)
     for file_name, data in files.items():
         _write(folder / file_name, data)
