@@ -13,6 +13,7 @@ of every layer and head for the position it fed, e.g. `decoder.layers.0.self_att
 (B, H, 1, Tk). Stacked, those rows equal the rows of one full forward pass over the final sequence.
 
 Special ids come from the tokenizer (`bos_id`, `eos_id`, `pad_id`), or are PAD=0, BOS=1, EOS=2 without one.
+Decoding runs under `torch.inference_mode` (faster): read the results freely, clone a tensor to change it in place.
 """
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ class Step:
     top_probs: torch.Tensor  # (B, k) their probabilities
     entropy: torch.Tensor  # (B,) entropy of that distribution, in nats
     forced: bool  # the caller chose this step's token
-    attention: dict  # {hook name: (B, H, 1, Tk)} the fed position's attention rows; {} without trace
+    attention: dict  # {hook name: (B, H, 1, Tk)} the attention rows of the position fed at this step
     token: torch.Tensor | None = None  # (B,) chosen tokens (greedy/sample; PAD for rows already done)
     logprob: torch.Tensor | None = None  # (B,) the model's log-probability of `token`
     done: torch.Tensor | None = None  # (B,) rows that had ended before this step
