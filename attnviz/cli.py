@@ -64,7 +64,7 @@ def training_plan(args):
     from attnviz.tasks import make_task
 
     preset = PRESETS[args.preset] if args.preset else None
-    task_name = args.task or (preset and preset.task)
+    task_name = args.task or (preset and preset.task) or ("text" if args.text_file else "pairs" if args.tsv_file else None)
     if not task_name:
         raise ValueError("say what to train: --preset NAME or --task NAME (see python -m attnviz train --help)")
     same_task = preset is not None and preset.task == task_name
@@ -247,8 +247,8 @@ def add_parser(subparsers):
                             "max_len (Transformer); embed_dim, hidden_size, n_layers (RNN)")
     train.add_argument("--task-param", type=key_value, action="append", metavar="KEY=VALUE",
                        help="a task parameter, repeatable, e.g. min_len=4 max_len=8 n_train=2000")
-    train.add_argument("--text-file", metavar="PATH", help="UTF-8 text for the 'text' task (language model)")
-    train.add_argument("--tsv-file", metavar="PATH", help="source<TAB>target lines for the 'pairs' task")
+    train.add_argument("--text-file", metavar="PATH", help="UTF-8 text for the 'text' task (language model; implies it)")
+    train.add_argument("--tsv-file", metavar="PATH", help="source<TAB>target lines for the 'pairs' task (implies it)")
     train.add_argument("--steps", type=int, help="training steps (upper bound with --time-budget)")
     train.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this much training time")
     train.add_argument("--batch-size", type=int)

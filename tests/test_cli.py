@@ -81,6 +81,16 @@ def test_options_override_the_preset_piece_by_piece():
     assert task.name == "copy" and extra["arch"] == "transformer" and out == Path("/tmp/x/copy-1")
 
 
+def test_a_tsv_file_trains_pairs_and_a_bad_one_names_its_line(tmp_path, capsys):
+    (tmp_path / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in ["abc", "hello", "tea", "cat", "dog"]))
+    task, model, config, out, extra = training_plan(parse(["train", "--tsv-file", str(tmp_path / "pairs.tsv")]))
+    assert task.name == "pairs" and ("cat", "tac") in task.train + task.val + task.test
+    assert out.name == "pairs-transformer" and extra["arch"] == "transformer"
+    (tmp_path / "bad.tsv").write_text("a\tb\nc\n")
+    assert main(["train", "--tsv-file", str(tmp_path / "bad.tsv")]) == 2
+    assert "line 2 of the TSV file has 1 tab-separated columns" in capsys.readouterr().err
+
+
 def test_train_saves_what_it_trained(tiny):
     assert tiny.meta["task"]["name"] == "reverse" and tiny.meta["arch"] == "transformer"
     assert tiny.meta["train"]["steps"] == 3 and tiny.meta["train"]["seed"] == 1
