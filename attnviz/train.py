@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from attnviz.config import ConfigBase, _check_choice, _reject
+from attnviz.decoding import greedy
 from attnviz.device import autocast, pick_device
 from attnviz.hooks import capture
 
@@ -139,6 +140,24 @@ def attention_snapshot(model, probe_batch):
     return {name: pattern.float().cpu().half().numpy() for name, pattern in cache.items()}
 
 
+LM_PROMPT_TOKENS, LM_CONTINUATION_TOKENS = 8, 16
+
+
+@torch.no_grad()
+def probe_outputs(model, task, probe_batch):
+    """The greedy outputs of the probe inputs as text: seq2seq from the source, an LM continuing the
+    first LM_PROMPT_TOKENS tokens of each probe."""
+    was_training = model.training
+    model.eval()
+    if model.has_encoder:
+        decoded = greedy(model, task.tokenizer, probe_batch.src, probe_batch.tgt_out.shape[1] + 4, trace=False)
+    else:
+        prompt = probe_batch.tgt_in[:, :1 + min(LM_PROMPT_TOKENS, min(map(len, task.probes)) - 1)]  # BOS + tokens
+        decoded = greedy(model, task.tokenizer, prompt, LM_CONTINUATION_TOKENS, trace=False)
+    model.train(was_training)
+    return [task.tokenizer.decode(decoded.ids(row)) for row in range(len(decoded.tokens))]
+
+
 @dataclass
 class TrainResult:
     status: str = "running"  # queued | running | done | stopped | diverged | failed
@@ -147,7 +166,7 @@ class TrainResult:
     elapsed: float = 0.0  # seconds spent training (evaluation excluded)
     history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "tokens_per_s": [], "time": []})
     evals: dict = field(default_factory=lambda: {"step": [], "time": []})  # plus one list per metric
-    snapshots: list = field(default_factory=list)  # [{"step": s, "patterns": {...}}]
+    snapshots: list = field(default_factory=list)  # [{"step": s, "patterns": {...}, "outputs": [probe text]}]
     metrics: dict = field(default_factory=dict)  # latest validation metrics
     reached_target_at: float | None = None  # training seconds when target_exact_match was first reached
 
@@ -208,9 +227,9 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
             result.step, result.elapsed = step, elapsed
         eval_started = clock()
         if config.snapshot_every and (step % config.snapshot_every == 0 or step == 1):
-            patterns = attention_snapshot(model, probes)
+            patterns, outputs = attention_snapshot(model, probes), probe_outputs(model, task, probes)
             with lock:
-                result.snapshots.append({"step": step, "patterns": patterns})
+                result.snapshots.append({"step": step, "patterns": patterns, "outputs": outputs})
         if step % config.eval_every == 0 or step == config.steps:
             record_eval(model, task, config, result, lock, step, elapsed)
             if config.target_exact_match and result.metrics.get("exact_match", 0) >= config.target_exact_match:
