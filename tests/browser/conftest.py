@@ -1,9 +1,11 @@
 """A real `streamlit run app.py` server and headless Debian Chromium (through playwright) for browser tests.
 
-Fixtures: `app_url` (one server per test module), `browser` (one Chromium per module), `page` (a fresh tab),
-and `open_page(url_path)`, which loads a page and waits until its script has finished running.
+Fixtures: `app_url` (one server per test module), `fresh_app_url` (one per test), `browser` (one Chromium
+per module), `page` (a fresh tab), and `open_page(url_path)`, which loads a page of `app_url` and waits until
+its script has finished running.
 Where Chromium is missing the tests skip, except under CI (CI=true), where that is a failure.
 """
+import contextlib
 import os
 import shutil
 import socket
@@ -69,13 +71,29 @@ def chromium_path():
     return path
 
 
-@pytest.fixture(scope="module")
-def app_url(chromium_path, tmp_path_factory):
-    with open(tmp_path_factory.mktemp("streamlit") / "server.log", "w+") as log_file:
+@contextlib.contextmanager
+def running_app(log_dir):
+    """The base URL of a fresh `streamlit run app.py`, stopped on exit; its output goes to log_dir/server.log."""
+    with open(log_dir / "server.log", "w+") as log_file:
         port = free_port()
         process = start_server(port, log_file)
-        yield f"http://127.0.0.1:{port}"
-        stop_server(process)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def app_url(chromium_path, tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_app_url(chromium_path, tmp_path):
+    """A server of its own, for tests of what the first request to a server does."""
+    with running_app(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,14 @@ def test_model_picker_keeps_the_choice_in_the_url(open_page, make_checkpoint):
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()  # the landing page's model table
 
 
+def test_a_link_to_a_page_is_the_first_request_of_a_server(page, fresh_app_url):
+    # A `pages/` folder makes Streamlit start in its old folder mode; attnviz.ui leaves it (see there).
+    page.goto(f"{fresh_app_url}/home")
+    expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("Trains on", timeout=90_000)
+    expect(page.locator('[data-testid="stSidebarNav"]')).not_to_contain_text("app")  # app.py is no page
+    expect(page.locator("h1").first).to_have_text("attnviz")
+
+
 @pytest.mark.parametrize("page_info", ui.available_pages(), ids=lambda p: p.url_path)
 def test_page_opens(open_page, page_info):
     page = open_page(url_path(page_info))
