@@ -355,6 +355,15 @@ MECHANICS_FORMULAS = {  # step name -> what it is, in LaTeX; `head_mechanics` fi
 }
 
 
+MECHANICS_AXES = {  # step name -> (what its rows are, what its columns are)
+    "X": ("query", "d_model"), "X_kv": ("key", "d_model"), "W_Q": ("d_model", "d_k"), "W_K": ("d_model", "d_k"),
+    "W_V": ("d_model", "d_k"), "Q": ("query", "d_k"), "K": ("key", "d_k"), "V": ("key", "d_k"),
+    "QK^T": ("query", "key"), "scaled": ("query", "key"), "masked": ("query", "key"), "weights": ("query", "key"),
+    "Z": ("query", "d_k"), "concat": ("query", "d_model"), "W_O": ("d_model", "d_model"),
+    "output": ("query", "d_model"),
+}
+
+
 @dataclass
 class HeadMechanics:
     steps: dict  # step name (see MECHANICS_FORMULAS) -> 2-D tensor, in computing order
@@ -511,3 +520,131 @@ def positional_similarity(table, cosine=False):
     if cosine:
         table = F.normalize(table, dim=-1)
     return table @ table.T  # (T, T)
+
+
+def shift_check(table, k):
+    """(M_k, max |PE(pos + k) - M_k PE(pos)| over every pos of a (T, D) table): the shift demonstration.
+
+    Near 0 for a sinusoidal table; a learned table has no such M_k, and the error shows it."""
+    table = torch.as_tensor(table).detach().float()  # (T, D)
+    if not 0 < k < table.shape[0]:
+        raise ValueError(f"k={k} must be between 1 and {table.shape[0] - 1} (the table has {table.shape[0]} positions)")
+    matrix = shift_matrix(table.shape[1], k)  # (D, D)
+    predicted = table[:-k] @ matrix.T  # (T - k, D): row pos is M_k PE(pos)
+    return matrix, (predicted - table[k:]).abs().max().item()
+
+
+def positional_tables(model):
+    """{module name: (kind, (max_len, D) table)} of every positional encoding the model adds; {} for none."""
+    return {name: (module.kind, module.table.detach().float().cpu()) for name, module in model.named_modules()
+            if isinstance(module, PositionalEncoding) and module.table is not None}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A user's input, run through a model
+
+MAX_SHOWN_TOKENS = 48  # longer inputs are cut: a heatmap of more tokens per side is unreadable
+
+
+@dataclass
+class InputRun:
+    """One input, its greedy output, and every attention pattern of the full forward pass over both.
+
+    The decoder reads `tgt_in` = context + output without its last token and predicts `tgt_out`: row t of
+    a decoder pattern is the position that reads tgt_in[t] and predicts tgt_out[t].
+    """
+    text: str  # the input as used (cut to fit, if it was too long)
+    ids: torch.Tensor  # (1, S) what decoding started from: source tokens + EOS, or BOS + prompt for an LM
+    max_new_tokens: int  # the decoding limit used
+    src: torch.Tensor | None  # (1, S) the encoder's input (= ids); None for a language model
+    tgt_in: torch.Tensor  # (1, T)
+    tgt_out: torch.Tensor  # (1, T)
+    src_labels: list | None
+    tgt_labels: list  # labels of tgt_in
+    output: str  # the greedy output, decoded
+    cache: dict  # {hook name: (1, H, Tq, Tk)}
+    notes: list  # what was changed about the input, for the user
+
+    def labels(self, kind):
+        """(query labels, key labels) of one kind of attention."""
+        return {"encoder self": (self.src_labels, self.src_labels), "decoder self": (self.tgt_labels, self.tgt_labels),
+                "cross": (self.tgt_labels, self.src_labels)}[kind]
+
+    def blocked(self, kind):
+        """(Tq, Tk) bool, True where a query may not look (the future, under the causal mask), or None."""
+        if kind != "decoder self":
+            return None
+        T = self.tgt_in.shape[1]
+        return torch.ones(T, T, dtype=torch.bool).triu(1)  # (T, T)
+
+    def forward(self, model):
+        """One full forward pass over this input (what `head_mechanics` needs as `run`)."""
+        return model(self.src, self.tgt_in) if model.has_encoder else model(self.tgt_in)
+
+
+def fit_input(task, text, max_tokens):
+    """(the longest prefix of `text` that encodes to at most `max_tokens` tokens, notes for the user)."""
+    n = len(task.tokenizer.encode(text))
+    if n <= max_tokens:
+        return text, []
+    low, high = 0, len(text)  # bisect on characters: the prefix of `low` characters fits, of `high` does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if len(task.tokenizer.encode(text[:middle])) <= max_tokens else (low, middle)
+    return text[:low], [f"The input is {n} tokens long; only its first {max_tokens} are used "
+                        f"(\u201c{text[:low]}\u201d): more than that per side makes unreadable heatmaps."]
+
+
+@torch.no_grad()
+def run_input(model, task, text, max_tokens=MAX_SHOWN_TOKENS, max_new_tokens=None):
+    """Encode a user's input (cut to `max_tokens`), decode it greedily, and capture the attention over both.
+
+    A ValueError says what is wrong with the input (empty, or nothing the model can read).
+    """
+    from attnviz.decoding import greedy  # decoding imports nothing from here, but keeps this module light
+
+    if not text.strip() and task.kind == "seq2seq":
+        raise ValueError("the input is empty: type something for the model to transform")
+    notes = [] if text.strip() else ["The prompt is empty: the model writes from <bos> alone."]
+    limit = min(max_tokens, model.config.max_len - 2)  # room for EOS / BOS and at least one output token
+    text, cut = fit_input(task, text, limit)
+    notes += cut
+    unknown = task.unknown_characters(text)
+    if unknown:
+        notes.append(f"The model's tokenizer does not know {', '.join(map(repr, unknown))}: it reads "
+                     f"{'it' if len(unknown) == 1 else 'them'} as <unk>, so expect a strange output.")
+    ids = task.encode_source(text, limit + 1)  # (1, S): seq2seq tokens + EOS; lm BOS + tokens
+    room = model.config.max_len - (1 if model.has_encoder else ids.shape[1])
+    max_new_tokens = min(room, max_new_tokens or max(limit, 2 * ids.shape[1] + 8))
+    decoded = greedy(model, task.tokenizer, ids, max_new_tokens=max_new_tokens, trace=False)
+    sequence = torch.tensor([decoded.sequence(0)])  # (1, T + 1) context + output
+    src = ids if model.has_encoder else None
+    tgt_in, tgt_out = sequence[:, :-1], sequence[:, 1:]  # (1, T)
+    labels = task.tokenizer.labels
+    run = InputRun(text, ids, max_new_tokens, src, tgt_in, tgt_out, None if src is None else labels(src[0]),
+                   labels(tgt_in[0]), task.tokenizer.decode(decoded.ids(0)), {}, notes)
+    with capture(model) as run.cache:
+        run.forward(model)
+    return run
+
+
+@dataclass
+class InputAblation:
+    """What switching heads off does to one input: the greedy output, and the probability of each token of
+    the original output (teacher-forced, so the positions line up), before and after."""
+    output_after: str
+    probs_before: torch.Tensor  # (T,) probability of tgt_out[t] at position t, all heads on
+    probs_after: torch.Tensor  # (T,) the same with the heads off
+
+
+@torch.no_grad()
+def ablate_input(model, task, run, heads):
+    """Switch off `heads` (a set of (attention module name, head)) for one `InputRun`."""
+    from attnviz.decoding import greedy
+
+    effect = ablation_effect(model, (run.src, run.tgt_in, run.tgt_out), heads)
+    with ablate(model, set(heads)):
+        decoded = greedy(model, task.tokenizer, run.ids, max_new_tokens=run.max_new_tokens, trace=False)
+    chosen = run.tgt_out[0][:, None]  # (T, 1)
+    return InputAblation(task.tokenizer.decode(decoded.ids(0)), effect.probs_before[0].gather(-1, chosen)[:, 0],
+                         effect.probs_after[0].gather(-1, chosen)[:, 0])

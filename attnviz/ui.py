@@ -3,13 +3,14 @@
 The only module of attnviz that imports streamlit. Pages call these instead of repeating them, so the
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 import streamlit as st
 
-from attnviz import checkpoint
+from attnviz import analysis, checkpoint
 from attnviz.device import describe, pick_device
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,124 @@ def load_model(info):
     """The `Checkpoint` behind a picker choice, cached for all sessions: read it, never modify it."""
     path = Path(info.path)
     return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+
+
+def model_key(picked):
+    """What names a loaded `Checkpoint` in `st.cache_data` keys (pass the checkpoint itself as `_picked`)."""
+    path = Path(picked.path)
+    return str(path), path.stat().st_mtime_ns if path.exists() else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# What the attention pages share: the model or a message, the input text, choices kept in the URL
+
+MODEL_LOCK = threading.RLock()  # a cached model serves every session: one run's hooks must not meet another's
+KIND_LABELS = {"encoder self": "Encoder self-attention", "decoder self": "Decoder self-attention (causal)",
+               "cross": "Cross-attention (decoder → encoder)"}
+
+
+def model_or_stop():
+    """The `Checkpoint` picked in the sidebar, or a note and the end of the page when there is none."""
+    picked = selected_model()
+    if picked is None:
+        st.info("No model to look at yet: train one on **Train live**, or with `python -m attnviz train`.")
+        st.stop()
+    return picked
+
+
+def task_or_stop(picked):
+    """The task the picked model was trained on (its tokenizer and test set), or an error and the end of the page."""
+    try:
+        task = picked.task()
+    except ValueError as error:
+        st.error(str(error))
+        st.stop()
+    if task is None:
+        st.error(f"{picked.name} does not record the task it was trained on, so there is no input to give it.")
+        st.stop()
+    return task
+
+
+def url_choice(label, options, key, widget=None, **kwargs):
+    """A choice (a selectbox, or e.g. `st.radio`) kept in the URL as ?key=..., so a shared link restores it.
+
+    A value the options do not hold (another model has fewer layers) falls back to the first option."""
+    options = list(options)
+    if st.session_state.get(key) not in options:
+        by_text = {str(option): option for option in options}
+        st.session_state[key] = by_text.get(st.query_params.get(key), options[0])
+    value = (widget or st.selectbox)(label, options, key=key, **kwargs)
+    st.query_params[key] = str(value)
+    return value
+
+
+def attention_kind(kinds):
+    """Encoder self-, decoder self- or cross-attention, among those the model has (kept in the URL)."""
+    return url_choice("Attention", kinds, "attention", st.radio, horizontal=True, format_func=KIND_LABELS.get)
+
+
+def layer_and_head(n_layers, n_heads, where=st):
+    """Layer and head pickers side by side (kept in the URL): (layer, head)."""
+    left, right = where.columns(2)
+    return (url_choice("Layer", range(n_layers), "layer", left.selectbox),
+            url_choice("Head", range(n_heads), "head", right.selectbox))
+
+
+def example_input(task):
+    """One of the task's own test inputs, the input until the user types one."""
+    if not task.probes:
+        return ""
+    return task.probes[0][0] if task.kind == "seq2seq" else task.tokenizer.decode(task.probes[0][:12])
+
+
+def _keep_typed_text():
+    st.session_state["input_text"] = st.session_state["input_box"]
+
+
+def input_text(task, label="Input"):
+    """The input shared by every page: kept in the session and in the URL (?text=), so it survives switching
+    pages and travels with a shared link. It starts as one of the task's test inputs."""
+    default = example_input(task)
+    if "input_text" not in st.session_state:
+        st.session_state["input_text"] = st.query_params.get("text", default)
+    elif st.session_state["input_text"] == st.session_state.get("input_default"):
+        st.session_state["input_text"] = default  # the last model's untouched example: this model's own instead
+    st.session_state["input_default"] = default
+    st.session_state["input_box"] = st.session_state["input_text"]  # a widget's own state ends with its page
+    text = st.text_input(label, key="input_box", on_change=_keep_typed_text,
+                         help="Shared by every page and kept in the link. Press Enter to apply.")
+    st.query_params["text"] = text
+    return text
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the model…")
+def _run_input(_picked, key, text, max_tokens):
+    with MODEL_LOCK:
+        return analysis.run_input(_picked.model, _picked.task(), text, max_tokens)
+
+
+def input_run(picked, label="Input", max_tokens=analysis.MAX_SHOWN_TOKENS):
+    """The shared input box, then the picked model run on it (cached): an `analysis.InputRun`.
+
+    Input the model cannot take shows why and ends the page; a cut or unknown characters show as warnings."""
+    text = input_text(task_or_stop(picked), label)
+    try:
+        run = _run_input(picked, model_key(picked), text, max_tokens)
+    except ValueError as error:
+        st.warning(str(error))
+        st.stop()
+    for note in run.notes:
+        st.warning(note)
+    return run
+
+
+def show_tokens(run):
+    """The tokens the model reads, and its greedy output."""
+    chips = lambda labels: " ".join(f"`{label}`" for label in labels)
+    if run.src_labels is not None:
+        st.markdown(f"**Encoder reads** ({len(run.src_labels)} tokens): {chips(run.src_labels)}")
+    st.markdown(f"**Decoder reads** ({len(run.tgt_labels)} tokens): {chips(run.tgt_labels)}  \n"
+                f"**Output** (greedy decoding): `{run.output}`")
 
 
 # ---------------------------------------------------------------------------------------------

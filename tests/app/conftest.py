@@ -19,3 +19,35 @@ def navigation_not_pages_folder(monkeypatch):
         original_init(self, *args, **kwargs)
 
     monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture(scope="session")
+def page_models():
+    """Small checkpoints in the test user folder for the attention pages, by name: "test-reverse", a 2+1-layer
+    Transformer trained briefly on reverse (so its heads show real patterns), and untrained "test-lm"
+    (decoder-only), "test-rnn" (LSTM with attention) and "test-lstm" (no attention)."""
+    import torch
+
+    from attnviz import build_model, checkpoint
+    from attnviz.presets import model_config
+    from attnviz.tasks import make_task
+    from attnviz.train import TrainConfig, run_meta, train
+
+    torch.manual_seed(0)
+    reverse = make_task("reverse", min_len=4, max_len=7, alphabet="abcdefgh", n_train=1000, n_val=20, n_test=60)
+    names = {}
+
+    def save(name, task, architecture, steps=0, **sizes):
+        model = build_model(model_config(architecture, task.tokenizer, **sizes))
+        config = TrainConfig(steps=max(steps, 1), batch_size=32, lr=1e-2, warmup=10, eval_every=1000, snapshot_every=0)
+        result = train(model, task, config) if steps else None
+        meta = run_meta(model.eval(), task, config, result) if steps else {"task": task.spec()}
+        names[name] = checkpoint.save_checkpoint(checkpoint.USER_DIR / name, model, task.tokenizer, meta)
+
+    save("test-reverse", reverse, "transformer", steps=120, d_model=32, n_heads=2, n_encoder_layers=2, d_ff=64,
+         max_len=40)
+    save("test-lm", make_task("text", text="the cat sat on the mat. " * 40, block_size=16), "lm", d_model=16,
+         n_heads=2, n_decoder_layers=2, d_ff=32, max_len=40)
+    save("test-rnn", reverse, "lstm+attention", embed_dim=8, hidden_size=16)
+    save("test-lstm", reverse, "lstm", embed_dim=8, hidden_size=16)
+    return names

@@ -1,0 +1,114 @@
+"""The attention explorer: every layer and head of the picked model on your input, one head large, head
+statistics, rollout, switching heads off, and the captured weights as files."""
+import streamlit as st
+
+from attnviz import analysis, figures, ui
+
+st.title("Attention explorer")
+picked = ui.model_or_stop()
+run = ui.input_run(picked)
+ui.show_tokens(run)
+
+kinds = [kind for kind in analysis.KINDS if any(analysis.parse_pattern_name(name)[0] == kind for name in run.cache)]
+if not kinds:
+    st.info(f"{picked.name} has no attention: its decoder sees the input only through the encoder's final state. "
+            "Pick a Transformer or an RNN with attention in the sidebar, or compare them on **RNN vs attention**.")
+    st.stop()
+kind = ui.attention_kind(kinds)
+patterns = analysis.patterns_of(run.cache, kind)  # (L, H, Tq, Tk)
+n_layers, n_heads = patterns.shape[:2]
+query_labels, key_labels = run.labels(kind)
+blocked = run.blocked(kind)
+heads = analysis.attention_heads(picked.model)  # [(kind, layer, module, n_heads)]
+module_of = {(k, layer): module for k, layer, module, _ in heads}
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the test set with those heads off…")
+def test_set_effect(_picked, key, off):
+    with ui.MODEL_LOCK:
+        return analysis.ablation_summary(_picked.model, _picked.task().batches("test", 256), set(off))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def input_effect(_picked, key, _run, text, off):
+    with ui.MODEL_LOCK:
+        return analysis.ablate_input(_picked.model, _picked.task(), _run, set(off))
+
+
+heads_tab, stats_tab, rollout_tab, ablation_tab, export_tab = st.tabs(
+    ["Heads", "Head statistics", "Rollout", "Switch heads off", "Export"])
+
+with ablation_tab:  # drawn first in code: the grid marks the heads switched off here
+    st.markdown("A head switched off contributes zeros to its layer's output. What does the model lose?")
+    off = st.multiselect("Heads to switch off", [(k, layer, h) for k, layer, _, n in heads for h in range(n)],
+                         format_func=lambda t: f"{ui.KIND_LABELS[t[0]].split(' (')[0]}, layer {t[1]} head {t[2]}",
+                         key="ablate", placeholder="Choose heads")
+    off_modules = tuple(sorted((module_of[k, layer], h) for k, layer, h in off))
+    if off:
+        effect = input_effect(picked, ui.model_key(picked), run, run.text, off_modules)
+        before, after = st.columns(2)
+        before.markdown(f"**Output, all heads on:** `{run.output}`")
+        after.markdown(f"**Output, {len(off)} head{'s' if len(off) > 1 else ''} off:** `{effect.output_after}`")
+        st.plotly_chart(figures.probability_bars(
+            picked.tokenizer.labels(run.tgt_out[0]), {"all heads on": effect.probs_before, "heads off": effect.probs_after},
+            title="Probability of each output token (teacher-forced on the original output)"), key="ablate_probs")
+        summary = test_set_effect(picked, ui.model_key(picked), off_modules)
+        loss, accuracy = st.columns(2)
+        loss.metric("Test-set loss", f"{summary['loss_after']:.3f}", f"{summary['loss_change']:+.3f}",
+                    delta_color="inverse", help=f"Before: {summary['loss_before']:.3f}, over {summary['tokens']} tokens")
+        accuracy.metric("Test-set token accuracy", f"{summary['accuracy_after']:.1%}",
+                        f"{summary['accuracy_change']:+.1%}", help=f"Before: {summary['accuracy_before']:.1%}")
+
+with heads_tab:
+    off_here = {(layer, h) for k, layer, h in off if k == kind}
+    st.plotly_chart(figures.attention_grid(
+        patterns, masked=blocked, off=off_here,
+        title=f"All {n_layers} layer{'s' if n_layers > 1 else ''} × {n_heads} heads: row = query, column = key"),
+        key="grid")
+    controls, zoom = st.columns([1, 3])
+    layer, head = ui.layer_and_head(n_layers, n_heads, controls)
+    if kind != "encoder self":
+        controls.caption("Decoder row t reads token t and predicts token t + 1 of the output.")
+    if kind == "decoder self":
+        controls.caption("Grey cells are masked: a position may not look at later ones.")
+    zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], query_labels, key_labels, masked=blocked,
+                                                title=f"{ui.KIND_LABELS[kind]}: layer {layer}, head {head}"),
+                      key="zoom")
+
+with stats_tab:
+    table = analysis.head_stats_table(run.cache, run.src, run.tgt_in)
+    stat = st.selectbox("Statistic", list(analysis.STATS), key="stat",
+                        help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in analysis.STATS.items()))
+    st.caption(analysis.STATS[stat])
+    st.plotly_chart(figures.stat_heatmap(analysis.stat_matrix(table, kind, stat), stat,
+                                         title=f"{stat} per head, {ui.KIND_LABELS[kind].lower()}"), key="stat_map")
+    st.dataframe(table.drop(columns="module"), hide_index=True, key="stats_table",
+                 column_config={name: st.column_config.NumberColumn(help=meaning, format="%.3f")
+                                for name, meaning in analysis.STATS.items()})
+    st.caption("Every attention of the model, one row per head. Click a column header to sort.")
+
+with rollout_tab:
+    if kind == "cross":
+        st.info("Rollout follows one self-attention stack; choose encoder or decoder self-attention above.")
+    else:
+        upto = st.slider("Up to layer", 0, n_layers - 1, n_layers - 1, key="rollout_layer") if n_layers > 1 else 0
+        raw, rolled = st.columns(2)
+        raw.plotly_chart(figures.attention_heatmap(patterns[upto].mean(0), query_labels, key_labels, masked=blocked,
+                                                   title=f"Raw attention of layer {upto}, mean of its heads"),
+                         key="raw")
+        rolled.plotly_chart(figures.attention_heatmap(analysis.attention_rollout(patterns)[upto], query_labels,
+                                                      key_labels, masked=blocked, x_title="input token",
+                                                      y_title="position", title=f"Rollout through layers 0–{upto}"),
+                            key="rollout")
+        st.caption(analysis.ROLLOUT_CAPTION)
+
+with export_tab:
+    st.markdown("Every figure has a camera button (top right, on hover) that saves it as a PNG. "
+                "The attention weights behind them, every layer, head and kind, for this input:")
+    csv, npz = st.columns(2)
+    csv.download_button("Weights as CSV", analysis.patterns_table(run.cache, run.src_labels, run.tgt_labels)
+                        .to_csv(index=False), file_name=f"{picked.name}-attention.csv", mime="text/csv",
+                        key="download_csv", help="One row per weight: hook name, kind, layer, head, query, key, tokens.")
+    npz.download_button("Tensors as NPZ", analysis.npz_bytes(run.cache), file_name=f"{picked.name}-attention.npz",
+                        mime="application/octet-stream", key="download_npz",
+                        help="numpy.load(file)[hook name] is a (1, heads, queries, keys) array.")

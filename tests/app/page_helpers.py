@@ -1,0 +1,35 @@
+"""Helpers for the page tests: open a page through app.py (with a shared link's query parameters) and read
+back the plotly figures it drew."""
+import base64
+import json
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+APP = "../../app.py"  # relative to the test files
+
+
+def open_page(page, **query_params):
+    """Run app.py with `query_params` (as a shared link would), then switch to `page` ("pages/x.py")."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query_params)
+    at.run()
+    return at.switch_page(page).run()
+
+
+def charts(at):
+    """{element key: figure JSON} of every plotly chart on the page."""
+    return {chart.proto.id.split("-", 2)[-1]: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+
+
+def array(value):
+    """A plotly JSON array as numpy: plain lists, or the typed {"dtype", "bdata", "shape"} form."""
+    if isinstance(value, dict):
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return data.reshape([int(n) for n in str(shape).split(",")] if shape else -1).astype(float)
+    return np.array(value, dtype=float)
+
+
+def z_of(figure, trace=0):
+    return array(figure["data"][trace]["z"])

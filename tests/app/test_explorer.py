@@ -1,0 +1,140 @@
+"""The attention explorer page through AppTest: charts carry the captured patterns, with their shapes."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from attnviz import analysis, checkpoint
+
+from page_helpers import array, charts, open_page as open_any_page, z_of
+
+PAGE = "pages/explorer.py"
+
+
+def open_page(**query_params):
+    return open_any_page(PAGE, **query_params)
+
+
+def reference(name, text):
+    """The model's own patterns for the same input, recomputed here from the checkpoint."""
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
+    return picked, analysis.run_input(picked.model, picked.task(), text)
+
+
+def test_reverse_model_shows_every_kind_and_head(page_models):
+    at = open_page(model="test-reverse", text="abcdef")
+    assert not at.exception
+    assert at.radio(key="attention").options == ["Encoder self-attention", "Decoder self-attention (causal)",
+                                                 "Cross-attention (decoder → encoder)"]
+    picked, run = reference("test-reverse", "abcdef")
+    assert any(run.output in m.value for m in at.markdown)  # the greedy output is shown
+    figures = charts(at)
+    grid, zoom = figures["grid"], figures["zoom"]
+    assert len(grid["data"]) == 2 * 2  # 2 encoder layers x 2 heads
+    assert z_of(zoom).shape == (7, 7)  # 6 letters + EOS
+    expected = run.cache["encoder.layers.0.self_attn.hook_pattern"][0, 0].numpy()
+    assert np.allclose(z_of(zoom), expected, atol=1e-6)
+    assert zoom["layout"]["xaxis"]["ticktext"] == ["a", "b", "c", "d", "e", "f", "<eos>"]
+    assert not at.warning and not at.error
+
+
+def test_cross_attention_is_rectangular_and_decoder_self_is_masked(page_models):
+    at = open_page(model="test-reverse", text="abcdefgh", attention="cross")
+    assert not at.exception
+    _, run = reference("test-reverse", "abcdefgh")
+    T = run.tgt_in.shape[1]
+    figures = charts(at)
+    assert len(figures["grid"]["data"]) == 1 * 2  # 1 decoder layer x 2 heads
+    assert z_of(figures["zoom"]).shape == (T, 9)  # decoder positions x (8 letters + EOS)
+
+    at.radio(key="attention").set_value("decoder self").run()
+    zoom = z_of(charts(at)["zoom"])
+    assert zoom.shape == (T, T)
+    assert np.isnan(zoom[np.triu_indices(T, 1)]).all()  # the future is shown masked
+    assert np.isfinite(zoom[np.tril_indices(T)]).all()
+
+
+def test_statistics_table_and_heatmap(page_models):
+    at = open_page(model="test-reverse", text="abcdef")
+    table = at.dataframe[0].value  # the only table: head statistics
+    assert len(table) == 2 * 2 + 2 + 2  # encoder self (2 x 2), decoder self (1 x 2), cross (1 x 2)
+    assert {"entropy", "previous_token", "sink"} <= set(table.columns)
+    at.selectbox(key="stat").set_value("max_weight").run()
+    stat_map = charts(at)["stat_map"]
+    encoder = table[table["kind"] == "encoder self"]
+    assert np.allclose(z_of(stat_map),
+                       encoder.pivot(index="layer", columns="head", values="max_weight").to_numpy())
+
+
+def test_rollout_beside_raw_attention(page_models):
+    at = open_page(model="test-reverse", text="abcdef")
+    figures = charts(at)
+    rollout = z_of(figures["rollout"])
+    assert rollout.shape == (7, 7) and np.allclose(rollout.sum(1), 1, atol=1e-5)
+    assert z_of(figures["raw"]).shape == (7, 7)
+    assert any(analysis.ROLLOUT_CAPTION == c.value for c in at.caption)
+
+
+def test_switching_heads_off_changes_what_the_page_shows(page_models):
+    at = open_page(model="test-reverse", text="abcdefg", attention="cross")
+    assert "ablate_probs" not in charts(at)
+    at.multiselect(key="ablate").set_value([("cross", 0, 0), ("cross", 0, 1)]).run()
+    assert not at.exception
+    picked, run = reference("test-reverse", "abcdefg")
+    heads = {("decoder.layers.0.cross_attn", 0), ("decoder.layers.0.cross_attn", 1)}
+    with torch.no_grad():
+        expected = analysis.ablation_summary(picked.model, picked.task().batches("test", 256), heads)
+    figures = charts(at)
+    assert [trace["name"] for trace in figures["ablate_probs"]["data"]] == ["all heads on", "heads off"]
+    assert "off" in json.dumps(figures["grid"]["layout"]["annotations"])  # the grid marks the heads
+    loss = next(m for m in at.metric if m.label == "Test-set loss")
+    assert loss.value == f"{expected['loss_after']:.3f}" and loss.delta == f"{expected['loss_change']:+.3f}"
+    assert expected["loss_change"] > 0  # the reverse model needs cross-attention
+
+
+def test_shared_link_restores_the_view(page_models):
+    at = open_page(model="test-reverse", text="hgfe", attention="encoder self", layer="1", head="1")
+    assert at.text_input(key="input_box").value == "hgfe"
+    assert at.selectbox(key="layer").value == 1 and at.selectbox(key="head").value == 1
+    _, run = reference("test-reverse", "hgfe")
+    zoom = z_of(charts(at)["zoom"])
+    assert np.allclose(zoom, run.cache["encoder.layers.1.self_attn.hook_pattern"][0, 1].numpy(), atol=1e-6)
+    at.selectbox(key="head").set_value(0).run()
+    assert at.query_params["head"] == ["0"] or at.query_params["head"] == "0"
+    assert at.query_params["text"] in ("hgfe", ["hgfe"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("abcxyz", "does not know"),
+    ("abcdefgh" * 10, "only its first"),
+])
+def test_bad_input_gets_a_message(page_models, text, message):
+    at = open_page(model="test-reverse", text=text)
+    assert not at.exception
+    assert any(message in w.value for w in at.warning)
+
+
+def test_language_model_has_decoder_self_attention_only(page_models):
+    at = open_page(model="test-lm", text="the cat")
+    assert not at.exception
+    assert at.radio(key="attention").options == ["Decoder self-attention (causal)"]
+    assert len(charts(at)["grid"]["data"]) == 2 * 2
+
+
+def test_rnn_has_cross_attention_only_and_plain_lstm_none(page_models):
+    at = open_page(model="test-rnn", text="abcd")
+    assert not at.exception
+    assert at.radio(key="attention").options == ["Cross-attention (decoder → encoder)"]
+    assert len(charts(at)["grid"]["data"]) == 1
+    at = open_page(model="test-lstm", text="abcd")
+    assert not at.exception
+    assert any("has no attention" in i.value for i in at.info)
+
+
+def test_exports(page_models):
+    at = open_page(model="test-reverse", text="abcdef")
+    assert not at.exception
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Weights as CSV", "Tensors as NPZ"]
