@@ -111,6 +111,17 @@ def accuracy_by_length(model, task, lengths=None, n=200, seed=1):
 # Cost by sequence length
 
 
+COST_NOTE = (
+    "One forward pass of batch 1, source and target of the same length, on this machine's device, with the "
+    "model's own sizes. Attention weights: every head scores every query against every key, T × T per attention "
+    "module, so they grow with the square of the length; the Transformer has three attention modules (encoder "
+    "self-, decoder self- and cross-attention), the LSTM + attention one, the plain LSTM none. Activations: the "
+    "bytes a training step keeps from the forward pass for the backward pass. PyTorch's fused attention kernel "
+    "computes all T × T weights but never stores them, so the Transformer's activations grow about linearly; "
+    "the additive attention of the LSTM keeps a T × T × hidden tensor. Time is wall-clock: other work on a "
+    "busy machine makes it noisy.")
+
+
 def cost_model(config, longest, seed=0):
     """A fresh model of `config` (weights do not change the cost) that reads `longest` tokens, in eval mode."""
     torch.manual_seed(seed)
@@ -237,14 +248,15 @@ def alignment(model, tokenizer, src_text, tgt_text):
     """{pattern name: (H, Tq, Tk) array} of every cross-attention while the model reads `tgt_text` (teacher
     forcing), with the labels: (source tokens + EOS, target tokens + EOS). Rows are the positions that
     predict each target token, so every model's patterns share the same grid."""
-    src = torch.tensor([source_ids(tokenizer, src_text, model.config.max_len)])  # (1, S)
+    device = next(model.parameters()).device
+    src = torch.tensor([source_ids(tokenizer, src_text, model.config.max_len)], device=device)  # (1, S)
     tgt = tokenizer.encode(tgt_text)
-    tgt_in = torch.tensor([[tokenizer.bos_id] + tgt])  # (1, T)
+    tgt_in = torch.tensor([[tokenizer.bos_id] + tgt], device=device)  # (1, T)
     if tgt_in.shape[1] > model.config.max_len:
         raise ValueError(f"the target is longer than this model's max_len={model.config.max_len}")
     with capture(model, [n for n in pattern_names(model) if is_alignment(n)]) as cache:
         model(src, tgt_in)
-    patterns = {name: pattern[0].float().numpy() for name, pattern in cache.items()}  # each (H, T, S)
+    patterns = {name: pattern[0].float().cpu().numpy() for name, pattern in cache.items()}  # each (H, T, S)
     return patterns, tokenizer.labels(src[0]), tokenizer.labels(tgt + [tokenizer.eos_id])
 
 
@@ -257,9 +269,10 @@ class Contender:
     """One model in a comparison, with the record of its training (from a checkpoint's meta or a live run)."""
     label: str  # "Transformer", "LSTM + attention", "LSTM"
     model: torch.nn.Module
-    tokenizer: object
+    task: object  # the task it was trained on, with its tokenizer
     history: dict  # per training step: "step", "loss", "time" (seconds of training) ...
     evals: dict  # per evaluation: "step", "time", "exact_match", "token_accuracy", "loss"
+    key: str = ""  # names these trained weights, for caches (e.g. a checkpoint's path and time)
 
     @property
     def parameters(self):
@@ -294,15 +307,21 @@ def summary(contenders):
     return rows
 
 
-def time_to_target(preset, seed=0, target=0.99):
-    """Train a preset until validation exact match reaches `target` (or its steps run out); one row of results."""
+def time_to_target(preset, seed=0, target=0.99, clock=time.perf_counter):
+    """Train a preset until validation exact match reaches `target` (or its steps run out); one row of results.
+
+    Seconds are wall-clock training time (evaluations excluded), as `train` reports them; `cpu_seconds_run` is
+    the process's CPU time for the whole run, evaluations included, which a machine busy with other work
+    inflates far less than wall-clock time."""
     from attnviz.presets import build_preset
     from attnviz.train import train
 
     task, model, config = build_preset(preset, seed)
-    result = train(model, task, replace(config, target_exact_match=target))
+    cpu_started = time.process_time()
+    result = train(model, task, replace(config, target_exact_match=target), clock=clock)
+    cpu_seconds = time.process_time() - cpu_started
     reached = [step for step, exact in zip(result.evals["step"], result.evals["exact_match"]) if exact >= target]
     return {"preset": preset, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
             "seconds_to_target": result.reached_target_at, "steps_to_target": reached[0] if reached else None,
-            "steps_run": result.step, "seconds_run": result.elapsed, "ms_per_step": 1000 * result.elapsed / result.step,
-            "val_exact_match": result.evals["exact_match"][-1]}
+            "steps_run": result.step, "seconds_run": result.elapsed, "cpu_seconds_run": cpu_seconds,
+            "ms_per_step": 1000 * result.elapsed / result.step, "val_exact_match": result.evals["exact_match"][-1]}
