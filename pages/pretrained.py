@@ -134,6 +134,9 @@ with similarity_tab:
         with st.spinner(f"Running the sentences {n_layers * n_heads} times…"):
             effects = head_effects(minilm, tuple(sentences))
         st.caption("How much the similarities between different sentences change when only that head is off.")
+        top = [(int(layer), int(head)) for layer, head in effects[["layer", "head"]].head(5).itertuples(index=False)]
+        st.button("Switch off these top 5 together", key="minilm_top5", args=(top,),
+                  on_click=lambda heads: st.session_state.update(minilm_ablate=heads))
         st.dataframe(effects, hide_index=True, key="minilm_effects",
                      column_config={name: st.column_config.NumberColumn(format="%.4f")
                                     for name in ("mean_change", "max_change")})

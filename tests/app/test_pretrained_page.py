@@ -146,6 +146,11 @@ def test_ranking_every_head(minilm):
     assert len(effects) == 72 and list(effects.columns) == ["layer", "head", "mean_change", "max_change"]
     assert effects["mean_change"].is_monotonic_decreasing
 
+    at.button(key="minilm_top5").click().run()
+    top = [(int(layer), int(head)) for layer, head in effects[["layer", "head"]].head(5).itertuples(index=False)]
+    assert at.multiselect(key="minilm_ablate").value == top
+    assert chart(at, "minilm_sim_after")["layout"]["title"]["text"] == "5 heads off"
+
 
 @needs_minilm
 def test_input_limits_are_explained():
