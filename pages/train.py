@@ -1,0 +1,163 @@
+"""Train live: pick a task, a model and its settings (or a class preset), start, and watch the loss fall and the
+attention form. Runs belong to the server, not to the tab: a reload or another page finds yours again (?run=NAME),
+and a run whose tab is gone finishes and is saved."""
+import streamlit as st
+
+from attnviz import figures, live, ui
+from attnviz.presets import ARCHITECTURES
+from attnviz.tasks import TASKS, make_task
+from attnviz.train import REGISTRY
+
+st.title("Train live")
+st.caption("Train a small model on this server and watch its loss fall and its attention pattern form. "
+           f"{REGISTRY.max_concurrent} run(s) train at once here; more wait in a queue.")
+
+
+@st.cache_resource(max_entries=16, show_spinner="Preparing the task…")
+def cached_task(name, data=None):  # shared by every session; training only reads a task
+    return make_task(name, **({"text" if name == "text" else "tsv": data} if data is not None else {}))
+
+
+def apply_preset():
+    label = st.session_state["train_preset"]
+    for key, value in live.preset_settings(label).items():
+        st.session_state[f"train_{key}"] = value
+    st.session_state["train_name"] = live.free_name(live.preset_name(label))
+
+
+def start_run(plan):
+    st.session_state["train_run"] = live.start(plan).name
+    st.session_state["train_name"] = live.free_name(plan.name)  # ready for the next run
+
+
+def number_inputs(fields, where):
+    columns = where.columns(len(fields))
+    return {f.key: column.number_input(f.label, f.low, f.high, step=f.step, key=f"train_{f.key}", help=f.help or None,
+                                       format="%g" if isinstance(f.step, float) else None)
+            for f, column in zip(fields, columns)}
+
+
+# The run this tab follows: from the session, else from the link (a reload, or a link shared in class).
+if "train_run" not in st.session_state and "run" in st.query_params:
+    st.session_state["train_run"] = st.query_params["run"]
+run_name = st.session_state.get("train_run")
+run = REGISTRY.find(run_name) if run_name else None
+if run_name:
+    st.query_params["run"] = run_name
+active = run is not None and not run.done
+if "train_preset" not in st.session_state:
+    st.session_state["train_preset"] = live.preset_labels()[0]
+    apply_preset()
+
+with st.expander("Set up a run", expanded=not active, icon=":material/tune:"):
+    st.selectbox("Preset", live.preset_labels(), key="train_preset", on_change=apply_preset,
+                 help="Fills in every setting below; change any of them afterwards.")
+    left, right = st.columns(2)
+    task_name = left.selectbox("Task", list(TASKS), key="train_task", format_func=lambda t: f"{t}: {TASKS[t]}")
+    upload = right.file_uploader(f"Your {live.USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
+        if task_name in live.USER_TASKS else None
+    architectures = live.architectures_for(task_name)
+    if st.session_state.get("train_architecture") not in architectures:
+        st.session_state["train_architecture"] = architectures[0]
+    architecture = left.selectbox("Architecture", architectures, key="train_architecture",
+                                  format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
+    sizes = number_inputs(live.size_fields(architecture), st)
+    train = number_inputs(live.TRAIN_FIELDS, st)
+    with st.popover("More settings", icon=":material/settings:"):
+        train |= number_inputs(live.MORE_FIELDS[:3], st) | number_inputs(live.MORE_FIELDS[3:], st)
+    left, right = st.columns(2)
+    name = left.text_input("Save as", key="train_name", help="The model is saved under this name when the run ends.")
+    owner = right.text_input("Your name (optional)", key="train_owner", max_chars=40,
+                             help="Shown in the table of runs on this server.")
+    plan = None
+    if task_name in live.USER_TASKS and upload is None:
+        st.info(f"Upload a {live.USER_TASKS[task_name]} to train on.")
+    else:
+        try:
+            task = cached_task(task_name, upload.getvalue() if upload else None)
+            plan = live.plan_run(task, architecture, sizes, train, name, owner, live.preset_name(
+                st.session_state["train_preset"]))
+            st.caption(f":material/check_circle: {live.size_note(plan.n_parameters)}; "
+                       f"{len(task.train):,} training examples")
+        except ValueError as error:
+            st.error(f"{upload.name}: {error}" if upload and "line" in str(error) else str(error))
+    st.button("Start training", type="primary", key="train_start", on_click=start_run, args=(plan,),
+              disabled=plan is None or active, icon=":material/play_arrow:")
+    if active:
+        st.caption("Your run is going: stop it, or let it finish, to start another.")
+
+if run_name and run is None:
+    st.info(f"The run {run_name!r} is not on this server any more (it restarted). If it had finished, it was saved: "
+            "look for it in the model picker.")
+
+
+def timelapse(run, snapshots):
+    """The probes' attention at each snapshot on a slider, and their greedy outputs beside it."""
+    task = run.task
+    st.subheader("Attention time-lapse")
+    controls, heatmap, outputs = st.columns([1, 2, 1.3])
+    probe = controls.selectbox("Probe input", range(len(task.probes)), key="lapse_probe",
+                               format_func=lambda i: live.probe_label(task, i))
+    kinds = live.attention_kinds(snapshots[-1]["patterns"])
+    if st.session_state.get("lapse_kind") not in kinds:
+        st.session_state["lapse_kind"] = list(kinds)[-1]  # cross-attention when there is one: the alignments
+    kind = controls.radio("Attention", list(kinds), key="lapse_kind", format_func=ui.KIND_LABELS.get)
+    layer = controls.selectbox("Layer", range(kinds[kind]), key="lapse_layer")
+    follow = controls.toggle("Follow the newest", value=True, key="lapse_follow", disabled=run.done)
+    if (follow and not run.done) or st.session_state.get("lapse_index", 0) >= len(snapshots):
+        st.session_state["lapse_index"] = len(snapshots) - 1
+    index = controls.slider("Snapshot", 0, max(1, len(snapshots) - 1), key="lapse_index",
+                            disabled=len(snapshots) < 2 or (follow and not run.done))
+    weights, queries, keys, masked = live.lapse_pattern(task, snapshots[index]["patterns"], probe, kind, layer)
+    head = controls.selectbox("Head", range(len(weights)), key="lapse_head")
+    heatmap.plotly_chart(figures.attention_heatmap(
+        weights[head], queries, keys, f"Step {snapshots[index]['step']}: {ui.KIND_LABELS[kind].lower()}, "
+        f"layer {layer}, head {head}", masked=masked), key="lapse_heatmap")
+    outputs.markdown(f"**Greedy output** (target: `{live.probe_target(task, probe)}`)")
+    outputs.dataframe(live.output_history(task, snapshots, probe, index), hide_index=True, key="lapse_outputs",
+                      height=360)
+
+
+if run is not None:
+    @st.fragment(run_every=1.0 if active else None)
+    def live_view():
+        snap = run.snapshot()
+        if active and run.done:
+            st.rerun()  # the run ended: redraw the page once (the sidebar lists the saved model) and stop polling
+        st.subheader(f"Run {run.name}" + (f" by {run.owner}" if run.owner else ""))
+        left = live.time_left(snap, run.config)
+        columns = st.columns([1, 1, 1, 1, 1.6])
+        columns[0].metric("Status", live.status_text(run, snap.status, snap.queue_position))
+        columns[1].metric("Step", f"{snap.step} / {snap.steps}")
+        columns[2].metric("Time left", "–" if left is None or not active else f"~{left:.0f} s")
+        columns[3].metric("Best so far", live.best_metric(snap.evals, run.task.kind) or "–")
+        columns[4].metric("Device", snap.device.upper())
+        if snap.status == "queued":
+            st.info(f"Waiting for a free slot: you are number {snap.queue_position} in the queue.")
+        if snap.error:
+            st.error(snap.error)
+        if snap.saved_path:
+            st.success(f"Saved as **{run.name}**: pick it in the model picker in the sidebar, on every page.")
+        if active:
+            st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
+        charts = live.curve_figures(snap)
+        for row in (("loss", "accuracy"), ("lr", "speed")):
+            for column, chart in zip(st.columns(2), row):
+                column.plotly_chart(charts[chart], key=f"curve_{chart}")
+        if snap.snapshots:
+            timelapse(run, snap.snapshots)
+
+    live_view()
+
+
+@st.fragment(run_every=2.0 if any(not r.done for r in REGISTRY.runs) else None)
+def runs_on_this_server():
+    st.subheader("Runs on this server")
+    table = live.runs_table()
+    if table.empty:
+        st.caption("No runs yet.")
+    else:
+        st.dataframe(table, hide_index=True, key="runs_table")
+
+
+runs_on_this_server()
