@@ -208,3 +208,60 @@ def probability_bars(tokens, probs, chosen=None, title="Next-token probabilities
     fig.update_yaxes(title="probability", range=[0, 1.08])
     fig.update_layout(barmode="group", showlegend=len(series) > 1, legend=dict(orientation="h", x=1, xanchor="right", y=1.12))
     return compact_layout(fig, title, 340, background="white")
+
+
+FATE_COLORS = {"start": "#222222", "kept": "#1f77b4", "finished": "#2ca02c", "pruned": "#b0b0b0"}
+BEST_COLOR = "#ff7f0e"
+
+
+def tree_positions(nodes):
+    """{node id: y}: leaves one apart from top to bottom (children in the given order), parents centred on theirs."""
+    children = {node["id"]: [] for node in nodes}
+    for node in nodes:
+        if node["parent"] is not None:
+            children[node["parent"]].append(node["id"])
+    y, leaves = {}, []
+
+    def place(i):  # depth-first; a tree is at most as deep as a model's max_len
+        for child in children[i]:
+            place(child)
+        if not children[i]:
+            leaves.append(i)
+        y[i] = sum(y[c] for c in children[i]) / len(children[i]) if children[i] else len(leaves) - 1
+
+    for node in nodes:
+        if node["parent"] is None:
+            place(node["id"])
+    return y
+
+
+def beam_tree(nodes, title="Beam search: every candidate each step looked at"):
+    """A search tree: one column per step, nodes coloured by fate (`FATE_COLORS`: kept as a beam, finished
+    with EOS, pruned), the path of the best hypothesis in orange. `nodes`: dicts with id, parent (None for
+    the root), step, label, fate, best, and optional logprob/score for the hover (`decoding.beam_tree`)."""
+    nodes = sorted(nodes, key=lambda n: -n.get("score", 0.0))  # best candidates at the top of their parent
+    y, by_id = tree_positions(nodes), {n["id"]: n for n in nodes}
+    fig = go.Figure()
+    for best, color, width in ((False, "#cccccc", 1), (True, BEST_COLOR, 3)):
+        xs, ys = [], []
+        for n in nodes:
+            if n["parent"] is not None and n["best"] == best:
+                parent = by_id[n["parent"]]
+                xs += [parent["step"], n["step"], None]
+                ys += [y[parent["id"]], y[n["id"]], None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=width), hoverinfo="skip",
+                                 name="best hypothesis" if best else "extends", showlegend=best))
+    for fate, color in FATE_COLORS.items():
+        group = [n for n in nodes if n["fate"] == fate]
+        fig.add_trace(go.Scatter(
+            x=[n["step"] for n in group], y=[y[n["id"]] for n in group], mode="markers+text", name=fate,
+            text=[n["label"] for n in group], textposition="middle right", textfont=dict(size=11),
+            marker=dict(color=color, size=9, line=dict(width=[2 if n["best"] else 0 for n in group], color=BEST_COLOR)),
+            customdata=[[n.get("logprob", 0.0), n.get("score", 0.0)] for n in group],
+            hovertemplate="%{text} (step %{x})<br>log-prob %{customdata[0]:.3f}<br>score %{customdata[1]:.3f}"
+                          f"<extra>{fate}</extra>", showlegend=bool(group)))
+    fig.update_xaxes(title="step", tickformat="d", dtick=1, showgrid=False, zeroline=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    leaves = len(nodes) - len({n["parent"] for n in nodes if n["parent"] is not None})
+    return compact_layout(fig, title, min(max(16 * leaves + 120, 300), 900), background="white")

@@ -6,7 +6,8 @@ import torch
 
 from attnviz import TransformerConfig, build_model, capture
 from attnviz.config import RNNConfig
-from attnviz.decoding import beam_search, distribution, greedy, sample
+from attnviz.decoding import (attention_rows, beam_search, beam_tree, compare_methods, distribution, greedy,
+                              hypotheses_table, sample, steps_table, top_choices)
 from attnviz.tokenizers import CharTokenizer
 
 PAD, BOS, EOS = 0, 1, 2
@@ -349,3 +350,109 @@ def test_attention_needs_a_trace():
     assert decoded.steps == [] and len(decoded.ids()) == 3
     with pytest.raises(ValueError, match="trace=True"):
         decoded.attention("decoder.layers.0.self_attn.hook_pattern")
+
+
+# views for the step-by-step page ---------------------------------------------------------------------------
+
+TOKENIZER = CharTokenizer("abcdefg")  # 4 specials + 7 characters = the models' 11 ids
+
+
+def test_top_choices_are_the_most_likely_tokens_under_the_settings_plus_the_chosen_one():
+    step = greedy(make_model("seq2seq"), None, INPUTS["seq2seq"], max_new_tokens=2).steps[0]
+    expected = distribution(step.logits[0], temperature=0.5, top_k=4)  # (V,)
+    ids, probs = top_choices(step, 0, n=3, temperature=0.5, top_k=4)
+    assert ids == expected.argsort(descending=True)[:3].tolist()
+    torch.testing.assert_close(probs, expected[ids])
+    unlikely = int(expected.argmin())
+    ids, probs = top_choices(step, 0, n=3, temperature=0.5, top_k=4, chosen=unlikely)
+    assert len(ids) == 4 and ids[-1] == unlikely and probs[-1] == 0  # outside the top-k: shown with probability 0
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm"])
+def test_steps_table_matches_recomputation(kind):
+    model = make_model(kind)
+    source, context = source_and_context(kind)
+    decoded = greedy(model, TOKENIZER, INPUTS[kind], max_new_tokens=6, forced={1: 9})
+    expected, probs = greedy_by_recomputation(model, source, context, 6, forced=[decoded.ids()[0], 9])
+    table = steps_table(decoded, TOKENIZER)
+    assert list(table["step"]) == list(range(1, len(expected) + 1))
+    assert list(table["chose"]) == TOKENIZER.labels(expected)
+    assert list(table["reads"]) == TOKENIZER.labels((context + expected)[len(context) - 1:-1])
+    chosen = [p[token].item() for p, token in zip(probs, expected)]
+    assert table["probability"].tolist() == pytest.approx(chosen, abs=1e-5)
+    ranks = [int((p > p[token]).sum()) + 1 for p, token in zip(probs, expected)]
+    assert list(table["rank"]) == ranks and ranks[0] == 1
+    assert list(table["forced"]) == [t == 1 for t in range(len(expected))]
+    entropies = [-(p * p.log()).sum().item() for p in probs]
+    assert table["entropy"].tolist() == pytest.approx(entropies, abs=1e-4)
+
+
+def test_beam_views_follow_the_best_hypothesis():
+    model = make_model("seq2seq", seed=3)
+    source, context = source_and_context("seq2seq")
+    beam = beam_search(model, TOKENIZER, INPUTS["seq2seq"], max_new_tokens=8, width=3, n_best=3)
+    table = hypotheses_table(beam, TOKENIZER)
+    assert list(table["output"]) == [TOKENIZER.decode(h.tokens) for h in beam.hypotheses]
+    assert table["log-prob"].tolist() == pytest.approx(
+        [sequence_logprob(model, source, context, h.tokens) for h in beam.hypotheses], abs=1e-4)
+    steps = steps_table(beam, TOKENIZER)
+    assert list(steps["chose"]) == TOKENIZER.labels(beam.hypotheses[0].tokens)
+    _, probs = greedy_by_recomputation(model, source, context, len(beam.ids()), forced=beam.ids())
+    assert steps["probability"].tolist() == pytest.approx([p[t].item() for p, t in zip(probs, beam.ids())], abs=1e-5)
+
+
+def test_beam_tree_nodes_spell_the_beams_and_the_best_path():
+    beam = beam_search(make_model("seq2seq", seed=3), TOKENIZER, INPUTS["seq2seq"], max_new_tokens=8, width=3)
+    nodes = beam_tree(beam, TOKENIZER)
+    by_id = {n["id"]: n for n in nodes}
+
+    def spelled(node):  # tokens from the start down to this node
+        return [] if node["parent"] is None else spelled(by_id[node["parent"]]) + [node["token"]]
+
+    assert nodes[0]["fate"] == "start" and len(nodes) == 1 + sum(len(s.candidates) for s in beam.steps)
+    for t, step in enumerate(beam.steps):
+        at_step = [n for n in nodes if n["step"] == t + 1]
+        assert sorted(spelled(n)[:-1] for n in at_step) == sorted(step.beams[c.parent].tokens for c in step.candidates)
+        assert [n["fate"] for n in at_step] == [c.fate for c in step.candidates]
+    best = [n for n in nodes if n["best"]]
+    assert spelled(best[-1]) == beam.hypotheses[0].tokens and len(best) == len(beam.hypotheses[0].tokens) + 1
+    assert best[-1]["fate"] == ("finished" if beam.hypotheses[0].finished else "kept")
+    with pytest.raises(ValueError, match="beam"):
+        beam_tree(greedy(make_model("seq2seq"), None, INPUTS["seq2seq"]))
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm"])
+def test_attention_rows_of_the_first_steps_equal_one_full_forward(kind):
+    model = make_model(kind)
+    source, context = source_and_context(kind)
+    decoded = greedy(model, TOKENIZER, INPUTS[kind], max_new_tokens=8)
+    sequence, first = decoded.sequence(), len(context) - 1
+    with capture(model) as full:
+        full_logits(model, source, sequence[:-1])
+    kinds = ["decoder self", "cross"] if kind == "seq2seq" else ["decoder self"]
+    for kind_name, module in zip(kinds, ["self_attn", "cross_attn"]):
+        rows = attention_rows(decoded, kind_name, steps=3)
+        keys = source[0].tolist() if module == "cross_attn" else sequence[:first + 3]
+        expected = torch.stack([full[f"decoder.layers.{layer}.{module}.hook_pattern"][0, :, first:first + 3, :len(keys)]
+                                for layer in range(2)])  # (L, H, 3, Tk)
+        torch.testing.assert_close(rows.patterns, expected, atol=1e-5, rtol=0)
+        assert rows.queries == sequence[first:first + 3] and rows.keys == keys
+        causal = torch.ones(3, len(keys), dtype=torch.bool).triu(first + 1) if module == "self_attn" else False
+        assert torch.equal(rows.masked, torch.zeros(3, len(keys), dtype=torch.bool) | causal)
+    if kind == "lm":
+        with pytest.raises(ValueError, match="no cross attention"):
+            attention_rows(decoded, "cross")
+
+
+def test_compare_methods_lists_each_run_with_its_log_probability():
+    model = make_model("seq2seq", seed=3)
+    source, context = source_and_context("seq2seq")
+    table = compare_methods(model, TOKENIZER, INPUTS["seq2seq"], max_new_tokens=6, seeds=[0, 1], temperature=1.5,
+                            width=2)
+    assert list(table["method"]) == ["greedy", "beam", "sample", "sample"]
+    runs = [greedy(model, TOKENIZER, INPUTS["seq2seq"], 6), beam_search(model, TOKENIZER, INPUTS["seq2seq"], 6, width=2)]
+    runs += [sample(model, TOKENIZER, INPUTS["seq2seq"], 6, temperature=1.5, seed=seed) for seed in [0, 1]]
+    assert list(table["output"]) == [TOKENIZER.decode(run.ids()) for run in runs]
+    assert table["log-prob"].tolist() == pytest.approx(
+        [sequence_logprob(model, source, context, run.ids()) for run in runs], abs=1e-4)
+    assert table["per token"].tolist() == pytest.approx(list(table["log-prob"] / [len(r.ids()) for r in runs]))

@@ -139,3 +139,22 @@ def test_probability_bars_group_before_and_after():
     np.testing.assert_array_equal(np.asarray(fig.data[1].y), [0.4, 0.6])
     with pytest.raises(ValueError):
         figures.probability_bars(["x"], [0.5, 0.5])
+
+
+def test_beam_tree_places_leaves_apart_and_parents_between_their_children():
+    nodes = [dict(id=0, parent=None, step=0, label="<bos>", fate="start", best=True),
+             dict(id=1, parent=0, step=1, label="a", fate="kept", best=True, score=-0.1),
+             dict(id=2, parent=0, step=1, label="b", fate="pruned", best=False, score=-2.0),
+             dict(id=3, parent=1, step=2, label="<eos>", fate="finished", best=True, score=-0.3),
+             dict(id=4, parent=1, step=2, label="a", fate="pruned", best=False, score=-1.0)]
+    y = figures.tree_positions(nodes)
+    assert sorted(y[i] for i in (2, 3, 4)) == [0, 1, 2]  # the leaves
+    assert y[1] == (y[3] + y[4]) / 2 and y[0] == (y[1] + y[2]) / 2
+    fig = figures.beam_tree(nodes)
+    traces = {t.name: t for t in fig.data}
+    assert list(traces["finished"].text) == ["<eos>"] and list(traces["pruned"].x) in ([1, 2], [2, 1])
+    assert traces["best hypothesis"].x == (0, 1, None, 1, 2, None)  # edges start -> a -> <eos>
+    assert traces["extends"].x.count(None) == 2  # the two pruned edges
+    y = dict(zip(traces["pruned"].text, traces["pruned"].y))
+    assert traces["finished"].y[0] < y["a"] < y["b"]  # children by score, best at the top (the axis is reversed)
+    assert fig.layout.yaxis.autorange == "reversed"
