@@ -544,6 +544,7 @@ def positional_tables(model):
 # A user's input, run through a model
 
 MAX_SHOWN_TOKENS = 48  # longer inputs are cut: a heatmap of more tokens per side is unreadable
+LM_CONTINUATION = 16  # tokens a language model adds to a prompt
 
 
 @dataclass
@@ -615,7 +616,9 @@ def run_input(model, task, text, max_tokens=MAX_SHOWN_TOKENS, max_new_tokens=Non
                      f"{'it' if len(unknown) == 1 else 'them'} as <unk>, so expect a strange output.")
     ids = task.encode_source(text, limit + 1)  # (1, S): seq2seq tokens + EOS; lm BOS + tokens
     room = model.config.max_len - (1 if model.has_encoder else ids.shape[1])
-    max_new_tokens = min(room, max_new_tokens or max(limit, 2 * ids.shape[1] + 8))
+    if max_new_tokens is None:  # an output about as long as the task's, or a short continuation for an LM
+        max_new_tokens = LM_CONTINUATION if task.kind == "lm" else max(task.max_tgt_len, 2 * ids.shape[1]) + 2
+    max_new_tokens = min(room, max_new_tokens)
     decoded = greedy(model, task.tokenizer, ids, max_new_tokens=max_new_tokens, trace=False)
     sequence = torch.tensor([decoded.sequence(0)])  # (1, T + 1) context + output
     src = ids if model.has_encoder else None

@@ -1,0 +1,78 @@
+"""Attention mechanics: one head of the picked model computed by hand, step by step, with its real numbers,
+and checked against what the model itself computed."""
+import streamlit as st
+
+from attnviz import analysis, figures, ui
+
+MAX_TOKENS = 12  # the numbers are written into the cells up to 12 x 12
+
+STEPS = {  # step -> (title, what it means)
+    "X": ("Input X", "What the attention layer reads: one row per query position (embeddings, or the "
+                     "previous layer's output, after its layer norm)."),
+    "X_kv": ("Keys' input", "Cross-attention: keys and values come from the encoder's output."),
+    "W_Q": ("Query weights", "This head's slice of the query projection."),
+    "W_K": ("Key weights", "This head's slice of the key projection."),
+    "W_V": ("Value weights", "This head's slice of the value projection."),
+    "Q": ("Queries", "What each position is looking for."),
+    "K": ("Keys", "What each position offers to be found by."),
+    "V": ("Values", "What each position hands over when it is attended to."),
+    "QK^T": ("Scores", "Dot product of every query with every key: large when they point the same way."),
+    "scaled": ("Scaled scores", "Dividing by √d_k keeps the scores' spread independent of d_k, so the softmax "
+                                "does not saturate."),
+    "masked": ("Masked scores", "Blocked keys get −∞ (grey): future positions under the causal mask, and padding."),
+    "weights": ("Attention weights", "Softmax of each row: non-negative, summing to 1. This is the pattern the "
+                                     "other pages show."),
+    "Z": ("Head output", "Each row is a weighted average of the value rows."),
+    "concat": ("All heads, side by side", "Every head's output, concatenated: back to d_model columns."),
+    "W_O": ("Output weights", "The output projection mixes the heads."),
+    "output": ("Attention output", "What the layer adds to the residual stream."),
+}
+
+st.title("Attention mechanics")
+st.markdown(r"One head of the model in the sidebar, computed step by step from its own weights: "
+            r"$\mathrm{softmax}\left(QK^\top/\sqrt{d_k} + M\right)V$, then all heads together through $W^O$.")
+picked = ui.model_or_stop()
+if picked.meta.get("architecture") == "rnn":
+    st.info(f"{picked.name} is a recurrent model: its attention (if any) is additive, not the scaled dot "
+            "product this page takes apart. Pick a Transformer in the sidebar; **RNN vs attention** covers RNNs.")
+    st.stop()
+run = ui.input_run(picked, "Input (short: the numbers are shown for up to 12 tokens)", MAX_TOKENS)
+ui.show_tokens(run)
+
+heads = analysis.attention_heads(picked.model)  # [(kind, layer, module, n_heads)]
+kind = ui.attention_kind([k for k in analysis.KINDS if any(h[0] == k for h in heads)])
+n_layers = 1 + max(layer for k, layer, _, _ in heads if k == kind)
+n_heads = next(n for k, _, _, n in heads if k == kind)
+layer, head = ui.layer_and_head(n_layers, n_heads)
+module = next(m for k, l, m, _ in heads if (k, l) == (kind, layer))
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing the head by hand…")
+def mechanics(_picked, key, _run, text, module, head):
+    with ui.MODEL_LOCK:
+        return analysis.head_mechanics(_picked.model, lambda: _run.forward(_picked.model), module, head)
+
+
+result = mechanics(picked, ui.model_key(picked), run, run.text, module, head)
+tolerance = 1e-4
+check = st.success if max(result.weights_error, result.output_error) < tolerance else st.error
+check(f"**Check:** the weights computed here match what the model's hook `{module}.hook_pattern` captured for "
+      f"head {head}: max |difference| = **{result.weights_error:.1e}**; the layer output matches the module's own: "
+      f"max |difference| = **{result.output_error:.1e}** (float32 rounding is about 1e-7).", icon=":material/check:")
+
+query_labels, key_labels = run.labels(kind)
+axis_labels = {"query": query_labels, "key": key_labels}
+for step, values in result.steps.items():
+    title, meaning = STEPS[step]
+    rows, cols = analysis.MECHANICS_AXES[step]
+    formula, figure = st.columns([2, 5])
+    formula.markdown(f"**{title}** ({values.shape[0]} × {values.shape[1]})")
+    formula.latex(analysis.MECHANICS_FORMULAS[step])
+    formula.caption(meaning)
+    if step == "weights":
+        fig = figures.attention_heatmap(values, query_labels, key_labels, masked=run.blocked(kind),
+                                        title=f"A, head {head}")
+    else:
+        fig = figures.matrix_heatmap(values, axis_labels.get(rows), axis_labels.get(cols), title=step,
+                                     x_title=cols, y_title=rows, value_name=step)
+    figure.plotly_chart(fig, key=f"step_{step}")

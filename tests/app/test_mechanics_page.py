@@ -1,0 +1,107 @@
+"""The attention-mechanics page through AppTest: every step as a heatmap of the right shape, the hand-computed
+weights equal to a recomputation from the model's own modules, and the check shown."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnviz import analysis, checkpoint
+from page_helpers import charts, open_page as open_any_page, z_of
+
+PAGE = "pages/mechanics.py"
+
+
+def open_page(**query_params):
+    return open_any_page(PAGE, **query_params)
+
+
+def reference_weights(name, text, module, head):
+    """softmax(QK^T / sqrt(d_k) + mask) of one head, from the module's own projections (torch.nn.functional)."""
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
+    run = analysis.run_input(picked.model, picked.task(), text, max_tokens=12)
+    attention = dict(picked.model.named_modules())[module]
+    inputs = {}
+    handle = attention.register_forward_pre_hook(lambda m, args, kwargs: inputs.update(q=args[0], k=args[1]),
+                                                 with_kwargs=True)
+    with torch.no_grad():
+        run.forward(picked.model)
+    handle.remove()
+    d_k = attention.d_head
+    rows = slice(head * d_k, (head + 1) * d_k)
+    q = F.linear(inputs["q"][0], attention.q_proj.weight[rows], attention.q_proj.bias[rows])  # (Tq, d_k)
+    k = F.linear(inputs["k"][0], attention.k_proj.weight[rows], attention.k_proj.bias[rows])  # (Tk, d_k)
+    scores = q @ k.T / math.sqrt(d_k)
+    blocked = run.blocked("decoder self" if "self_attn" in module and module.startswith("decoder") else "cross")
+    if blocked is not None:
+        scores = scores.masked_fill(blocked, float("-inf"))
+    return run, attention, scores.softmax(-1).detach().numpy()
+
+
+def test_every_step_is_shown_with_its_shape(page_models):
+    at = open_page(model="test-reverse", text="abcde", attention="encoder self", layer="1", head="1")
+    assert not at.exception
+    figures = charts(at)
+    run, attention, expected = reference_weights("test-reverse", "abcde", "encoder.layers.1.self_attn", 1)
+    S, D, d_k = 6, 32, 16  # 5 letters + EOS; d_model 32 over 2 heads
+    shapes = {"X": (S, D), "W_Q": (D, d_k), "W_K": (D, d_k), "W_V": (D, d_k), "Q": (S, d_k), "K": (S, d_k),
+              "V": (S, d_k), "QK^T": (S, S), "scaled": (S, S), "masked": (S, S), "weights": (S, S), "Z": (S, d_k),
+              "concat": (S, D), "W_O": (D, D), "output": (S, D)}
+    assert {key.removeprefix("step_") for key in figures} == set(shapes)  # no X_kv in self-attention
+    for step, shape in shapes.items():
+        assert z_of(figures[f"step_{step}"]).shape == shape, step
+    assert np.allclose(z_of(figures["step_weights"]), expected, atol=1e-5)
+    assert np.allclose(z_of(figures["step_W_Q"]), attention.q_proj.weight[16:32].T.detach().numpy())
+    assert len(at.get("latex")) >= len(shapes)  # one formula beside every step
+    assert any("max |difference|" in s.value for s in at.success)
+
+
+def test_cross_attention_has_its_own_keys_input(page_models):
+    at = open_page(model="test-reverse", text="abcdefg", attention="cross", head="0")
+    assert not at.exception
+    figures = charts(at)
+    run, _, expected = reference_weights("test-reverse", "abcdefg", "decoder.layers.0.cross_attn", 0)
+    T = run.tgt_in.shape[1]
+    assert z_of(figures["step_X_kv"]).shape == (8, 32)  # the encoder's output
+    assert z_of(figures["step_weights"]).shape == (T, 8)
+    assert np.allclose(z_of(figures["step_weights"]), expected, atol=1e-5)
+
+
+def test_causal_mask_shows_as_masked(page_models):
+    at = open_page(model="test-reverse", text="abcd", attention="decoder self")
+    assert not at.exception
+    masked = z_of(charts(at)["step_masked"])
+    T = masked.shape[0]
+    assert np.isnan(masked[np.triu_indices(T, 1)]).all() and np.isfinite(masked[np.tril_indices(T)]).all()
+
+
+def test_shared_link_restores_layer_and_head(page_models):
+    at = open_page(model="test-reverse", text="fedcba", attention="encoder self", layer="1", head="0")
+    assert (at.selectbox(key="layer").value, at.selectbox(key="head").value) == (1, 0)
+    assert at.text_input(key="input_box").value == "fedcba"
+    assert "encoder.layers.1.self_attn" in at.success[0].value
+
+
+def test_long_input_is_cut_to_twelve_tokens(page_models):
+    at = open_page(model="test-reverse", text="abcdefgh" * 2, attention="encoder self")
+    assert not at.exception
+    assert any("only its first 12" in w.value for w in at.warning)
+    assert z_of(charts(at)["step_weights"]).shape == (13, 13)  # 12 letters + EOS
+
+
+@pytest.mark.parametrize("text, message", [("", "empty"), ("ab?", "does not know")])
+def test_bad_input_gets_a_message(page_models, text, message):
+    at = open_page(model="test-reverse", text=text)
+    assert not at.exception
+    assert any(message in w.value for w in at.warning)
+
+
+def test_language_model_and_rnn(page_models):
+    at = open_page(model="test-lm", text="the cat")
+    assert not at.exception
+    assert at.radio(key="attention").options == ["Decoder self-attention (causal)"]
+    assert "step_weights" in charts(at)
+    at = open_page(model="test-rnn", text="abc")
+    assert not at.exception
+    assert any("recurrent" in i.value for i in at.info)
