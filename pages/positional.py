@@ -1,0 +1,91 @@
+"""The positional-encoding lab: the sinusoidal table, how positions resemble each other, why an offset is a
+rotation, the picked model's own encodings, and what the model loses without them."""
+import streamlit as st
+
+from attnviz import analysis, figures, ui
+from attnviz.positional import sinusoidal_table
+
+st.title("Positional encodings")
+st.markdown(r"""
+Attention by itself ignores order: shuffle the tokens and every token gets the same mix of values, just
+shuffled. So a Transformer *adds* a vector to each token's embedding that depends only on its position.
+The original one is fixed, made of sines and cosines at wavelengths from $2\pi$ to $10000 \cdot 2\pi$:
+""")
+st.latex(r"PE_{(pos,\,2i)} = \sin\!\left(pos / 10000^{2i/d_{model}}\right), \qquad "
+         r"PE_{(pos,\,2i+1)} = \cos\!\left(pos / 10000^{2i/d_{model}}\right)")
+
+
+def show_table(table, key, cosine=False):
+    """A (T, D) positional table as a heatmap, chosen dimensions as curves, and position-by-position similarity."""
+    T, D = table.shape
+    st.plotly_chart(figures.positional_heatmap(table, title=f"{T} positions × {D} dimensions"), key=f"{key}_table")
+    curves, similarity = st.columns(2)
+    with curves:
+        dimensions = st.multiselect("Dimensions to plot", range(D), default=[d for d in (0, 1, 6, 7, D - 2) if d < D],
+                                    key=f"{key}_dims", help="Low dimensions change fast with the position, high ones slowly.")
+        st.plotly_chart(figures.curves(range(T), {f"dim {d}": table[:, d] for d in sorted(dimensions)},
+                                       title="Value along the positions", x_title="position", y_title="value"),
+                        key=f"{key}_curves")
+    with similarity:
+        st.plotly_chart(figures.similarity_heatmap(
+            analysis.positional_similarity(table, cosine), title="Cosine similarity of positions" if cosine
+            else "PE(i) · PE(j): near positions look alike"), key=f"{key}_similarity")
+    shift = st.slider("Offset k", 1, min(T - 1, 50), min(3, T - 1), key=f"{key}_k",
+                      help="Is there one matrix M_k with PE(pos + k) = M_k PE(pos) for every pos?")
+    matrix, error = analysis.shift_check(table, shift)
+    formula, heatmap = st.columns([2, 3])
+    formula.latex(r"PE(pos + k) = M_k \, PE(pos)")
+    formula.markdown(f"For the sinusoidal table, $M_k$ rotates each (sin, cos) pair of dimensions by the angle "
+                     f"$k\\,\\omega_i$ and does not depend on the position: attending to *\"{shift} tokens back\"* is "
+                     f"one linear map. Over all {T - shift} positions:")
+    formula.metric(f"max |PE(pos + {shift}) − M_{shift} PE(pos)|", f"{error:.1e}")
+    heatmap.plotly_chart(figures.matrix_heatmap(matrix, title=f"M_{shift}", x_title="dimension", y_title="dimension",
+                                                value_name="M_k", diverging=True, show_values=D <= 12),
+                         key=f"{key}_shift")
+
+
+st.header("The sinusoidal table")
+d_model, length = st.columns(2)
+D = d_model.slider("d_model", 2, 256, 64, step=2, key="pe_d_model")
+T = length.slider("Positions", 4, 256, 64, key="pe_length")
+show_table(sinusoidal_table(T, D), "pe")
+
+st.header("The model's own encodings")
+picked = ui.model_or_stop()
+tables = analysis.positional_tables(picked.model)
+if not tables:
+    st.info(f"{picked.name} has no positional encoding: "
+            + ("a recurrent network reads its tokens one after another, so order is built into how it works."
+               if picked.meta.get("architecture") == "rnn" else
+               "this Transformer was built with `positional=\"none\"`; only the causal mask (if any) tells it order."))
+    st.stop()
+name = st.radio("Encoding", list(tables), key="pe_module", horizontal=True,
+                format_func=lambda n: f"{n} ({tables[n][0]})") if len(tables) > 1 else next(iter(tables))
+kind, table = tables[name]
+task = ui.task_or_stop(picked)
+longest = max(task.max_src_len, task.max_tgt_len)
+st.markdown(f"`{name}` is **{kind}**" + (": the same formula as above." if kind == "sinusoidal" else
+            ": a vector per position, trained with the model. Positions beyond the longest training sequence "
+            f"({longest} tokens) were never trained."))
+rows = st.slider("Positions to show", 2, len(table), min(len(table), max(longest, 8)), key="pe_model_rows")
+show_table(table[:rows], "model", cosine=kind == "learned")
+
+st.subheader("What the model loses without them")
+st.markdown("Run the test set again with the positional encodings **removed** (every position gets nothing) or "
+            "**shuffled** (each sequence's positions handed out in a random order), and compare.")
+
+
+@st.cache_data(max_entries=16, show_spinner="Running the test set…")
+def experiment(_picked, key, mode):
+    with ui.MODEL_LOCK:
+        return analysis.positional_ablation_summary(_picked.model, _picked.task().batches("test", 256), mode)
+
+
+if st.toggle("Run the experiment on the test set", key="pe_experiment"):
+    results = {mode: experiment(picked, ui.model_key(picked), mode) for mode in ("remove", "shuffle")}
+    columns = st.columns(3)
+    columns[0].metric("Token accuracy, as trained", f"{results['remove']['accuracy_before']:.1%}")
+    for column, (mode, result) in zip(columns[1:], results.items()):
+        column.metric(f"Positions {mode}d", f"{result['accuracy_after']:.1%}", f"{result['accuracy_change']:+.1%}",
+                      help=f"Loss {result['loss_before']:.3f} → {result['loss_after']:.3f} over "
+                           f"{result['tokens']} test tokens")

@@ -1,0 +1,88 @@
+"""The positional-encoding lab through AppTest: the sinusoidal table against the formula, the shift matrix's
+error, the model's own table, and the remove/shuffle experiment against a recomputation."""
+import math
+
+import numpy as np
+import torch
+
+from attnviz import analysis, checkpoint
+from page_helpers import array, charts, open_page as open_any_page, z_of
+
+PAGE = "pages/positional.py"
+
+
+def open_page(**query_params):
+    return open_any_page(PAGE, **query_params)
+
+
+def formula(T, D):
+    """PE[pos, 2i] = sin(pos / 10000^(2i/D)), PE[pos, 2i+1] = cos(...), written out in numpy."""
+    pos, i = np.arange(T)[:, None], np.arange(D)[None, :]
+    angle = pos / 10000 ** ((i - i % 2) / D)
+    return np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
+
+
+def test_sinusoidal_table_follows_the_sliders(page_models):
+    at = open_page(model="test-reverse")
+    assert not at.exception
+    assert np.allclose(z_of(charts(at)["pe_table"]), formula(64, 64), atol=1e-5)
+    at.slider(key="pe_d_model").set_value(16).run()
+    at.slider(key="pe_length").set_value(20).run()
+    figures = charts(at)
+    assert np.allclose(z_of(figures["pe_table"]), formula(20, 16), atol=1e-5)
+    similarity = z_of(figures["pe_similarity"])
+    assert np.allclose(similarity, formula(20, 16) @ formula(20, 16).T, atol=1e-4)
+    curves = figures["pe_curves"]["data"]
+    assert [trace["name"] for trace in curves][:4] == ["dim 0", "dim 1", "dim 6", "dim 7"]
+    assert np.allclose(array(curves[0]["y"]), formula(20, 16)[:, 0], atol=1e-5)
+
+
+def test_shift_matrix_and_its_error(page_models):
+    at = open_page(model="test-reverse")
+    at.slider(key="pe_d_model").set_value(8).run()
+    at.slider(key="pe_k").set_value(5).run()
+    assert not at.exception
+    matrix = z_of(charts(at)["pe_shift"])
+    table = formula(64, 8)
+    assert matrix.shape == (8, 8)
+    assert np.allclose(table[:-5] @ matrix.T, table[5:], atol=1e-5)  # PE(pos + 5) = M_5 PE(pos)
+    error = next(m for m in at.metric if m.label.startswith("max |PE(pos + 5)"))
+    assert float(error.value) < 1e-5
+
+
+def test_model_encodings_are_its_own_table(page_models):
+    at = open_page(model="test-reverse")
+    assert not at.exception
+    assert at.radio(key="pe_module").options == ["encoder.embed.positional (sinusoidal)",
+                                                 "decoder.embed.positional (sinusoidal)"]
+    rows = at.slider(key="pe_model_rows").value
+    assert np.allclose(z_of(charts(at)["model_table"]), formula(rows, 32), atol=1e-5)
+
+
+def test_experiment_measures_the_accuracy_drop(page_models):
+    at = open_page(model="test-reverse")
+    assert not at.metric or all("Token accuracy" not in m.label for m in at.metric)
+    at.toggle(key="pe_experiment").set_value(True).run()
+    assert not at.exception
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    with torch.no_grad():
+        removed = analysis.positional_ablation_summary(picked.model, picked.task().batches("test", 256), "remove")
+    shown = {m.label: m for m in at.metric}
+    assert shown["Token accuracy, as trained"].value == f"{removed['accuracy_before']:.1%}"
+    assert shown["Positions removed"].value == f"{removed['accuracy_after']:.1%}"
+    assert "Positions shuffled" in shown
+    assert removed["accuracy_change"] < 0  # reversing needs to know where each letter is
+
+
+def test_models_without_positional_encoding_say_so(page_models):
+    at = open_page(model="test-rnn")
+    assert not at.exception
+    assert "pe_table" in charts(at)  # the sinusoidal lab works for any model
+    assert any("no positional encoding" in i.value and "recurrent" in i.value for i in at.info)
+
+
+def test_language_model_has_one_table(page_models):
+    at = open_page(model="test-lm")
+    assert not at.exception
+    assert z_of(charts(at)["model_table"]).shape[1] == 16
+    assert not at.get("radio") or all(r.key != "pe_module" for r in at.radio)
