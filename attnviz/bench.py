@@ -175,6 +175,34 @@ def kv_cache_decoding(quick):
     return rows
 
 
+@benchmark
+def cost_by_length(quick):
+    """Forward pass by sequence length (source = target length, batch 1) of the reverse presets' models."""
+    from attnviz import compare
+    from attnviz.presets import build_preset
+
+    lengths = [16, 64] if quick else [16, 32, 64, 128, 256, 512, 1024]
+    rows = []
+    for architecture, label in compare.LABELS.items():
+        _, model, _ = build_preset(f"reverse-{architecture}")
+        for row in compare.forward_cost(model.config, lengths, repeats=3 if quick else 5):
+            rows.append(dict(model=label, **row))
+    return rows
+
+
+@benchmark
+def rnn_vs_attention(quick):
+    """CPU seconds of training to 99% validation exact match on reverse: Transformer vs LSTM with and without attention."""
+    from attnviz import compare
+
+    rows = []
+    for seed in [0] if quick else [0, 1, 2]:
+        for architecture in compare.LABELS:
+            row = compare.time_to_target(f"reverse-{architecture}", seed, clock=time.process_time)
+            rows.append(dict(row, goal="<= 5 s" if architecture != "lstm" else "(misses: no attention)"))
+    return rows
+
+
 def run(names=None, quick=False, threads=1):
     """Run the named benchmarks (all by default) on `threads` torch threads; a JSON-able report."""
     previous = torch.get_num_threads()

@@ -107,6 +107,13 @@ def accuracy_by_length(model, task, lengths=None, n=200, seed=1):
     return rows
 
 
+def by_length(rows, metric, scale=1.0):
+    """{label: (lengths, values)} from {label: rows of one of the by-length functions}, for `figures.curves`;
+    rows without a value (beyond max_len) are left out."""
+    return {label: ([r["length"] for r in rs if r[metric] is not None],
+                    [r[metric] * scale for r in rs if r[metric] is not None]) for label, rs in rows.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Cost by sequence length
 
@@ -310,18 +317,15 @@ def summary(contenders):
 def time_to_target(preset, seed=0, target=0.99, clock=time.perf_counter):
     """Train a preset until validation exact match reaches `target` (or its steps run out); one row of results.
 
-    Seconds are wall-clock training time (evaluations excluded), as `train` reports them; `cpu_seconds_run` is
-    the process's CPU time for the whole run, evaluations included, which a machine busy with other work
-    inflates far less than wall-clock time."""
+    Seconds are training time by `clock`, evaluations excluded, as `train` measures them: wall-clock by
+    default; `time.process_time` gives CPU time, which a machine busy with other work inflates far less."""
     from attnviz.presets import build_preset
     from attnviz.train import train
 
     task, model, config = build_preset(preset, seed)
-    cpu_started = time.process_time()
     result = train(model, task, replace(config, target_exact_match=target), clock=clock)
-    cpu_seconds = time.process_time() - cpu_started
     reached = [step for step, exact in zip(result.evals["step"], result.evals["exact_match"]) if exact >= target]
     return {"preset": preset, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
             "seconds_to_target": result.reached_target_at, "steps_to_target": reached[0] if reached else None,
-            "steps_run": result.step, "seconds_run": result.elapsed, "cpu_seconds_run": cpu_seconds,
-            "ms_per_step": 1000 * result.elapsed / result.step, "val_exact_match": result.evals["exact_match"][-1]}
+            "steps_run": result.step, "seconds_run": result.elapsed, "ms_per_step": 1000 * result.elapsed / result.step,
+            "val_exact_match": result.evals["exact_match"][-1]}

@@ -145,6 +145,11 @@ def cost(_config, config_text, lengths):
 
 
 st.header("Accuracy by sequence length")
+st.markdown(
+    "Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets worse as "
+    "sentences get longer, and that attention fixes it. Here are our three models on fresh examples of every "
+    "length, including lengths they never saw in training (outside the green band): there every model is "
+    "on new ground, the Transformer even meets positions it never saw.")
 trained = compare.trained_lengths(task)
 lengths = None
 if trained:
@@ -153,9 +158,8 @@ if trained:
                              "are reported, not run.")
     lengths = tuple(sorted({*range(2, longest + 1, max(1, longest // 16)), *trained, longest}))
 rows = {label: accuracy(c, c.key, lengths) for label, c in contenders.items()}
-series = {label: ([r["length"] for r in rs if r["note"] == ""], [r["exact_match"] for r in rs if r["note"] == ""])
-          for label, rs in rows.items()}
-fig = figures.curves([], series, "Exact match by length", "source length (tokens)", "exact match")
+fig = figures.curves([], compare.by_length(rows, "exact_match"), "Exact match by length", "source length (tokens)",
+                     "exact match")
 if trained:
     fig.add_vrect(x0=trained[0], x1=trained[1], fillcolor="green", opacity=0.08, line_width=0,
                   annotation_text="trained lengths")
@@ -170,7 +174,6 @@ columns = st.columns(3)
 for column, (metric, title, scale) in zip(columns, [("forward_ms", "Forward pass (ms)", 1),
                                                     ("attention_weights", "Attention weights computed", 1),
                                                     ("activation_bytes", "Activations kept for training (MB)", 2**-20)]):
-    fig = figures.curves([], {label: ([r["length"] for r in rs], [r[metric] * scale for r in rs])
-                              for label, rs in costs.items()}, title, "length", log_y=True)
+    fig = figures.curves([], compare.by_length(costs, metric, scale), title, "length", log_y=True)
     column.plotly_chart(fig.update_xaxes(type="log"), key=f"rnn_cost_{metric}")
 st.caption(compare.COST_NOTE)
