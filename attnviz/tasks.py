@@ -335,7 +335,8 @@ def _lm_task(name, seed, params, tokenizer, text):
     tokenizer = tokenizer or _make_tokenizer(params, [text])
     ids, size = tokenizer.encode(text), params["block_size"]
     blocks = [tuple(ids[i:i + size]) for i in range(0, len(ids), size)]
-    blocks = [block for block in blocks if len(block) >= 2]  # a block of 1 token has nothing to predict
+    # Repeated blocks (the docs repeat some tables) are kept once, so no test block is also a training block.
+    blocks = list(dict.fromkeys(block for block in blocks if len(block) >= 2))  # 1 token: nothing to predict
     if len(blocks) < 3:
         raise ValueError(f"the text is too short: it makes {len(blocks)} blocks of up to {size} tokens, and a "
                          "language model needs at least 3 (training, validation, test); add text or lower block_size")
