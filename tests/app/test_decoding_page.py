@@ -1,0 +1,210 @@
+"""The step-by-step decoding page through AppTest, on small trained models (and `page_models` for the rest).
+
+Expected outputs and probabilities come from running attnviz.decoding on the same checkpoint here."""
+import base64
+import shutil
+
+import numpy as np
+import plotly.io
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from attnviz import checkpoint, decoding
+
+APP = "../../app.py"
+PAGE = "pages/decoding.py"
+MODEL = "test-decoding-reverse"
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small Transformer trained on reversing 3 to 6 letters until it also ends its outputs (with EOS)."""
+    from attnviz import build_model
+    from attnviz.presets import model_config
+    from attnviz.tasks import make_task
+    from attnviz.train import TrainConfig, run_meta, train
+
+    task = make_task("reverse", min_len=3, max_len=6, alphabet="abcdef", n_train=2000, n_val=50, n_test=50)
+    torch.manual_seed(0)
+    model = build_model(model_config("transformer", task.tokenizer, d_model=32, n_heads=2, d_ff=64, max_len=24))
+    config = TrainConfig(steps=200, batch_size=64, lr=3e-3, warmup=20, eval_every=1000, snapshot_every=0)
+    result = train(model, task, config)
+    path = checkpoint.save_checkpoint(checkpoint.USER_DIR / MODEL, model, task.tokenizer,
+                                      run_meta(model.eval(), task, config, result))
+    yield MODEL
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def open_page(**query_params):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query_params)
+    at.run()
+    return at.switch_page(PAGE).run()
+
+
+def chart(at, key):
+    """The plotly figure of the chart with this key (read arrays with `array`)."""
+    found = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(found) == 1, f"no chart {key!r}"
+    return found[0]
+
+
+def array(value):
+    """A figure's data array: plotly stores numpy arrays as {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict):
+        shape = [int(n) for n in str(value.get("shape", -1)).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value, dtype=float)
+
+
+def table(at, column):
+    """The one table on the page with this column (AppTest finds dataframes by position, not by key)."""
+    found = [frame.value for frame in at.dataframe if column in frame.value.columns]
+    assert len(found) == 1, f"{len(found)} tables with a column {column!r}"
+    return found[0]
+
+
+def output_labels(at):
+    """The output tokens the page shows (its 'Output so far' line), in order."""
+    line = next(m.value for m in at.markdown if m.value.startswith("**Output so far**"))
+    return [chip.split("`")[1] for chip in line.split(": ", 1)[1].split()]
+
+
+def reference(name, text, method="greedy", **kwargs):
+    """(tokenizer, Decoded) of the library on the same checkpoint and input."""
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
+    ids = picked.task().encode_source(text, picked.model.config.max_len)
+    return picked.tokenizer, decoding.METHODS[method](picked.model, picked.tokenizer, ids, **kwargs)
+
+
+def test_next_step_and_run_to_end(trained):
+    at = open_page(model=MODEL, text="abcdef")
+    assert not at.exception and not at.error
+    tokenizer, full = reference(MODEL, "abcdef", max_new_tokens=40)
+    expected = tokenizer.labels(full.ids())
+    assert tokenizer.decode(full.ids()) == "fedcba"  # the model learned its task
+    assert output_labels(at) == expected[:1]
+
+    at.button(key="dec_next").click().run()
+    assert output_labels(at) == expected[:2]
+    assert at.slider(key="dec_step").value == 2  # the newest step is the one shown
+    assert chart(at, "dec_bars").layout.title.text.startswith("Step 2")
+    cross = array(chart(at, "dec_cross").data[0].z)
+    assert cross.shape == (2, 7)  # one row per step so far, over "abcdef" + EOS
+    np.testing.assert_allclose(cross, full.attention("decoder.layers.0.cross_attn.hook_pattern")[0, :2], atol=1e-6)
+
+    at.button(key="dec_run").click().run()
+    assert not at.exception
+    assert output_labels(at) == expected and expected[-1] == "<eos>"
+    assert any("ended with <eos>" in c.value for c in at.caption)
+    assert at.button(key="dec_next").disabled and at.button(key="dec_run").disabled
+    steps = table(at, "chose")
+    assert list(steps["chose"]) == expected
+
+    at.button(key="dec_reset").click().run()
+    assert output_labels(at) == expected[:1] and not at.button(key="dec_next").disabled
+
+
+def test_forcing_a_token_changes_the_continuation(trained):
+    at = open_page(model=MODEL, text="abcdef")
+    at.button(key="dec_run").click().run()
+    at.slider(key="dec_step").set_value(2).run()
+    tokenizer, before = reference(MODEL, "abcdef", max_new_tokens=40)
+    forced = tokenizer.encode("a")[0]
+    assert before.ids()[1] != forced
+    at.selectbox(key="dec_force_token").set_value(forced).run()
+    at.button(key="dec_force").click().run()
+    assert not at.exception
+    _, after = reference(MODEL, "abcdef", max_new_tokens=40, forced={1: forced})
+    shown = output_labels(at)
+    assert shown[1] == "a" and shown == tokenizer.labels(after.ids())
+    assert shown[2:] != tokenizer.labels(before.ids())[2:]  # the rest was decoded again after the forced token
+    assert any("step 2 forced to `a`" in c.value for c in at.caption)
+    assert any("was forced to" in m.value for m in at.markdown)
+
+
+def test_temperature_redraws_the_distribution_of_the_current_step(trained):
+    at = open_page(model=MODEL, text="abcdef")
+    at.button(key="dec_next").click().run()
+    before = chart(at, "dec_bars").data
+    assert len(before) == 1  # the model's own distribution
+    at.slider(key="dec_temperature").set_value(2.0).run()
+    after = chart(at, "dec_bars").data
+    assert [trace.name for trace in after] == ["model (temperature 1)", "with these settings"]
+    np.testing.assert_allclose(array(after[0].y), array(before[0].y), atol=1e-6)
+    _, run = reference(MODEL, "abcdef", max_new_tokens=2)
+    step = run.steps[1]
+    expected = step.probs(temperature=2.0)[0]  # (V,)
+    assert len(chart(at, "dec_bars").layout.xaxis.ticktext) == 10
+    np.testing.assert_allclose(array(after[1].y), expected.sort(descending=True).values[:10], atol=1e-6)
+    assert array(after[1].y)[0] < array(before[0].y)[0]  # flatter: the favourite lost probability
+
+    at.radio(key="method").set_value("sample").run()  # now the tokens are drawn from the distribution shown
+    assert not at.exception
+    tokenizer, sampled = reference(MODEL, "abcdef", "sample", max_new_tokens=2, temperature=2.0, seed=0)
+    assert output_labels(at) == tokenizer.labels(sampled.ids())
+    np.testing.assert_allclose(array(chart(at, "dec_bars").data[1].y), array(after[1].y), atol=1e-6)
+
+
+def test_beam_search_shows_hypotheses_and_tree(trained):
+    at = open_page(model=MODEL, text="abcdef", method="beam")
+    assert at.radio(key="method").value == "beam"
+    at.slider(key="dec_width").set_value(2).run()
+    at.button(key="dec_run").click().run()
+    assert not at.exception
+    tokenizer, beam = reference(MODEL, "abcdef", "beam", max_new_tokens=40, width=2, n_best=2)
+    hypotheses = table(at, "finished")
+    assert list(hypotheses["output"]) == [tokenizer.decode(h.tokens) for h in beam.hypotheses]
+    assert hypotheses["log-prob"].tolist() == pytest.approx([h.logprob for h in beam.hypotheses], abs=1e-5)
+    tree = chart(at, "dec_tree")
+    traces = {trace.name: trace for trace in tree.data}
+    assert {"kept", "pruned", "best hypothesis"} <= set(traces)
+    nodes = decoding.beam_tree(beam, tokenizer)
+    assert sum(len(traces[f].x) for f in ("start", "kept", "finished", "pruned")) == len(nodes)
+    assert output_labels(at) == tokenizer.labels(beam.ids())
+
+
+def test_bad_input_shows_a_message_and_the_page_keeps_working(trained):
+    at = open_page(model=MODEL, text="")
+    assert not at.exception
+    assert "empty" in at.error[0].value
+    at.text_input(key="input_box").set_value("abc" * 10).run()
+    assert not at.exception and "the most this model takes is 23" in at.error[0].value
+    at.text_input(key="input_box").set_value("ab1c").run()
+    assert not at.exception and not at.error
+    assert "'1'" in at.warning[0].value and "<unk>" in at.warning[0].value
+    at.text_input(key="input_box").set_value("abc").run()
+    assert not at.exception and not at.error and not at.warning
+    at.button(key="dec_run").click().run()
+    assert "".join(output_labels(at)) == "cba<eos>"
+
+
+def test_language_model_prompt_and_sampling(page_models):
+    at = open_page(model="test-lm", text="the cat", method="sample")
+    assert not at.exception and not at.error
+    at.number_input(key="dec_max_new").set_value(6).run()
+    at.button(key="dec_run").click().run()
+    tokenizer, sampled = reference("test-lm", "the cat", "sample", max_new_tokens=6, seed=0)
+    assert output_labels(at)[-len(sampled.ids()):] == tokenizer.labels(sampled.ids())
+    assert [c.proto.id.rsplit("-", 1)[1] for c in at.get("plotly_chart")] == ["dec_bars", "dec_decoder_self"]
+    compare = table(at, "setting")
+    assert list(compare["method"]) == ["greedy", "beam"] + ["sample"] * 5
+    assert compare["output"].iloc[2] == tokenizer.decode(sampled.ids())  # seed 0, as decoded above
+
+
+@pytest.mark.parametrize("name", ["test-rnn", "test-lstm"])
+def test_rnn_models_decode_with_or_without_attention(page_models, name):
+    at = open_page(model=name, text="abcd")
+    at.number_input(key="dec_max_new").set_value(5).run()
+    if not at.button(key="dec_run").disabled:  # an untrained model may end at once
+        at.button(key="dec_run").click().run()
+    assert not at.exception and not at.error
+    tokenizer, greedy = reference(name, "abcd", max_new_tokens=5)
+    assert output_labels(at) == tokenizer.labels(greedy.ids())
+    shown = [c.proto.id.rsplit("-", 1)[1] for c in at.get("plotly_chart")]
+    if name == "test-rnn":
+        assert shown == ["dec_bars", "dec_cross"]
+        assert array(chart(at, "dec_cross").data[0].z).shape == (len(greedy.ids()), 5)  # "abcd" + EOS
+    else:
+        assert shown == ["dec_bars"] and "no attention" in at.info[0].value
