@@ -325,24 +325,30 @@ def _make_tokenizer(params, texts):
     return SentencePieceTokenizer.train(paragraphs, params["vocab_size"], params["tokenizer"])
 
 
-def _split_counts(n, params):
-    n_test = max(1, round(n * params["test_fraction"]))
-    n_val = max(1, round(n * params["val_fraction"]))
-    return n_test, n_val
+def _split_by_key(items, key, seed, params, what):
+    """(train, val, test) such that equal keys share a split: distinct keys are shuffled by `seed`, then the
+    first ones go to test, the next to validation and the rest to training (repeats included)."""
+    keys = list(dict.fromkeys(map(key, items)))
+    if len(keys) < 3:
+        raise ValueError(f"there are only {len(keys)} {what}; at least 3 are needed (training, validation, test)")
+    random.Random(seed).shuffle(keys)
+    n_test = max(1, round(len(keys) * params["test_fraction"]))
+    n_val = min(max(1, round(len(keys) * params["val_fraction"])), len(keys) - n_test - 1)
+    split_of = {k: 2 if i < n_test else 1 if i < n_test + n_val else 0 for i, k in enumerate(keys)}
+    splits = ([], [], [])
+    for item in items:
+        splits[split_of[key(item)]].append(item)
+    return splits
 
 
 def _lm_task(name, seed, params, tokenizer, text):
     tokenizer = tokenizer or _make_tokenizer(params, [text])
     ids, size = tokenizer.encode(text), params["block_size"]
     blocks = [tuple(ids[i:i + size]) for i in range(0, len(ids), size)]
-    # Repeated blocks (the docs repeat some tables) are kept once, so no test block is also a training block.
-    blocks = list(dict.fromkeys(block for block in blocks if len(block) >= 2))  # 1 token: nothing to predict
-    if len(blocks) < 3:
-        raise ValueError(f"the text is too short: it makes {len(blocks)} blocks of up to {size} tokens, and a "
-                         "language model needs at least 3 (training, validation, test); add text or lower block_size")
-    random.Random(seed).shuffle(blocks)
-    n_test, n_val = _split_counts(len(blocks), params)
-    test, val, train = blocks[:n_test], blocks[n_test:n_test + n_val], blocks[n_test + n_val:]
+    blocks = [block for block in blocks if len(block) >= 2]  # a 1-token block has nothing to predict
+    # A block that repeats (the docs repeat some tables; a toy text repeats itself) stays in one split.
+    train, val, test = _split_by_key(blocks, lambda block: block, seed, params,
+                                     f"different blocks of {size} tokens in the text (add text or lower block_size)")
     probes = [block[:32] for block in test[:N_PROBES]]
     return Task(name, "lm", seed, params, tokenizer, train, val, test, probes)
 
@@ -408,17 +414,8 @@ def parse_tsv(data):
 
 def _pairs(name, seed, params, tokenizer):
     text, pairs = parse_tsv(params["tsv"])
-    by_source = {}
-    for src, tgt in dict.fromkeys(pairs):  # drop repeated lines; a source may have several targets
-        by_source.setdefault(src, []).append((src, tgt))
-    sources = list(by_source)
-    if len(sources) < 3:
-        raise ValueError(f"the TSV file has {len(sources)} distinct sources; it needs at least 3 "
-                         "(training, validation, test)")
-    random.Random(seed).shuffle(sources)
-    n_test, n_val = _split_counts(len(sources), params)
-    test, val, train = ([pair for src in group for pair in by_source[src]]
-                        for group in (sources[:n_test], sources[n_test:n_test + n_val], sources[n_test + n_val:]))
+    train, val, test = _split_by_key(list(dict.fromkeys(pairs)), lambda pair: pair[0], seed, params,  # no repeats
+                                     "distinct sources in the TSV file")
     tokenizer = tokenizer or _make_tokenizer(params, [src for src, _ in pairs] + [tgt for _, tgt in pairs])
     return Task(name, "seq2seq", seed, {**params, "tsv": text}, tokenizer, train, val, test, test[:N_PROBES])
 

@@ -232,12 +232,12 @@ def test_probes_are_fixed_test_examples():
 # ---------------------------------------------------------------- language models
 
 def check_blocks(task, text, size):
-    """The blocks are the text's tokens cut every `size` tokens, each kept once, in disjoint splits."""
-    blocks = task.train + task.val + task.test
+    """The blocks are the text's tokens cut every `size` tokens, repeats included, and no block is in two splits."""
     ids = task.tokenizer.encode(text)
-    slices = {tuple(ids[i:i + size]) for i in range(0, len(ids), size)}
-    assert len(blocks) == len(set(blocks)) and set(blocks) == {s for s in slices if len(s) >= 2}
-    assert not set(task.test) & set(task.train) and not set(task.val) & set(task.train)
+    slices = [tuple(ids[i:i + size]) for i in range(0, len(ids), size)]
+    assert sorted(task.train + task.val + task.test) == sorted(s for s in slices if len(s) >= 2)
+    train, val, test = set(task.train), set(task.val), set(task.test)
+    assert not train & test and not train & val and not val & test
 
 
 def test_pydoc_blocks_cover_the_corpus(pydoc):
@@ -245,8 +245,8 @@ def test_pydoc_blocks_cover_the_corpus(pydoc):
     assert pydoc.kind == "lm" and isinstance(pydoc.tokenizer, SentencePieceTokenizer)
     assert pydoc.tokenizer.vocab_size <= 512
     check_blocks(pydoc, "\n\n".join(topics[k] for k in sorted(topics)), 64)
-    n_blocks = len(pydoc.train) + len(pydoc.val) + len(pydoc.test)
-    assert len(pydoc.test) == len(pydoc.val) == round(n_blocks * 0.05)
+    n_distinct = len(set(pydoc.train + pydoc.val + pydoc.test))
+    assert len(set(pydoc.test)) == len(set(pydoc.val)) == round(n_distinct * 0.05)
 
 
 def test_lm_batch_is_shifted_by_one(pydoc):
@@ -301,7 +301,7 @@ def test_bad_tsv_files(data, match):
 
 
 def test_tsv_needs_three_sources():
-    with pytest.raises(ValueError, match="2 distinct sources"):
+    with pytest.raises(ValueError, match="only 2 distinct sources in the TSV file; at least 3"):
         make_task("pairs", tsv="a\tb\na\tc\nd\te\n")
 
 
@@ -310,7 +310,7 @@ def test_tsv_needs_three_sources():
     ("", "the text is empty"),
     ("ok\n" + "y" * 10_001, "line 2 of the text has 10,001 characters"),
     ("ab\ud800", "line 1 of the text has an invalid character"),
-    ("tiny", "too short"),
+    ("tiny", "only 1 different blocks of 64 tokens in the text"),
 ])
 def test_bad_texts(data, match):
     with pytest.raises(ValueError, match=match):
@@ -395,3 +395,15 @@ def test_encode_source_never_fails_unexpectedly(pydoc, dates, text):
         except ValueError:
             continue
         assert ids.dtype == torch.long and ids.shape[0] == 1 and ids.shape[1] <= 128
+
+
+def test_a_repetitive_text_keeps_every_copy_for_training():
+    task = make_task("text", text="the cat sat on the mat. " * 40, block_size=16)  # 3 different blocks, 60 in all
+    assert len(set(task.train)) == len(set(task.val)) == len(set(task.test)) == 1
+    assert len(task.train) + len(task.val) + len(task.test) == 60
+    check_blocks(task, "the cat sat on the mat. " * 40, 16)
+
+
+def test_small_splits_leave_training_data():
+    task = make_task("pairs", tsv="a\tA\nb\tB\nc\tC\nd\tD\n", val_fraction=0.4, test_fraction=0.4)
+    assert (len(task.train), len(task.val), len(task.test)) == (1, 1, 2)
