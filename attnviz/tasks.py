@@ -3,7 +3,8 @@
 A task keeps its examples as plain data (seq2seq: (source, target) strings; lm: tuples of token ids, one
 fixed-length block each) and turns them into `Batch`es of right-padded token tensors. Everything random
 comes from `random.Random(seed)`, so `task.spec()` (name, seed, params) rebuilds the identical task.
-Splits never share a source: the test set is drawn first, so asking for more training data keeps it fixed.
+No source (no LM block) is in two splits. Synthetic tasks draw the test set first, so asking for more
+training data keeps it fixed.
 """
 import datetime
 import functools
@@ -94,19 +95,19 @@ class Task:
         """Widest `src` of any batch (source tokens + EOS); 0 for a language model."""
         if self.kind == "lm":
             return 0
-        return 1 + max(len(self.tokenizer.encode(src)) for split in (self.train, self.val, self.test) for src, _ in split)
+        return 1 + max(len(self.tokenizer.encode(src)) for src, _ in self.train + self.val + self.test)
 
     @functools.cached_property
     def max_tgt_len(self):
         """Widest `tgt_in`/`tgt_out` of any batch (BOS + target tokens, or a block for a language model)."""
         if self.kind == "lm":
             return self.params["block_size"]
-        return 1 + max(len(self.tokenizer.encode(tgt)) for split in (self.train, self.val, self.test) for _, tgt in split)
+        return 1 + max(len(self.tokenizer.encode(tgt)) for _, tgt in self.train + self.val + self.test)
 
     def collate(self, examples):
         """A Batch from a list of examples (e.g. `task.probes`)."""
         if self.kind == "lm":
-            return Batch(None, _pad([[BOS, *block[:-1]] for block in examples]), _pad([list(block) for block in examples]))
+            return Batch(None, _pad([[BOS, *block[:-1]] for block in examples]), _pad([[*block] for block in examples]))
         pairs = [(self.tokenizer.encode(src), self.tokenizer.encode(tgt)) for src, tgt in examples]
         return Batch(_pad([src + [EOS] for src, _ in pairs]), _pad([[BOS] + tgt for _, tgt in pairs]),
                      _pad([tgt + [EOS] for _, tgt in pairs]))

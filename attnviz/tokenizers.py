@@ -125,7 +125,7 @@ class SentencePieceTokenizer(Tokenizer):
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as error:  # a lone surrogate, which no file or text box can hold
-            raise ValueError(f"the text has an invalid character (a lone surrogate) at position {error.start}") from None
+            raise ValueError(f"the text has an invalid character (lone surrogate) at position {error.start}") from None
         parts = self._sp.encode(text.split(SP_SPACE))
         ids = parts[0]
         for part in parts[1:]:
@@ -133,6 +133,7 @@ class SentencePieceTokenizer(Tokenizer):
         return ids
 
     def decode(self, ids):
+        """Bytes that do not form whole UTF-8 characters (a model's output may end mid-character) show as U+FFFD."""
         ids = [int(i) for i in ids]
         for i in ids:
             self._check_id(i)

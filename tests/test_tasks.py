@@ -101,7 +101,8 @@ def all_examples(task):
 
 
 def test_copy_reverse_sort_targets():
-    for name, expected in [("copy", lambda s: s), ("reverse", lambda s: s[::-1]), ("sort", lambda s: "".join(sorted(s)))]:
+    references = {"copy": lambda s: s, "reverse": lambda s: s[::-1], "sort": lambda s: "".join(sorted(s))}
+    for name, expected in references.items():
         task = small(name, min_len=3, max_len=6, alphabet="pqrstu")
         for src, tgt in all_examples(task):
             check_letters(task, src)
@@ -174,7 +175,8 @@ def test_seq2seq_batch_layout():
     batch = task.collate(examples)
     assert batch.src.dtype == batch.tgt_in.dtype == batch.tgt_out.dtype == torch.long
     lengths = [len(src) for src, _ in examples]
-    assert batch.src.shape == (5, max(lengths) + 1) and batch.tgt_in.shape == batch.tgt_out.shape == (5, max(lengths) + 1)
+    width = max(lengths) + 1
+    assert batch.src.shape == batch.tgt_in.shape == batch.tgt_out.shape == (5, width)
     for row, (src, tgt) in enumerate(examples):
         n = len(src)
         assert batch.src[row, :n].tolist() == task.tokenizer.encode(src) and batch.src[row, n] == EOS

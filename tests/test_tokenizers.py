@@ -140,12 +140,17 @@ def test_sentencepiece_round_trips_any_text(sentencepieces, text):
         assert len(tok.labels(ids)) == len(ids)
 
 
-def test_sentencepiece_round_trips_very_long_text(sentencepieces):
+def test_very_long_text_through_every_tokenizer(sentencepieces):
     rng = random.Random(0)
     texts = [random_unicode(rng, 100_000), "word " * 50_000, "▁" * 20_000, " " * 20_000]
     for tok in sentencepieces:
         for text in texts:
             assert tok.decode(tok.encode(text)) == text
+    chars = CharTokenizer(ALPHABET)
+    for text in texts:
+        assert len(chars.encode(text)) == len(text)
+    in_alphabet = "".join(rng.choices(ALPHABET, k=200_000))
+    assert chars.decode(chars.encode(in_alphabet)) == in_alphabet
 
 
 def test_sentencepiece_lone_surrogate_is_a_value_error(bpe):
