@@ -409,3 +409,15 @@ def test_a_repetitive_text_keeps_every_copy_for_training():
 def test_small_splits_leave_training_data():
     task = make_task("pairs", tsv="a\tA\nb\tB\nc\tC\nd\tD\n", val_fraction=0.4, test_fraction=0.4)
     assert (len(task.train), len(task.val), len(task.test)) == (1, 1, 2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=300))
+def test_any_user_text_gives_a_task_or_a_value_error(text):
+    try:
+        task = make_task("text", text=text, block_size=8)
+    except ValueError:
+        return
+    normalised = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    check_blocks(task, normalised, 8)
+    assert task.collate(task.train).tgt_in.shape[1] <= 8
