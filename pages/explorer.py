@@ -63,7 +63,8 @@ with heads_tab:
     off_here = {(layer, h) for k, layer, h in off if k == kind}
     st.plotly_chart(figures.attention_grid(
         patterns, masked=blocked, off=off_here,
-        title=f"All {n_layers} layer{'s' if n_layers > 1 else ''} × {n_heads} heads: row = query, column = key"),
+        title=f"{n_layers} layer{'s' if n_layers > 1 else ''} × {n_heads} head{'s' if n_heads > 1 else ''}: "
+              "row = query, column = key"),
         key="grid")
     controls, zoom = st.columns([1, 3])
     layer, head = ui.layer_and_head(n_layers, n_heads, controls)

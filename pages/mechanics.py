@@ -53,6 +53,12 @@ def mechanics(_picked, key, _run, text, module, head):
         return analysis.head_mechanics(_picked.model, lambda: _run.forward(_picked.model), module, head)
 
 
+def stacked(latex):
+    """A formula with its remarks on lines of their own, so it fits a narrow column."""
+    lines = latex.replace(r" \text{", r" \\ \text{", 1).replace(r", \quad", r" \\")
+    return r"\begin{gathered}" + lines + r"\end{gathered}"
+
+
 result = mechanics(picked, ui.model_key(picked), run, run.text, module, head)
 tolerance = 1e-4
 check = st.success if max(result.weights_error, result.output_error) < tolerance else st.error
@@ -65,9 +71,9 @@ axis_labels = {"query": query_labels, "key": key_labels}
 for step, values in result.steps.items():
     title, meaning = STEPS[step]
     rows, cols = analysis.MECHANICS_AXES[step]
-    formula, figure = st.columns([2, 5])
+    formula, figure = st.columns([1, 2])
     formula.markdown(f"**{title}** ({values.shape[0]} × {values.shape[1]})")
-    formula.latex(analysis.MECHANICS_FORMULAS[step])
+    formula.latex(stacked(analysis.MECHANICS_FORMULAS[step]))
     formula.caption(meaning)
     if step == "weights":
         fig = figures.attention_heatmap(values, query_labels, key_labels, masked=run.blocked(kind),

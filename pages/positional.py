@@ -21,7 +21,7 @@ def show_table(table, key, cosine=False):
     st.plotly_chart(figures.positional_heatmap(table, title=f"{T} positions × {D} dimensions"), key=f"{key}_table")
     curves, similarity = st.columns(2)
     with curves:
-        dimensions = st.multiselect("Dimensions to plot", range(D), default=[d for d in (0, 1, 6, 7, D - 2) if d < D],
+        dimensions = st.multiselect("Dimensions to plot", range(D), default=sorted({0, 1} | {D * f // 16 * 2 for f in (1, 2, 3)}),
                                     key=f"{key}_dims", help="Low dimensions change fast with the position, high ones slowly.")
         st.plotly_chart(figures.curves(range(T), {f"dim {d}": table[:, d] for d in sorted(dimensions)},
                                        title="Value along the positions", x_title="position", y_title="value"),
