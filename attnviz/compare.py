@@ -10,7 +10,7 @@ tokenizer, so token ids match the model's). A length the model cannot read (a Tr
 table ends at `config.max_len`; decoding an RNN stops there too) gives a row that says so instead of failing.
 
 Cost is measured on the machine at hand, on a batch of random tokens with source and target of the same length:
-- `forward_ms`: wall-clock milliseconds of one forward pass without gradients (median of a few runs).
+- `forward_ms`: wall-clock milliseconds of one forward pass without gradients (the fastest of several).
 - `attention_weights`: how many attention weights the forward pass computes (each Transformer head
   T x T in every attention module, the RNN's one T x T alignment), counted by capturing them. This is
   the quadratic term: a fused attention kernel computes all of them even when it never stores them.
@@ -32,6 +32,11 @@ from attnviz.tasks import task_from_spec
 from attnviz.train import batch_metrics, logits_of
 
 LABELS = {"transformer": "Transformer", "lstm+attention": "LSTM + attention", "lstm": "LSTM"}
+
+
+def checkpoint_name(task_name, architecture):
+    """Where `python -m attnviz train --preset TASK-ARCHITECTURE` saves: e.g. reverse-lstm-attention."""
+    return f"{task_name}-{architecture.replace('+', '-')}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,8 +130,8 @@ COST_NOTE = (
     "self-, decoder self- and cross-attention), the LSTM + attention one, the plain LSTM none. Activations: the "
     "bytes a training step keeps from the forward pass for the backward pass. PyTorch's fused attention kernel "
     "computes all T × T weights but never stores them, so the Transformer's activations grow about linearly; "
-    "the additive attention of the LSTM keeps a T × T × hidden tensor. Time is wall-clock: other work on a "
-    "busy machine makes it noisy.")
+    "the additive attention of the LSTM keeps a T × T × hidden tensor. Time is wall-clock, the fastest of "
+    "several passes: other work on a busy machine still makes it noisy.")
 
 
 def cost_model(config, longest, seed=0):
@@ -158,15 +163,16 @@ def activation_bytes(model, src, tgt_in):
 
 
 @torch.no_grad()
-def forward_ms(model, src, tgt_in, repeats=3):
-    """Median wall-clock milliseconds of a forward pass (after one warm-up pass)."""
+def forward_ms(model, src, tgt_in, repeats=3, budget=0.2):
+    """Wall-clock milliseconds of a forward pass: the fastest of at least `repeats` passes (more while they
+    take under `budget` seconds in all), after a warm-up pass. The fastest is the one other work disturbed least."""
     model(src, tgt_in)
-    times = []
-    for _ in range(repeats):
+    times, started = [], time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - started < budget and len(times) < 20):
         start = time.perf_counter()
         model(src, tgt_in)
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return min(times)
 
 
 @torch.no_grad()
@@ -280,6 +286,18 @@ class Contender:
     history: dict  # per training step: "step", "loss", "time" (seconds of training) ...
     evals: dict  # per evaluation: "step", "time", "exact_match", "token_accuracy", "loss"
     key: str = ""  # names these trained weights, for caches (e.g. a checkpoint's path and time)
+
+    @classmethod
+    def from_checkpoint(cls, label, ckpt):
+        meta = ckpt.meta
+        return cls(label, ckpt.model, ckpt.task(), meta.get("history") or {}, meta.get("evals") or {},
+                   f"{ckpt.path}@{meta.get('created')}")
+
+    @classmethod
+    def from_run(cls, label, run):
+        """A finished `TrainingRun`'s model (put in eval mode) and record."""
+        snap = run.snapshot()
+        return cls(label, run.model.eval(), run.task, snap.history, snap.evals, f"{run.name}@{run.started_at}")
 
     @property
     def parameters(self):

@@ -26,14 +26,9 @@ source = st.radio("Models", ["shipped", "here"], key="rnn_source", horizontal=Tr
 
 def shipped_contenders():
     infos = {info.name: info for info in checkpoint.list_checkpoints()}
-    found = {}
-    for architecture, label in compare.LABELS.items():
-        info = infos.get(f"{task_name}-{architecture.replace('+', '-')}")
-        if info:
-            ckpt = ui.load_model(info)
-            found[label] = compare.Contender(label, ckpt.model, ckpt.task(), ckpt.meta.get("history") or {},
-                                             ckpt.meta.get("evals") or {}, f"{info.path}@{info.path.stat().st_mtime_ns}")
-    return found
+    return {label: compare.Contender.from_checkpoint(label, ui.load_model(infos[name]))
+            for architecture, label in compare.LABELS.items()
+            if (name := compare.checkpoint_name(task_name, architecture)) in infos}
 
 
 def start_runs(seed):
@@ -74,11 +69,8 @@ else:
             st.rerun()
 
     progress()
-    finished = runs and not running
-    contenders = {} if not finished else {
-        compare.LABELS[a]: compare.Contender(compare.LABELS[a], run.model.eval(), run.task, snap.history, snap.evals,
-                                             f"{run.name}@{run.started_at}")
-        for a, run in runs.items() for snap in [run.snapshot()]}
+    contenders = {} if running else {compare.LABELS[a]: compare.Contender.from_run(compare.LABELS[a], run)
+                                     for a, run in runs.items()}
 if not contenders:
     st.stop()
 task = next(iter(contenders.values())).task
@@ -97,41 +89,41 @@ loss_col.plotly_chart(figures.curves([], compare.curve(contenders.values(), "los
 exact_col.plotly_chart(figures.curves([], compare.curve(contenders.values(), "exact_match", x),
                                       "Validation exact match", x_title, "exact match"), key="rnn_exact")
 
-st.header("The same input through every model")
-text = st.text_input("Input", task.test[0][0], key="rnn_input", help="Any text in the task's alphabet.")
-expected = compare.reference(task, text)
-st.markdown(f"Right answer: `{expected}`" if expected else "No right answer is known for this input: the outputs "
-            "are not marked, and the alignments use the Transformer's output as the target.")
-outputs = {}
-for label, c in contenders.items():
+def same_input(text):
+    """Every model's output with errors marked, then the alignments on the grid of one shared target."""
+    expected = compare.reference(task, text)
+    st.markdown(f"Right answer: `{expected}`" if expected else "No right answer is known for this input: the "
+                "outputs are not marked, and the alignments use the Transformer's output as the target.")
     try:
-        outputs[label] = compare.translate(c.model, c.task.tokenizer, text)
+        outputs = {label: compare.translate(c.model, c.task.tokenizer, text) for label, c in contenders.items()}
+        target = expected or outputs.get("Transformer") or next(iter(outputs.values()))
+        grids = {label: compare.alignment(c.model, c.task.tokenizer, text, target) for label, c in contenders.items()}
     except ValueError as error:
-        st.error(f"{label}: {error}")
-        st.stop()
-    marks = compare.error_marks(outputs[label], expected) if expected else [(ch, "ok") for ch in outputs[label]]
-    spans = "".join(f'<span style="{MARKS[status]}">{html.escape(ch)}</span>' for ch, status in marks)
-    st.markdown(f"**{label}**: <code>{spans}</code>", unsafe_allow_html=True)
-st.caption("Red: wrong character, orange: one too many, grey: missing.")
+        return st.error(str(error))
+    for label, output in outputs.items():
+        marks = compare.error_marks(output, expected) if expected else [(ch, "ok") for ch in output]
+        spans = "".join(f'<span style="{MARKS[status]}">{html.escape(ch)}</span>' for ch, status in marks)
+        st.markdown(f"**{label}**: <code>{spans}</code>", unsafe_allow_html=True)
+    st.caption("Red: wrong character, orange: one too many, grey: missing.")
+    left, right = st.columns(2)
+    if "LSTM + attention" in grids:
+        patterns, src_labels, tgt_labels = grids["LSTM + attention"]
+        left.plotly_chart(figures.attention_heatmap(patterns["decoder.attention.hook_pattern"][0], tgt_labels,
+                          src_labels, "LSTM + attention: Bahdanau weights", x_title="source", y_title="output"),
+                          key="rnn_align_lstm")
+    if "Transformer" in grids:
+        cross, src_labels, tgt_labels = grids["Transformer"]
+        name = right.selectbox("Transformer cross-attention", list(cross), key="rnn_cross_layer",
+                               format_func=lambda n: n.removesuffix(".hook_pattern"))
+        head = right.selectbox("Head", range(cross[name].shape[0]), key="rnn_head")
+        right.plotly_chart(figures.attention_heatmap(cross[name][head], tgt_labels, src_labels,
+                           f"Transformer: head {head}", x_title="source", y_title="output"),
+                           key="rnn_align_transformer")
+    st.caption("The plain LSTM has no alignment to show: its decoder reads one vector, not the source positions.")
 
-target = expected or outputs.get("Transformer") or next(iter(outputs.values()))
-grids = {label: compare.alignment(c.model, c.task.tokenizer, text, target) for label, c in contenders.items()}
-cross = grids["Transformer"][0] if "Transformer" in grids else {}
-columns = st.columns(2)
-if "LSTM + attention" in grids:
-    patterns, src_labels, tgt_labels = grids["LSTM + attention"]
-    columns[0].plotly_chart(figures.attention_heatmap(patterns["decoder.attention.hook_pattern"][0], tgt_labels,
-                            src_labels, "LSTM + attention: Bahdanau weights", x_title="source", y_title="output"),
-                            key="rnn_align_lstm")
-if cross:
-    name = columns[1].selectbox("Transformer cross-attention", list(cross), key="rnn_cross_layer",
-                                format_func=lambda n: n.removesuffix(".hook_pattern"))
-    head = columns[1].selectbox("Head", range(cross[name].shape[0]), key="rnn_head")
-    _, src_labels, tgt_labels = grids["Transformer"]
-    columns[1].plotly_chart(figures.attention_heatmap(cross[name][head], tgt_labels, src_labels,
-                            f"Transformer: {name.split('.hook')[0]}, head {head}", x_title="source",
-                            y_title="output"), key="rnn_align_transformer")
-st.caption("The plain LSTM has no alignment to show: its decoder reads one vector, not the source positions.")
+
+st.header("The same input through every model")
+same_input(st.text_input("Input", task.test[0][0], key=f"rnn_input_{task_name}", help="Any text in the task's alphabet."))
 
 
 @st.cache_data(max_entries=32, show_spinner="Scoring every length…")
@@ -175,5 +167,5 @@ for column, (metric, title, scale) in zip(columns, [("forward_ms", "Forward pass
                                                     ("attention_weights", "Attention weights computed", 1),
                                                     ("activation_bytes", "Activations kept for training (MB)", 2**-20)]):
     fig = figures.curves([], compare.by_length(costs, metric, scale), title, "length", log_y=True)
-    column.plotly_chart(fig.update_xaxes(type="log"), key=f"rnn_cost_{metric}")
+    column.plotly_chart(fig.update_xaxes(type="log", tickvals=chosen), key=f"rnn_cost_{metric}")
 st.caption(compare.COST_NOTE)

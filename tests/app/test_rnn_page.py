@@ -76,7 +76,7 @@ def test_shipped_models_side_by_side(three_checkpoints):
     at.radio(key="rnn_curve_x").set_value("time").run()
     assert array(chart(at, "rnn_loss")["data"][2]["x"]) == pytest.approx([0.0, 0.1, 0.6])
 
-    source = at.text_input(key="rnn_input").value
+    source = at.text_input(key="rnn_input_reverse").value
     outputs = [m.value for m in at.markdown if m.value.startswith("**") and "<code>" in m.value]
     assert [o.split("**")[1] for o in outputs] == ["Transformer", "LSTM + attention", "LSTM"]
     assert any(f"`{source[::-1]}`" in m.value for m in at.markdown)  # the right answer
@@ -87,6 +87,10 @@ def test_shipped_models_side_by_side(three_checkpoints):
     assert bahdanau.sum(1) == pytest.approx(1, abs=1e-5) and head.sum(1) == pytest.approx(1, abs=1e-5)
     at.selectbox(key="rnn_head").set_value(1).run()
     assert not at.exception
+    at.text_input(key="rnn_input_reverse").set_value("abz").run()  # "z" is not in this task's alphabet
+    assert not at.exception and "'z'" in at.error[0].value
+    assert {"rnn_by_length", "rnn_cost_forward_ms"} <= {c.key for c in at.get("plotly_chart")}  # the rest goes on
+    at.text_input(key="rnn_input_reverse").set_value(source).run()
 
     by_length = chart(at, "rnn_by_length")
     assert [t["name"] for t in by_length["data"]] == ["Transformer", "LSTM + attention", "LSTM"]
