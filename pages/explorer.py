@@ -35,6 +35,13 @@ def input_effect(_picked, key, _run, text, off):
         return analysis.ablate_input(_picked.model, _picked.task(), _run, set(off))
 
 
+@st.cache_data(max_entries=16, show_spinner="Switching every head off in turn…")
+def head_ranking(_picked, key):
+    with ui.MODEL_LOCK:
+        batch = next(_picked.task().batches("test", 256))
+        return analysis.single_head_effects(_picked.model, batch).sort_values("loss_change", ascending=False)
+
+
 heads_tab, stats_tab, rollout_tab, ablation_tab, export_tab = st.tabs(
     ["Heads", "Head statistics", "Rollout", "Switch heads off", "Export"])
 
@@ -58,6 +65,11 @@ with ablation_tab:  # drawn first in code: the grid marks the heads switched off
                     delta_color="inverse", help=f"Before: {summary['loss_before']:.3f}, over {summary['tokens']} tokens")
         accuracy.metric("Test-set token accuracy", f"{summary['accuracy_after']:.1%}",
                         f"{summary['accuracy_change']:+.1%}", help=f"Before: {summary['accuracy_before']:.1%}")
+    if st.toggle("Rank every head: switch each off alone", key="rank_heads"):
+        st.dataframe(head_ranking(picked, ui.model_key(picked)).drop(columns="module"), hide_index=True,
+                     key="ranking", column_config={"loss_change": st.column_config.NumberColumn(format="%+.4f"),
+                                                   "accuracy_change": st.column_config.NumberColumn(format="%+.2%")})
+        st.caption("On up to 256 test examples; the heads that matter most come first.")
 
 with heads_tab:
     off_here = {(layer, h) for k, layer, h in off if k == kind}
