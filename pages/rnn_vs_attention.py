@@ -137,12 +137,14 @@ def cost(_config, config_text, lengths):
 
 
 st.header("Accuracy by sequence length")
+trained = compare.trained_lengths(task)
 st.markdown(
     "Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets worse as "
-    "sentences get longer, and that attention fixes it. Here are our three models on fresh examples of every "
-    "length, including lengths they never saw in training (outside the green band): there every model is "
-    "on new ground, the Transformer even meets positions it never saw.")
-trained = compare.trained_lengths(task)
+    "sentences get longer, and that attention fixes it. " + (
+        "Here are our three models on fresh examples of every length, including lengths they never saw in "
+        "training (outside the green band): there every model is on new ground, and the Transformer even meets "
+        "positions it never saw." if trained else
+        "Here the test set is grouped by the length of the source: all of these lengths occur in training."))
 lengths = None
 if trained:
     longest = st.slider("Longest length", trained[1] + 1, 130, 3 * trained[1], key="rnn_longest",
@@ -167,5 +169,5 @@ for column, (metric, title, scale) in zip(columns, [("forward_ms", "Forward pass
                                                     ("attention_weights", "Attention weights computed", 1),
                                                     ("activation_bytes", "Activations kept for training (MB)", 2**-20)]):
     fig = figures.curves([], compare.by_length(costs, metric, scale), title, "length", log_y=True)
-    column.plotly_chart(fig.update_xaxes(type="log", tickvals=chosen), key=f"rnn_cost_{metric}")
+    column.plotly_chart(fig.update_xaxes(type="log", tickvals=chosen).update_yaxes(dtick=1), key=f"rnn_cost_{metric}")
 st.caption(compare.COST_NOTE)
