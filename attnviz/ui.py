@@ -83,7 +83,7 @@ def model_picker():
         return None
     if st.session_state.get("model") not in infos:  # first visit, a shared link, or the model was deleted
         wanted = st.query_params.get("model")
-        st.session_state["model"] = wanted if wanted in infos else next(iter(infos))
+        st.session_state["model"] = wanted if wanted in infos else default_model(infos.values())
     name = st.sidebar.selectbox("Model", list(infos), key="model", format_func=lambda n: model_label(infos[n]),
                                 help="Every page uses this model. Shipped models come with attnviz; "
                                      "yours were trained here.")
@@ -96,6 +96,12 @@ def selected_model():
     """The `Checkpoint` picked in the sidebar (loaded and cached), or None when there is no model yet."""
     info = st.session_state.get("model_info")
     return load_model(info) if info else None
+
+
+def default_model(infos):
+    """A first-time visitor starts on a Transformer (every page has attention to show), shipped before yours."""
+    ranked = sorted(infos, key=lambda info: (info.meta.get("architecture") != "transformer", not info.shipped))
+    return ranked[0].name
 
 
 def model_label(info):

@@ -1,4 +1,6 @@
 """The landing page and the sidebar every page shares (device badge, model picker), through AppTest."""
+from pathlib import Path
+
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -111,3 +113,13 @@ def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
     assert at.markdown[0].value == "dates: dates"
     at.sidebar.selectbox(key="model").set_value("reverse").run()
     assert at.markdown[0].value == "reverse: reverse"
+
+
+def test_first_visit_starts_on_a_shipped_transformer():
+    from attnviz import ui
+    infos = [checkpoint.CheckpointInfo("a-lstm", Path("a"), True, {"architecture": "rnn"}),
+             checkpoint.CheckpointInfo("b-mine", Path("b"), False, {"architecture": "transformer"}),
+             checkpoint.CheckpointInfo("c-shipped", Path("c"), True, {"architecture": "transformer"})]
+    assert ui.default_model(infos) == "c-shipped"
+    assert ui.default_model(infos[:2]) == "b-mine"
+    assert ui.default_model(infos[:1]) == "a-lstm"
