@@ -235,7 +235,7 @@ def tree_positions(nodes):
     return y
 
 
-def beam_tree(nodes, title="Beam search: every candidate each step looked at"):
+def beam_tree(nodes, title="Beam search tree"):
     """A search tree: one column per step, nodes coloured by fate (`FATE_COLORS`: kept as a beam, finished
     with EOS, pruned), the path of the best hypothesis in orange. `nodes`: dicts with id, parent (None for
     the root), step, label, fate, best, and optional logprob/score for the hover (`decoding.beam_tree`)."""
@@ -254,14 +254,15 @@ def beam_tree(nodes, title="Beam search: every candidate each step looked at"):
     for fate, color in FATE_COLORS.items():
         group = [n for n in nodes if n["fate"] == fate]
         fig.add_trace(go.Scatter(
-            x=[n["step"] for n in group], y=[y[n["id"]] for n in group], mode="markers+text", name=fate,
+            x=[n["step"] for n in group], y=[y[n["id"]] for n in group], name=fate,
+            mode="markers" if fate == "pruned" else "markers+text",  # most nodes: their labels on hover only
             text=[n["label"] for n in group], textposition="middle right", textfont=dict(size=11),
-            marker=dict(color=color, size=9, line=dict(width=[2 if n["best"] else 0 for n in group], color=BEST_COLOR)),
+            marker=dict(color=color, size=6 if fate == "pruned" else 9,
+                        line=dict(width=[2 if n["best"] else 0 for n in group], color=BEST_COLOR)),
             customdata=[[n.get("logprob", 0.0), n.get("score", 0.0)] for n in group],
             hovertemplate="%{text} (step %{x})<br>log-prob %{customdata[0]:.3f}<br>score %{customdata[1]:.3f}"
                           f"<extra>{fate}</extra>", showlegend=bool(group)))
     fig.update_xaxes(title="step", tickformat="d", dtick=1, showgrid=False, zeroline=False)
     fig.update_yaxes(visible=False, autorange="reversed")
-    fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
     leaves = len(nodes) - len({n["parent"] for n in nodes if n["parent"] is not None})
-    return compact_layout(fig, title, min(max(16 * leaves + 120, 300), 900), background="white")
+    return compact_layout(fig, title, min(max(12 * leaves + 120, 300), 1200), background="white")

@@ -110,7 +110,7 @@ t = state.dec_step - 1
 prompt = "" if model.has_encoder else " ".join(f"`{label}`" for label in tokenizer.labels(ids[0]))
 chips = " ".join(f":orange-background[`{label}`]" if i == t else f"`{label}`"
                  for i, label in enumerate(tokenizer.labels(output)))
-st.markdown(f"**Output so far** “{tokenizer.decode(output)}”: {prompt} {chips}")
+st.markdown(f"**Output so far** “{tokenizer.decode(output).replace(chr(10), ' ⏎ ')}”: {prompt} {chips}")
 
 row, step, chosen = decoded.trace_rows()[t], decoded.steps[t], output[t]
 shown, probs = decoding.top_choices(step, row, 10, chosen=chosen, **view)
@@ -157,7 +157,8 @@ else:
 if method == "beam":
     st.subheader("Beam search")
     st.dataframe(decoding.hypotheses_table(decoded, tokenizer), hide_index=True, key="dec_hypotheses")
-    st.plotly_chart(figures.beam_tree(decoding.beam_tree(decoded, tokenizer)), key="dec_tree")
+    st.plotly_chart(figures.beam_tree(decoding.beam_tree(decoded, tokenizer), "Every candidate each step looked at "
+                                      "(hover over the grey ones)"), key="dec_tree")
 
 with st.expander("Every step as a table"):
     st.dataframe(decoding.steps_table(decoded, tokenizer), hide_index=True, key="dec_steps_table")
