@@ -119,9 +119,9 @@ with export_tab:
     st.markdown("Every figure has a camera button (top right, on hover) that saves it as a PNG. "
                 "The attention weights behind them, every layer, head and kind, for this input:")
     csv, npz = st.columns(2)
-    csv.download_button("Weights as CSV", analysis.patterns_table(run.cache, run.src_labels, run.tgt_labels)
+    csv.download_button("Weights as CSV", lambda: analysis.patterns_table(run.cache, run.src_labels, run.tgt_labels)
                         .to_csv(index=False), file_name=f"{picked.name}-attention.csv", mime="text/csv",
                         key="download_csv", help="One row per weight: hook name, kind, layer, head, query, key, tokens.")
-    npz.download_button("Tensors as NPZ", analysis.npz_bytes(run.cache), file_name=f"{picked.name}-attention.npz",
+    npz.download_button("Tensors as NPZ", lambda: analysis.npz_bytes(run.cache), file_name=f"{picked.name}-attention.npz",
                         mime="application/octet-stream", key="download_npz",
                         help="numpy.load(file)[hook name] is a (1, heads, queries, keys) array.")

@@ -165,3 +165,20 @@ def test_ranking_every_head(page_models):
               "cross": "decoder.layers.{}.cross_attn"}[top["kind"]].format(top["layer"])
     alone = analysis.ablation_summary(picked.model, [next(picked.task().batches("test", 256))], {(module, top["head"])})
     assert np.isclose(top["loss_change"], alone["loss_change"], atol=1e-5)
+
+
+def test_rnn_attention_can_be_switched_off(page_models):
+    at = open_page(model="test-rnn", text="abcd")
+    at.multiselect(key="ablate").set_value([("cross", 0, 0)]).run()
+    assert not at.exception
+    picked, run = reference("test-rnn", "abcd")
+    after = analysis.ablate_input(picked.model, picked.task(), run, {("decoder.attention", 0)})
+    assert any(f"`{after.output_after}`" in m.value and "1 head off" in m.value for m in at.markdown)
+
+
+def test_another_model_gets_its_own_example_input(page_models):
+    at = open_page(model="test-reverse")
+    at.sidebar.selectbox(key="model").set_value("test-lm").run()
+    assert not at.exception
+    lm = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm").task()
+    assert at.text_input(key="input_box").value == lm.tokenizer.decode(lm.probes[0][:12])

@@ -1,0 +1,47 @@
+"""The attention explorer's downloads in a real browser: the files carry the captured weights."""
+import io
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from playwright.sync_api import expect
+
+from attnviz import TransformerConfig, analysis, build_model, checkpoint
+from attnviz.tasks import make_task
+
+
+@pytest.fixture
+def small_model():
+    """An untrained 1+1-layer Transformer for a small reverse task, saved as "export-test"."""
+    task = make_task("reverse", alphabet="abc", min_len=3, max_len=6, n_train=50, n_val=10, n_test=10)
+    vocab = task.tokenizer.vocab_size
+    model = build_model(TransformerConfig(vocab, vocab, d_model=8, n_heads=2, d_ff=16, max_len=32))
+    path = checkpoint.save_checkpoint(checkpoint.USER_DIR / "export-test", model, task.tokenizer, {"task": task.spec()})
+    yield "export-test"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def download(page, key):
+    with page.expect_download(timeout=60_000) as info:
+        page.locator(f".st-key-{key} button").first.click()
+    return open(info.value.path(), "rb").read()
+
+
+def test_explorer_exports_the_captured_weights(open_page, small_model):
+    page = open_page("explorer?model=export-test&text=abcab")
+    page.get_by_role("tab", name="Export").click()
+    expect(page.locator(".st-key-download_csv")).to_be_visible()
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "export-test")
+    run = analysis.run_input(picked.model, picked.task(), "abcab")
+
+    table = pd.read_csv(io.BytesIO(download(page, "download_csv")))
+    assert len(table) == sum(pattern[0].numel() for pattern in run.cache.values())
+    first = table[(table["name"] == "encoder.layers.0.self_attn.hook_pattern") & (table["head"] == 1)]
+    assert list(first["key_token"][:6]) == ["a", "b", "c", "a", "b", "<eos>"]
+    assert np.allclose(first["weight"], run.cache["encoder.layers.0.self_attn.hook_pattern"][0, 1].flatten(), atol=1e-6)
+
+    arrays = np.load(io.BytesIO(download(page, "download_npz")))
+    assert set(arrays.files) == set(run.cache)
+    for name, pattern in run.cache.items():
+        assert np.allclose(arrays[name], pattern.numpy(), atol=1e-6)
