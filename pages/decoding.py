@@ -114,7 +114,7 @@ st.markdown(f"**Output so far** “{tokenizer.decode(output).replace(chr(10), ' 
 
 row, step, chosen = decoded.trace_rows()[t], decoded.steps[t], output[t]
 shown, probs = decoding.top_choices(step, row, 10, chosen=chosen, **view)
-redrawn = any(value != default for value, default in zip(view.values(), (1.0, None, None)))
+redrawn = view != dict(temperature=1.0, top_k=None, top_p=None)
 series = {"model (temperature 1)": step.probs()[row, shown], "with these settings": probs} if redrawn else probs
 bars, choice = st.columns([3, 2])
 bars.plotly_chart(figures.probability_bars(
