@@ -200,7 +200,8 @@ def probability_bars(tokens, probs, chosen=None, title="Next-token probabilities
             raise ValueError(f"{len(values)} probabilities for {len(labels)} tokens in {name!r}")
         outline = [3 if j == chosen else 0 for j in range(len(values))]
         fig.add_trace(go.Bar(
-            x=list(range(len(values))), y=values, name=str(name), text=[f"{p:.2f}" for p in values],
+            x=list(range(len(values))), y=values, name=str(name),
+            text=[f"{p:.2f}" for p in values] if len(series) == 1 else None,  # grouped: side by side they overlap
             textposition="outside", customdata=labels,
             hovertemplate="%{customdata}: %{y:.4f}<extra>" + str(name) + "</extra>",
             marker=dict(color=SERIES_COLORS[i % len(SERIES_COLORS)], line=dict(width=outline, color="#222"))))
