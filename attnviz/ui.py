@@ -120,6 +120,13 @@ def load_model(info):
     return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
 
 
+@st.cache_resource(show_spinner="Loading MiniLM…")
+def minilm():
+    """The pretrained MiniLM, loaded once per process and shared (its methods lock around the hooks)."""
+    from attnviz import pretrained
+    return pretrained.load_minilm()
+
+
 def model_key(picked):
     """What names a loaded `Checkpoint` in `st.cache_data` keys (pass the checkpoint itself as `_picked`)."""
     path = Path(picked.path)

