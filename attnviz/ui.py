@@ -137,6 +137,7 @@ def model_key(picked):
 # What the attention pages share: the model or a message, the input text, choices kept in the URL
 
 MODEL_LOCK = threading.RLock()  # a cached model serves every session: one run's hooks must not meet another's
+MAX_INPUT_CHARS = 1000  # the input travels in the URL; models read far fewer tokens anyway
 KIND_LABELS = {"encoder self": "Encoder self-attention", "decoder self": "Decoder self-attention (causal)",
                "cross": "Cross-attention (decoder → encoder)"}
 
@@ -204,12 +205,12 @@ def input_text(task, label="Input"):
     pages and travels with a shared link. It starts as one of the task's test inputs."""
     default = example_input(task)
     if "input_text" not in st.session_state:
-        st.session_state["input_text"] = st.query_params.get("text", default)
+        st.session_state["input_text"] = st.query_params.get("text", default)[:MAX_INPUT_CHARS]
     elif st.session_state["input_text"] == st.session_state.get("input_default"):
         st.session_state["input_text"] = default  # the last model's untouched example: this model's own instead
     st.session_state["input_default"] = default
     st.session_state["input_box"] = st.session_state["input_text"]  # a widget's own state ends with its page
-    text = st.text_input(label, key="input_box", on_change=_keep_typed_text,
+    text = st.text_input(label, key="input_box", on_change=_keep_typed_text, max_chars=MAX_INPUT_CHARS,
                          help="Shared by every page and kept in the link. Press Enter to apply.")
     st.query_params["text"] = text
     return text

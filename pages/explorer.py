@@ -81,7 +81,7 @@ with heads_tab:
     controls, zoom = st.columns([1, 3])
     layer, head = ui.layer_and_head(n_layers, n_heads, controls)
     if kind != "encoder self":
-        controls.caption("Decoder row t reads token t and predicts token t + 1 of the output.")
+        controls.caption("Decoder row t reads token t and predicts the token after it.")
     if kind == "decoder self":
         controls.caption("Grey cells are masked: a position may not look at later ones.")
     zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], query_labels, key_labels, masked=blocked,

@@ -67,7 +67,7 @@ longest = max(task.max_src_len, task.max_tgt_len)
 st.markdown(f"`{name}` is **{kind}**" + (": the same formula as above." if kind == "sinusoidal" else
             ": a vector per position, trained with the model. Positions beyond the longest training sequence "
             f"({longest} tokens) were never trained."))
-rows = st.slider("Positions to show", 2, len(table), min(len(table), max(longest, 8)), key="pe_model_rows")
+rows = st.slider("Positions to show", min(4, len(table)), len(table), min(len(table), max(longest, 8)), key="pe_model_rows")
 show_table(table[:rows], "model", cosine=kind == "learned")
 
 st.subheader("What the model loses without them")

@@ -108,6 +108,7 @@ def test_shared_link_restores_the_view(page_models):
     ("", "empty"),
     ("abcxyz", "does not know"),
     ("abcdefgh" * 10, "only its first"),
+    ("ab" * 800, "only its first"),  # a link longer than the box allows
 ])
 def test_bad_input_gets_a_message(page_models, text, message):
     at = open_page(model="test-reverse", text=text)
