@@ -42,6 +42,7 @@ def head_ranking(_picked, key):
         return analysis.single_head_effects(_picked.model, batch).sort_values("loss_change", ascending=False)
 
 
+table = analysis.head_stats_table(run.cache, run.src, run.tgt_in)
 heads_tab, stats_tab, rollout_tab, ablation_tab, export_tab = st.tabs(
     ["Heads", "Head statistics", "Rollout", "Switch heads off", "Export"])
 
@@ -80,6 +81,10 @@ with heads_tab:
         key="grid")
     controls, zoom = st.columns([1, 3])
     layer, head = ui.layer_and_head(n_layers, n_heads, controls)
+    stats = table[(table["kind"] == kind) & (table["layer"] == layer) & (table["head"] == head)].iloc[0]
+    controls.caption(f"This head: entropy {stats['entropy']:.2f} nats, looks {stats['distance']:.1f} positions away "
+                     f"on average, {stats['previous_token']:.0%} on the previous token, {stats['sink']:.0%} on "
+                     f"BOS/EOS, largest weight {stats['max_weight']:.2f} (see **Head statistics**).")
     if kind != "encoder self":
         controls.caption("Decoder row t reads token t and predicts the token after it.")
     if kind == "decoder self":
@@ -89,7 +94,6 @@ with heads_tab:
                       key="zoom")
 
 with stats_tab:
-    table = analysis.head_stats_table(run.cache, run.src, run.tgt_in)
     stat = st.selectbox("Statistic", list(analysis.STATS), key="stat",
                         help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in analysis.STATS.items()))
     st.caption(analysis.STATS[stat])

@@ -36,6 +36,8 @@ def test_reverse_model_shows_every_kind_and_head(page_models):
     expected = run.cache["encoder.layers.0.self_attn.hook_pattern"][0, 0].numpy()
     assert np.allclose(z_of(zoom), expected, atol=1e-6)
     assert zoom["layout"]["xaxis"]["ticktext"] == ["a", "b", "c", "d", "e", "f", "<eos>"]
+    entropy = analysis.head_stats(run.cache["encoder.layers.0.self_attn.hook_pattern"])["entropy"][0]
+    assert any(c.value.startswith(f"This head: entropy {entropy:.2f} nats") for c in at.caption)
     assert not at.warning and not at.error
 
 
