@@ -203,6 +203,17 @@ def rnn_vs_attention(quick):
     return rows
 
 
+@benchmark
+def preset_time_to_accuracy(quick):
+    """Every sequence-to-sequence class preset: CPU seconds of training to 99% validation exact match."""
+    from attnviz import compare
+    from attnviz.presets import PRESETS
+
+    names = ["reverse-transformer"] if quick else [n for n, p in PRESETS.items() if p.architecture != "lm"]
+    return [compare.time_to_target(name, seed, clock=time.process_time)
+            for name in names for seed in ([0] if quick else [0, 1, 2])]
+
+
 def run(names=None, quick=False, threads=1):
     """Run the named benchmarks (all by default) on `threads` torch threads; a JSON-able report."""
     previous = torch.get_num_threads()
