@@ -15,21 +15,21 @@ st.latex(r"PE_{(pos,\,2i)} = \sin\!\left(pos / 10000^{2i/d_{model}}\right), \qqu
          r"PE_{(pos,\,2i+1)} = \cos\!\left(pos / 10000^{2i/d_{model}}\right)")
 
 
-def show_table(table, key, cosine=False):
+def show_table(table, key, kind="sinusoidal"):
     """A (T, D) positional table as a heatmap, chosen dimensions as curves, and position-by-position similarity."""
     T, D = table.shape
     st.plotly_chart(figures.positional_heatmap(table, title=f"{T} positions × {D} dimensions"), key=f"{key}_table")
     curves, similarity = st.columns(2)
     with curves:
-        dimensions = st.multiselect("Dimensions to plot", range(D), default=sorted({0, 1} | {D * f // 16 * 2 for f in (1, 2, 3)}),
+        dimensions = st.multiselect("Dimensions to plot", range(D), sorted({0, 1} | {D * f // 16 * 2 for f in (1, 2, 3)}),
                                     key=f"{key}_dims", help="Low dimensions change fast with the position, high ones slowly.")
         st.plotly_chart(figures.curves(range(T), {f"dim {d}": table[:, d] for d in sorted(dimensions)},
                                        title="Value along the positions", x_title="position", y_title="value"),
                         key=f"{key}_curves")
     with similarity:
-        st.plotly_chart(figures.similarity_heatmap(
-            analysis.positional_similarity(table, cosine), title="Cosine similarity of positions" if cosine
-            else "PE(i) · PE(j): near positions look alike"), key=f"{key}_similarity")
+        title = "Cosine similarity of positions" if kind == "learned" else "PE(i) · PE(j): near positions look alike"
+        st.plotly_chart(figures.similarity_heatmap(analysis.positional_similarity(table, kind == "learned"), title=title),
+                        key=f"{key}_similarity")
     shift = st.slider("Offset k", 1, min(T - 1, 50), min(3, T - 1), key=f"{key}_k",
                       help="Is there one matrix M_k with PE(pos + k) = M_k PE(pos) for every pos?")
     matrix, error = analysis.shift_check(table, shift)
@@ -37,7 +37,8 @@ def show_table(table, key, cosine=False):
     formula.latex(r"PE(pos + k) = M_k \, PE(pos)")
     formula.markdown(f"For the sinusoidal table, $M_k$ rotates each (sin, cos) pair of dimensions by the angle "
                      f"$k\\,\\omega_i$ and does not depend on the position: attending to *\"{shift} tokens back\"* is "
-                     f"one linear map. Over all {T - shift} positions:")
+                     f"one linear map. Over all {T - shift} positions:" if kind == "sinusoidal" else
+                     "A learned table promises no such map: the rotation that is exact for sinusoids misses it by:")
     formula.metric(f"max |PE(pos + {shift}) − M_{shift} PE(pos)|", f"{error:.1e}")
     heatmap.plotly_chart(figures.matrix_heatmap(matrix, title=f"M_{shift}", x_title="dimension", y_title="dimension",
                                                 value_name="M_k", diverging=True, show_values=D <= 12),
@@ -68,7 +69,7 @@ st.markdown(f"`{name}` is **{kind}**" + (": the same formula as above." if kind 
             ": a vector per position, trained with the model. Positions beyond the longest training sequence "
             f"({longest} tokens) were never trained."))
 rows = st.slider("Positions to show", min(4, len(table)), len(table), min(len(table), max(longest, 8)), key="pe_model_rows")
-show_table(table[:rows], "model", cosine=kind == "learned")
+show_table(table[:rows], "model", kind)
 
 st.subheader("What the model loses without them")
 st.markdown("Run the test set again with the positional encodings **removed** (every position gets nothing) or "

@@ -1,8 +1,7 @@
 """The positional-encoding lab through AppTest: the sinusoidal table against the formula, the shift matrix's
 error, the model's own table, and the remove/shuffle experiment against a recomputation."""
-import math
-
 import numpy as np
+import pytest
 import torch
 
 from attnviz import analysis, checkpoint
@@ -86,3 +85,27 @@ def test_language_model_has_one_table(page_models):
     assert not at.exception
     assert z_of(charts(at)["model_table"]).shape[1] == 16
     assert not at.get("radio") or all(r.key != "pe_module" for r in at.radio)
+
+
+def test_learned_table_is_compared_by_cosine_and_has_no_exact_shift(page_models):
+    import shutil
+
+    from attnviz import TransformerConfig, build_model
+
+    task = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse").task()
+    vocab = task.tokenizer.vocab_size
+    model = build_model(TransformerConfig(vocab, vocab, d_model=8, n_heads=2, d_ff=16, max_len=20, positional="learned"))
+    path = checkpoint.save_checkpoint(checkpoint.USER_DIR / "test-learned", model, task.tokenizer, {"task": task.spec()})
+    try:
+        at = open_page(model="test-learned")
+        assert not at.exception
+        rows = at.slider(key="pe_model_rows").value
+        table = model.encoder.embed.positional.table.detach()[:rows]
+        figures = charts(at)
+        assert np.allclose(z_of(figures["model_table"]), table.numpy(), atol=1e-6)
+        cosine = torch.nn.functional.normalize(table, dim=-1)
+        assert np.allclose(z_of(figures["model_similarity"]), (cosine @ cosine.T).numpy(), atol=1e-5)
+        shift = next(m for m in at.metric if m.label.startswith("max |PE(pos + 3)") and float(m.value) > 1e-3)
+        assert float(shift.value) == pytest.approx(analysis.shift_check(table, 3)[1], rel=0.05)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
