@@ -571,6 +571,11 @@ class InputRun:
         return {"encoder self": (self.src_labels, self.src_labels), "decoder self": (self.tgt_labels, self.tgt_labels),
                 "cross": (self.tgt_labels, self.src_labels)}[kind]
 
+    @property
+    def kinds(self):
+        """The kinds of attention captured, in the order of KINDS (an RNN without attention has none)."""
+        return [kind for kind in KINDS if any(parse_pattern_name(name)[0] == kind for name in self.cache)]
+
     def blocked(self, kind):
         """(Tq, Tk) bool, True where a query may not look (the future, under the causal mask), or None."""
         if kind != "decoder self":

@@ -9,12 +9,11 @@ picked = ui.model_or_stop()
 run = ui.input_run(picked)
 ui.show_tokens(run)
 
-kinds = [kind for kind in analysis.KINDS if any(analysis.parse_pattern_name(name)[0] == kind for name in run.cache)]
-if not kinds:
+if not run.kinds:
     st.info(f"{picked.name} has no attention: its decoder sees the input only through the encoder's final state. "
             "Pick a Transformer or an RNN with attention in the sidebar, or compare them on **RNN vs attention**.")
     st.stop()
-kind = ui.attention_kind(kinds)
+kind = ui.attention_kind(run.kinds)
 patterns = analysis.patterns_of(run.cache, kind)  # (L, H, Tq, Tk)
 n_layers, n_heads = patterns.shape[:2]
 query_labels, key_labels = run.labels(kind)

@@ -37,6 +37,7 @@ def test_run_input_captures_the_forward_pass_over_input_and_greedy_output(task):
         assert torch.allclose(run.cache[name], cache[name])
     T = run.tgt_in.shape[1]
     assert torch.equal(run.blocked("decoder self"), torch.ones(T, T).triu(1).bool())
+    assert run.kinds == ["encoder self", "decoder self", "cross"]
     assert run.blocked("cross") is None and run.labels("cross") == (run.tgt_labels, run.src_labels)
 
 
