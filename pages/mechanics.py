@@ -40,7 +40,7 @@ run = ui.input_run(picked, "Input (short: the numbers are shown for up to 12 tok
 ui.show_tokens(run)
 
 heads = analysis.attention_heads(picked.model)  # [(kind, layer, module, n_heads)]
-kind = ui.attention_kind([k for k in analysis.KINDS if any(h[0] == k for h in heads)])
+kind = ui.attention_kind(run.kinds)
 n_layers = 1 + max(layer for k, layer, _, _ in heads if k == kind)
 n_heads = next(n for k, _, _, n in heads if k == kind)
 layer, head = ui.layer_and_head(n_layers, n_heads)
@@ -60,11 +60,12 @@ def stacked(latex):
 
 
 result = mechanics(picked, ui.model_key(picked), run, run.text, module, head)
-tolerance = 1e-4
-check = st.success if max(result.weights_error, result.output_error) < tolerance else st.error
-check(f"**Check:** the weights computed here match what the model's hook `{module}.hook_pattern` captured for "
-      f"head {head}: max |difference| = **{result.weights_error:.1e}**; the layer output matches the module's own: "
-      f"max |difference| = **{result.output_error:.1e}** (float32 rounding is about 1e-7).", icon=":material/check:")
+agree = max(result.weights_error, result.output_error) < 1e-4
+(st.success if agree else st.error)(
+    f"**Check:** the weights computed here {'match' if agree else 'do not match'} what the model's hook "
+    f"`{module}.hook_pattern` captured for head {head}: max |difference| = **{result.weights_error:.1e}**; "
+    f"the layer output against the module's own: max |difference| = **{result.output_error:.1e}** "
+    "(float32 rounding is about 1e-7).", icon=":material/check:" if agree else ":material/error:")
 
 query_labels, key_labels = run.labels(kind)
 axis_labels = {"query": query_labels, "key": key_labels}

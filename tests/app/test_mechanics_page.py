@@ -105,3 +105,17 @@ def test_language_model_and_rnn(page_models):
     at = open_page(model="test-rnn", text="abc")
     assert not at.exception
     assert any("recurrent" in i.value for i in at.info)
+
+
+def test_a_mismatch_would_be_shown_as_an_error(page_models, monkeypatch):
+    real = analysis.head_mechanics
+
+    def off_by_a_bit(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.weights_error = 0.25
+        return result
+
+    monkeypatch.setattr(analysis, "head_mechanics", off_by_a_bit)
+    at = open_page(model="test-reverse", text="bad", attention="encoder self")  # an input no other test uses
+    assert not at.exception and not at.success
+    assert "do not match" in at.error[0].value and "2.5e-01" in at.error[0].value
