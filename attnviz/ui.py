@@ -12,6 +12,7 @@ import streamlit as st
 
 from attnviz import analysis, checkpoint
 from attnviz.device import describe, pick_device
+from attnviz.tokenizers import visible
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -237,13 +238,18 @@ def input_run(picked, label="Input", max_tokens=analysis.MAX_SHOWN_TOKENS):
     return run
 
 
+def code(text):
+    """`text` as inline code in markdown, on one line: newlines and other control characters written as escapes."""
+    return f"`` {visible(text)} ``"  # double backticks: a backtick inside cannot end the span
+
+
 def show_tokens(run):
     """The tokens the model reads, and its greedy output."""
-    chips = lambda labels: " ".join(f"`{label}`" for label in labels)
+    chips = lambda labels: " ".join(map(code, labels))
     if run.src_labels is not None:
         st.markdown(f"**Encoder reads** ({len(run.src_labels)} tokens): {chips(run.src_labels)}")
     st.markdown(f"**Decoder reads** ({len(run.tgt_labels)} tokens): {chips(run.tgt_labels)}  \n"
-                f"**Output** (greedy decoding): `{run.output}`")
+                f"**Output** (greedy decoding): {code(run.output)}")
 
 
 # ---------------------------------------------------------------------------------------------

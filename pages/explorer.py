@@ -54,8 +54,8 @@ with ablation_tab:  # drawn first in code: the grid marks the heads switched off
     if off:
         effect = input_effect(picked, ui.model_key(picked), run, run.text, off_modules)
         before, after = st.columns(2)
-        before.markdown(f"**Output, all heads on:** `{run.output}`")
-        after.markdown(f"**Output, {len(off)} head{'s' if len(off) > 1 else ''} off:** `{effect.output_after}`")
+        before.markdown(f"**Output, all heads on:** {ui.code(run.output)}")
+        after.markdown(f"**Output, {len(off)} head{'s' if len(off) > 1 else ''} off:** {ui.code(effect.output_after)}")
         st.plotly_chart(figures.probability_bars(
             picked.tokenizer.labels(run.tgt_out[0]), {"all heads on": effect.probs_before, "heads off": effect.probs_after},
             title="Probability of each output token (teacher-forced on the original output)"), key="ablate_probs")

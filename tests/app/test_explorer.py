@@ -176,7 +176,7 @@ def test_rnn_attention_can_be_switched_off(page_models):
     assert not at.exception
     picked, run = reference("test-rnn", "abcd")
     after = analysis.ablate_input(picked.model, picked.task(), run, {("decoder.attention", 0)})
-    assert any(f"`{after.output_after}`" in m.value and "1 head off" in m.value for m in at.markdown)
+    assert any(f"`` {after.output_after} ``" in m.value and "1 head off" in m.value for m in at.markdown)
 
 
 def test_another_model_gets_its_own_example_input(page_models):
@@ -185,3 +185,8 @@ def test_another_model_gets_its_own_example_input(page_models):
     assert not at.exception
     lm = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm").task()
     assert at.text_input(key="input_box").value == lm.tokenizer.decode(lm.probes[0][:12])
+
+
+def test_output_with_newlines_and_backticks_stays_on_one_line():
+    from attnviz import ui
+    assert ui.code("a\nb`c") == "`` a\\nb`c ``"
