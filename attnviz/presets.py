@@ -62,7 +62,7 @@ PRESETS = {
     "copy-transformer": Preset("Copy letters: the diagonal forms in cross-attention",
                                "copy", "transformer", {}, {**FAST, "steps": 400}),
     "sort-transformer": Preset("Sort letters with a Transformer", "sort", "transformer",
-                               {"n_encoder_layers": 2}, {**FAST, "steps": 1000}),
+                               {"n_encoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 1500}),
     "addition-transformer": Preset("Add numbers like 123+45", "addition", "transformer",
                                    {"n_encoder_layers": 2, "n_decoder_layers": 2}, {**FAST, "steps": 1500}),
     "dates-transformer": Preset("Normalise dates to ISO format: the cross-attention alignments are the lesson",
