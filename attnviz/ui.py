@@ -218,18 +218,18 @@ def input_text(task, label="Input"):
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model…")
-def _run_input(_picked, key, text, max_tokens):
+def _run_input(_picked, key, text, max_tokens, max_new_tokens):
     with MODEL_LOCK:
-        return analysis.run_input(_picked.model, _picked.task(), text, max_tokens)
+        return analysis.run_input(_picked.model, _picked.task(), text, max_tokens, max_new_tokens)
 
 
-def input_run(picked, label="Input", max_tokens=analysis.MAX_SHOWN_TOKENS):
+def input_run(picked, label="Input", max_tokens=analysis.MAX_SHOWN_TOKENS, max_new_tokens=None):
     """The shared input box, then the picked model run on it (cached): an `analysis.InputRun`.
 
     Input the model cannot take shows why and ends the page; a cut or unknown characters show as warnings."""
     text = input_text(task_or_stop(picked), label)
     try:
-        run = _run_input(picked, model_key(picked), text, max_tokens)
+        run = _run_input(picked, model_key(picked), text, max_tokens, max_new_tokens)
     except ValueError as error:
         st.warning(str(error))
         st.stop()

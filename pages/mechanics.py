@@ -36,7 +36,8 @@ if picked.meta.get("architecture") == "rnn":
     st.info(f"{picked.name} is a recurrent model: its attention (if any) is additive, not the scaled dot "
             "product this page takes apart. Pick a Transformer in the sidebar; **RNN vs attention** covers RNNs.")
     st.stop()
-run = ui.input_run(picked, "Input (short: the numbers are shown for up to 12 tokens)", MAX_TOKENS)
+run = ui.input_run(picked, "Input (short: the numbers are shown for up to 12 tokens)", MAX_TOKENS,
+                   max_new_tokens=None if picked.model.has_encoder else 3)  # a language model: the prompt + 3
 ui.show_tokens(run)
 
 heads = analysis.attention_heads(picked.model)  # [(kind, layer, module, n_heads)]

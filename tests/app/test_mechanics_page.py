@@ -101,7 +101,8 @@ def test_language_model_and_rnn(page_models):
     at = open_page(model="test-lm", text="the cat")
     assert not at.exception
     assert at.radio(key="attention").options == ["Decoder self-attention (causal)"]
-    assert "step_weights" in charts(at)
+    prompt = len(checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm").tokenizer.encode("the cat"))
+    assert z_of(charts(at)["step_weights"]).shape == (1 + prompt + 2, 1 + prompt + 2)  # BOS, prompt, 3 new - 1
     at = open_page(model="test-rnn", text="abc")
     assert not at.exception
     assert any("recurrent" in i.value for i in at.info)
