@@ -214,6 +214,20 @@ def preset_time_to_accuracy(quick):
             for name in names for seed in ([0] if quick else [0, 1, 2])]
 
 
+@benchmark
+def concurrent_training(quick):
+    """5 reverse-transformer runs at once in one process (threads, as the app's registry) vs 1 alone: wall steps/s."""
+    from attnviz import classroom
+    return classroom.concurrent_throughput(quick)
+
+
+@benchmark
+def click_latency(quick):
+    """A real server and 5 Chromium tabs on Train live, each with a run going or queued: ms from click to answer."""
+    from attnviz import classroom
+    return classroom.click_latency(quick)
+
+
 def run(names=None, quick=False, threads=1):
     """Run the named benchmarks (all by default) on `threads` torch threads; a JSON-able report."""
     previous = torch.get_num_threads()

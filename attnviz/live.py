@@ -115,16 +115,17 @@ class Plan:
     n_parameters: int
 
 
-def taken_names(registry=REGISTRY):
-    """Names a new run may not use: saved models (yours and shipped), and runs still going here."""
+def name_taken(name, registry=REGISTRY):
+    """A saved model (yours or shipped) has this name, or a run still going here does."""
+    if any((folder / name).exists() for folder in (checkpoint.USER_DIR, checkpoint.SHIPPED_DIR)):
+        return True
     with registry.condition:
-        going = {run.name for run in registry.runs if not run.done}
-    return {info.name for info in checkpoint.list_checkpoints()} | going
+        return any(run.name == name and not run.done for run in registry.runs)
 
 
 def check_name(name, registry=REGISTRY):
     checkpoint.validate_name(name)
-    if name in taken_names(registry):
+    if name_taken(name, registry):
         raise ValueError(f"a model or run named {name!r} exists already: choose another name")
     return name
 
@@ -132,8 +133,7 @@ def check_name(name, registry=REGISTRY):
 def free_name(base, registry=REGISTRY):
     """`base` (made a valid name), or base-2, base-3, ... whichever is free."""
     base = "".join(c if c.isalnum() or c in "._-" else "-" for c in base).strip(".-") or "run"
-    taken = taken_names(registry)
-    return next(n for n in [base] + [f"{base}-{i}" for i in range(2, 10_000)] if n not in taken)
+    return next(n for n in [base] + [f"{base}-{i}" for i in range(2, 10_000)] if not name_taken(n, registry))
 
 
 def plan_run(task, architecture, sizes, train, name, owner="", preset="", registry=REGISTRY):
@@ -181,12 +181,13 @@ def time_left(snap, config):
 
 
 def best_metric(evals, kind):
-    """The best validation result so far as text: exact match for seq2seq, perplexity for a language model."""
+    """The best validation result so far, (name, value as text): exact match for seq2seq, perplexity for an LM;
+    None before the first validation."""
     if kind == "lm" and evals.get("perplexity"):
-        return f"perplexity {min(evals['perplexity']):.2f}"
+        return "perplexity", f"{min(evals['perplexity']):.2f}"
     if evals.get("exact_match"):
-        return f"exact match {max(evals['exact_match']):.1%}"
-    return ""
+        return "exact match", f"{max(evals['exact_match']):.1%}"
+    return None
 
 
 def smoothed(values, weight=0.9):
@@ -280,7 +281,7 @@ def run_row(run):
     with run.lock:
         result = run.result
         status, step, elapsed = result.status, result.step, result.elapsed
-        best = best_metric(result.evals, run.task.kind)
+        best = " ".join(best_metric(result.evals, run.task.kind) or ())
     return {"who": run.owner or "–", "model": run.name, "task": run.task.name,
             "architecture": run.extra_meta.get("arch", "?"), "status": status_text(run, status, position),
             "step": f"{step}/{run.config.steps}", "best": best, "time": f"{elapsed:.0f} s",

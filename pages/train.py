@@ -9,8 +9,9 @@ from attnviz.tasks import TASKS, make_task
 from attnviz.train import REGISTRY
 
 st.title("Train live")
+slots = REGISTRY.max_concurrent
 st.caption("Train a small model on this server and watch its loss fall and its attention pattern form. "
-           f"{REGISTRY.max_concurrent} run(s) train at once here; more wait in a queue.")
+           f"{slots} run{' trains' if slots == 1 else 's train'} at once here; more wait in a queue.")
 
 
 @st.cache_resource(max_entries=16, show_spinner="Preparing the task…")
@@ -18,16 +19,21 @@ def cached_task(name, data=None):  # shared by every session; training only read
     return make_task(name, **({"text" if name == "text" else "tsv": data} if data is not None else {}))
 
 
+def suggest_name(base):
+    st.session_state["train_name_base"] = base
+    st.session_state["train_name"] = st.session_state["train_name_suggested"] = live.free_name(base)
+
+
 def apply_preset():
     label = st.session_state["train_preset"]
     for key, value in live.preset_settings(label).items():
         st.session_state[f"train_{key}"] = value
-    st.session_state["train_name"] = live.free_name(live.preset_name(label))
+    suggest_name(live.preset_name(label))
 
 
 def start_run(plan):
     st.session_state["train_run"] = live.start(plan).name
-    st.session_state["train_name"] = live.free_name(plan.name)  # ready for the next run
+    suggest_name(st.session_state["train_name_base"])  # ready for the next run
 
 
 def number_inputs(fields, where):
@@ -48,8 +54,11 @@ active = run is not None and not run.done
 if "train_preset" not in st.session_state:
     st.session_state["train_preset"] = live.preset_labels()[0]
     apply_preset()
+elif st.session_state.get("train_name") == st.session_state.get("train_name_suggested") and live.name_taken(
+        st.session_state["train_name"]):
+    suggest_name(st.session_state["train_name_base"])  # someone else took the name we suggested: another one
 
-with st.expander("Set up a run", expanded=not active, icon=":material/tune:"):
+with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
     st.selectbox("Preset", live.preset_labels(), key="train_preset", on_change=apply_preset,
                  help="Fills in every setting below; change any of them afterwards.")
     left, right = st.columns(2)
@@ -91,31 +100,43 @@ if run_name and run is None:
             "look for it in the model picker.")
 
 
+def index_choice(label, n, key, where, **kwargs):
+    """A selectbox over 0..n-1 that falls back to 0 when another run has fewer (layers, heads, probes)."""
+    if st.session_state.get(key, 0) >= n:
+        st.session_state[key] = 0
+    return where.selectbox(label, range(n), key=key, **kwargs)
+
+
 def timelapse(run, snapshots):
     """The probes' attention at each snapshot on a slider, and their greedy outputs beside it."""
     task = run.task
     st.subheader("Attention time-lapse")
+    steps = [snapshot["step"] for snapshot in snapshots]
+    follow = st.session_state.get("lapse_follow", True) if run.done else \
+        st.toggle("Follow the newest snapshot", value=True, key="lapse_follow")
+    grown = st.session_state.get("lapse_seen") != (run.name, len(steps))  # a new snapshot, or another run
+    st.session_state["lapse_seen"] = (run.name, len(steps))
+    if (follow and grown) or st.session_state.get("lapse_step") not in steps:
+        st.session_state["lapse_step"] = steps[-1]
+    step = st.select_slider("Training step", steps, key="lapse_step", disabled=(follow and not run.done) or len(steps) < 2,
+                            help="Slide to watch the attention form over training.")
+    patterns = snapshots[steps.index(step)]["patterns"]
     controls, heatmap, outputs = st.columns([1, 2, 1.3])
-    probe = controls.selectbox("Probe input", range(len(task.probes)), key="lapse_probe",
-                               format_func=lambda i: live.probe_label(task, i))
-    kinds = live.attention_kinds(snapshots[-1]["patterns"])
+    probe = index_choice("Probe input", len(task.probes), "lapse_probe", controls,
+                         format_func=lambda i: live.probe_label(task, i))
+    kinds = live.attention_kinds(patterns)
     if st.session_state.get("lapse_kind") not in kinds:
         st.session_state["lapse_kind"] = list(kinds)[-1]  # cross-attention when there is one: the alignments
     kind = controls.radio("Attention", list(kinds), key="lapse_kind", format_func=ui.KIND_LABELS.get)
-    layer = controls.selectbox("Layer", range(kinds[kind]), key="lapse_layer")
-    follow = controls.toggle("Follow the newest", value=True, key="lapse_follow", disabled=run.done)
-    if (follow and not run.done) or st.session_state.get("lapse_index", 0) >= len(snapshots):
-        st.session_state["lapse_index"] = len(snapshots) - 1
-    index = controls.slider("Snapshot", 0, max(1, len(snapshots) - 1), key="lapse_index",
-                            disabled=len(snapshots) < 2 or (follow and not run.done))
-    weights, queries, keys, masked = live.lapse_pattern(task, snapshots[index]["patterns"], probe, kind, layer)
-    head = controls.selectbox("Head", range(len(weights)), key="lapse_head")
+    layer = index_choice("Layer", kinds[kind], "lapse_layer", controls)
+    weights, queries, keys, masked = live.lapse_pattern(task, patterns, probe, kind, layer)
+    head = index_choice("Head", len(weights), "lapse_head", controls)
     heatmap.plotly_chart(figures.attention_heatmap(
-        weights[head], queries, keys, f"Step {snapshots[index]['step']}: {ui.KIND_LABELS[kind].lower()}, "
+        weights[head], queries, keys, f"Step {step}: {ui.KIND_LABELS[kind].lower()}, "
         f"layer {layer}, head {head}", masked=masked), key="lapse_heatmap")
     outputs.markdown(f"**Greedy output** (target: `{live.probe_target(task, probe)}`)")
-    outputs.dataframe(live.output_history(task, snapshots, probe, index), hide_index=True, key="lapse_outputs",
-                      height=360)
+    outputs.dataframe(live.output_history(task, snapshots, probe, steps.index(step)), hide_index=True,
+                      key="lapse_outputs", height=360)
 
 
 if run is not None:
@@ -130,7 +151,8 @@ if run is not None:
         columns[0].metric("Status", live.status_text(run, snap.status, snap.queue_position))
         columns[1].metric("Step", f"{snap.step} / {snap.steps}")
         columns[2].metric("Time left", "–" if left is None or not active else f"~{left:.0f} s")
-        columns[3].metric("Best so far", live.best_metric(snap.evals, run.task.kind) or "–")
+        best = live.best_metric(snap.evals, run.task.kind)
+        columns[3].metric(f"Best {best[0]}" if best else "Best so far", best[1] if best else "–")
         columns[4].metric("Device", snap.device.upper())
         if snap.status == "queued":
             st.info(f"Waiting for a free slot: you are number {snap.queue_position} in the queue.")
