@@ -194,7 +194,10 @@ def example_input(task):
     """One of the task's own test inputs, the input until the user types one."""
     if not task.probes:
         return ""
-    return task.probes[0][0] if task.kind == "seq2seq" else task.tokenizer.decode(task.probes[0][:12])
+    if task.kind == "seq2seq":
+        return task.probes[0][0]
+    words = task.tokenizer.decode(task.probes[0][:16]).split(" ")  # a block starts and ends mid-word
+    return " ".join(words[1:-1] if len(words) > 2 else words).strip()
 
 
 def _keep_typed_text():

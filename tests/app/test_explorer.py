@@ -184,7 +184,7 @@ def test_another_model_gets_its_own_example_input(page_models):
     at.sidebar.selectbox(key="model").set_value("test-lm").run()
     assert not at.exception
     lm = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm").task()
-    assert at.text_input(key="input_box").value == lm.tokenizer.decode(lm.probes[0][:12])
+    assert at.text_input(key="input_box").value in lm.tokenizer.decode(lm.probes[0])
 
 
 def test_output_with_newlines_and_backticks_stays_on_one_line():
