@@ -52,6 +52,7 @@ class Preset:
 
 FAST = {"batch_size": 64, "lr": 3e-3, "warmup": 20, "eval_every": 25, "snapshot_every": 25}
 REVERSE = {**FAST, "steps": 350}  # measured with `python -m attnviz bench --only preset_time_to_accuracy`
+LONG = {"min_len": 4, "max_len": 24, "n_train": 10000}  # lengths where a fixed-size context vector falls behind
 PRESETS = {
     "reverse-transformer": Preset("Reverse letters with a one-layer Transformer (about 5 s on a CPU core)",
                                   "reverse", "transformer", {}, {**REVERSE, "lr": 7e-3}),
@@ -59,12 +60,18 @@ PRESETS = {
                                      "reverse", "lstm+attention", {}, {**REVERSE, "lr": 1e-2}),
     "reverse-lstm": Preset("Reverse letters with a plain LSTM: watch it struggle without attention",
                            "reverse", "lstm", {}, {**REVERSE, "lr": 1e-2}),
+    "reverse-long-transformer": Preset("Reverse 4 to 24 letters with a Transformer", "reverse", "transformer",
+                                       {}, {**FAST, "lr": 7e-3, "steps": 1500}, LONG),
+    "reverse-long-lstm+attention": Preset("Reverse 4 to 24 letters with an LSTM and attention", "reverse",
+                                          "lstm+attention", {}, {**FAST, "lr": 1e-2, "steps": 1500}, LONG),
+    "reverse-long-lstm": Preset("Reverse 4 to 24 letters with a plain LSTM: accuracy falls with length",
+                                "reverse", "lstm", {}, {**FAST, "lr": 1e-2, "steps": 1500}, LONG),
     "copy-transformer": Preset("Copy letters: the diagonal forms in cross-attention",
                                "copy", "transformer", {}, {**FAST, "steps": 400}),
     "sort-transformer": Preset("Sort letters with a Transformer", "sort", "transformer",
                                {"n_encoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 1500}),
     "addition-transformer": Preset("Add numbers like 123+45", "addition", "transformer",
-                                   {"n_encoder_layers": 2, "n_decoder_layers": 2}, {**FAST, "steps": 1500}),
+                                   {"n_encoder_layers": 2, "n_decoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 2500}),
     "dates-transformer": Preset("Normalise dates to ISO format: the cross-attention alignments are the lesson",
                                 "dates", "transformer", {}, {**FAST, "steps": 1500}),
     "dates-lstm+attention": Preset("Normalise dates with an LSTM and Bahdanau attention",
