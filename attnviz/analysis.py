@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from attnviz.attention import MultiHeadAttention, blocked_mask
 from attnviz.hooks import ablate, capture, pattern_names
-from attnviz.positional import PositionalEncoding
+from attnviz.positional import PositionalEncoding, sinusoidal_frequencies
 
 KINDS = ("encoder self", "decoder self", "cross")
 
@@ -471,7 +471,7 @@ def shift_matrix(d_model, k):
     """
     if d_model % 2:
         raise ValueError(f"d_model={d_model} is odd: the last sine has no cosine partner; use an even d_model")
-    frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+    frequency = sinusoidal_frequencies(d_model)  # (D/2,)
     cos, sin = torch.cos(k * frequency), torch.sin(k * frequency)  # (D/2,)
     even = torch.arange(0, d_model, 2)
     matrix = torch.zeros(d_model, d_model, dtype=torch.float64)

@@ -5,11 +5,15 @@ import torch
 import torch.nn as nn
 
 
+def sinusoidal_frequencies(d_model):
+    """w_i = 1 / 10000^(2i/d) for i = 0 .. ceil(d/2) - 1, in float64.  # (ceil(D/2),)"""
+    return torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+
+
 def sinusoidal_table(max_len, d_model):
     """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).  # (T, D)"""
     position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (T, 1)
-    frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
-    angles = position * frequency  # (T, ceil(D/2))
+    angles = position * sinusoidal_frequencies(d_model)  # (T, ceil(D/2))
     table = torch.zeros(max_len, d_model, dtype=torch.float64)
     table[:, 0::2] = torch.sin(angles)
     table[:, 1::2] = torch.cos(angles[:, : d_model // 2])
