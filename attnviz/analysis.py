@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from attnviz.attention import MultiHeadAttention, blocked_mask
+from attnviz.decoding import greedy
 from attnviz.hooks import ablate, capture, pattern_names
 from attnviz.positional import PositionalEncoding, sinusoidal_frequencies
 
@@ -607,8 +608,6 @@ def run_input(model, task, text, max_tokens=MAX_SHOWN_TOKENS, max_new_tokens=Non
 
     A ValueError says what is wrong with the input (empty, or nothing the model can read).
     """
-    from attnviz.decoding import greedy  # decoding imports nothing from here, but keeps this module light
-
     if not text.strip() and task.kind == "seq2seq":
         raise ValueError("the input is empty: type something for the model to transform")
     notes = [] if text.strip() else ["The prompt is empty: the model writes from <bos> alone."]
@@ -648,8 +647,6 @@ class InputAblation:
 @torch.no_grad()
 def ablate_input(model, task, run, heads):
     """Switch off `heads` (a set of (attention module name, head)) for one `InputRun`."""
-    from attnviz.decoding import greedy
-
     effect = ablation_effect(model, (run.src, run.tgt_in, run.tgt_out), heads)
     with ablate(model, set(heads)):
         decoded = greedy(model, task.tokenizer, run.ids, max_new_tokens=run.max_new_tokens, trace=False)
