@@ -47,6 +47,12 @@ def median_ms(contenders, rounds, number, warmup=3):
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
+def bench_config(**overrides):
+    """The model the speed benchmarks time: 2 + 2 layers, d_model 128, 4 heads, a 64-token vocabulary."""
+    return TransformerConfig(**{**dict(src_vocab_size=64, tgt_vocab_size=64, d_model=128, n_heads=4,
+                                       n_encoder_layers=2, n_decoder_layers=2, d_ff=512), **overrides})
+
+
 def random_batch(config, batch_size, src_len, tgt_len, seed=0):
     """Random tokens with trailing padding of random length in the sources and targets."""
     g = torch.Generator().manual_seed(seed)
@@ -99,8 +105,7 @@ def training_step(model, batch, pad_id):
 @benchmark
 def train_step(quick):
     """One training step (forward, backward, AdamW) of our EncoderDecoder vs torch.nn.Transformer."""
-    config = TransformerConfig(src_vocab_size=64, tgt_vocab_size=64, d_model=128, n_heads=4, n_encoder_layers=2,
-                               n_decoder_layers=2, d_ff=512, dropout=0.1, max_len=64)
+    config = bench_config(dropout=0.1, max_len=64)
     batch_size, length = 64, 12
     batch = random_batch(config, batch_size, length, length)
     torch.manual_seed(0)
@@ -117,8 +122,7 @@ def train_step(quick):
 @benchmark
 def capture_forward(quick):
     """Forward pass (no grad) with every attention pattern captured vs none, by sequence length."""
-    config = TransformerConfig(src_vocab_size=64, tgt_vocab_size=64, d_model=128, n_heads=4, n_encoder_layers=2,
-                               n_decoder_layers=2, d_ff=512, max_len=512)
+    config = bench_config(max_len=512)
     torch.manual_seed(0)
     model = build_model(config).eval()
     batch_size, rows = 8, []
@@ -143,8 +147,7 @@ def capture_forward(quick):
 @benchmark
 def kv_cache_decoding(quick):
     """Greedy decoding of 64 tokens: KV cache (attnviz.decoding.greedy) vs the whole model rerun every step."""
-    config = TransformerConfig(src_vocab_size=64, tgt_vocab_size=64, d_model=128, n_heads=4, n_encoder_layers=2,
-                               n_decoder_layers=2, d_ff=512, max_len=128)
+    config = bench_config(max_len=128)
     torch.manual_seed(0)
     model = build_model(config).eval()
     with torch.no_grad():
@@ -187,19 +190,6 @@ def cost_by_length(quick):
         _, model, _ = build_preset(f"reverse-{architecture}")
         for row in compare.forward_cost(model.config, lengths, repeats=3 if quick else 5):
             rows.append(dict(model=label, **row))
-    return rows
-
-
-@benchmark
-def rnn_vs_attention(quick):
-    """CPU seconds of training to 99% validation exact match on reverse: Transformer vs LSTM with and without attention."""
-    from attnviz import compare
-
-    rows = []
-    for seed in [0] if quick else [0, 1, 2]:
-        for architecture in compare.LABELS:
-            row = compare.time_to_target(f"reverse-{architecture}", seed, clock=time.process_time)
-            rows.append(dict(row, goal="<= 5 s" if architecture != "lstm" else "(misses: no attention)"))
     return rows
 
 
