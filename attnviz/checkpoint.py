@@ -25,7 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from attnviz import build_model
+from attnviz import build_model, parameter_count
 from attnviz.config import RNNConfig, TransformerConfig
 
 try:
@@ -280,8 +280,7 @@ def _config(meta, folder):
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"the model config in {folder / META} is invalid: {e}") from None
     try:
-        with torch.device("meta"):  # count parameters without allocating them
-            n_parameters = sum(p.numel() for p in build_model(config).parameters())
+        n_parameters = parameter_count(config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"cannot build the model described in {folder / META}: {e}") from None
     if n_parameters > MAX_PARAMETERS:

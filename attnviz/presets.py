@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from attnviz import build_model
 from attnviz.config import RNNConfig, TransformerConfig
 from attnviz.tasks import make_task
 from attnviz.train import TrainConfig, check_size
@@ -85,7 +86,6 @@ PRESETS = {
 
 def build(task, architecture, sizes=None, train=None):
     """(model, train config) for a task; checks that architecture and task fit and the size is allowed."""
-    from attnviz import build_model
     if kind_of(architecture) != task.kind:
         raise ValueError(f"the {architecture} architecture does not fit the {task.name} task "
                          f"({'a language model' if task.kind == 'lm' else 'sequence-to-sequence'}): "

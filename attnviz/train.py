@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from attnviz import parameter_count
 from attnviz.config import ConfigBase, _check_choice, _reject
 from attnviz.decoding import greedy
 from attnviz.device import autocast, pick_device
@@ -62,13 +63,6 @@ class TrainConfig(ConfigBase):
         if not 0 <= self.target_exact_match <= 1:
             _reject("target_exact_match", self.target_exact_match, "use a fraction in [0, 1]")
         _check_choice(self, "device", ("auto", "cpu", "cuda", "mps"))
-
-
-def parameter_count(model_config):
-    """Parameters a config would have, counted without allocating them."""
-    from attnviz import build_model
-    with torch.device("meta"):
-        return sum(p.numel() for p in build_model(model_config).parameters())
 
 
 def check_size(model_config, limit=MAX_PARAMETERS):
