@@ -13,11 +13,11 @@ def _reject(field, value, fix):
     raise ValueError(f"{field}={value!r} is not possible: {fix}")
 
 
-def _check_positive(config, names):
+def _check_whole(config, names, minimum=1):
     for name in names:
         value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            _reject(name, value, "use a whole number of 1 or more")
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            _reject(name, value, f"use a whole number of {minimum} or more")
 
 
 def _check_choice(config, name, choices):
@@ -30,6 +30,11 @@ def _check_bool(config, names):
     for name in names:
         if not isinstance(getattr(config, name), bool):
             _reject(name, getattr(config, name), "use True or False")
+
+
+def _check_pad_id(config):
+    if not 0 <= config.pad_id < min(config.src_vocab_size, config.tgt_vocab_size):
+        _reject("pad_id", config.pad_id, "it must be a valid token id of both vocabularies")
 
 
 def _check_dropout(config):
@@ -76,11 +81,8 @@ class TransformerConfig(ConfigBase):
     encoder_only: bool = False  # a BERT-like encoder without decoder (needs n_decoder_layers=0)
 
     def __post_init__(self):
-        _check_positive(self, ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"])
-        for name in ("n_encoder_layers", "n_decoder_layers", "n_token_types"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                _reject(name, value, "use a whole number of 0 or more")
+        _check_whole(self, ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"])
+        _check_whole(self, ["n_encoder_layers", "n_decoder_layers", "n_token_types"], minimum=0)
         if self.encoder_only:
             if self.n_encoder_layers == 0:
                 _reject("n_encoder_layers", 0, "an encoder-only model needs 1 or more encoder layers")
@@ -100,8 +102,7 @@ class TransformerConfig(ConfigBase):
         _check_bool(self, ["norm_first", "tie_embeddings", "scale_embeddings", "embedding_norm", "encoder_only"])
         _check_choice(self, "positional", POSITIONAL_KINDS)
         _check_choice(self, "activation", ACTIVATIONS)
-        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
-            _reject("pad_id", self.pad_id, "it must be a valid token id of both vocabularies")
+        _check_pad_id(self)
 
     @property
     def is_language_model(self):
@@ -129,14 +130,12 @@ class RNNConfig(ConfigBase):
     pad_id: int = 0
 
     def __post_init__(self):
-        _check_positive(self, ["src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_size", "n_layers", "max_len"])
+        _check_whole(self, ["src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_size", "n_layers", "max_len"])
         _check_choice(self, "cell", RNN_CELLS)
         _check_choice(self, "attention", RNN_ATTENTION)
         _check_dropout(self)
-        if not isinstance(self.bidirectional, bool):
-            _reject("bidirectional", self.bidirectional, "use True or False")
+        _check_bool(self, ["bidirectional"])
         if self.bidirectional and self.hidden_size % 2:
             _reject("hidden_size", self.hidden_size, "a bidirectional encoder splits it between two directions; "
                     f"use an even number such as {self.hidden_size + 1}")
-        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
-            _reject("pad_id", self.pad_id, "it must be a valid token id of both vocabularies")
+        _check_pad_id(self)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from attnviz import parameter_count
-from attnviz.config import ConfigBase, _check_choice, _reject
+from attnviz.config import ConfigBase, _check_choice, _check_whole, _reject
 from attnviz.decoding import greedy
 from attnviz.device import autocast, pick_device
 from attnviz.hooks import capture
@@ -44,17 +44,12 @@ class TrainConfig(ConfigBase):
     device: str = "auto"
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "eval_every", "eval_examples"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                _reject(name, value, "use a whole number of 1 or more")
+        _check_whole(self, ["steps", "batch_size", "eval_every", "eval_examples"])
+        _check_whole(self, ["warmup", "snapshot_every"], minimum=0)
         if self.batch_size > 4096:
             _reject("batch_size", self.batch_size, "use 4096 or less")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= 1):
             _reject("lr", self.lr, "use a learning rate in (0, 1], e.g. 3e-3")
-        for name in ("warmup", "snapshot_every"):
-            if getattr(self, name) < 0:
-                _reject(name, getattr(self, name), "use 0 or more")
         for name in ("weight_decay", "clip", "time_budget"):
             if not getattr(self, name) >= 0:
                 _reject(name, getattr(self, name), "use 0 or more")

@@ -166,7 +166,8 @@ def test_finished_run_is_saved_and_loads(task, tmp_path, monkeypatch):
 
 def test_invalid_settings_name_the_field():
     for bad, field in [({"steps": 0}, "steps"), ({"lr": -1}, "lr"), ({"batch_size": 10**6}, "batch_size"),
-                       ({"device": "tpu"}, "device"), ({"label_smoothing": 1.5}, "label_smoothing")]:
+                       ({"device": "tpu"}, "device"), ({"label_smoothing": 1.5}, "label_smoothing"),
+                       ({"warmup": -1}, "warmup"), ({"snapshot_every": "5"}, "snapshot_every")]:
         with pytest.raises(ValueError, match=field):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
