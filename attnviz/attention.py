@@ -88,8 +88,9 @@ class MultiHeadAttention(nn.Module):
                 scores += torch.zeros(blocked.shape, dtype=scores.dtype, device=scores.device).masked_fill_(
                     blocked, float("-inf"))  # (B|1, 1, Tq|1, Tk)
             pattern = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
-            if blocked is not None and blocked.all(dim=-1).any():  # a query may see no key: 0 as fused, not NaN
-                pattern = pattern.masked_fill(blocked.all(dim=-1, keepdim=True), 0.0)
+            sees_nothing = None if blocked is None else blocked.all(dim=-1, keepdim=True)  # (B|1, 1, Tq|1, 1)
+            if sees_nothing is not None and sees_nothing.any():  # such a query gets 0 as on the fused path, not NaN
+                pattern = pattern.masked_fill(sees_nothing, 0.0)
             pattern = self.hook_pattern(pattern)
             z = F.dropout(pattern, dropout, self.training) @ v  # (B, H, Tq, d_head)
         else:
