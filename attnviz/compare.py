@@ -1,5 +1,7 @@
 """Comparing models on one task: accuracy by length, cost by length, the same input through each model.
 
+    found = contenders("reverse-long")                              # the three shipped models of a task
+    runs = start_runs("reverse", owner="3f2a9c1b", seed=0)           # or train all three here (saved when done)
     rows = accuracy_by_length(model, task, lengths=[4, 8, 16, 32])   # beyond the trained lengths too
     rows = forward_cost(model, [16, 64, 256, 1024])                  # time and memory of one forward pass
     text = translate(model, tokenizer, "hello"); marks = error_marks(text, reference(task, "hello"))
@@ -19,24 +21,31 @@ Cost is measured on the machine at hand, on a batch of random tokens with source
   `torch.autograd.graph.saved_tensors_hooks`. It works the same on every device, unlike the CPU's
   allocator, which has no peak statistics. On CUDA `peak_bytes` adds the allocator's peak for the forward.
 """
+import html
 import statistics
 import time
+import uuid
 from dataclasses import dataclass, replace
 
 import torch
 
-from attnviz import build_model
+from attnviz import build_model, checkpoint
 from attnviz.decoding import greedy
 from attnviz.hooks import capture, pattern_names
+from attnviz.presets import build_preset
 from attnviz.tasks import task_from_spec
-from attnviz.train import batch_metrics, logits_of
+from attnviz.train import REGISTRY, TrainingRun, batch_metrics, logits_of, train
 
 LABELS = {"transformer": "Transformer", "lstm+attention": "LSTM + attention", "lstm": "LSTM"}
+# Tasks with three presets, TASK-transformer, TASK-lstm+attention and TASK-lstm, trained on identical data.
+TASKS = {"reverse": "Reverse letters (abc → cba)", "reverse-long": "Reverse, lengths 4-24",
+         "dates": "Normalise dates (23 Nov 2026 → 2026-11-23)"}
 
 
-def checkpoint_name(task_name, architecture):
-    """Where `python -m attnviz train --preset TASK-ARCHITECTURE` saves: e.g. reverse-lstm-attention."""
-    return f"{task_name}-{architecture.replace('+', '-')}"
+def checkpoint_name(task_key, architecture, owner=""):
+    """Where `python -m attnviz train --preset TASK-ARCHITECTURE` saves (e.g. reverse-lstm-attention), with
+    `-owner` added for the runs trained on the page (reverse-lstm-attention-3f2a9c1b)."""
+    return f"{task_key}-{architecture.replace('+', '-')}" + (f"-{owner}" if owner else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,10 +57,11 @@ def trained_lengths(task):
     return (task.params["min_len"], task.params["max_len"]) if "min_len" in task.params else None
 
 
-def default_lengths(task, points=12):
-    """About `points` lengths from 2 to three times the longest trained length."""
-    longest = 3 * trained_lengths(task)[1]
-    return sorted({max(2, round(2 + i * (longest - 2) / (points - 1))) for i in range(points)})
+def lengths_up_to(task, longest=None):
+    """About 16 lengths from 2 to `longest` (default: 8 past the longest trained length), both trained ends included."""
+    low, high = trained_lengths(task)
+    longest = longest or high + 8
+    return sorted({*range(2, longest + 1, max(1, longest // 16)), low, high, longest})
 
 
 def examples_of_length(task, length, n=200, seed=1):
@@ -85,13 +95,13 @@ def widest(task, examples):
 def accuracy_by_length(model, task, lengths=None, n=200, seed=1):
     """One row per length: {length, examples, trained, exact_match, token_accuracy, note}.
 
-    Tasks with a length parameter get fresh examples of each length in `lengths` (default: `default_lengths`);
+    Tasks with a length parameter get fresh examples of each length in `lengths` (default: `lengths_up_to`);
     `trained` says whether the length was in the training range. Other tasks (dates) have no such parameter:
     their test split is grouped by source length in tokens instead, all within the trained range.
     """
     if trained_lengths(task):
         low, high = trained_lengths(task)
-        buckets = {length: examples_of_length(task, length, n, seed) for length in lengths or default_lengths(task)}
+        buckets = {length: examples_of_length(task, length, n, seed) for length in lengths or lengths_up_to(task)}
         in_range = lambda length: low <= length <= high
     else:
         buckets = {}
@@ -110,6 +120,30 @@ def accuracy_by_length(model, task, lengths=None, n=200, seed=1):
             row.update(score(model, task, examples))
         rows.append(row)
     return rows
+
+
+LENGTH_TEXT = (
+    "Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets worse as "
+    "sentences get longer, and that attention fixes it. Here are the models on fresh examples of every length, "
+    "also lengths they never saw in training (outside the green band). The plain LSTM must carry the whole input "
+    "in its final state, so each extra letter crowds the others out and its exact match falls with length; the "
+    "attention models look every letter up again when they need it.")
+GROUPED_TEXT = ("Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets worse "
+                "as sentences get longer, and that attention fixes it. Here the test set is grouped by the length of "
+                "the source: all of these lengths occur in training.")
+LENGTH_SOURCES = (
+    "Fresh examples of each length (200 where that many exist), scored as greedy decoding would. Cho et al. (2014, "
+    "“On the properties of neural machine translation: encoder-decoder approaches”) saw an encoder-decoder "
+    "without attention fail on long sentences; Bahdanau et al. (2015, “Neural machine translation by jointly "
+    "learning to align and translate”) added attention and the fall went away.")
+
+
+def trend(rows, low, high, metric="exact_match"):
+    """One sentence: each model's `metric` at lengths `low` and `high`, from {label: rows of accuracy_by_length}."""
+    at = lambda rs, length: next((r[metric] for r in rs if r["length"] == length and r[metric] is not None), None)
+    parts = [f"{label} {at(rs, low):.0%} → {at(rs, high):.0%}" for label, rs in rows.items()
+             if at(rs, low) is not None and at(rs, high) is not None]
+    return f"Exact match from length {low} to length {high}: {', '.join(parts)}." if parts else ""
 
 
 def by_length(rows, metric, scale=1.0):
@@ -251,6 +285,18 @@ def error_marks(output, expected):
     return marks
 
 
+MARK_STYLES = {"ok": "", "wrong": "background:#f6b8b8", "extra": "background:#fcd9a8",
+               "missing": "background:#ddd;color:#777"}
+MARKS_NOTE = "Red: wrong character, orange: one too many, grey: missing."
+
+
+def marked_html(output, expected=None):
+    """`output` as HTML inline code, each character coloured by its `error_marks` status (unmarked without `expected`)."""
+    marks = error_marks(output, expected) if expected is not None else [(ch, "ok") for ch in output]
+    return "<code>" + "".join(f'<span style="{MARK_STYLES[status]}">{html.escape(ch)}</span>'
+                              for ch, status in marks) + "</code>"
+
+
 def is_alignment(name):
     """Cross-attention (decoder queries, source keys): a Transformer's cross_attn or the RNN's attention."""
     return ".cross_attn." in name or name.startswith("decoder.attention.")
@@ -336,14 +382,68 @@ def time_to_target(preset, seed=0, target=0.99, clock=time.perf_counter):
     """Train a preset until validation exact match reaches `target` (or its steps run out); one row of results.
 
     Seconds are training time by `clock`, evaluations excluded, as `train` measures them: wall-clock by
-    default; `time.process_time` gives CPU time, which a machine busy with other work inflates far less."""
-    from attnviz.presets import build_preset
-    from attnviz.train import train
-
+    default; `time.process_time` gives CPU time, which a machine busy with other work inflates far less.
+    `seconds_to_target` and `steps_to_target` are None when the target was missed (`reached` False); the
+    target is checked every `eval_every` steps of the preset. No attention snapshots are taken."""
     task, model, config = build_preset(preset, seed)
-    result = train(model, task, replace(config, target_exact_match=target), clock=clock)
+    result = train(model, task, replace(config, target_exact_match=target, snapshot_every=0), clock=clock)
     reached = [step for step, exact in zip(result.evals["step"], result.evals["exact_match"]) if exact >= target]
     return {"preset": preset, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
-            "seconds_to_target": result.reached_target_at, "steps_to_target": reached[0] if reached else None,
-            "steps_run": result.step, "seconds_run": result.elapsed, "ms_per_step": 1000 * result.elapsed / result.step,
+            "target": target, "reached": bool(reached), "seconds_to_target": result.reached_target_at,
+            "steps_to_target": reached[0] if reached else None, "steps_run": result.step, "steps": config.steps,
+            "seconds_run": result.elapsed, "ms_per_step": 1000 * result.elapsed / max(1, result.step),
             "val_exact_match": result.evals["exact_match"][-1]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The three models of a task: the shipped checkpoints, or trained on the page (saved as checkpoints)
+
+
+def session_id(text=None):
+    """`text` if it can end a checkpoint name (letters, digits, up to 16), else a new random id."""
+    return text if text and text.isalnum() and text.isascii() and len(text) <= 16 else uuid.uuid4().hex[:8]
+
+
+def start_runs(task_key, owner, seed=0, registry=REGISTRY):
+    """Start the three presets of `task_key` (same data, same seed) in the training queue: {architecture: run}.
+    Each run saves itself as `checkpoint_name(task_key, architecture, owner)` when it ends."""
+    runs = {}
+    for architecture in LABELS:
+        preset = f"{task_key}-{architecture}"
+        task, model, config = build_preset(preset, seed)
+        runs[architecture] = TrainingRun(model, task, config, name=checkpoint_name(task_key, architecture, owner),
+                                         owner=owner, save=True, registry=registry,
+                                         extra_meta={"preset": preset, "arch": architecture, "owner": owner})
+    return {architecture: run.start() for architecture, run in runs.items()}
+
+
+def runs_of(task_key, owner, registry=REGISTRY):
+    """{architecture: the newest run of this process under its page name} (architectures without one left out)."""
+    runs = {a: registry.find(checkpoint_name(task_key, a, owner)) for a in LABELS}
+    return {a: run for a, run in runs.items() if run is not None}
+
+
+def stop_runs(runs):
+    for run in runs.values():
+        run.stop(0)
+
+
+def contenders(task_key, owner="", load=None, registry=REGISTRY):
+    """{label: Contender} of the models of `task_key` that trained at least one step: the shipped checkpoints
+    (no owner), or those trained on the page by `owner`. A run of this process counts once it has ended (a run
+    stopped before its first step does not count, even over an older checkpoint of its name); without a run,
+    the saved checkpoint, loaded by `load(info)` from its `CheckpointInfo` (the app passes `ui.load_model`, which
+    caches; by default `checkpoint.load_checkpoint`)."""
+    load = load or (lambda info: checkpoint.load_checkpoint(info.path))
+    infos = {info.name: info for info in checkpoint.list_checkpoints() if info.shipped == (not owner)}
+    found = {}
+    for architecture, label in LABELS.items():
+        name = checkpoint_name(task_key, architecture, owner)
+        run = registry.find(name) if owner else None
+        if run is not None:
+            contender = Contender.from_run(label, run) if run.done else None
+        else:
+            contender = Contender.from_checkpoint(label, load(infos[name])) if name in infos else None
+        if contender is not None and contender.history.get("step"):
+            found[label] = contender
+    return found

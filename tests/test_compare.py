@@ -3,11 +3,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from attnviz import build_model, compare
+from attnviz import build_model, checkpoint, compare
 from attnviz.decoding import greedy
 from attnviz.presets import model_config
 from attnviz.tasks import make_task
-from attnviz.train import TrainConfig, train
+from attnviz.train import RunRegistry, TrainConfig, train
 
 SMALL = {"min_len": 2, "max_len": 4, "alphabet": "abc", "n_train": 60, "n_val": 10, "n_test": 10}
 
@@ -165,3 +165,84 @@ def test_curves_and_summary_of_contenders():
     assert row["parameters"] == sum(p.numel() for p in model.parameters())
     assert row["ms per step"] == pytest.approx(200.0)
     assert (row["steps"], row["val exact match"]) == (3, 0.25)
+
+
+def test_lengths_up_to_cover_both_trained_ends_and_a_little_beyond():
+    task = make_task("reverse", seed=0, **{**SMALL, "min_len": 4, "max_len": 24, "alphabet": "abcdefgh"})
+    assert compare.lengths_up_to(task) == list(range(2, 33, 2))  # 8 past the longest trained length
+    assert compare.lengths_up_to(make_task("reverse", seed=0, **SMALL), 7) == [2, 3, 4, 5, 6, 7]
+
+
+def test_trend_reads_each_model_at_both_lengths():
+    rows = {"LSTM": [{"length": 4, "exact_match": 1.0}, {"length": 24, "exact_match": 0.125}],
+            "Transformer": [{"length": 4, "exact_match": 1.0}, {"length": 24, "exact_match": None}]}
+    assert compare.trend(rows, 4, 24) == "Exact match from length 4 to length 24: LSTM 100% → 12%."
+
+
+def test_marked_html_escapes_and_colours_each_character():
+    wrong = compare.MARK_STYLES["wrong"]
+    assert compare.marked_html("<b", "<a") == f'<code><span style="">&lt;</span><span style="{wrong}">b</span></code>'
+    assert compare.marked_html("ab") == '<code><span style="">a</span><span style="">b</span></code>'
+
+
+def test_session_id_keeps_a_safe_id_and_replaces_anything_else():
+    assert compare.session_id("tab1") == "tab1"
+    for bad in (None, "", "../x", "a" * 17, "é1"):
+        new = compare.session_id(bad)
+        assert new != bad and new.isalnum() and len(new) == 8
+
+
+class FakeRun:
+    def __init__(self, steps, done=True):
+        self.done, self.history = done, {"step": list(range(1, steps + 1)), "loss": [1.0] * steps,
+                                         "time": [0.1] * steps}
+
+    def snapshot(self):
+        return self  # history and evals, as a RunSnapshot has them
+
+    evals, model, task, name, started_at = {}, torch.nn.Linear(1, 1), None, "fake", 0.0
+
+
+def test_contenders_come_from_shipped_checkpoints_or_from_yours(tmp_path, monkeypatch):
+
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(checkpoint, "USER_DIR", user)
+    task = make_task("reverse", seed=0, **SMALL)
+    history = {"step": [1, 2], "loss": [2.0, 1.0], "time": [0.1, 0.2]}
+    for folder, architecture in [(shipped, "transformer"), (shipped, "lstm"), (user, "lstm")]:
+        name = compare.checkpoint_name("reverse", architecture, "" if folder == shipped else "me")
+        model = build_model(tiny_config(architecture))
+        checkpoint.save_checkpoint(folder / name, model, task.tokenizer, {"task": task.spec(), "history": history})
+    registry = RunRegistry()
+    found = compare.contenders("reverse", registry=registry)
+    assert list(found) == ["Transformer", "LSTM"] and found["LSTM"].history == history
+    assert list(compare.contenders("reverse", "me", registry=registry)) == ["LSTM"]
+    runs = {"transformer": FakeRun(3), "lstm+attention": FakeRun(5, done=False), "lstm": FakeRun(0)}
+    for architecture, run in runs.items():
+        run.name = compare.checkpoint_name("reverse", architecture, "me")
+        registry.runs.append(run)
+    # an ended run counts, one still going does not, and one stopped before its first step hides the older checkpoint
+    found = compare.contenders("reverse", "me", registry=registry)
+    assert list(found) == ["Transformer"] and found["Transformer"].history["step"] == [1, 2, 3]
+    assert compare.runs_of("reverse", "me", registry) == runs
+
+
+def test_time_to_target_reports_when_the_target_was_reached(monkeypatch):
+    def build_preset(steps, seed):
+        torch.manual_seed(seed)
+        task = make_task("reverse", seed=seed, **SMALL)
+        model = build_model(model_config("lstm+attention", task.tokenizer, embed_dim=8, hidden_size=16, max_len=12))
+        return task, model, TrainConfig(steps=int(steps), batch_size=16, lr=1e-2, warmup=10, eval_every=20,
+                                        device="cpu", seed=seed)
+
+    monkeypatch.setattr(compare, "build_preset", build_preset)
+    ticks = iter(range(10**6))
+    row = compare.time_to_target("400", target=0.5, clock=lambda: next(ticks) / 1000)  # 1 ms per clock reading
+    assert row["reached"] and row["steps_to_target"] % 20 == 0 and row["steps_run"] == row["steps_to_target"] < 400
+    assert (row["preset"], row["target"], row["steps"]) == ("400", 0.5, 400) and row["val_exact_match"] >= 0.5
+    assert 0 < row["seconds_to_target"] == row["seconds_run"]  # it stops at the evaluation that reached the target
+    assert row["ms_per_step"] == pytest.approx(1000 * row["seconds_run"] / row["steps_run"])
+    missed = compare.time_to_target("20", target=1.0)
+    assert not missed["reached"] and missed["seconds_to_target"] is None and missed["steps_to_target"] is None
+    assert (missed["steps_run"], missed["steps"]) == (20, 20) and missed["val_exact_match"] < 1.0

@@ -1,87 +1,85 @@
-"""The "RNN vs attention" page through AppTest: shipped models side by side, and training all three here."""
-import base64
+"""The "RNN vs attention" page through AppTest: shipped models side by side, accuracy by length against decoding
+every example, and training all three here (saved, found again after a restart, Stop leaves out untrained ones)."""
 import json
+import time
 
-import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
+from page_helpers import array, charts, open_page as open_any_page
 
-from attnviz import build_model, checkpoint, compare, presets
+from attnviz import build_model, checkpoint, compare
+from attnviz.decoding import greedy
 from attnviz.presets import model_config
 from attnviz.tasks import make_task
-from attnviz.train import TrainConfig
+from attnviz.train import REGISTRY, TrainConfig, run_meta, train
 
-APP = "../../app.py"
 PAGE = "pages/rnn_vs_attention.py"
-TASK = {"min_len": 2, "max_len": 4, "alphabet": "abc", "n_train": 40, "n_val": 8, "n_test": 8}
-SIZES = {"transformer": {"d_model": 8, "n_heads": 2, "d_ff": 16}, "lstm+attention": {"embed_dim": 8, "hidden_size": 8},
-         "lstm": {"embed_dim": 8, "hidden_size": 8}}
+TASKS = {"reverse": {"min_len": 2, "max_len": 4, "alphabet": "abc", "n_train": 90, "n_val": 8, "n_test": 8},
+         "reverse-long": {"min_len": 2, "max_len": 6, "alphabet": "ab", "n_train": 60, "n_val": 8, "n_test": 8}}
+SIZES = {"transformer": {"d_model": 16, "n_heads": 2, "d_ff": 32}, "lstm+attention": {"embed_dim": 8, "hidden_size": 16},
+         "lstm": {"embed_dim": 8, "hidden_size": 16}}
+LABELS = list(compare.LABELS.values())
 
 
-def tiny(architecture, seed=0):
-    task = make_task("reverse", seed=seed, **TASK)
+def tiny(task_key, architecture, seed=0, steps=60):
+    """(task, model, train config) like a preset of the page, but tiny."""
+    task = make_task("reverse", seed=seed, **TASKS[task_key])
     torch.manual_seed(seed)
-    return task, build_model(model_config(architecture, task.tokenizer, **SIZES[architecture]))
+    model = build_model(model_config(architecture, task.tokenizer, **SIZES[architecture]))
+    return task, model, TrainConfig(steps=steps, batch_size=16, lr=1e-2, warmup=5, eval_every=20, snapshot_every=0,
+                                    device="cpu", seed=seed)
+
+
+@pytest.fixture(scope="module")
+def shipped_dir(tmp_path_factory):
+    """Shipped checkpoints of both reverse tasks, three architectures each, trained briefly (right on some
+    examples, not all), saved with the meta of a real run."""
+    folder = tmp_path_factory.mktemp("shipped")
+    for task_key in TASKS:
+        for architecture in compare.LABELS:
+            task, model, config = tiny(task_key, architecture)
+            result = train(model, task, config)
+            checkpoint.save_checkpoint(folder / compare.checkpoint_name(task_key, architecture), model.eval(),
+                                       task.tokenizer, run_meta(model, task, config, result))
+    return folder
 
 
 @pytest.fixture
-def model_dirs(tmp_path, monkeypatch):
-    shipped, user = tmp_path / "shipped", tmp_path / "user"
-    shipped.mkdir(), user.mkdir()
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped)
-    monkeypatch.setattr(checkpoint, "USER_DIR", user)
-    return user
+def dirs(tmp_path, monkeypatch, shipped_dir):
+    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped_dir)
+    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path)
+    return shipped_dir, tmp_path
 
 
-@pytest.fixture
-def three_checkpoints(model_dirs):
-    """reverse-transformer, reverse-lstm-attention, reverse-lstm: untrained, with made-up training records."""
-    for i, architecture in enumerate(compare.LABELS):
-        task, model = tiny(architecture)
-        history = {"step": [1, 2, 3], "loss": [3.0, 2.5 - i / 10, 2.0], "time": [0.0, 0.1, 0.2 * (i + 1)]}
-        evals = {"step": [3], "time": [0.2], "exact_match": [0.1 * i], "token_accuracy": [0.5]}
-        checkpoint.save_checkpoint(model_dirs / f"reverse-{architecture.replace('+', '-')}", model, task.tokenizer,
-                                   {"task": task.spec(), "history": history, "evals": evals})
-
-
-def open_page():
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    return at.switch_page(PAGE).run()
-
-
-def chart(at, key):
-    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
-
-
-def array(value):
-    """A plotly JSON array (a list, or the typed {"dtype", "bdata", "shape"} form) as a float array."""
-    if not isinstance(value, dict):
-        return np.array(value, dtype=float)
-    shape = [int(n) for n in str(value.get("shape", -1)).split(",")]
-    return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape).astype(float)
-
-
-def test_shipped_models_side_by_side(three_checkpoints):
-    at = open_page()
+def open_page(**query_params):
+    at = open_any_page(PAGE, **query_params)
     assert not at.exception
+    return at
+
+
+def meta_of(folder, task_key, architecture):
+    return json.loads((folder / compare.checkpoint_name(task_key, architecture) / "meta.json").read_text())
+
+
+def test_shipped_models_side_by_side(dirs):
+    shipped, _ = dirs
+    at = open_page()
+    metas = [meta_of(shipped, "reverse", a) for a in compare.LABELS]
     summary = at.dataframe[0].value
-    assert list(summary["model"]) == ["Transformer", "LSTM + attention", "LSTM"]
-    assert list(summary["steps"]) == [3, 3, 3]
-    assert list(summary["val exact match"]) == pytest.approx([0.0, 0.1, 0.2])
-    loss = chart(at, "rnn_loss")
-    assert [trace["name"] for trace in loss["data"]] == ["Transformer", "LSTM + attention", "LSTM"]
-    assert array(loss["data"][1]["y"]) == pytest.approx([3.0, 2.4, 2.0])
+    assert list(summary["model"]) == LABELS
+    assert list(summary["steps"]) == [m["history"]["step"][-1] for m in metas]
+    assert list(summary["val exact match"]) == pytest.approx([m["evals"]["exact_match"][-1] for m in metas])
+    loss = charts(at)["rnn_loss"]
+    assert [trace["name"] for trace in loss["data"]] == LABELS
+    assert array(loss["data"][1]["y"]) == pytest.approx(metas[1]["history"]["loss"])
     at.radio(key="rnn_curve_x").set_value("time").run()
-    assert array(chart(at, "rnn_loss")["data"][2]["x"]) == pytest.approx([0.0, 0.1, 0.6])
+    assert array(charts(at)["rnn_loss"]["data"][2]["x"]) == pytest.approx(metas[2]["history"]["time"])
 
     source = at.text_input(key="rnn_input_reverse").value
     outputs = [m.value for m in at.markdown if m.value.startswith("**") and "<code>" in m.value]
-    assert [o.split("**")[1] for o in outputs] == ["Transformer", "LSTM + attention", "LSTM"]
+    assert [o.split("**")[1] for o in outputs] == LABELS
     assert any(f"`{source[::-1]}`" in m.value for m in at.markdown)  # the right answer
-    bahdanau = array(chart(at, "rnn_align_lstm")["data"][0]["z"])
-    head = array(chart(at, "rnn_align_transformer")["data"][0]["z"])
+    bahdanau, head = array(charts(at)["rnn_align_lstm"]["data"][0]["z"]), array(charts(at)["rnn_align_transformer"]["data"][0]["z"])
     # one row per output token + EOS, one column per source token + EOS; weights over the source sum to 1
     assert bahdanau.shape == head.shape == (len(source) + 1, len(source) + 1)
     assert bahdanau.sum(1) == pytest.approx(1, abs=1e-5) and head.sum(1) == pytest.approx(1, abs=1e-5)
@@ -89,43 +87,106 @@ def test_shipped_models_side_by_side(three_checkpoints):
     assert not at.exception
     at.text_input(key="rnn_input_reverse").set_value("abz").run()  # "z" is not in this task's alphabet
     assert not at.exception and "'z'" in at.error[0].value
-    assert {"rnn_by_length", "rnn_cost_forward_ms"} <= {c.key for c in at.get("plotly_chart")}  # the rest goes on
-    at.text_input(key="rnn_input_reverse").set_value(source).run()
+    assert {"rnn_by_length", "rnn_cost_forward_ms"} <= set(charts(at))  # the rest of the page goes on
 
-    by_length = chart(at, "rnn_by_length")
-    assert [t["name"] for t in by_length["data"]] == ["Transformer", "LSTM + attention", "LSTM"]
-    assert all(((0 <= array(t["y"])) & (array(t["y"]) <= 1)).all() for t in by_length["data"])
-    weights = chart(at, "rnn_cost_attention_weights")["data"]
+    weights = charts(at)["rnn_cost_attention_weights"]["data"]
     lengths = array(weights[0]["x"])
     assert list(lengths) == [16, 32, 64, 128, 256, 512]
     assert list(array(weights[0]["y"])) == [3 * 2 * n * n for n in lengths]  # 3 attention modules x 2 heads x T x T
     assert list(array(weights[1]["y"])) == [n * n for n in lengths] and not array(weights[2]["y"]).any()
 
 
-def test_missing_shipped_models_say_how_to_get_them(model_dirs):
+def exact_by_decoding(model, task, length):
+    """Exact match over the page's fresh examples of one length, decoding each alone and checking the rule."""
+    examples = compare.examples_of_length(task, length, n=200, seed=1)
+    right = 0
+    for src, _ in examples:
+        ids = task.tokenizer.encode(src) + [task.tokenizer.eos_id]
+        right += task.tokenizer.decode(greedy(model, task.tokenizer, ids, len(src) + 2, trace=False).ids()) == src[::-1]
+    return right / len(examples)
+
+
+def test_accuracy_by_length_is_the_share_of_examples_decoded_right(dirs):
+    shipped, _ = dirs
     at = open_page()
-    assert not at.exception
+    assert at.radio(key="rnn_length_task").value == "reverse-long"  # the models trained on lengths 2-6 here
+    at.slider(key="rnn_longest_reverse-long").set_value(8).run()
+    figure = charts(at)["rnn_by_length"]
+    assert [trace["name"] for trace in figure["data"]] == LABELS
+    values = {}
+    for trace, architecture in zip(figure["data"], compare.LABELS):
+        ckpt = checkpoint.load_checkpoint(shipped / compare.checkpoint_name("reverse-long", architecture))
+        assert list(array(trace["x"])) == [2, 3, 4, 5, 6, 7, 8]
+        values[architecture] = [exact_by_decoding(ckpt.model, ckpt.task(), n) for n in range(2, 9)]
+        assert array(trace["y"]) == pytest.approx(values[architecture])
+    assert any(0 < v < 1 for vs in values.values() for v in vs)  # brief training: a real mix of right and wrong
+    trend = next(m.value for m in at.markdown if m.value.startswith("Exact match from length 2 to length 6"))
+    for label, architecture in zip(LABELS, compare.LABELS):
+        assert f"{label} {values[architecture][0]:.0%} → {values[architecture][4]:.0%}" in trend
+    assert any("Cho et al. (2014" in c.value for c in at.caption)
+    at.radio(key="rnn_length_task").set_value("dates").run()  # no shipped dates models in this folder
+    assert not at.exception and "rnn_by_length" not in charts(at)
+
+
+def test_missing_shipped_models_say_how_to_get_them(monkeypatch, tmp_path):
+    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path)
+    at = open_page()
     assert any("Train all three here" in i.value for i in at.info)
     assert not at.get("plotly_chart")
 
 
-def test_train_all_three_here(model_dirs, monkeypatch):
-    def build_preset(name, seed=0):
-        task, model = tiny(name.split("-", 1)[1], seed)
-        return task, model, TrainConfig(steps=4, batch_size=8, eval_every=2, snapshot_every=0, device="cpu", seed=seed)
+@pytest.fixture
+def tiny_presets(monkeypatch):
+    """The page's presets made tiny; `steps` sets how long they train."""
+    steps = {"n": 30}
 
-    monkeypatch.setattr(presets, "build_preset", build_preset)
-    at = open_page()
-    at.radio(key="rnn_source").set_value("here").run()
-    assert not at.exception and not at.get("plotly_chart")
+    def build_preset(name, seed=0):
+        task_key, architecture = next((t, name[len(t) + 1:]) for t in sorted(TASKS, key=len, reverse=True)
+                                      if name.startswith(t + "-"))
+        return tiny(task_key, architecture, seed, steps["n"])
+
+    monkeypatch.setattr(compare, "build_preset", build_preset)
+    return steps
+
+
+def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_presets, monkeypatch):
+    _, user = dirs
+    at = open_page(rnn_source="here", rnn_session="tab1")
+    assert not at.get("plotly_chart")
     at.button(key="rnn_train").click().run()
-    runs = at.session_state["rnn_runs"]["reverse"]
-    assert list(runs) == list(compare.LABELS)
+    runs = compare.runs_of("reverse", "tab1")
+    assert list(runs) == list(compare.LABELS) and len({run.task.seed for run in runs.values()}) == 1
     for run in runs.values():
         run.join(60)
     at.run()
     assert not at.exception
-    summary = at.dataframe[0].value
-    assert list(summary["steps"]) == [4, 4, 4]
-    assert len({run.task.seed for run in runs.values()}) == 1  # the same data for all three
-    assert [t["name"] for t in chart(at, "rnn_exact")["data"]] == ["Transformer", "LSTM + attention", "LSTM"]
+    assert list(at.dataframe[0].value["steps"]) == [30, 30, 30]
+    names = [f"reverse-{a}-tab1" for a in ("transformer", "lstm-attention", "lstm")]
+    assert all((user / name / "meta.json").exists() for name in names)
+    picker = at.selectbox(key="model").options  # the model picker lists them, as "NAME (task, yours)"
+    assert all(any(option.startswith(f"{name} (") for option in picker) for name in names)
+
+    monkeypatch.setattr(REGISTRY, "runs", [])  # the server restarted: only the saved checkpoints remain
+    at = open_page(rnn_source="here", rnn_session="tab1")
+    assert list(at.dataframe[0].value["model"]) == LABELS and list(at.dataframe[0].value["steps"]) == [30, 30, 30]
+
+
+def test_stop_leaves_out_models_that_never_trained(dirs, tiny_presets, monkeypatch):
+    _, user = dirs
+    tiny_presets["n"] = 100_000
+    monkeypatch.setattr(REGISTRY, "max_concurrent", 1)  # the Transformer trains, the LSTMs wait in the queue
+    at = open_page(rnn_source="here", rnn_session="tab2")
+    at.button(key="rnn_train").click().run()
+    runs = compare.runs_of("reverse", "tab2")
+    deadline = time.monotonic() + 60
+    while runs["transformer"].snapshot().step < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.button(key="rnn_stop").click().run()
+    for run in runs.values():
+        run.join(60)
+    at.run()
+    assert not at.exception
+    assert [run.result.step > 0 for run in runs.values()] == [True, False, False]
+    assert list(at.dataframe[0].value["model"]) == ["Transformer"]
+    assert not (user / "reverse-lstm-tab2").exists()
