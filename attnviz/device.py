@@ -7,19 +7,23 @@ import torch
 _threads_set = False
 
 
+def mps_available():
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
 def pick_device(preference="auto"):
     """`auto` takes CUDA, then Apple MPS, then the CPU; an explicit name must be available."""
     if preference == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     if preference not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={preference!r} is not known: choose auto, cpu, cuda or mps")
     if preference == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but no CUDA GPU is available here: use auto or cpu")
-    if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if preference == "mps" and not mps_available():
         raise ValueError("device='mps' was asked for but Apple MPS is not available here: use auto or cpu")
     return torch.device(preference)
 
