@@ -174,7 +174,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
     model.to(device).train()
     pad_id = model.config.pad_id
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     last_good = [p.detach().clone() for p in params]
     batches = task.batches("train", config.batch_size, seed=config.seed)
     probes = task.collate(task.probes).to(device) if config.snapshot_every else None
@@ -207,7 +207,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
             return result
         restore(last_good, params)  # these weights gave a finite loss and gradient
         optimizer.step()
-        tokens_seen += int((batch.tgt_out != pad_id).sum())
+        tokens_seen += batch.n_tokens
         elapsed = clock() - started - eval_time
         with lock:
             h = result.history
