@@ -34,19 +34,19 @@ if source == "here":  # your runs are saved under names with this id, kept in th
         for architecture, snap in snapshots.items():
             exact = snap.metrics.get("exact_match")
             where = f"waiting, #{snap.queue_position} in the queue" if snap.queue_position else snap.status
-            right.progress(snap.step / snap.steps, text=f"{compare.LABELS[architecture]}: {where}, step {snap.step}/"
-                           f"{snap.steps}" + (f", validation exact match {exact:.0%}" if exact is not None else ""))
+            st.progress(snap.step / snap.steps, text=f"{compare.LABELS[architecture]}: {where}, step {snap.step}/"
+                        f"{snap.steps}" + (f", validation exact match {exact:.0%}" if exact is not None else ""))
             if snap.error:
-                right.error(snap.error)
+                st.error(snap.error)
         if running and all(run.done for run in runs.values()):
             st.rerun()
 
-    progress()
+    with right:  # inside the fragment's own container, so each rerun replaces the bars
+        progress()
 contenders = {} if source == "here" and running else compare.contenders(task_key, owner, ui.load_model)
 if source == "shipped" and len(contenders) < 3:
-    st.info(f"Only {len(contenders)} of the three shipped models of this task are here: choose **Train all three "
-            f"here**, or train them with `python -m attnviz train --preset {task_key}-lstm+attention` (and "
-            "-transformer, -lstm).")
+    st.info(f"Only {len(contenders)} of the three shipped models of this task are here: choose **Train all three here"
+            f"**, or run `python -m attnviz train --preset {task_key}-lstm+attention` (and -transformer, -lstm).")
 if not contenders:
     st.stop()
 task = next(iter(contenders.values())).task

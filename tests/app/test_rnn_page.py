@@ -16,8 +16,8 @@ from attnviz.train import REGISTRY, TrainConfig, run_meta, train
 PAGE = "pages/rnn_vs_attention.py"
 TASKS = {"reverse": {"min_len": 2, "max_len": 4, "alphabet": "abc", "n_train": 90, "n_val": 8, "n_test": 8},
          "reverse-long": {"min_len": 2, "max_len": 6, "alphabet": "ab", "n_train": 60, "n_val": 8, "n_test": 8}}
-SIZES = {"transformer": {"d_model": 16, "n_heads": 2, "d_ff": 32}, "lstm+attention": {"embed_dim": 8, "hidden_size": 16},
-         "lstm": {"embed_dim": 8, "hidden_size": 16}}
+SIZES = {"transformer": {"d_model": 16, "n_heads": 2, "d_ff": 32},
+         "lstm+attention": {"embed_dim": 8, "hidden_size": 16}, "lstm": {"embed_dim": 8, "hidden_size": 16}}
 LABELS = list(compare.LABELS.values())
 
 
@@ -79,7 +79,8 @@ def test_shipped_models_side_by_side(dirs):
     outputs = [m.value for m in at.markdown if m.value.startswith("**") and "<code>" in m.value]
     assert [o.split("**")[1] for o in outputs] == LABELS
     assert any(f"`{source[::-1]}`" in m.value for m in at.markdown)  # the right answer
-    bahdanau, head = array(charts(at)["rnn_align_lstm"]["data"][0]["z"]), array(charts(at)["rnn_align_transformer"]["data"][0]["z"])
+    figures = charts(at)
+    bahdanau, head = array(figures["rnn_align_lstm"]["data"][0]["z"]), array(figures["rnn_align_transformer"]["data"][0]["z"])
     # one row per output token + EOS, one column per source token + EOS; weights over the source sum to 1
     assert bahdanau.shape == head.shape == (len(source) + 1, len(source) + 1)
     assert bahdanau.sum(1) == pytest.approx(1, abs=1e-5) and head.sum(1) == pytest.approx(1, abs=1e-5)
