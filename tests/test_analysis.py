@@ -231,11 +231,13 @@ def test_shift_matrix_needs_an_even_width():
 
 def test_positional_similarity():
     table = sinusoidal_table(20, 16)
-    torch.testing.assert_close(positional_similarity(table), table @ table.T)
+    # sin(wp) sin(wq) + cos(wp) cos(wq) = cos(w (p - q)): sinusoidal dot products depend only on the offset
+    offsets = np.arange(20)[:, None] - np.arange(20)[None, :]  # (T, T)
+    w = 1 / 10000 ** (np.arange(8) * 2 / 16)  # (D/2,)
+    expected = np.cos(offsets[..., None] * w).sum(-1)  # (T, T)
+    np.testing.assert_allclose(positional_similarity(table).numpy(), expected, atol=1e-4, rtol=0)
     cosine = positional_similarity(table, cosine=True)
-    torch.testing.assert_close(cosine.diagonal(), torch.ones(20))
-    # sinusoidal dot products depend only on the offset: sum_i cos(w_i (p - q))
-    torch.testing.assert_close(positional_similarity(table)[3, 7], positional_similarity(table)[10, 14], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(cosine.numpy(), expected / 8, atol=1e-5, rtol=0)  # every row has norm sqrt(D/2)
 
 
 @pytest.mark.parametrize("module", ["encoder.layers.1.self_attn", "decoder.layers.0.self_attn",
