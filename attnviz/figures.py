@@ -5,8 +5,8 @@ No streamlit here: pages only place what these return. Conventions shared by eve
   stay separate columns instead of being merged by plotly as equal categories.
 - Row 0 is at the top, like a printed matrix; hovering a cell names its row, column and value.
 - Masked cells (and any non-finite value, e.g. -inf scores) are left empty: they show the grey
-  background and hover as "masked".
-- Attention weights use one fixed 0..1 colour scale so heads can be compared by eye.
+  background (no padding around the plot area, so grey means masked and nothing else) and hover as "masked".
+- Attention weights use one fixed 0..1 colour scale so heads can be compared by eye, and square cells.
 """
 import numpy as np
 import plotly.graph_objects as go
@@ -18,6 +18,7 @@ SEQUENTIAL_COLORS = "Viridis"
 MASKED_COLOR = "#d0d0d0"
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 CELL_PX = 24  # height of one heatmap row in pixels, within limits
+MAX_HEIGHT = 760
 
 
 def as_array(x, ndim=None, name="array"):
@@ -65,19 +66,30 @@ def masked_values(z, masked):
 
 
 def compact_layout(fig, title, height, background=MASKED_COLOR):
-    """Title at the left, little margin; the background is what masked heatmap cells show."""
+    """Title at the left, little margin; the background is what masked heatmap cells show.
+
+    `pad=0`: a padding (Streamlit's theme sets 8 px) would widen the background into a grey frame."""
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=int(height),
-                      margin=dict(l=10, r=10, t=50 if title else 20, b=10), plot_bgcolor=background)
+                      margin=dict(l=10, r=10, t=50 if title else 20, b=10, pad=0), plot_bgcolor=background)
+    return fig
+
+
+def square_cells(fig, **subplot):
+    """Make a heatmap's cells square (the plot area shrinks to fit), e.g. `row=1, col=2` for one subplot."""
+    for yaxis in fig.select_yaxes(**subplot):
+        yaxis.update(scaleanchor=yaxis.anchor or "x", scaleratio=1, constrain="domain")
+    fig.update_xaxes(constrain="domain", **subplot)
     return fig
 
 
 def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="", y_title="",
                    masked=None, value_name="value", diverging=None, zmin=None, zmax=None, colorscale=None,
-                   show_values=None):
+                   show_values=None, square=False, height=None):
     """Any (R, C) matrix as a labelled heatmap (Q, K, V, QK^T, weights, positional tables ...).
 
     `diverging=None` picks a diverging scale centred on 0 when the data has negative values.
     `show_values=None` writes the numbers into the cells when the matrix is small (at most 12 x 12).
+    `square=True` makes the cells square; `height=None` grows with the rows, within limits.
     """
     z, blocked = masked_values(as_array(matrix, 2, "matrix"), masked)
     rows, cols = z.shape
@@ -100,26 +112,29 @@ def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="
         texttemplate="%{z:.2f}" if show_values else None))
     fig.update_xaxes(label_axis(col_labels, x_title, angle=-60))
     fig.update_yaxes(label_axis(row_labels, y_title), autorange="reversed")
-    return compact_layout(fig, title, min(max(CELL_PX * rows + 160, 360), 760))
+    if square:
+        square_cells(fig)
+    return compact_layout(fig, title, height or min(max(CELL_PX * rows + 160, 260 if square else 360), MAX_HEIGHT))
 
 
 def attention_heatmap(weights, query_labels=None, key_labels=None, title="", masked=None,
-                      x_title="key", y_title="query"):
-    """One head's (Tq, Tk) attention weights; rectangular for cross-attention; colour fixed to 0..1.
+                      x_title="key", y_title="query", show_values=False, height=None):
+    """One head's (Tq, Tk) attention weights; square cells, so cross-attention is a rectangle; colour fixed to 0..1.
 
     `masked` (bool, (Tq, Tk), True = blocked, e.g. the causal triangle) shows those cells as masked.
     """
     return matrix_heatmap(weights, query_labels, key_labels, title, x_title, y_title, masked=masked,
                           value_name="weight", diverging=False, zmin=0.0, zmax=1.0, colorscale=ATTENTION_COLORS,
-                          show_values=False)
+                          show_values=show_values, square=True, height=height)
 
 
-def attention_grid(patterns, title="", masked=None, off=()):
+def attention_grid(patterns, title="", masked=None, off=(), width=900):
     """Every layer x head of (L, H, Tq, Tk) patterns as small heatmaps in one figure.
 
     Trace number `layer * H + head` is that head (its `name` says so), so a click or selection on the
     chart maps back to a head. `masked` (Tq, Tk) applies to every head; heads in `off`, a set of
-    (layer, head), are titled "off" (e.g. ablated ones).
+    (layer, head), are titled "off" (e.g. ablated ones). Cells are square; `width` is the width (px) the
+    grid is drawn at, from which the rows get their height.
     """
     patterns = as_array(patterns, 4, "patterns (layers, heads, queries, keys)")
     L, H, Tq, Tk = patterns.shape
@@ -134,13 +149,14 @@ def attention_grid(patterns, title="", masked=None, off=()):
                 z=z, coloraxis="coloraxis", name=f"layer {l} head {h}", hoverongaps=False,
                 hovertemplate=f"layer {l} head {h}<br>query %{{y}} key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
                 row=l + 1, col=h + 1)
+            square_cells(fig, row=l + 1, col=h + 1)
     fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed")
     fig.update_annotations(font_size=11)
     fig.update_layout(coloraxis=dict(colorscale=ATTENTION_COLORS, cmin=0.0, cmax=1.0,
                                      colorbar=dict(title=dict(text="weight", side="right"), thickness=12)))
-    row_px = max(90, min(160, 900 // H))
-    return compact_layout(fig, title, row_px * L + 80)
+    row_px = max(70, min(220, round((width - 80) / H * Tq / Tk) + 24))  # a square's side plus its title
+    return compact_layout(fig, title, row_px * L + 60)
 
 
 def stat_heatmap(values, stat, title=None, row_labels=None, col_labels=None):
@@ -153,19 +169,20 @@ def stat_heatmap(values, stat, title=None, row_labels=None, col_labels=None):
                           value_name=stat, diverging=False, show_values=True)
 
 
-def positional_heatmap(table, title="Positional encoding"):
+def positional_heatmap(table, title="Positional encoding", height=480):
     """A (T, D) positional-encoding table: positions down, dimensions across, signed colours."""
     return matrix_heatmap(table, title=title, x_title="dimension", y_title="position", value_name="value",
-                          diverging=True, show_values=False)
+                          diverging=True, show_values=False, height=height)
 
 
-def similarity_heatmap(similarity, labels=None, title="Similarity", value_name="similarity"):
-    """A square (N, N) similarity matrix (positions, sentences ...) with signed colours."""
+def similarity_heatmap(similarity, labels=None, title="Similarity", value_name="similarity", height=None,
+                       x_title="", y_title=""):
+    """A square (N, N) similarity matrix (positions, sentences ...) with signed colours and square cells."""
     similarity = as_array(similarity, 2, "similarity")
     if similarity.shape[0] != similarity.shape[1]:
         raise ValueError(f"a similarity matrix must be square, got shape {similarity.shape}")
-    return matrix_heatmap(similarity, labels, labels, title, value_name=value_name, diverging=True,
-                          show_values=None)
+    return matrix_heatmap(similarity, labels, labels, title, x_title, y_title, value_name=value_name,
+                          diverging=True, show_values=None, square=True, height=height)
 
 
 def curves(x, series, title="", x_title="", y_title="", log_y=False):

@@ -85,6 +85,18 @@ def test_attention_grid_has_every_layer_and_head_in_order():
     assert titles[0] == "L0 H0" and titles[5] == "L1 H2 off"
 
 
+def test_attention_cells_are_square_and_nothing_pads_the_grey_background():
+    # Grey is what masked cells show; a margin padding would frame every heatmap in it.
+    zoom = figures.attention_heatmap(weights(3, 6))
+    assert (zoom.layout.yaxis.scaleanchor, zoom.layout.yaxis.scaleratio) == ("x", 1)
+    assert zoom.layout.margin.pad == 0
+    grid = figures.attention_grid(torch.rand(2, 3, 4, 4))
+    for i in range(1, 7):  # subplot i: yaxis{i} is tied to xaxis{i}
+        suffix = "" if i == 1 else str(i)
+        assert grid.layout[f"yaxis{suffix}"].scaleanchor == f"x{suffix}"
+    assert grid.layout.margin.pad == 0
+
+
 def test_attention_grid_masks_every_head():
     causal = torch.ones(3, 3, dtype=torch.bool).triu(1)
     fig = figures.attention_grid(torch.full((1, 2, 3, 3), 0.5), masked=causal)
@@ -106,8 +118,9 @@ def test_positional_and_similarity_heatmaps():
     fig = figures.positional_heatmap(table)
     np.testing.assert_allclose(np.asarray(fig.data[0].z), table.double().numpy())
     assert fig.layout.xaxis.title.text == "dimension" and fig.layout.yaxis.title.text == "position"
-    sim = figures.similarity_heatmap(table @ table.T, [f"p{i}" for i in range(10)])
-    assert np.asarray(sim.data[0].z).shape == (10, 10)
+    sim = figures.similarity_heatmap(table @ table.T, [f"p{i}" for i in range(10)], height=400)
+    np.testing.assert_allclose(np.asarray(sim.data[0].z), (table @ table.T).double().numpy())
+    assert sim.layout.yaxis.scaleanchor == "x" and sim.layout.height == 400
     with pytest.raises(ValueError):
         figures.similarity_heatmap(torch.randn(3, 4))
 
