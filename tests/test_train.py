@@ -102,13 +102,14 @@ def test_snapshots_hold_every_pattern_of_the_probes(task):
         assert abs(pattern.astype("float32").sum(-1) - 1).max() < 2e-3
 
 
-def test_training_run_stops_within_a_second(task):
+def test_training_run_stops_when_asked(task):
     run = TrainingRun(tiny_model(task), task, quick(steps=10**6), name="stopper", registry=RunRegistry(1)).start()
     while run.snapshot().step < 3:
         time.sleep(0.01)
-    run.stop(timeout=1.0)
+    run.stop(timeout=60)  # a bound against hanging, not a speed claim (bench measures that)
     assert not run.thread.is_alive()
-    assert run.snapshot().status == "stopped"
+    snapshot = run.snapshot()
+    assert snapshot.status == "stopped" and 3 <= snapshot.step < 10**6
 
 
 def test_registry_caps_concurrency_and_serves_in_order(task):
@@ -131,8 +132,7 @@ def test_registry_caps_concurrency_and_serves_in_order(task):
 
     runs = [Watch(None, task, quick(), name=f"r{i}", registry=registry) for i in range(6)]
     for run in runs:
-        run.start()
-        time.sleep(0.005)  # keep the arrival order unambiguous
+        run.start()  # joins the queue before its thread starts: arrival order is this order
     for run in runs:
         run.join(5)
     assert peak[0] == 2
@@ -143,7 +143,8 @@ def test_queued_run_sees_its_place_and_can_leave(task):
     registry = RunRegistry(max_concurrent=1)
     first = TrainingRun(tiny_model(task), task, quick(steps=10**6), name="a", registry=registry).start()
     second = TrainingRun(tiny_model(task), task, quick(steps=10), name="b", registry=registry).start()
-    time.sleep(0.3)
+    while first.snapshot().status != "running":  # then "a" holds the one slot and has left the queue
+        time.sleep(0.01)
     assert second.snapshot().status == "queued" and second.snapshot().queue_position == 1
     second.stop()
     assert second.snapshot().status == "stopped"
