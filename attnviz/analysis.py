@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from attnviz.attention import MultiHeadAttention, blocked_mask
 from attnviz.decoding import greedy
-from attnviz.hooks import ablate, capture, pattern_names
+from attnviz.hooks import ablate, capture, forward_hooks, pattern_names
 from attnviz.positional import PositionalEncoding, sinusoidal_frequencies
 
 KINDS = ("encoder self", "decoder self", "cross")
@@ -390,12 +390,8 @@ def head_mechanics(model, run, module, head, row=0):
     def record(m, args, kwargs, output):
         seen.update(inspect.signature(m.forward).bind(*args, **kwargs).arguments, output=output)
 
-    handle = attention.register_forward_hook(record, with_kwargs=True)
-    try:
-        with capture(model, [f"{module}.hook_pattern"]) as cache:
-            run()
-    finally:
-        handle.remove()
+    with forward_hooks([(attention, record)], with_kwargs=True), capture(model, [f"{module}.hook_pattern"]) as cache:
+        run()
     if not seen:
         raise ValueError(f"running the model did not use {module}")
     if seen.get("cache") is not None:
@@ -501,12 +497,8 @@ def positional_ablation(model, mode, seed=0):
         order = torch.randperm(x.shape[1], generator=generator).to(x.device) + offset  # (T,)
         return x + module.table[order]
 
-    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in encodings]
-    try:
+    with forward_hooks([(m, hook) for m in encodings], with_kwargs=True):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def positional_ablation_summary(model, batches, mode, seed=0):

@@ -41,11 +41,12 @@ def _select(model, names):
 
 
 @contextmanager
-def _hooks(registrations):
+def forward_hooks(registrations, with_kwargs=False):
+    """Forward hooks [(module, fn)] that live for the with-block only: removed on the way out, error or not."""
     handles = []
     try:
-        for point, fn in registrations:
-            handles.append(point.register_forward_hook(fn))
+        for module, fn in registrations:
+            handles.append(module.register_forward_hook(fn, with_kwargs=with_kwargs))
         yield
     finally:
         for handle in handles:
@@ -67,7 +68,7 @@ def capture(model, names=None):
             cache[name] = output.detach()
         return record
 
-    with _hooks([(point, recorder(name)) for name, point in _select(model, names).items()]):
+    with forward_hooks([(point, recorder(name)) for name, point in _select(model, names).items()]):
         yield cache
 
 
@@ -91,5 +92,5 @@ def ablate(model, heads):
             return z
         return hook
 
-    with _hooks([(point, zero(h)) for point, h in by_module.items()]):
+    with forward_hooks([(point, zero(h)) for point, h in by_module.items()]):
         yield
