@@ -36,7 +36,9 @@ def test_hook_point_names_come_from_the_module_tree():
     names = set(hook_points(model))
     assert "encoder.layers.0.self_attn.hook_pattern" in names
     assert "decoder.layers.1.cross_attn.hook_z" in names
-    assert pattern_names(model) == [n for n in hook_points(model) if n.endswith("hook_pattern")]
+    assert pattern_names(model) == [f"{layer}.{attention}.hook_pattern" for layer, attention in [
+        ("encoder.layers.0", "self_attn"), ("encoder.layers.1", "self_attn"), ("decoder.layers.0", "self_attn"),
+        ("decoder.layers.0", "cross_attn"), ("decoder.layers.1", "self_attn"), ("decoder.layers.1", "cross_attn")]]
     assert not any(point.active for point in hook_points(model).values())
 
 
