@@ -27,6 +27,7 @@ STEPS = {  # step -> (title, what it means)
     "W_O": ("Output weights", "The output projection mixes the heads."),
     "output": ("Attention output", "What the layer adds to the residual stream."),
 }
+SIDE_BY_SIDE = (("X", "X_kv"), ("W_Q", "W_K", "W_V"), ("Q", "K", "V"))  # steps of the same kind, in one row
 
 st.title("Attention mechanics")
 st.markdown(r"One head of the model in the sidebar, computed step by step from its own weights: "
@@ -70,17 +71,27 @@ agree = max(result.weights_error, result.output_error) < 1e-4
 
 query_labels, key_labels = run.labels(kind)
 axis_labels = {"query": query_labels, "key": key_labels}
-for step, values in result.steps.items():
-    title, meaning = STEPS[step]
-    rows, cols = analysis.MECHANICS_AXES[step]
-    formula, figure = st.columns([1, 2])
-    formula.markdown(f"**{title}** ({values.shape[0]} × {values.shape[1]})")
-    formula.latex(stacked(analysis.MECHANICS_FORMULAS[step]))
-    formula.caption(meaning)
+
+
+def show_step(step, text, chart, height=None):
+    """A step's name, shape, formula and meaning in `text`, its matrix as a heatmap in `chart`."""
+    values, (title, meaning), (rows, cols) = result.steps[step], STEPS[step], analysis.MECHANICS_AXES[step]
+    text.markdown(f"**{title}** ({values.shape[0]} × {values.shape[1]})")
+    text.latex(stacked(analysis.MECHANICS_FORMULAS[step]))
+    text.caption(meaning)
     if step == "weights":
         fig = figures.attention_heatmap(values, query_labels, key_labels, masked=run.blocked(kind),
-                                        title=f"A, head {head}")
+                                        title=f"A, head {head}", show_values=True)
     else:
         fig = figures.matrix_heatmap(values, axis_labels.get(rows), axis_labels.get(cols), title=step,
-                                     x_title=cols, y_title=rows, value_name=step)
-    figure.plotly_chart(fig, key=f"step_{step}")
+                                     x_title=cols, y_title=rows, value_name=step, height=height)
+    chart.plotly_chart(fig, key=f"step_{step}")
+
+
+for step in result.steps:
+    row = [s for s in next((g for g in SIDE_BY_SIDE if step in g), (step,)) if s in result.steps]
+    if len(row) == 1:
+        show_step(step, *st.columns([1, 2]))
+    elif step == row[0]:
+        for text, chart, side_step in zip(st.columns(len(row)), st.columns(len(row)), row):  # charts aligned
+            show_step(side_step, text, chart, height=420)

@@ -28,7 +28,8 @@ def show_table(table, key, kind="sinusoidal"):
                         key=f"{key}_curves")
     with similarity:
         title = "Cosine similarity of positions" if kind == "learned" else "PE(i) · PE(j): near positions look alike"
-        st.plotly_chart(figures.similarity_heatmap(analysis.positional_similarity(table, kind == "learned"), title=title),
+        st.plotly_chart(figures.similarity_heatmap(analysis.positional_similarity(table, kind == "learned"), title=title,
+                                                   height=440, x_title="position j", y_title="position i"),
                         key=f"{key}_similarity")
     shift = st.slider("Offset k", 1, min(T - 1, 50), min(3, T - 1), key=f"{key}_k",
                       help="Is there one matrix M_k with PE(pos + k) = M_k PE(pos) for every pos?")
@@ -41,7 +42,8 @@ def show_table(table, key, kind="sinusoidal"):
                      "A learned table promises no such map: the rotation that is exact for sinusoids misses it by:")
     formula.metric(f"max |PE(pos + {shift}) − M_{shift} PE(pos)|", f"{error:.1e}")
     heatmap.plotly_chart(figures.matrix_heatmap(matrix, title=f"M_{shift}", x_title="dimension", y_title="dimension",
-                                                value_name="M_k", diverging=True, show_values=D <= 12),
+                                                value_name="M_k", diverging=True, show_values=D <= 12, square=True,
+                                                height=520),
                          key=f"{key}_shift")
 
 
