@@ -87,8 +87,10 @@ def preset_settings(label):
     sizes = {**TRANSFORMER_SIZES, **RNN_SIZES, **preset.sizes}  # both families, so switching architecture works
     settings = {"task": preset.task, "architecture": preset.architecture, **defaults, **preset.train,
                 "time_budget": seconds, **sizes}
-    numbers = {f.key: type(f.step) for f in SIZE_FIELDS["transformer"] + SIZE_FIELDS["rnn"] + TRAIN_FIELDS + MORE_FIELDS}
-    return {key: numbers[key](value) if key in numbers else value for key, value in settings.items() if key != "max_len"}
+    numbers = {f.key: type(f.step)
+               for f in [*SIZE_FIELDS["transformer"], *SIZE_FIELDS["rnn"], *TRAIN_FIELDS, *MORE_FIELDS]}
+    return {key: numbers[key](value) if key in numbers else value  # int or float, as the widget takes it
+            for key, value in settings.items() if key != "max_len"}
 
 
 def preset_labels():
@@ -153,8 +155,10 @@ def start(plan, registry=REGISTRY):
     torch.manual_seed(plan.train.seed)
     model, config = build(plan.task, plan.architecture, plan.sizes, asdict(plan.train))
     meta = {"preset": plan.preset or None, "arch": plan.architecture, "owner": plan.owner}
-    return TrainingRun(model, plan.task, config, name=plan.name, owner=plan.owner, save=True, registry=registry,
-                       extra_meta=meta).start()
+    with registry.condition:  # two tabs starting under one name at the same moment: the second one is refused
+        check_name(plan.name, registry)
+        return TrainingRun(model, plan.task, config, name=plan.name, owner=plan.owner, save=True, registry=registry,
+                           extra_meta=meta).start()
 
 
 def size_note(n_parameters):

@@ -32,7 +32,10 @@ def apply_preset():
 
 
 def start_run(plan):
-    st.session_state["train_run"] = live.start(plan).name
+    try:
+        st.session_state["train_run"] = live.start(plan).name
+    except ValueError as error:  # someone took the name a moment ago
+        st.session_state["train_start_error"] = str(error)
     suggest_name(st.session_state["train_name_base"])  # ready for the next run
 
 
@@ -78,20 +81,26 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
     name = left.text_input("Save as", key="train_name", help="The model is saved under this name when the run ends.")
     owner = right.text_input("Your name (optional)", key="train_owner", max_chars=40,
                              help="Shown in the table of runs on this server.")
-    plan = None
+    task = plan = None
     if task_name in live.USER_TASKS and upload is None:
         st.info(f"Upload a {live.USER_TASKS[task_name]} to train on.")
     else:
         try:
             task = cached_task(task_name, upload.getvalue() if upload else None)
-            plan = live.plan_run(task, architecture, sizes, train, name, owner, live.preset_name(
-                st.session_state["train_preset"]))
+        except ValueError as error:  # an upload's problem names its line
+            st.error(f"{upload.name}: {error}" if upload else str(error))
+    try:
+        if task is not None:
+            plan = live.plan_run(task, architecture, sizes, train, name, owner,
+                                 live.preset_name(st.session_state["train_preset"]))
             st.caption(f":material/check_circle: {live.size_note(plan.n_parameters)}; "
                        f"{len(task.train):,} training examples")
-        except ValueError as error:
-            st.error(f"{upload.name}: {error}" if upload and "line" in str(error) else str(error))
+    except ValueError as error:
+        st.error(str(error))
     st.button("Start training", type="primary", key="train_start", on_click=start_run, args=(plan,),
               disabled=plan is None or active, icon=":material/play_arrow:")
+    if "train_start_error" in st.session_state:
+        st.error(st.session_state.pop("train_start_error"))
     if active:
         st.caption("Your run is going: stop it, or let it finish, to start another.")
 
@@ -118,22 +127,23 @@ def timelapse(run, snapshots):
     st.session_state["lapse_seen"] = (run.name, len(steps))
     if (follow and grown) or st.session_state.get("lapse_step") not in steps:
         st.session_state["lapse_step"] = steps[-1]
-    step = st.select_slider("Training step", steps, key="lapse_step", disabled=(follow and not run.done) or len(steps) < 2,
-                            help="Slide to watch the attention form over training.")
+    step = st.select_slider("Training step", steps, key="lapse_step", help="Slide to watch the attention form.",
+                            disabled=(follow and not run.done) or len(steps) < 2)
     patterns = snapshots[steps.index(step)]["patterns"]
     controls, heatmap, outputs = st.columns([1, 2, 1.3])
     probe = index_choice("Probe input", len(task.probes), "lapse_probe", controls,
                          format_func=lambda i: live.probe_label(task, i))
     kinds = live.attention_kinds(patterns)
     if st.session_state.get("lapse_kind") not in kinds:
-        st.session_state["lapse_kind"] = list(kinds)[-1]  # cross-attention when there is one: the alignments
-    kind = controls.radio("Attention", list(kinds), key="lapse_kind", format_func=ui.KIND_LABELS.get)
+        st.session_state.pop("lapse_kind", None)  # then the default: cross-attention when there is one
+    kind = controls.radio("Attention", list(kinds), index=len(kinds) - 1, key="lapse_kind",
+                          format_func=ui.KIND_LABELS.get)
     layer = index_choice("Layer", kinds[kind], "lapse_layer", controls)
     weights, queries, keys, masked = live.lapse_pattern(task, patterns, probe, kind, layer)
     head = index_choice("Head", len(weights), "lapse_head", controls)
     heatmap.plotly_chart(figures.attention_heatmap(
-        weights[head], queries, keys, f"Step {step}: {ui.KIND_LABELS[kind].lower()}, "
-        f"layer {layer}, head {head}", masked=masked), key="lapse_heatmap")
+        weights[head], queries, keys, f"Step {step}: {kind} attention, layer {layer}, head {head}", masked=masked),
+        key="lapse_heatmap")
     outputs.markdown(f"**Greedy output** (target: `{live.probe_target(task, probe)}`)")
     outputs.dataframe(live.output_history(task, snapshots, probe, steps.index(step)), hide_index=True,
                       key="lapse_outputs", height=360)
