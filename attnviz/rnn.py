@@ -67,7 +67,8 @@ class Attention(nn.Module):
     def forward(self, query, keys, memory, key_padding_mask):
         """query (B, Tq, H) decoder states, keys (B, Tk, K) from `project_keys`, memory (B, Tk, D) -> (B, Tq, D)."""
         scores = self.score(query, keys).masked_fill(key_padding_mask[:, None, :], float("-inf"))  # (B, Tq, Tk)
-        pattern = self.hook_pattern(scores.softmax(dim=-1)[:, None])  # (B, 1, Tq, Tk)
+        sees_nothing = key_padding_mask.all(dim=-1)[:, None, None]  # (B, 1, 1) an all-padding source: 0, not NaN
+        pattern = self.hook_pattern(scores.softmax(dim=-1).masked_fill(sees_nothing, 0.0)[:, None])  # (B, 1, Tq, Tk)
         z = self.hook_z((pattern[:, 0] @ memory)[:, :, None])  # (B, Tq, 1, D)
         return z[:, :, 0]  # (B, Tq, D)
 

@@ -116,6 +116,21 @@ def test_source_padding_changes_nothing(cell, attention, bidirectional):
             torch.testing.assert_close(batched[row:row + 1], alone, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("cell, attention", [k for k in KINDS if k[1] != "none"])
+def test_an_all_padding_source_row_gets_zero_attention_and_changes_no_other_row(cell, attention):
+    """As the Transformer's attention does: a query with no key to see attends to nothing (never NaN)."""
+    model = make_model(cell, attention)
+    src, tgt_in = padded_batch()
+    empty = src.clone()
+    empty[1] = PAD
+    with torch.no_grad():
+        with capture(model) as cache:
+            logits = model(empty, tgt_in)
+        torch.testing.assert_close(logits[[0, 2]], model(src, tgt_in)[[0, 2]], atol=1e-6, rtol=0)
+    assert torch.isfinite(logits).all()
+    assert (cache["decoder.attention.hook_pattern"][1] == 0).all()
+
+
 @pytest.mark.parametrize("cell, attention", KINDS)
 def test_select_reorders_rows(cell, attention):
     model = make_model(cell, attention)
