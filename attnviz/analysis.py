@@ -78,7 +78,7 @@ def key_mask(keys, Tk, device=None):
     """A (B|1, Tk) bool mask from a bool tensor, or from a list of key indices (negative ones count from the end)."""
     if isinstance(keys, torch.Tensor) and keys.dtype == torch.bool:
         return keys.to(device).reshape(-1, Tk)
-    mask = torch.zeros(1, Tk, dtype=torch.bool, device=device)
+    mask = torch.zeros(1, Tk, dtype=torch.bool, device=device)  # (1, Tk)
     mask[0, list(keys)] = True
     return mask
 
@@ -131,7 +131,7 @@ def head_stats(pattern, query_padding_mask=None, key_padding_mask=None, causal=F
     q_pos = torch.arange(Tq, device=pattern.device)[:, None] + offset  # (Tq, 1)
     k_pos = torch.arange(Tk, device=pattern.device)[None, :]  # (1, Tk)
 
-    visible = torch.ones(B, 1, Tq, Tk, dtype=torch.bool, device=pattern.device)
+    visible = torch.ones(B, 1, Tq, Tk, dtype=torch.bool, device=pattern.device)  # (B, 1, Tq, Tk) keys a query may see
     if key_padding_mask is not None:
         visible = visible & ~key_padding_mask.to(pattern.device)[:, None, None, :]
     if causal:
@@ -471,7 +471,7 @@ def shift_matrix(d_model, k):
     frequency = sinusoidal_frequencies(d_model)  # (D/2,)
     cos, sin = torch.cos(k * frequency), torch.sin(k * frequency)  # (D/2,)
     even = torch.arange(0, d_model, 2)
-    matrix = torch.zeros(d_model, d_model, dtype=torch.float64)
+    matrix = torch.zeros(d_model, d_model, dtype=torch.float64)  # (D, D)
     matrix[even, even], matrix[even, even + 1] = cos, sin
     matrix[even + 1, even], matrix[even + 1, even + 1] = -sin, cos
     return matrix.float()

@@ -72,7 +72,7 @@ class MultiHeadAttention(nn.Module):
         k, v = self.split_heads(self.k_proj(key)), self.split_heads(self.v_proj(value))  # (B, H, Tk, d_head)
         if cache is not None:
             if cache.k is not None:
-                k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
+                k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)  # (B, H, T_cached + Tk, d_head)
             cache.k, cache.v = k, v
         return k, v
 

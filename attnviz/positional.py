@@ -14,7 +14,7 @@ def sinusoidal_table(max_len, d_model):
     """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).  # (T, D)"""
     position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (T, 1)
     angles = position * sinusoidal_frequencies(d_model)  # (T, ceil(D/2))
-    table = torch.zeros(max_len, d_model, dtype=torch.float64)
+    table = torch.zeros(max_len, d_model, dtype=torch.float64)  # (T, D)
     table[:, 0::2] = torch.sin(angles)
     table[:, 1::2] = torch.cos(angles[:, : d_model // 2])
     return table.float()

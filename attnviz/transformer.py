@@ -52,7 +52,7 @@ class Embedding(nn.Module):
     def forward(self, ids, offset=0, token_types=None):
         x = self.positional(self.tokens(ids) * self.scale, offset)  # (B, T, D)
         if self.token_types is not None:
-            x = x + self.token_types(torch.zeros_like(ids) if token_types is None else token_types)
+            x = x + self.token_types(torch.zeros_like(ids) if token_types is None else token_types)  # (B, T, D)
         return self.dropout(self.norm(x))
 
 
@@ -179,7 +179,7 @@ class TransformerBase(nn.Module):
         """Feed one token per row, (B,), at position `state.position`; return (B, V) logits and the new state."""
         caches = [(s.copy(), c and c.copy()) for s, c in state.caches]
         x = self.decoder(token[:, None], state.memory, state.memory_key_padding_mask, caches, state.position)
-        logits = self.lm_head(x[:, -1])  # (B, V)
+        logits = self.lm_head(x[:, -1])  # x: (B, 1, D) -> (B, V)
         return logits, replace(state, caches=caches, position=state.position + 1)
 
 
