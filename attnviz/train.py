@@ -183,10 +183,10 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
     with lock:
         result.status = "running"
     for step in range(1, config.steps + 1):
-        elapsed = clock() - started - eval_time
-        if should_stop() or (config.time_budget and elapsed >= config.time_budget):
+        elapsed, stop_asked = clock() - started - eval_time, should_stop()
+        if stop_asked or (config.time_budget and elapsed >= config.time_budget):
             with lock:
-                result.status = "stopped" if should_stop() else "done"
+                result.status = "stopped" if stop_asked else "done"
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
