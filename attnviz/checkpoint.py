@@ -27,6 +27,8 @@ from safetensors.torch import save_file
 
 from attnviz import build_model, parameter_count
 from attnviz.config import RNNConfig, TransformerConfig
+from attnviz.tasks import task_from_spec
+from attnviz.tokenizers import tokenizer_from_spec
 
 try:
     import fcntl  # serialises two saves to one name; absent on Windows, where saves are not locked
@@ -290,8 +292,6 @@ def _config(meta, folder):
 
 
 def _tokenizer(meta, folder):
-    from attnviz.tokenizers import tokenizer_from_spec
-
     names = meta.get("tokenizer_files", [])
     if not isinstance(names, list):
         raise CheckpointError(f"tokenizer_files in {folder / META} must be a list of file names")
@@ -356,8 +356,6 @@ class Checkpoint:
     def task(self):
         """The task the model was trained on, rebuilt once from meta["task"] with this tokenizer (None if unrecorded)."""
         if self._task is None and self.meta.get("task"):
-            from attnviz.tasks import task_from_spec
-
             try:
                 self._task = task_from_spec(self.meta["task"], self.tokenizer)
             except (TypeError, ValueError) as e:
