@@ -172,6 +172,8 @@ if run is not None:
             st.success(f"Saved as **{run.name}**: pick it in the model picker in the sidebar, on every page.")
         if active:
             st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
+        if not snap.history["step"]:
+            return  # queued, or stopped before its first step: nothing to draw (and no work for a busy server)
         charts = live.curve_figures(snap)
         for row in (("loss", "accuracy"), ("lr", "speed")):
             for column, chart in zip(st.columns(2), row):

@@ -117,6 +117,7 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved):
 def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved):
     first = open_page()
     run = start_tiny(first, "page-shared", saved)
+    del first  # the tab is gone: its run goes on in the registry, finishes, and is saved
     run.join(120)
 
     second = open_page()  # another browser tab: a session of its own

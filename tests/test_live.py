@@ -1,0 +1,120 @@
+"""attnviz.live (the Train live page's logic) and the probe outputs the training snapshots carry."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from attnviz import TransformerConfig, build_model, capture, checkpoint, live
+from attnviz.decoding import greedy
+from attnviz.presets import PRESETS
+from attnviz.tasks import make_task
+from attnviz.train import RunRegistry, RunSnapshot, TrainConfig, attention_snapshot, probe_outputs
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_task("reverse", n_train=64, n_val=16, n_test=16)
+
+
+def tiny_model(task, seed=0):
+    torch.manual_seed(seed)
+    v = task.tokenizer.vocab_size
+    return build_model(TransformerConfig(v, v, d_model=16, n_heads=2, d_ff=32)).eval()
+
+
+def test_probe_outputs_are_each_probe_decoded_alone(task):
+    model = tiny_model(task)
+    probes = task.collate(task.probes)
+    batched = probe_outputs(model, task, probes)  # padded sources in one batch
+    limit = probes.tgt_out.shape[1] + 4  # the same room to decode as probe_outputs gives
+    for (src, _), output in zip(task.probes, batched):
+        alone = greedy(model, task.tokenizer, task.encode_source(src), limit, trace=False)
+        assert output == task.tokenizer.decode(alone.ids())
+
+
+def test_lm_probe_outputs_continue_the_prompt():
+    task = make_task("text", text=" ".join(f"line {i} says {i * 7 % 13}." for i in range(200)), block_size=24)
+    model = build_model(TransformerConfig(task.tokenizer.vocab_size, task.tokenizer.vocab_size, d_model=16, n_heads=2,
+                                          d_ff=32, n_encoder_layers=0)).eval()
+    outputs = probe_outputs(model, task, task.collate(task.probes))
+    prompt = [task.tokenizer.bos_id, *task.probes[0][:8]]
+    assert outputs[0] == task.tokenizer.decode(greedy(model, task.tokenizer, prompt, 16, trace=False).ids())
+
+
+def test_lapse_pattern_is_one_probe_cropped_to_its_tokens(task):
+    model = tiny_model(task)
+    patterns = attention_snapshot(model, task.collate(task.probes))
+    probe = 1
+    src, tgt = live.probe_ids(task, probe)
+    with capture(model) as alone:
+        model(torch.tensor([src]), torch.tensor([tgt]))
+    kinds = live.attention_kinds(patterns)
+    assert kinds == {"encoder self": 1, "decoder self": 1, "cross": 1}
+    for kind, name in [("encoder self", "encoder.layers.0.self_attn"), ("decoder self", "decoder.layers.0.self_attn"),
+                       ("cross", "decoder.layers.0.cross_attn")]:
+        weights, queries, keys, masked = live.lapse_pattern(task, patterns, probe, kind, 0)
+        expected = alone[f"{name}.hook_pattern"][0].numpy()  # (H, Tq, Tk)
+        np.testing.assert_allclose(weights, expected, atol=2e-3)  # float16 snapshots
+        assert (len(queries), len(keys)) == expected.shape[1:]
+        assert (masked is not None) == (kind == "decoder self")
+        if masked is not None:
+            assert not weights[:, masked].any()  # nothing on future tokens
+
+
+def test_smoothing_is_the_bias_corrected_moving_average():
+    values = list(np.random.default_rng(0).random(50))
+    reference = pd.Series(values).ewm(alpha=0.1, adjust=True).mean()  # sum of w^k x / sum of w^k
+    np.testing.assert_allclose(live.smoothed(values, weight=0.9), reference)
+
+
+def snapshot(step, elapsed, steps=100):
+    return RunSnapshot("r", "", "running", 0, step, steps, elapsed, {}, {}, {}, [], "", "", "cpu", 0.0)
+
+
+def test_time_left_from_the_pace_and_the_time_limit():
+    assert live.time_left(snapshot(0, 0.0), TrainConfig()) is None
+    assert live.time_left(snapshot(25, 10.0), TrainConfig(steps=100)) == pytest.approx(30.0)
+    assert live.time_left(snapshot(25, 10.0), TrainConfig(steps=100, time_budget=15)) == pytest.approx(5.0)
+
+
+def test_best_metric_by_kind():
+    assert live.best_metric({"exact_match": [0.2, 0.9, 0.8]}, "seq2seq") == ("exact match", "90.0%")
+    assert live.best_metric({"perplexity": [9.0, 4.5, 5.0], "exact_match": []}, "lm") == ("perplexity", "4.50")
+    assert live.best_metric({}, "seq2seq") is None
+
+
+def test_names_taken_and_free(task, make_checkpoint):
+    registry = RunRegistry(1)
+    make_checkpoint(checkpoint.USER_DIR / "live-a")
+    assert live.name_taken("live-a", registry) and not live.name_taken("live-b", registry)
+    assert live.free_name("live-a", registry) == "live-a-2"
+    assert live.free_name("rev+lstm a", registry) == "rev-lstm-a"
+    with pytest.raises(ValueError, match="exists already"):
+        live.check_name("live-a", registry)
+    with pytest.raises(ValueError, match="cannot name a checkpoint"):
+        live.check_name("../x", registry)
+
+
+def test_plan_checks_before_anything_runs(task):
+    registry = RunRegistry(1)
+    with pytest.raises(ValueError, match="does not fit"):
+        live.plan_run(task, "lm", {}, {}, "live-plan", registry=registry)
+    with pytest.raises(ValueError, match="n_heads"):
+        live.plan_run(task, "transformer", {"d_model": 16, "n_heads": 3}, {}, "live-plan", registry=registry)
+    with pytest.raises(ValueError, match="lr"):
+        live.plan_run(task, "transformer", {}, {"lr": 5.0}, "live-plan", registry=registry)
+    plan = live.plan_run(task, "lstm+attention", {"hidden_size": 16}, {"steps": 5}, "live-plan", "  Ada ", registry=registry)
+    assert plan.owner == "Ada" and plan.train.steps == 5 and plan.n_parameters > 0
+
+
+def test_every_preset_fills_every_field():
+    for label in live.preset_labels():
+        settings = live.preset_settings(label)
+        preset = PRESETS[live.preset_name(label)]
+        assert (settings["task"], settings["architecture"]) == (preset.task, preset.architecture)
+        fields = live.size_fields(preset.architecture) + live.TRAIN_FIELDS + live.MORE_FIELDS
+        for field in fields:
+            value = settings[field.key]
+            assert type(value) is type(field.step) and field.low <= value <= field.high, (label, field.key, value)
+        assert live.architectures_for(preset.task)[0] in ("transformer", "lm")
+        assert preset.architecture in live.architectures_for(preset.task)
