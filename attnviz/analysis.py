@@ -290,7 +290,7 @@ def unpack_batch(batch, model):
 def score(model, src, tgt_in, tgt_out):
     """(mean loss, token accuracy, number of target tokens, probabilities (B, T, V)); padding targets ignored."""
     logits = (model(src, tgt_in) if model.has_encoder else model(tgt_in)).float()  # (B, T, V)
-    real = tgt_out != getattr(model.config, "pad_id", 0)  # (B, T)
+    real = tgt_out != model.config.pad_id  # (B, T)
     tokens = int(real.sum())
     if tokens == 0:
         raise ValueError("the batch has no target tokens (all padding)")

@@ -32,8 +32,7 @@ def pattern_names(model):
 
 def _select(model, names):
     points = hook_points(model)
-    if names is None:
-        return {n: p for n, p in points.items() if n.endswith("hook_pattern")}
+    names = pattern_names(model) if names is None else names
     unknown = [n for n in names if n not in points]
     if unknown:
         raise KeyError(f"no hook point named {unknown[0]!r}; known: {', '.join(points)}")
