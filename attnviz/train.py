@@ -210,9 +210,9 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
         tokens_seen += batch.n_tokens
         elapsed = clock() - started - eval_time
         with lock:
-            h = result.history
-            h["step"].append(step), h["loss"].append(loss.item()), h["lr"].append(optimizer.param_groups[0]["lr"])
-            h["tokens_per_s"].append(tokens_seen / max(elapsed, 1e-9)), h["time"].append(elapsed)
+            for key, value in (("step", step), ("loss", loss.item()), ("lr", optimizer.param_groups[0]["lr"]),
+                               ("tokens_per_s", tokens_seen / max(elapsed, 1e-9)), ("time", elapsed)):
+                result.history[key].append(value)
             result.step, result.elapsed = step, elapsed
         eval_started = clock()
         if config.snapshot_every and (step % config.snapshot_every == 0 or step == 1):
@@ -244,8 +244,7 @@ def record_eval(model, task, config, result, lock, step, elapsed):
     metrics = evaluate(model, task, "val", max_examples=config.eval_examples)
     with lock:
         result.metrics = metrics
-        result.evals["step"].append(step), result.evals["time"].append(elapsed)
-        for name, value in metrics.items():
+        for name, value in {"step": step, "time": elapsed, **metrics}.items():
             result.evals.setdefault(name, []).append(value)
         target = config.target_exact_match
         if target and result.reached_target_at is None and metrics.get("exact_match", 0) >= target:
