@@ -421,10 +421,14 @@ def _pairs(name, seed, params, tokenizer):
     return Task(name, "seq2seq", seed, {**params, "tsv": text}, tokenizer, train, val, test, test[:N_PROBES])
 
 
+def _alphabet_param(params):
+    return params["alphabet"]
+
+
 _BUILDERS = {
-    "copy": _seq2seq_task(_copy, lambda params: params["alphabet"]),
-    "reverse": _seq2seq_task(_reverse, lambda params: params["alphabet"]),
-    "sort": _seq2seq_task(_sort, lambda params: params["alphabet"]),
+    "copy": _seq2seq_task(_copy, _alphabet_param),
+    "reverse": _seq2seq_task(_reverse, _alphabet_param),
+    "sort": _seq2seq_task(_sort, _alphabet_param),
     "addition": _seq2seq_task(_addition, lambda params: "0123456789+"),
     "dates": _seq2seq_task(_dates, lambda params: _date_alphabet()),
     "pydoc": _pydoc,
