@@ -75,10 +75,11 @@ def compact_layout(fig, title, height, background=MASKED_COLOR):
 
 
 def square_cells(fig, **subplot):
-    """Make a heatmap's cells square (the plot area shrinks to fit), e.g. `row=1, col=2` for one subplot."""
+    """Make a heatmap's cells square, e.g. `row=1, col=2` for one subplot: the plot area shrinks to fit, toward
+    the top right, so it stays under its title and beside its colour bar (its tick labels move with it)."""
     for yaxis in fig.select_yaxes(**subplot):
-        yaxis.update(scaleanchor=yaxis.anchor or "x", scaleratio=1, constrain="domain")
-    fig.update_xaxes(constrain="domain", **subplot)
+        yaxis.update(scaleanchor=yaxis.anchor or "x", scaleratio=1, constrain="domain", constraintoward="top")
+    fig.update_xaxes(constrain="domain", constraintoward="right", **subplot)
     return fig
 
 
@@ -114,7 +115,7 @@ def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="
     fig.update_yaxes(label_axis(row_labels, y_title), autorange="reversed")
     if square:
         square_cells(fig)
-    return compact_layout(fig, title, height or min(max(CELL_PX * rows + 160, 260 if square else 360), MAX_HEIGHT))
+    return compact_layout(fig, title, height or min(max(CELL_PX * rows + 160, 200 if square else 360), MAX_HEIGHT))
 
 
 def attention_heatmap(weights, query_labels=None, key_labels=None, title="", masked=None,

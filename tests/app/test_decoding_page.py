@@ -2,6 +2,7 @@
 
 Expected outputs and probabilities come from running attnviz.decoding on the same checkpoint here."""
 import base64
+import re
 import shutil
 
 import numpy as np
@@ -65,10 +66,18 @@ def table(at, column):
     return found[0]
 
 
-def output_labels(at):
-    """The output tokens the page shows (its 'Output so far' line), in order."""
+CHIP = re.compile(r"`` (.*?) ``|:orange-badge\[:material/arrow_downward: \*\*(.*?)\*\*\]")
+
+
+def output_chips(at):
+    """[(token label, marked as the step shown)] of the page's 'Output so far' line, in order."""
     line = next(m.value for m in at.markdown if m.value.startswith("**Output so far**"))
-    return [chip.split("`")[1] for chip in line.split(": ", 1)[1].split()]
+    return [(code or re.sub(r"\\(.)", r"\1", badge), bool(badge)) for code, badge in CHIP.findall(line.split("”: ", 1)[1])]
+
+
+def output_labels(at):
+    """The output tokens the page shows, in order."""
+    return [label for label, _ in output_chips(at)]
 
 
 def reference(name, text, method="greedy", **kwargs):
@@ -110,6 +119,7 @@ def test_forcing_a_token_changes_the_continuation(trained):
     at = open_page(model=MODEL, text="abcdef")
     at.button(key="dec_run").click().run()
     at.slider(key="dec_step").set_value(2).run()
+    assert [marked for _, marked in output_chips(at)] == [i == 1 for i in range(len(output_chips(at)))]
     tokenizer, before = reference(MODEL, "abcdef", max_new_tokens=40)
     forced = tokenizer.encode("a")[0]
     assert before.ids()[1] != forced

@@ -22,8 +22,10 @@ def minilm():
     return pretrained.load_minilm()
 
 
-def open_page(text=None):
-    at = AppTest.from_file(APP, default_timeout=120).run()
+def open_page(text=None, **query_params):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(query_params)
+    at.run()
     at.switch_page(PAGE).run()
     if text is not None:
         at.text_area(key="minilm_text").set_value(text).run()
@@ -72,12 +74,21 @@ def test_grid_shows_all_6_x_12_heads_of_the_chosen_sentence(minilm):
 def test_zoom_shows_one_head_with_its_tokens(minilm):
     at = open_page("The cat sat on the mat.\nHello, world!")
     at.selectbox(key="minilm_sentence").set_value(1).run()
-    at.selectbox(key="minilm_layer").set_value(3).run()
-    at.selectbox(key="minilm_head").set_value(7).run()
+    at.selectbox(key="layer").set_value(3).run()
+    at.selectbox(key="head").set_value(7).run()
     zoom = chart(at, "minilm_zoom")
     assert zoom["layout"]["xaxis"]["ticktext"] == ["[CLS]", "hello", ",", "world", "!", "[SEP]"]
     expected = minilm.run(["The cat sat on the mat.", "Hello, world!"]).patterns(1)[3, 7].numpy()
     np.testing.assert_allclose(z_of(zoom["data"][0]), expected, atol=1e-6)
+    assert (at.query_params["layer"], at.query_params["head"]) == ("3", "7")  # a link to share
+
+
+@needs_minilm
+def test_a_shared_link_restores_layer_and_head(minilm):
+    at = open_page(layer="5", head="11")
+    assert (at.selectbox(key="layer").value, at.selectbox(key="head").value) == (5, 11)
+    expected = minilm.run(sentences_of(at)).patterns(0)[5, 11].numpy()
+    np.testing.assert_allclose(z_of(chart(at, "minilm_zoom")["data"][0]), expected, atol=1e-6)
 
 
 @needs_minilm
