@@ -29,11 +29,11 @@ PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
 def check_sampling(temperature=1.0, top_k=None, top_p=None):
     """Raise a ValueError a user understands for impossible sampling settings."""
-    if not temperature >= 0:
+    if not (isinstance(temperature, (int, float)) and temperature >= 0):
         raise ValueError(f"temperature={temperature} is not possible: use 0 (always the most likely token) or more")
     if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
         raise ValueError(f"top_k={top_k} is not possible: use a whole number (0 or None: no limit)")
-    if top_p is not None and not 0 < top_p <= 1:
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
         raise ValueError(f"top_p={top_p} is not possible: use a probability in (0, 1] (1 or None: no limit)")
 
 

@@ -101,8 +101,8 @@ def test_distribution_matches_hand_computed_values():
     close(distribution(batch, top_k=1), [[1.0, 0, 0, 0, 0], [0, 0, 0, 0, 1.0]])
 
 
-@pytest.mark.parametrize("settings", [dict(temperature=-1.0), dict(top_k=-2), dict(top_k=1.5), dict(top_p=0.0),
-                                      dict(top_p=1.5)])
+@pytest.mark.parametrize("settings", [dict(temperature=-1.0), dict(temperature="hot"), dict(top_k=-2), dict(top_k=1.5),
+                                      dict(top_p=0.0), dict(top_p=1.5), dict(top_p="most")])
 def test_distribution_rejects_impossible_settings(settings):
     with pytest.raises(ValueError, match=next(iter(settings))):
         distribution(torch.zeros(5), **settings)
