@@ -136,9 +136,9 @@ def click_latency(quick, n_tabs=5):
             tab.goto(f"{url}/train")
             expect(tab.locator(".st-key-train_start button")).to_be_enabled(timeout=120_000)
             tab.locator(".st-key-train_start button").click()  # the 30-second demo preset
+            expect(tab.locator('[data-testid="stMetric"]').first).to_be_visible(timeout=120_000)  # its run panel
             tabs.append(tab)
-        for tab in tabs:  # the run panel is showing; open the settings again to click in them
-            expect(tab.locator('[data-testid="stMetric"]').first).to_be_visible(timeout=120_000)
+        for tab in tabs:  # open the settings again to click in them
             tab.get_by_text("Set up a run").click()
             expect(tab.locator(STEP_BUTTON.format("Up"))).to_be_visible(timeout=60_000)
         times = []

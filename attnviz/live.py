@@ -150,15 +150,18 @@ def plan_run(task, architecture, sizes, train, name, owner="", preset="", regist
     return Plan(task, architecture, sizes, config, check_name(name, registry), owner.strip()[:40], preset, n_parameters)
 
 
-def start(plan, registry=REGISTRY):
-    """Build the model (seeded) and start its run; it saves itself under `plan.name` when it ends."""
+def start(plan, registry=REGISTRY, rename_from=None):
+    """Build the model (seeded) and start its run; it saves itself under its name when it ends.
+
+    If another tab took `plan.name` a moment ago, that is an error, unless `rename_from` gives a base for a
+    free name instead (for a name the page suggested, not one the user typed)."""
     torch.manual_seed(plan.train.seed)
     model, config = build(plan.task, plan.architecture, plan.sizes, asdict(plan.train))
     meta = {"preset": plan.preset or None, "arch": plan.architecture, "owner": plan.owner}
-    with registry.condition:  # two tabs starting under one name at the same moment: the second one is refused
-        check_name(plan.name, registry)
-        return TrainingRun(model, plan.task, config, name=plan.name, owner=plan.owner, save=True, registry=registry,
-                           extra_meta=meta).start()
+    with registry.condition:  # claim the name and register the run in one step
+        name = free_name(rename_from, registry) if rename_from and name_taken(plan.name, registry) else plan.name
+        return TrainingRun(model, plan.task, config, name=check_name(name, registry), owner=plan.owner, save=True,
+                           registry=registry, extra_meta=meta).start()
 
 
 def size_note(n_parameters):

@@ -32,9 +32,11 @@ def apply_preset():
 
 
 def start_run(plan):
+    suggested = plan.name == st.session_state.get("train_name_suggested")
     try:
-        st.session_state["train_run"] = live.start(plan).name
-    except ValueError as error:  # someone took the name a moment ago
+        run = live.start(plan, rename_from=st.session_state["train_name_base"] if suggested else None)
+        st.session_state["train_run"] = run.name
+    except ValueError as error:  # someone took the name the user typed a moment ago
         st.session_state["train_start_error"] = str(error)
     suggest_name(st.session_state["train_name_base"])  # ready for the next run
 

@@ -1,4 +1,6 @@
 """attnviz.live (the Train live page's logic) and the probe outputs the training snapshots carry."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,7 +105,8 @@ def test_plan_checks_before_anything_runs(task):
         live.plan_run(task, "transformer", {"d_model": 16, "n_heads": 3}, {}, "live-plan", registry=registry)
     with pytest.raises(ValueError, match="lr"):
         live.plan_run(task, "transformer", {}, {"lr": 5.0}, "live-plan", registry=registry)
-    plan = live.plan_run(task, "lstm+attention", {"hidden_size": 16}, {"steps": 5}, "live-plan", "  Ada ", registry=registry)
+    plan = live.plan_run(task, "lstm+attention", {"hidden_size": 16}, {"steps": 5}, "live-plan", "  Ada ",
+                         registry=registry)
     assert plan.owner == "Ada" and plan.train.steps == 5 and plan.n_parameters > 0
 
 
@@ -118,3 +121,17 @@ def test_every_preset_fills_every_field():
             assert type(value) is type(field.step) and field.low <= value <= field.high, (label, field.key, value)
         assert live.architectures_for(preset.task)[0] in ("transformer", "lm")
         assert preset.architecture in live.architectures_for(preset.task)
+
+
+def test_a_name_taken_meanwhile_is_refused_or_renamed(task, make_checkpoint):
+    registry = RunRegistry(1)
+    plan = live.plan_run(task, "transformer", {"d_model": 16, "n_heads": 2, "d_ff": 32}, {"steps": 1}, "live-race",
+                         registry=registry)
+    make_checkpoint(checkpoint.USER_DIR / "live-race")  # another tab's run, saved after this plan was checked
+    with pytest.raises(ValueError, match="exists already"):
+        live.start(plan, registry)
+    run = live.start(plan, registry, rename_from="live-race")  # a suggested name: the next free one instead
+    assert run.name == "live-race-2"
+    run.join(60)
+    assert (checkpoint.USER_DIR / "live-race-2" / "meta.json").exists()
+    shutil.rmtree(checkpoint.USER_DIR / "live-race-2")
