@@ -18,6 +18,8 @@ SEQUENTIAL_COLORS = "Viridis"
 MASKED_COLOR = "#d0d0d0"
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 CELL_PX = 24  # height of one heatmap row in pixels, within limits
+SQUARE_CELL_PX = 36  # the same for square cells (attention, similarity), unless the width asks for less
+CHART_WIDTH = 460  # px: what a square-celled chart is drawn at unless told (half of the wide layout)
 MAX_HEIGHT = 760
 
 
@@ -85,12 +87,13 @@ def square_cells(fig, **subplot):
 
 def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="", y_title="",
                    masked=None, value_name="value", diverging=None, zmin=None, zmax=None, colorscale=None,
-                   show_values=None, square=False, height=None):
+                   show_values=None, square=False, height=None, width=CHART_WIDTH):
     """Any (R, C) matrix as a labelled heatmap (Q, K, V, QK^T, weights, positional tables ...).
 
     `diverging=None` picks a diverging scale centred on 0 when the data has negative values.
     `show_values=None` writes the numbers into the cells when the matrix is small (at most 12 x 12).
-    `square=True` makes the cells square; `height=None` grows with the rows, within limits.
+    `square=True` makes the cells square; `height=None` grows with the rows, within limits (and for square
+    cells, with what the `width` in px leaves them, so the plot fills its height and meets its colour bar).
     """
     z, blocked = masked_values(as_array(matrix, 2, "matrix"), masked)
     rows, cols = z.shape
@@ -115,18 +118,19 @@ def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="
     fig.update_yaxes(label_axis(row_labels, y_title), autorange="reversed")
     if square:
         square_cells(fig)
-    return compact_layout(fig, title, height or min(max(CELL_PX * rows + 160, 200 if square else 360), MAX_HEIGHT))
+    cell, lowest = (min(SQUARE_CELL_PX, (width - 150) / cols), 200) if square else (CELL_PX, 360)
+    return compact_layout(fig, title, height or min(max(cell * rows + 160, lowest), MAX_HEIGHT))
 
 
 def attention_heatmap(weights, query_labels=None, key_labels=None, title="", masked=None,
-                      x_title="key", y_title="query", show_values=False, height=None):
+                      x_title="key", y_title="query", show_values=False, height=None, width=CHART_WIDTH):
     """One head's (Tq, Tk) attention weights; square cells, so cross-attention is a rectangle; colour fixed to 0..1.
 
     `masked` (bool, (Tq, Tk), True = blocked, e.g. the causal triangle) shows those cells as masked.
     """
     return matrix_heatmap(weights, query_labels, key_labels, title, x_title, y_title, masked=masked,
                           value_name="weight", diverging=False, zmin=0.0, zmax=1.0, colorscale=ATTENTION_COLORS,
-                          show_values=show_values, square=True, height=height)
+                          show_values=show_values, square=True, height=height, width=width)
 
 
 def attention_grid(patterns, title="", masked=None, off=(), width=900):
@@ -139,8 +143,10 @@ def attention_grid(patterns, title="", masked=None, off=(), width=900):
     """
     patterns = as_array(patterns, 4, "patterns (layers, heads, queries, keys)")
     L, H, Tq, Tk = patterns.shape
-    fig = make_subplots(rows=L, cols=H, horizontal_spacing=min(0.02, 0.5 / H),
-                        vertical_spacing=min(0.25 / L, 0.3 / max(L - 1, 1)),
+    gap, title_px = min(0.02, 0.5 / H), 24  # between heads (a fraction of the width); above each head (px)
+    side = (width - 80) * (1 - (H - 1) * gap) / H * Tq / Tk  # a head's height when its cells are square
+    row_px = max(60, min(240, round(side) + title_px))
+    fig = make_subplots(rows=L, cols=H, horizontal_spacing=gap, vertical_spacing=title_px / (row_px * L),
                         subplot_titles=[f"L{l} H{h}" + (" off" if (l, h) in off else "")
                                         for l in range(L) for h in range(H)])
     for l in range(L):
@@ -156,7 +162,6 @@ def attention_grid(patterns, title="", masked=None, off=(), width=900):
     fig.update_annotations(font_size=11)
     fig.update_layout(coloraxis=dict(colorscale=ATTENTION_COLORS, cmin=0.0, cmax=1.0,
                                      colorbar=dict(title=dict(text="weight", side="right"), thickness=12)))
-    row_px = max(70, min(220, round((width - 80) / H * Tq / Tk) + 24))  # a square's side plus its title
     return compact_layout(fig, title, row_px * L + 60)
 
 
@@ -176,14 +181,14 @@ def positional_heatmap(table, title="Positional encoding", height=480):
                           diverging=True, show_values=False, height=height)
 
 
-def similarity_heatmap(similarity, labels=None, title="Similarity", value_name="similarity", height=None,
+def similarity_heatmap(similarity, labels=None, title="Similarity", value_name="similarity", width=CHART_WIDTH,
                        x_title="", y_title=""):
     """A square (N, N) similarity matrix (positions, sentences ...) with signed colours and square cells."""
     similarity = as_array(similarity, 2, "similarity")
     if similarity.shape[0] != similarity.shape[1]:
         raise ValueError(f"a similarity matrix must be square, got shape {similarity.shape}")
     return matrix_heatmap(similarity, labels, labels, title, x_title, y_title, value_name=value_name,
-                          diverging=True, show_values=None, square=True, height=height)
+                          diverging=True, show_values=None, square=True, width=width)
 
 
 def curves(x, series, title="", x_title="", y_title="", log_y=False):

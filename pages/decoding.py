@@ -127,7 +127,7 @@ else:
             figures.attention_heatmap(view_rows.patterns[layer, head], tokenizer.labels(view_rows.queries),
                                       tokenizer.labels(view_rows.keys), title, view_rows.masked,
                                       x_title="source" if kind == "cross" else "decoder sequence",
-                                      y_title="step reads"),
+                                      y_title="step reads", width=900 // len(rows)),
             key=f"dec_{kind.replace(' ', '_')}")
 
 if method == "beam":

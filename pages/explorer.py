@@ -89,7 +89,7 @@ with heads_tab:
     if kind == "decoder self":
         controls.caption("Grey cells are masked: a position may not look at later ones.")
     zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], query_labels, key_labels, masked=blocked,
-                                                title=f"{ui.KIND_LABELS[kind]}: layer {layer}, head {head}"),
+                                                title=f"{ui.KIND_LABELS[kind]}: layer {layer}, head {head}", width=700),
                       key="zoom")
 
 with stats_tab:

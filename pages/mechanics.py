@@ -81,10 +81,11 @@ def show_step(step, text, chart, height=None):
     text.caption(meaning)
     if step == "weights":
         fig = figures.attention_heatmap(values, query_labels, key_labels, masked=run.blocked(kind),
-                                        title=f"A, head {head}", show_values=True)
+                                        title=f"A, head {head}", show_values=True, width=620)
     else:
         fig = figures.matrix_heatmap(values, axis_labels.get(rows), axis_labels.get(cols), title=step,
-                                     x_title=cols, y_title=rows, value_name=step, height=height)
+                                     x_title=cols, y_title=rows, value_name=step, height=height,
+                                     square=(rows, cols) == ("query", "key"), width=620)
     chart.plotly_chart(fig, key=f"step_{step}")
 
 

@@ -78,7 +78,7 @@ with heads_tab:
                      f"[CLS], {row['sep']:.0%} on [SEP], {row['punctuation']:.0%} on punctuation, "
                      f"{row['previous_token']:.0%} on the previous and {row['next_token']:.0%} on the next token.")
     zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], labels, labels,
-                                                title=f"Layer {layer}, head {head}"), key="minilm_zoom")
+                                                title=f"Layer {layer}, head {head}", width=700), key="minilm_zoom")
 
 with stats_tab:
     st.caption(f"Each number is a mean over every token of all {len(sentences)} sentences. Clark et al. (2019), "
@@ -119,11 +119,12 @@ with similarity_tab:
     numbers = [str(i + 1) for i in range(len(sentences))]
     limit = max(float(change.abs().max()), 0.01)
     columns = st.columns(3)
-    columns[0].plotly_chart(figures.similarity_heatmap(before, numbers, "All heads on"), key="minilm_sim_before")
-    columns[1].plotly_chart(figures.similarity_heatmap(after, numbers, f"{len(heads)} heads off"),
+    columns[0].plotly_chart(figures.similarity_heatmap(before, numbers, "All heads on", width=300), key="minilm_sim_before")
+    columns[1].plotly_chart(figures.similarity_heatmap(after, numbers, f"{len(heads)} heads off", width=300),
                             key="minilm_sim_after")
     columns[2].plotly_chart(figures.matrix_heatmap(change, numbers, numbers, "Change (after − before)",
-                                                   value_name="change", diverging=True, zmin=-limit, zmax=limit),
+                                                   value_name="change", diverging=True, zmin=-limit, zmax=limit,
+                                                   square=True, width=300),
                             key="minilm_sim_change")
     if len(sentences) > 1 and st.toggle("Rank every head: switch each off alone", key="minilm_rank"):
         with st.spinner(f"Running the sentences {n_layers * n_heads} times…"):

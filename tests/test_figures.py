@@ -118,9 +118,11 @@ def test_positional_and_similarity_heatmaps():
     fig = figures.positional_heatmap(table)
     np.testing.assert_allclose(np.asarray(fig.data[0].z), table.double().numpy())
     assert fig.layout.xaxis.title.text == "dimension" and fig.layout.yaxis.title.text == "position"
-    sim = figures.similarity_heatmap(table @ table.T, [f"p{i}" for i in range(10)], height=400)
+    sim = figures.similarity_heatmap(table @ table.T, [f"p{i}" for i in range(10)])
     np.testing.assert_allclose(np.asarray(sim.data[0].z), (table @ table.T).double().numpy())
-    assert sim.layout.yaxis.scaleanchor == "x" and sim.layout.height == 400
+    assert sim.layout.yaxis.scaleanchor == "x"
+    narrow = figures.similarity_heatmap(table @ table.T, width=350)
+    assert narrow.layout.height < sim.layout.height  # a narrower chart is lower, so the square fills it
     with pytest.raises(ValueError):
         figures.similarity_heatmap(torch.randn(3, 4))
 
