@@ -166,13 +166,20 @@ def attention_grid(patterns, title="", masked=None, off=(), width=900):
 
 
 def stat_heatmap(values, stat, title=None, row_labels=None, col_labels=None):
-    """A per-head statistic, (L, H), as a layer x head heatmap with the values written in."""
+    """A per-head statistic, (L, H), as a layer x head heatmap with the values written in, one low row per layer.
+
+    A statistic that is never negative (entropy, distance, shares of weight) is coloured from 0, so two heads
+    with nearly the same value do not look like opposites."""
     values = as_array(values, 2, "values (layers, heads)")
     L, H = values.shape
     rows = row_labels or [f"L{l}" for l in range(L)]
     cols = col_labels or [f"H{h}" for h in range(H)]
+    finite = values[np.isfinite(values)]
+    from_zero = finite.size and finite.min() >= 0
+    zmin, zmax = (0.0, max(float(finite.max()), 1e-9)) if from_zero else (None, None)  # plotly needs both
     return matrix_heatmap(values, rows, cols, title or f"{stat} per head", x_title="head", y_title="layer",
-                          value_name=stat, diverging=False, show_values=True)
+                          value_name=stat, diverging=False, show_values=True, zmin=zmin, zmax=zmax,
+                          height=min(max(48 * L + 140, 200), MAX_HEIGHT))
 
 
 def positional_heatmap(table, title="Positional encoding", height=480):

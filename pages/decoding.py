@@ -83,7 +83,7 @@ state.dec_step = min(max(state.get("dec_step", len(output)), 1), len(output))
 if len(output) > 1:
     st.slider("Step to look at", 1, len(output), key="dec_step")
 t = state.dec_step - 1
-prompt = "" if model.has_encoder else " ".join(map(ui.code, tokenizer.labels(ids[0])))
+prompt = "" if model.has_encoder else " ".join(map(ui.code, tokenizer.labels(ids[0]))) + " →"  # then the new tokens
 chips = " ".join(ui.marked(label) if i == t else ui.code(label)
                  for i, label in enumerate(tokenizer.labels(output)))
 st.markdown(f"**Output so far** “{tokenizer.decode(output).replace(chr(10), ' ⏎ ')}”: {prompt} {chips}")

@@ -119,12 +119,12 @@ with similarity_tab:
     numbers = [str(i + 1) for i in range(len(sentences))]
     limit = max(float(change.abs().max()), 0.01)
     columns = st.columns(3)
-    columns[0].plotly_chart(figures.similarity_heatmap(before, numbers, "All heads on", width=300), key="minilm_sim_before")
-    columns[1].plotly_chart(figures.similarity_heatmap(after, numbers, f"{len(heads)} heads off", width=300),
+    columns[0].plotly_chart(figures.similarity_heatmap(before, numbers, "All heads on", width=280), key="minilm_sim_before")
+    columns[1].plotly_chart(figures.similarity_heatmap(after, numbers, f"{len(heads)} heads off", width=280),
                             key="minilm_sim_after")
     columns[2].plotly_chart(figures.matrix_heatmap(change, numbers, numbers, "Change (after − before)",
                                                    value_name="change", diverging=True, zmin=-limit, zmax=limit,
-                                                   square=True, width=300),
+                                                   square=True, width=280),
                             key="minilm_sim_change")
     if len(sentences) > 1 and st.toggle("Rank every head: switch each off alone", key="minilm_rank"):
         with st.spinner(f"Running the sentences {n_layers * n_heads} times…"):

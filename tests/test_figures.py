@@ -111,6 +111,8 @@ def test_stat_heatmap_values_and_axes():
     assert list(fig.layout.yaxis.ticktext) == ["L0", "L1", "L2"]
     assert list(fig.layout.xaxis.ticktext) == ["H0", "H1"]
     assert "entropy" in fig.layout.title.text
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (0.0, 0.6)  # a non-negative statistic is coloured from 0
+    assert figures.stat_heatmap(values - 0.5, "change").data[0].zmin is None
 
 
 def test_positional_and_similarity_heatmaps():
