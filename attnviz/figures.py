@@ -76,12 +76,13 @@ def compact_layout(fig, title, height, background=MASKED_COLOR):
     return fig
 
 
-def square_cells(fig, **subplot):
+def square_cells(fig, toward="right", **subplot):
     """Make a heatmap's cells square, e.g. `row=1, col=2` for one subplot: the plot area shrinks to fit, toward
-    the top right, so it stays under its title and beside its colour bar (its tick labels move with it)."""
+    the top and `toward` the right (beside its colour bar; tick labels move with it) or the centre (under a
+    subplot's title)."""
     for yaxis in fig.select_yaxes(**subplot):
         yaxis.update(scaleanchor=yaxis.anchor or "x", scaleratio=1, constrain="domain", constraintoward="top")
-    fig.update_xaxes(constrain="domain", constraintoward="right", **subplot)
+    fig.update_xaxes(constrain="domain", constraintoward=toward, **subplot)
     return fig
 
 
@@ -156,7 +157,7 @@ def attention_grid(patterns, title="", masked=None, off=(), width=900):
                 z=z, coloraxis="coloraxis", name=f"layer {l} head {h}", hoverongaps=False,
                 hovertemplate=f"layer {l} head {h}<br>query %{{y}} key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
                 row=l + 1, col=h + 1)
-            square_cells(fig, row=l + 1, col=h + 1)
+            square_cells(fig, "center", row=l + 1, col=h + 1)
     fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed")
     fig.update_annotations(font_size=11)

@@ -43,7 +43,7 @@ def show_table(table, key, kind="sinusoidal"):
     formula.metric(f"max |PE(pos + {shift}) − M_{shift} PE(pos)|", f"{error:.1e}")
     heatmap.plotly_chart(figures.matrix_heatmap(matrix, title=f"M_{shift}", x_title="dimension", y_title="dimension",
                                                 value_name="M_k", diverging=True, show_values=D <= 12, square=True,
-                                                height=520),
+                                                width=560),
                          key=f"{key}_shift")
 
 
