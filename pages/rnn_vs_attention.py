@@ -134,7 +134,7 @@ else:
                          "source length (tokens)", "exact match")
     if trained:
         fig.add_vrect(x0=trained[0], x1=trained[1], fillcolor="green", opacity=0.08, line_width=0,
-                      annotation_text="trained lengths")
+                      annotation_text="trained lengths", annotation_position="bottom left")
         st.markdown(compare.trend(rows, *trained))
     st.plotly_chart(fig, key="rnn_by_length")
     notes = sorted({f"length {r['length']}: {r['note']}" for rs in rows.values() for r in rs if r["note"]})

@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from attnviz import build_model, checkpoint, compare
 from attnviz.decoding import greedy
-from attnviz.presets import model_config
+from attnviz.presets import PRESETS, model_config
 from attnviz.tasks import make_task
 from attnviz.train import RunRegistry, TrainConfig, train
 
@@ -246,3 +246,7 @@ def test_time_to_target_reports_when_the_target_was_reached(monkeypatch):
     missed = compare.time_to_target("20", target=1.0)
     assert not missed["reached"] and missed["seconds_to_target"] is None and missed["steps_to_target"] is None
     assert (missed["steps_run"], missed["steps"]) == (20, 20) and missed["val_exact_match"] < 1.0
+
+
+def test_every_task_of_the_page_has_the_three_presets():
+    assert all(f"{task}-{architecture}" in PRESETS for task in compare.TASKS for architecture in compare.LABELS)
