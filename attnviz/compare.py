@@ -122,15 +122,14 @@ def accuracy_by_length(model, task, lengths=None, n=200, seed=1):
     return rows
 
 
-LENGTH_TEXT = (
-    "Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets worse as "
-    "sentences get longer, and that attention fixes it. Here are the models on fresh examples of every length. "
-    "The plain LSTM must carry the whole input in its final state, so each extra letter crowds the others out and "
-    "its exact match falls with length; the attention models look every letter up again when they need it. Outside "
-    "the green band every model is on new ground, and the Transformer meets positions it never saw in training.")
-GROUPED_TEXT = ("Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets worse "
-                "as sentences get longer, and that attention fixes it. Here the test set is grouped by the length of "
-                "the source: all of these lengths occur in training.")
+LENGTH_CLAIM = ("Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets worse "
+                "as sentences get longer, and that attention fixes it.")
+BEYOND_TEXT = (
+    "Here are the models on fresh examples of every length. The plain LSTM must carry the whole input in its final "
+    "state, so each extra letter crowds the others out and its exact match falls with length; the attention models "
+    "look every letter up again when they need it. Outside the green band every model is on new ground, and the "
+    "Transformer meets positions it never saw in training.")
+GROUPED_TEXT = "Here the test set is grouped by the length of the source: all of these lengths occur in training."
 LENGTH_SOURCES = (
     "Fresh examples of each length (200 where that many exist), scored as greedy decoding would. Cho et al. (2014, "
     "“On the properties of neural machine translation: encoder-decoder approaches”) saw an encoder-decoder "

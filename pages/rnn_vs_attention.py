@@ -123,7 +123,7 @@ if not models:
 else:
     length_task = next(iter(models.values())).task
     trained, lengths = compare.trained_lengths(length_task), None
-    st.markdown(compare.LENGTH_TEXT if trained else compare.GROUPED_TEXT)
+    st.markdown(f"{compare.LENGTH_CLAIM} {compare.BEYOND_TEXT if trained else compare.GROUPED_TEXT}")
     if trained:
         longest = st.slider("Longest length", trained[1] + 1, 130, trained[1] + 8, key=f"rnn_longest_{length_key}",
                             help=f"Trained on lengths {trained[0]}-{trained[1]}; lengths beyond the model's max_len "
