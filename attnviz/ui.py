@@ -277,7 +277,8 @@ def decoding_controls(vocab_size, room):
     limit, temperature_box, top_k_box, top_p_box, extra, extra2 = st.columns(6)
     max_new = limit.number_input("Max new tokens", 1, room, key="dec_max_new")
     temperature = temperature_box.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="dec_temperature",
-                                         help="Divides the scores before the softmax: below 1 sharpens, above 1 flattens.")
+                                         help="Divides the scores before the softmax: below 1 sharpens, above 1 "
+                                              "flattens.")
     top_k = top_k_box.number_input("Top-k (0: all)", 0, vocab_size, 0, key="dec_top_k",
                                    help="Keep only the k most likely tokens.")
     top_p = top_p_box.slider("Top-p", 0.05, 1.0, 1.0, 0.05, key="dec_top_p",

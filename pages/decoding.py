@@ -123,7 +123,8 @@ else:
     for column, (kind, view_rows) in zip(st.columns(len(rows)), rows.items()):
         title = ui.KIND_LABELS[kind] + ("" if all_heads else f", layer {layer} head {head}")
         column.plotly_chart(
-            figures.attention_grid(view_rows.patterns, title, view_rows.masked, width=900 // len(rows)) if all_heads else
+            figures.attention_grid(view_rows.patterns, title, view_rows.masked, width=900 // len(rows))
+            if all_heads else
             figures.attention_heatmap(view_rows.patterns[layer, head], tokenizer.labels(view_rows.queries),
                                       tokenizer.labels(view_rows.keys), title, view_rows.masked,
                                       x_title="source" if kind == "cross" else "decoder sequence",

@@ -79,11 +79,12 @@ def show_step(step, text, chart, height=None):
     text.markdown(f"**{title}** ({values.shape[0]} × {values.shape[1]})")
     text.latex(stacked(analysis.MECHANICS_FORMULAS[step]))
     text.caption(meaning)
+    name = f"{'A' if step == 'weights' else step}: {rows} × {cols}"  # the chart says what its axes are
     if step == "weights":
-        fig = figures.attention_heatmap(values, query_labels, key_labels, masked=run.blocked(kind),
-                                        title=f"A, head {head}", show_values=True, width=620)
+        fig = figures.attention_heatmap(values, query_labels, key_labels, masked=run.blocked(kind), title=name,
+                                        show_values=True, width=620)
     else:
-        fig = figures.matrix_heatmap(values, axis_labels.get(rows), axis_labels.get(cols), title=step,
+        fig = figures.matrix_heatmap(values, axis_labels.get(rows), axis_labels.get(cols), title=name,
                                      x_title=cols, y_title=rows, value_name=step, height=height,
                                      square=(rows, cols) == ("query", "key"), width=620)
     chart.plotly_chart(fig, key=f"step_{step}")

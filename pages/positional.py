@@ -28,8 +28,8 @@ def show_table(table, key, kind="sinusoidal"):
                         key=f"{key}_curves")
     with similarity:
         title = "Cosine similarity of positions" if kind == "learned" else "PE(i) · PE(j): near positions look alike"
-        st.plotly_chart(figures.similarity_heatmap(analysis.positional_similarity(table, kind == "learned"), title=title,
-                                                   x_title="position j", y_title="position i"),
+        similar = analysis.positional_similarity(table, kind == "learned")  # (T, T)
+        st.plotly_chart(figures.similarity_heatmap(similar, title=title, x_title="position j", y_title="position i"),
                         key=f"{key}_similarity")
     shift = st.slider("Offset k", 1, min(T - 1, 50), min(3, T - 1), key=f"{key}_k",
                       help="Is there one matrix M_k with PE(pos + k) = M_k PE(pos) for every pos?")

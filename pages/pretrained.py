@@ -119,7 +119,8 @@ with similarity_tab:
     numbers = [str(i + 1) for i in range(len(sentences))]
     limit = max(float(change.abs().max()), 0.01)
     columns = st.columns(3)
-    columns[0].plotly_chart(figures.similarity_heatmap(before, numbers, "All heads on", width=280), key="minilm_sim_before")
+    columns[0].plotly_chart(figures.similarity_heatmap(before, numbers, "All heads on", width=280),
+                            key="minilm_sim_before")
     columns[1].plotly_chart(figures.similarity_heatmap(after, numbers, f"{len(heads)} heads off", width=280),
                             key="minilm_sim_after")
     columns[2].plotly_chart(figures.matrix_heatmap(change, numbers, numbers, "Change (after − before)",

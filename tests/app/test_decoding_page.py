@@ -72,7 +72,8 @@ CHIP = re.compile(r"`` (.*?) ``|:orange-badge\[:material/arrow_downward: \*\*(.*
 def output_chips(at):
     """[(token label, marked as the step shown)] of the page's 'Output so far' line, in order."""
     line = next(m.value for m in at.markdown if m.value.startswith("**Output so far**"))
-    return [(code or re.sub(r"\\(.)", r"\1", badge), bool(badge)) for code, badge in CHIP.findall(line.split("”: ", 1)[1])]
+    chips = CHIP.findall(line.split("”: ", 1)[1])
+    return [(code or re.sub(r"\\(.)", r"\1", badge), bool(badge)) for code, badge in chips]
 
 
 def output_labels(at):
@@ -113,6 +114,19 @@ def test_next_step_and_run_to_end(trained):
 
     at.button(key="dec_reset").click().run()
     assert output_labels(at) == expected[:1] and not at.button(key="dec_next").disabled
+
+
+def test_all_heads_at_once(trained):
+    at = open_page(model=MODEL, text="abcdef")
+    at.button(key="dec_next").click().run()
+    at.toggle(key="dec_all_heads").set_value(True).run()
+    assert not at.exception
+    _, full = reference(MODEL, "abcdef", max_new_tokens=40)
+    cross = full.attention("decoder.layers.0.cross_attn.hook_pattern")  # (H, T, S)
+    grid = chart(at, "dec_cross")
+    assert [trace.name for trace in grid.data] == [f"layer 0 head {h}" for h in range(cross.shape[0])]
+    for h, trace in enumerate(grid.data):  # the first two steps of every head
+        np.testing.assert_allclose(array(trace.z), cross[h, :2], atol=1e-6)
 
 
 def test_forcing_a_token_changes_the_continuation(trained):
