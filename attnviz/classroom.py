@@ -71,7 +71,8 @@ def streamlit_server(env=None, timeout=180):
     """`streamlit run app.py` on 127.0.0.1 (a free port) until /_stcore/health says ok; yields its base URL."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]  # as deployed: no reloading of edited source files
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, **(env or {})})
@@ -139,8 +140,8 @@ def click_latency(quick, n_tabs=5):
             expect(tab.locator('[data-testid="stMetric"]').first).to_be_visible(timeout=120_000)  # its run panel
             tabs.append(tab)
         for tab in tabs:  # open the settings again to click in them
-            tab.get_by_text("Set up a run").click()
-            expect(tab.locator(STEP_BUTTON.format("Up"))).to_be_visible(timeout=60_000)
+            tab.locator('[data-testid="stExpander"] summary').first.click(timeout=120_000)
+            expect(tab.locator(STEP_BUTTON.format("Up"))).to_be_visible(timeout=120_000)
         times = []
         for i in range(clicks_per_tab):
             for tab in tabs:

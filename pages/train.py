@@ -8,8 +8,15 @@ from attnviz.presets import ARCHITECTURES
 from attnviz.tasks import TASKS, make_task
 from attnviz.train import REGISTRY
 
+
+@st.cache_resource
+def shared_registry():  # outlives a reload of attnviz.train, which Streamlit does when a source file changes
+    return REGISTRY
+
+
+registry = shared_registry()
 st.title("Train live")
-slots = REGISTRY.max_concurrent
+slots = registry.max_concurrent
 st.caption("Train a small model on this server and watch its loss fall and its attention pattern form. "
            f"{slots} run{' trains' if slots == 1 else 's train'} at once here; more wait in a queue.")
 
@@ -21,7 +28,7 @@ def cached_task(name, data=None):  # shared by every session; training only read
 
 def suggest_name(base):
     st.session_state["train_name_base"] = base
-    st.session_state["train_name"] = st.session_state["train_name_suggested"] = live.free_name(base)
+    st.session_state["train_name"] = st.session_state["train_name_suggested"] = live.free_name(base, registry)
 
 
 def apply_preset():
@@ -34,7 +41,7 @@ def apply_preset():
 def start_run(plan):
     suggested = plan.name == st.session_state.get("train_name_suggested")
     try:
-        run = live.start(plan, rename_from=st.session_state["train_name_base"] if suggested else None)
+        run = live.start(plan, registry, rename_from=st.session_state["train_name_base"] if suggested else None)
         st.session_state["train_run"] = run.name
     except ValueError as error:  # someone took the name the user typed a moment ago
         st.session_state["train_start_error"] = str(error)
@@ -52,7 +59,7 @@ def number_inputs(fields, where):
 if "train_run" not in st.session_state and "run" in st.query_params:
     st.session_state["train_run"] = st.query_params["run"]
 run_name = st.session_state.get("train_run")
-run = REGISTRY.find(run_name) if run_name else None
+run = registry.find(run_name) if run_name else None
 if run_name:
     st.query_params["run"] = run_name
 active = run is not None and not run.done
@@ -60,7 +67,7 @@ if "train_preset" not in st.session_state:
     st.session_state["train_preset"] = live.preset_labels()[0]
     apply_preset()
 elif st.session_state.get("train_name") == st.session_state.get("train_name_suggested") and live.name_taken(
-        st.session_state["train_name"]):
+        st.session_state["train_name"], registry):
     suggest_name(st.session_state["train_name_base"])  # someone else took the name we suggested: another one
 
 with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
@@ -91,14 +98,14 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
             task = cached_task(task_name, upload.getvalue() if upload else None)
         except ValueError as error:  # an upload's problem names its line
             st.error(f"{upload.name}: {error}" if upload else str(error))
-    try:
-        if task is not None:
+    if task is not None:
+        try:
             plan = live.plan_run(task, architecture, sizes, train, name, owner,
-                                 live.preset_name(st.session_state["train_preset"]))
+                                 live.preset_name(st.session_state["train_preset"]), registry)
             st.caption(f":material/check_circle: {live.size_note(plan.n_parameters)}; "
                        f"{len(task.train):,} training examples")
-    except ValueError as error:
-        st.error(str(error))
+        except ValueError as error:  # settings that cannot work, a size above the limit, a taken name
+            st.error(str(error))
     st.button("Start training", type="primary", key="train_start", on_click=start_run, args=(plan,),
               disabled=plan is None or active, icon=":material/play_arrow:")
     if "train_start_error" in st.session_state:
@@ -151,49 +158,50 @@ def timelapse(run, snapshots):
                       key="lapse_outputs", height=360)
 
 
-if run is not None:
-    @st.fragment(run_every=1.0 if active else None)
-    def live_view():
-        snap = run.snapshot()
-        if active and run.done:
-            st.rerun()  # the run ended: redraw the page once (the sidebar lists the saved model) and stop polling
-        st.subheader(f"Run {run.name}" + (f" by {run.owner}" if run.owner else ""))
-        left = live.time_left(snap, run.config)
-        columns = st.columns([1, 1, 1, 1, 1.6])
-        columns[0].metric("Status", live.status_text(run, snap.status, snap.queue_position))
-        columns[1].metric("Step", f"{snap.step} / {snap.steps}")
-        columns[2].metric("Time left", "–" if left is None or not active else f"~{left:.0f} s")
-        best = live.best_metric(snap.evals, run.task.kind)
-        columns[3].metric(f"Best {best[0]}" if best else "Best so far", best[1] if best else "–")
-        columns[4].metric("Device", snap.device.upper())
-        if snap.status == "queued":
-            st.info(f"Waiting for a free slot: you are number {snap.queue_position} in the queue.")
-        if snap.error:
-            st.error(snap.error)
-        if snap.saved_path:
-            st.success(f"Saved as **{run.name}**: pick it in the model picker in the sidebar, on every page.")
-        if active:
-            st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
-        if not snap.history["step"]:
-            return  # queued, or stopped before its first step: nothing to draw (and no work for a busy server)
+def run_panel(run, active):
+    """One run: its status, numbers, curves and attention time-lapse."""
+    snap = run.snapshot()
+    st.subheader(f"Run {run.name}" + (f" by {run.owner}" if run.owner else ""))
+    left = live.time_left(snap, run.config)
+    columns = st.columns([1, 1, 1, 1, 1.6])
+    columns[0].metric("Status", "queued" if snap.status == "queued" else
+                      live.status_text(run, snap.status, snap.queue_position))
+    columns[1].metric("Step", f"{snap.step} / {snap.steps}")
+    columns[2].metric("Time left", "–" if left is None or not active else f"~{left:.0f} s")
+    best = live.best_metric(snap.evals, run.task.kind)
+    columns[3].metric(f"Best {best[0]}" if best else "Best so far", best[1] if best else "–")
+    columns[4].metric("Device", snap.device.upper())
+    if snap.status == "queued":
+        st.info(f"Waiting for a free slot: you are number {snap.queue_position} in the queue.")
+    if snap.error:
+        st.error(snap.error)
+    if snap.saved_path:
+        st.success(f"Saved as **{run.name}**: pick it in the model picker in the sidebar, on every page.")
+    if active:
+        st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
+    if snap.history["step"]:  # none while queued: nothing to draw, and no work for a busy server
         charts = live.curve_figures(snap)
         for row in (("loss", "accuracy"), ("lr", "speed")):
             for column, chart in zip(st.columns(2), row):
                 column.plotly_chart(charts[chart], key=f"curve_{chart}")
-        if snap.snapshots:
-            timelapse(run, snap.snapshots)
-
-    live_view()
+    if snap.snapshots:
+        timelapse(run, snap.snapshots)
 
 
-@st.fragment(run_every=2.0 if any(not r.done for r in REGISTRY.runs) else None)
-def runs_on_this_server():
+# One fragment redraws the page's live part: two fragments polling on one page, with a full rerun between, made
+# the browser fail ("'setIn' cannot be called on an ElementNode") and show a blank page.
+@st.fragment(run_every=1.0 if active else 2.0 if any(not r.done for r in registry.runs) else None)
+def live_view():
+    if active and run.done:
+        st.rerun()  # the run ended: redraw the page once (the sidebar lists the saved model) and stop polling
+    if run is not None:
+        run_panel(run, active)
     st.subheader("Runs on this server")
-    table = live.runs_table()
+    table = live.runs_table(registry)
     if table.empty:
         st.caption("No runs yet.")
     else:
         st.dataframe(table, hide_index=True, key="runs_table")
 
 
-runs_on_this_server()
+live_view()

@@ -152,7 +152,7 @@ def test_a_queued_user_sees_their_place(saved, monkeypatch):
     busy = start_tiny(other, "page-busy", saved, steps=20_000)
     at = open_page()
     start_tiny(at, "page-waiting", saved)
-    assert {m.label: m.value for m in at.metric}["Status"] == "queued (place 1)"
+    assert {m.label: m.value for m in at.metric}["Status"] == "queued"
     assert any("number 1 in the queue" in i.value for i in at.info)
     busy.stop()
 
