@@ -14,6 +14,7 @@ import streamlit as st
 from attnviz import analysis, checkpoint
 from attnviz.device import describe, pick_device
 from attnviz.tokenizers import visible
+from attnviz.train import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,6 +121,13 @@ def load_model(info):
     """The `Checkpoint` behind a picker choice, cached for all sessions: read it, never modify it."""
     path = Path(info.path)
     return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+
+
+@st.cache_resource
+def training_registry():
+    """The process-wide `RunRegistry` of training runs, kept by Streamlit: it outlives the reload of attnviz.train
+    that Streamlit does when a source file changes, so every page keeps finding (and capping) the same runs."""
+    return REGISTRY
 
 
 @st.cache_resource(show_spinner="Loading MiniLM…")

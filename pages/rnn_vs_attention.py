@@ -15,15 +15,15 @@ st.markdown(
     "fixed-size vector for the whole input.")
 task_key = ui.url_choice("Task", compare.TASKS, "rnn_task", st.radio, format_func=compare.TASKS.get, horizontal=True)
 source = ui.url_choice("Models", SOURCES, "rnn_source", st.radio, format_func=SOURCES.get, horizontal=True)
-owner = ""
+owner, registry = "", ui.training_registry()
 if source == "here":  # your runs are saved under names with this id, kept in the URL (a reload finds them)
     owner = st.session_state.setdefault("rnn_session", compare.session_id(st.query_params.get("rnn_session")))
     st.query_params["rnn_session"] = owner
-    runs = compare.runs_of(task_key, owner)
+    runs = compare.runs_of(task_key, owner, registry)
     running = any(not run.done for run in runs.values())
     left, right = st.columns([1, 3])
     seed = left.number_input("Seed", 0, 9999, 0, key="rnn_seed", disabled=running)
-    left.button("Train all three", on_click=compare.start_runs, args=(task_key, owner, seed), key="rnn_train",
+    left.button("Train all three", on_click=compare.start_runs, args=(task_key, owner, seed, registry), key="rnn_train",
                 disabled=running, type="primary", help="Three runs of the presets, queued with everyone else's "
                 f"training runs, saved as {compare.checkpoint_name(task_key, 'transformer', owner)} and alike.")
     left.button("Stop", on_click=compare.stop_runs, args=(runs,), key="rnn_stop", disabled=not running)
@@ -43,7 +43,7 @@ if source == "here":  # your runs are saved under names with this id, kept in th
 
     with right:  # inside the fragment's own container, so each rerun replaces the bars
         progress()
-contenders = {} if source == "here" and running else compare.contenders(task_key, owner, ui.load_model)
+contenders = {} if source == "here" and running else compare.contenders(task_key, owner, ui.load_model, registry)
 if source == "shipped" and len(contenders) < 3:
     st.info(f"Only {len(contenders)} of the three shipped models of this task are here: choose **Train all three here"
             f"**, or run `python -m attnviz train --preset {task_key}-lstm+attention` (and -transformer, -lstm).")
@@ -114,7 +114,7 @@ def cost(_config, config_text, lengths):
 st.header("Accuracy by sequence length")
 length_key = st.radio("Models trained on", list(compare.TASKS), index=list(compare.TASKS).index("reverse-long"),
                       format_func=compare.TASKS.get, key="rnn_length_task", horizontal=True)
-models = contenders if length_key == task_key else compare.contenders(length_key, owner, ui.load_model)
+models = contenders if length_key == task_key else compare.contenders(length_key, owner, ui.load_model, registry)
 if owner and not models:
     models = compare.contenders(length_key, load=ui.load_model)
     st.caption("You have not trained all three on this task here: these are the shipped models.")
