@@ -221,6 +221,8 @@ def forward_cost(config, lengths, batch_size=1, repeats=3, device="cpu"):
 
     Source and target both have `length` tokens; the model is `config` with max_len raised to fit.
     """
+    if not lengths:
+        return []
     model = cost_model(config, max(lengths) + 1).to(device)
     rows = []
     for length in lengths:

@@ -95,6 +95,8 @@ def test_shipped_models_side_by_side(dirs):
     assert list(lengths) == [16, 32, 64, 128, 256, 512]
     assert list(array(weights[0]["y"])) == [3 * 2 * n * n for n in lengths]  # 3 attention modules x 2 heads x T x T
     assert list(array(weights[1]["y"])) == [n * n for n in lengths] and not array(weights[2]["y"]).any()
+    at.multiselect(key="rnn_cost_lengths").set_value([]).run()
+    assert not at.exception
 
 
 def exact_by_decoding(model, task, length):
