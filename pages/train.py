@@ -6,15 +6,8 @@ import streamlit as st
 from attnviz import figures, live, ui
 from attnviz.presets import ARCHITECTURES
 from attnviz.tasks import TASKS, make_task
-from attnviz.train import REGISTRY
 
-
-@st.cache_resource
-def shared_registry():  # outlives a reload of attnviz.train, which Streamlit does when a source file changes
-    return REGISTRY
-
-
-registry = shared_registry()
+registry = ui.training_registry()  # the same runs on every page, also after Streamlit reloads attnviz.train
 st.title("Train live")
 slots = registry.max_concurrent
 st.caption("Train a small model on this server and watch its loss fall and its attention pattern form. "
