@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from attnviz import parameter_count
+from attnviz import checkpoint, parameter_count
 from attnviz.config import ConfigBase, _check_choice, _check_whole, _reject
 from attnviz.decoding import greedy
 from attnviz.device import autocast, pick_device
@@ -363,9 +363,8 @@ class TrainingRun:
             self.registry.release()
 
     def _save(self):
-        from attnviz.checkpoint import USER_DIR, save_checkpoint
-        path = USER_DIR / self.name
-        save_checkpoint(path, self.model, self.task.tokenizer, run_meta(self.model, self.task, self.config,
+        path = checkpoint.USER_DIR / self.name
+        checkpoint.save_checkpoint(path, self.model, self.task.tokenizer, run_meta(self.model, self.task, self.config,
                                                                         self.result, self.extra_meta))
         with self.lock:
             self.saved_path = str(path)
