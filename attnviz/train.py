@@ -364,8 +364,8 @@ class TrainingRun:
 
     def _save(self):
         path = checkpoint.USER_DIR / self.name
-        checkpoint.save_checkpoint(path, self.model, self.task.tokenizer, run_meta(self.model, self.task, self.config,
-                                                                        self.result, self.extra_meta))
+        meta = run_meta(self.model, self.task, self.config, self.result, self.extra_meta)
+        checkpoint.save_checkpoint(path, self.model, self.task.tokenizer, meta)
         with self.lock:
             self.saved_path = str(path)
 
