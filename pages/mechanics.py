@@ -78,6 +78,8 @@ def show_step(step, text, chart, height=None):
     values, (title, meaning), (rows, cols) = result.steps[step], STEPS[step], analysis.MECHANICS_AXES[step]
     text.markdown(f"**{title}** ({values.shape[0]} × {values.shape[1]})")
     text.latex(stacked(analysis.MECHANICS_FORMULAS[step]))
+    if step == "masked" and not values.isinf().any():
+        meaning += " Nothing is blocked here, so these are the scaled scores unchanged."
     text.caption(meaning)
     name = f"{'A' if step == 'weights' else step}: {rows} × {cols}"  # the chart says what its axes are
     if step == "weights":
