@@ -272,12 +272,12 @@ def lapse_pattern(task, patterns, probe, kind, layer):
 
 
 def output_history(task, snapshots, probe, upto):
-    """The probe's greedy output at every snapshot up to index `upto`, newest first."""
+    """The probe's greedy output at every snapshot up to index `upto`, newest first; for seq2seq also whether it
+    is right (a language model's continuation has no single right answer)."""
     target = probe_target(task, probe)
-    rows = [{"step": s["step"], "output": s["outputs"][probe],
-             "right": s["outputs"][probe] == target if task.kind == "seq2seq" else None}
-            for s in snapshots[:upto + 1] if "outputs" in s]
-    return pd.DataFrame(rows[::-1], columns=["step", "output", "right"])
+    table = pd.DataFrame([{"step": s["step"], "output": s["outputs"][probe], "right": s["outputs"][probe] == target}
+                          for s in snapshots[:upto + 1][::-1] if "outputs" in s], columns=["step", "output", "right"])
+    return table if task.kind == "seq2seq" else table.drop(columns="right")
 
 
 # ---------------------------------------------------------------------------------------------- the class

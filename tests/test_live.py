@@ -135,3 +135,12 @@ def test_a_name_taken_meanwhile_is_refused_or_renamed(task, make_checkpoint):
     run.join(60)
     assert (checkpoint.USER_DIR / "live-race-2" / "meta.json").exists()
     shutil.rmtree(checkpoint.USER_DIR / "live-race-2")
+
+
+def test_output_history_newest_first_and_right_only_for_seq2seq(task):
+    target = task.probes[0][1]
+    snapshots = [{"step": step, "outputs": [output] * 4} for step, output in [(1, "x"), (5, target), (9, "y")]]
+    table = live.output_history(task, snapshots, 0, upto=1)
+    assert table.to_dict("list") == {"step": [5, 1], "output": [target, "x"], "right": [True, False]}
+    lm = make_task("text", text=" ".join(f"line {i} says {i * 7 % 13}." for i in range(200)), block_size=24)
+    assert list(live.output_history(lm, snapshots, 0, upto=2).columns) == ["step", "output"]
