@@ -74,12 +74,26 @@ def device_badge():
     return device
 
 
+def checkpoints():
+    """Every checkpoint (`CheckpointInfo` list), read again only when a checkpoint folder changes.
+
+    Reading every meta.json costs most of a rerun; a save renames its folder into place, which changes
+    the folder's modification time, so a new model still shows at once."""
+    folders = (checkpoint.SHIPPED_DIR, checkpoint.USER_DIR)
+    return _checkpoints(tuple((str(d), d.stat().st_mtime_ns if d.exists() else 0) for d in folders))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _checkpoints(folder_stamps):
+    return checkpoint.list_checkpoints()
+
+
 def model_picker():
     """Choose a checkpoint (shipped or your own); shared by all pages and kept in the URL as ?model=NAME.
 
     Returns the chosen `CheckpointInfo`, or None when there is no model yet.
     """
-    infos = {info.name: info for info in checkpoint.list_checkpoints()}
+    infos = {info.name: info for info in checkpoints()}
     if not infos:
         st.session_state.pop("model_info", None)
         st.sidebar.info("No trained model yet: train one on **Train live** or with `python -m attnviz train`.")

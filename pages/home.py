@@ -1,7 +1,7 @@
 """The landing page: what attnviz is, where to go, which models exist, which device trains them."""
 import streamlit as st
 
-from attnviz import checkpoint, ui
+from attnviz import ui
 from attnviz.device import describe, pick_device
 
 st.title("attnviz")
@@ -26,7 +26,7 @@ for page in other_pages:
     st.page_link(page.file, label=f"**{page.title}**: {page.blurb}", icon=page.icon)
 
 st.subheader("Models")
-infos = checkpoint.list_checkpoints()
+infos = ui.checkpoints()
 if infos:
     st.caption("Pick one in the sidebar; every page uses it. *Shipped* models come with attnviz; "
                "*yours* are the ones trained here.")
