@@ -258,16 +258,20 @@ def record_eval(model, task, config, result, lock, step, elapsed):
 class RunRegistry:
     """Admits at most `max_concurrent` runs at once, first come first served, and remembers all runs."""
 
-    def __init__(self, max_concurrent=None):
+    def __init__(self, max_concurrent=None, keep_finished=30):
         self.max_concurrent = max_concurrent or max(1, (os.cpu_count() or 2) - 1)
+        self.keep_finished = keep_finished  # finished runs hold their model in memory: keep only the newest
         self.runs = []  # every run of this process, newest last
         self.waiting = []  # queued runs, in order
         self.active = 0
         self.condition = threading.Condition()
 
     def add(self, run):
+        """Queue a run; finished runs beyond the newest `keep_finished` are forgotten (they are saved)."""
         with self.condition:
-            self.runs.append(run)
+            finished = [r for r in self.runs if r.done]
+            forget = set(finished[:-self.keep_finished]) if len(finished) > self.keep_finished else set()
+            self.runs = [r for r in self.runs if r not in forget] + [run]
             self.waiting.append(run)
 
     def acquire(self, run):

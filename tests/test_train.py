@@ -195,3 +195,15 @@ def test_every_preset_builds_and_takes_a_step():
 def test_architecture_must_fit_the_task(task):
     with pytest.raises(ValueError, match="does not fit"):
         build(task, "lm")
+
+
+def test_registry_forgets_old_finished_runs_but_never_active_ones(task):
+    registry = RunRegistry(max_concurrent=1, keep_finished=2)
+    finished = []
+    for i in range(4):
+        run = TrainingRun(tiny_model(task), task, quick(steps=2), name=f"f{i}", registry=registry).start()
+        run.join(30)
+        finished.append(run)
+    active = TrainingRun(tiny_model(task), task, quick(steps=10**6), name="active", registry=registry).start()
+    assert registry.runs == finished[2:] + [active]  # f0 was forgotten when f3 came, f1 when "active" came
+    active.stop()
