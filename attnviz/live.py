@@ -197,6 +197,30 @@ def best_metric(evals, kind):
     return None
 
 
+def run_metrics(run, snap, active):
+    """{label: value as text} of a run's panel: status, step, time left (while `active`), best result, device."""
+    left = time_left(snap, run.config)
+    best = best_metric(snap.evals, run.task.kind)
+    return {"Status": "queued" if snap.status == "queued" else status_text(run, snap.status, snap.queue_position),
+            "Step": f"{snap.step} / {snap.steps}",
+            "Time left": "–" if left is None or not active else f"~{left:.0f} s",
+            f"Best {best[0]}" if best else "Best so far": best[1] if best else "–",
+            "Device": snap.device.upper()}
+
+
+def run_notices(run, snap):
+    """[(level, text)] to show under a run's numbers, level being "info", "error" or "success"."""
+    notices = []
+    if snap.status == "queued":
+        notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."))
+    if snap.error:
+        notices.append(("error", snap.error))
+    if snap.saved_path:
+        notices.append(("success", f"Saved as **{run.name}**: pick it in the model picker in the sidebar, "
+                                   "on every page."))
+    return notices
+
+
 def smoothed(values, weight=0.9):
     """An exponential moving average, bias-corrected, so a noisy training loss reads as a curve."""
     out, average = [], 0.0

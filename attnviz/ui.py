@@ -321,6 +321,64 @@ def decoding_controls(vocab_size, room):
 
 
 # ---------------------------------------------------------------------------------------------
+# Small widgets any page can use
+
+
+def linked_state(key, param):
+    """A session value restored from, and kept in, the URL as ?param=... (a reload or a shared link finds it)."""
+    if key not in st.session_state and param in st.query_params:
+        st.session_state[key] = st.query_params[param]
+    value = st.session_state.get(key)
+    if value:
+        st.query_params[param] = value
+    return value
+
+
+def kept_choice(label, options, key, widget=st.selectbox, fallback=0, **kwargs):
+    """A choice (`widget`: a selectbox, a radio, ...) that falls back to options[fallback] when its value is not
+    among the options (another run has fewer layers, heads or probes)."""
+    options = list(options)
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[fallback]
+    return widget(label, options, key=key, **kwargs)
+
+
+def number_inputs(fields, prefix, where=st):
+    """A row of number inputs, one per field (`.key`, `.label`, `.low`, `.high`, `.step`, `.help`) keyed
+    prefix + field.key: {field.key: value}."""
+    columns = where.columns(len(fields))
+    return {f.key: column.number_input(f.label, f.low, f.high, step=f.step, key=prefix + f.key, help=f.help or None,
+                                       format="%g" if isinstance(f.step, float) else None)
+            for f, column in zip(fields, columns)}
+
+
+def newest_slider(label, values, key, follow, source=None, **kwargs):
+    """A select slider over a list that grows (say snapshots): it moves to the newest value when the list grows, or
+    `source` (what it lists) changes, while `follow` is on, and when its value is gone."""
+    grown = st.session_state.get(f"{key}_seen") != (source, len(values))
+    st.session_state[f"{key}_seen"] = (source, len(values))
+    if (follow and grown) or st.session_state.get(key) not in values:
+        st.session_state[key] = values[-1]
+    return st.select_slider(label, values, key=key, **kwargs)
+
+
+def chart_rows(charts, rows, key_prefix):
+    """Plotly figures ({name: figure}) in rows of columns, e.g. rows (("loss", "accuracy"), ("lr", "speed")); each
+    chart's key is key_prefix + name."""
+    for row in rows:
+        for column, name in zip(st.columns(len(row)), row):
+            column.plotly_chart(charts[name], key=key_prefix + name)
+
+
+def table_or_caption(table, empty_note, **kwargs):
+    """A dataframe without its index, or a caption when it has no rows."""
+    if table.empty:
+        st.caption(empty_note)
+    else:
+        st.dataframe(table, hide_index=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
 # Tables
 
 

@@ -41,20 +41,9 @@ def start_run(plan):
     suggest_name(st.session_state["train_name_base"])  # ready for the next run
 
 
-def number_inputs(fields, where):
-    columns = where.columns(len(fields))
-    return {f.key: column.number_input(f.label, f.low, f.high, step=f.step, key=f"train_{f.key}", help=f.help or None,
-                                       format="%g" if isinstance(f.step, float) else None)
-            for f, column in zip(fields, columns)}
-
-
 # The run this tab follows: from the session, else from the link (a reload, or a link shared in class).
-if "train_run" not in st.session_state and "run" in st.query_params:
-    st.session_state["train_run"] = st.query_params["run"]
-run_name = st.session_state.get("train_run")
+run_name = ui.linked_state("train_run", "run")
 run = registry.find(run_name) if run_name else None
-if run_name:
-    st.query_params["run"] = run_name
 active = run is not None and not run.done
 if "train_preset" not in st.session_state:
     st.session_state["train_preset"] = live.preset_labels()[0]
@@ -70,15 +59,12 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
     task_name = left.selectbox("Task", list(TASKS), key="train_task", format_func=lambda t: f"{t}: {TASKS[t]}")
     upload = right.file_uploader(f"Your {live.USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
         if task_name in live.USER_TASKS else None
-    architectures = live.architectures_for(task_name)
-    if st.session_state.get("train_architecture") not in architectures:
-        st.session_state["train_architecture"] = architectures[0]
-    architecture = left.selectbox("Architecture", architectures, key="train_architecture",
-                                  format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
-    sizes = number_inputs(live.size_fields(architecture), st)
-    train = number_inputs(live.TRAIN_FIELDS, st)
+    architecture = ui.kept_choice("Architecture", live.architectures_for(task_name), "train_architecture",
+                                  left.selectbox, format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
+    sizes = ui.number_inputs(live.size_fields(architecture), "train_")
+    train = ui.number_inputs(live.TRAIN_FIELDS, "train_")
     with st.popover("More settings", icon=":material/settings:"):
-        train |= number_inputs(live.MORE_FIELDS[:3], st) | number_inputs(live.MORE_FIELDS[3:], st)
+        train |= ui.number_inputs(live.MORE_FIELDS[:3], "train_") | ui.number_inputs(live.MORE_FIELDS[3:], "train_")
     left, right = st.columns(2)
     name = left.text_input("Save as", key="train_name", help="The model is saved under this name when the run ends.")
     owner = right.text_input("Your name (optional)", key="train_owner", max_chars=40,
@@ -111,13 +97,6 @@ if run_name and run is None:
             "look for it in the model picker.")
 
 
-def index_choice(label, n, key, where, **kwargs):
-    """A selectbox over 0..n-1 that falls back to 0 when another run has fewer (layers, heads, probes)."""
-    if st.session_state.get(key, 0) >= n:
-        st.session_state[key] = 0
-    return where.selectbox(label, range(n), key=key, **kwargs)
-
-
 def timelapse(run, snapshots):
     """The probes' attention at each snapshot on a slider, and their greedy outputs beside it."""
     task = run.task
@@ -125,24 +104,18 @@ def timelapse(run, snapshots):
     steps = [snapshot["step"] for snapshot in snapshots]
     follow = st.session_state.get("lapse_follow", True) if run.done else \
         st.toggle("Follow the newest snapshot", value=True, key="lapse_follow")
-    grown = st.session_state.get("lapse_seen") != (run.name, len(steps))  # a new snapshot, or another run
-    st.session_state["lapse_seen"] = (run.name, len(steps))
-    if (follow and grown) or st.session_state.get("lapse_step") not in steps:
-        st.session_state["lapse_step"] = steps[-1]
-    step = st.select_slider("Training step", steps, key="lapse_step", help="Slide to watch the attention form.",
+    step = ui.newest_slider("Training step", steps, "lapse_step", follow, run.name,
+                            help="Slide to watch the attention form.",
                             disabled=(follow and not run.done) or len(steps) < 2)
     patterns = snapshots[steps.index(step)]["patterns"]
     controls, heatmap, outputs = st.columns([1, 2, 1.3])
-    probe = index_choice("Probe input", len(task.probes), "lapse_probe", controls,
-                         format_func=lambda i: live.probe_label(task, i))
-    kinds = live.attention_kinds(patterns)
-    if st.session_state.get("lapse_kind") not in kinds:
-        st.session_state.pop("lapse_kind", None)  # then the default: cross-attention when there is one
-    kind = controls.radio("Attention", list(kinds), index=len(kinds) - 1, key="lapse_kind",
-                          format_func=ui.KIND_LABELS.get)
-    layer = index_choice("Layer", kinds[kind], "lapse_layer", controls)
+    probe = ui.kept_choice("Probe input", range(len(task.probes)), "lapse_probe", controls.selectbox,
+                           format_func=lambda i: live.probe_label(task, i))
+    kinds = live.attention_kinds(patterns)  # the default is the last kind: cross-attention when there is one
+    kind = ui.kept_choice("Attention", kinds, "lapse_kind", controls.radio, -1, format_func=ui.KIND_LABELS.get)
+    layer = ui.kept_choice("Layer", range(kinds[kind]), "lapse_layer", controls.selectbox)
     weights, queries, keys, masked = live.lapse_pattern(task, patterns, probe, kind, layer)
-    head = index_choice("Head", len(weights), "lapse_head", controls)
+    head = ui.kept_choice("Head", range(len(weights)), "lapse_head", controls.selectbox)
     heatmap.plotly_chart(figures.attention_heatmap(
         weights[head], queries, keys, f"Step {step}: {kind} attention, layer {layer}, head {head}", masked=masked),
         key="lapse_heatmap")
@@ -155,28 +128,14 @@ def run_panel(run, active):
     """One run: its status, numbers, curves and attention time-lapse."""
     snap = run.snapshot()
     st.subheader(f"Run {run.name}" + (f" by {run.owner}" if run.owner else ""))
-    left = live.time_left(snap, run.config)
-    columns = st.columns([1, 1, 1, 1, 1.6])
-    columns[0].metric("Status", "queued" if snap.status == "queued" else
-                      live.status_text(run, snap.status, snap.queue_position))
-    columns[1].metric("Step", f"{snap.step} / {snap.steps}")
-    columns[2].metric("Time left", "–" if left is None or not active else f"~{left:.0f} s")
-    best = live.best_metric(snap.evals, run.task.kind)
-    columns[3].metric(f"Best {best[0]}" if best else "Best so far", best[1] if best else "–")
-    columns[4].metric("Device", snap.device.upper())
-    if snap.status == "queued":
-        st.info(f"Waiting for a free slot: you are number {snap.queue_position} in the queue.")
-    if snap.error:
-        st.error(snap.error)
-    if snap.saved_path:
-        st.success(f"Saved as **{run.name}**: pick it in the model picker in the sidebar, on every page.")
+    for column, (label, value) in zip(st.columns([1, 1, 1, 1, 1.6]), live.run_metrics(run, snap, active).items()):
+        column.metric(label, value)
+    for level, text in live.run_notices(run, snap):
+        getattr(st, level)(text)  # st.info, st.error or st.success
     if active:
         st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
     if snap.history["step"]:  # none while queued: nothing to draw, and no work for a busy server
-        charts = live.curve_figures(snap)
-        for row in (("loss", "accuracy"), ("lr", "speed")):
-            for column, chart in zip(st.columns(2), row):
-                column.plotly_chart(charts[chart], key=f"curve_{chart}")
+        ui.chart_rows(live.curve_figures(snap), (("loss", "accuracy"), ("lr", "speed")), "curve_")
     if snap.snapshots:
         timelapse(run, snap.snapshots)
 
@@ -190,11 +149,7 @@ def live_view():
     if run is not None:
         run_panel(run, active)
     st.subheader("Runs on this server")
-    table = live.runs_table(registry)
-    if table.empty:
-        st.caption("No runs yet.")
-    else:
-        st.dataframe(table, hide_index=True, key="runs_table")
+    ui.table_or_caption(live.runs_table(registry), "No runs yet.", key="runs_table")
 
 
 live_view()
