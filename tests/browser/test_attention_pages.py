@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from attnviz import TransformerConfig, analysis, build_model, checkpoint
@@ -22,10 +23,16 @@ def small_model():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def download(page, key):
-    with page.expect_download(timeout=60_000) as info:
-        page.locator(f".st-key-{key} button").first.click()
-    return open(info.value.path(), "rb").read()
+def download(page, key, attempts=3):
+    """Click a download button until the file comes: a click that lands while the page reruns is lost."""
+    for attempt in range(attempts):
+        try:
+            with page.expect_download(timeout=20_000) as info:
+                page.locator(f".st-key-{key} button").first.click()
+            return open(info.value.path(), "rb").read()
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
 
 
 def test_explorer_exports_the_captured_weights(open_page, small_model):
