@@ -72,7 +72,7 @@ PRESETS = {
     "sort-transformer": Preset("Sort letters with a Transformer", "sort", "transformer",
                                {"n_encoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 1500}),
     "addition-transformer": Preset("Add numbers like 123+45", "addition", "transformer",
-                                   {"n_encoder_layers": 2, "n_decoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 2500}),
+                                   {"n_encoder_layers": 2, "n_decoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 3000}),
     "dates-transformer": Preset("Normalise dates to ISO format: the cross-attention alignments are the lesson",
                                 "dates", "transformer", {}, {**FAST, "steps": 1500}),
     "dates-lstm+attention": Preset("Normalise dates with an LSTM and Bahdanau attention",
