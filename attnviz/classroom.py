@@ -71,8 +71,7 @@ def streamlit_server(env=None, timeout=180):
     """`streamlit run app.py` on 127.0.0.1 (a free port) until /_stcore/health says ok; yields its base URL."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]  # as deployed: no reloading of edited source files
+               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, **(env or {})})
