@@ -25,10 +25,12 @@ def small_model():
 
 def download(page, key, attempts=3):
     """Click a download button until the file comes: a click that lands while the page reruns is lost."""
+    button = page.locator(f".st-key-{key} button").first
     for attempt in range(attempts):
+        expect(button).to_be_enabled(timeout=90_000)  # Streamlit disables widgets while it reconnects
         try:
             with page.expect_download(timeout=20_000) as info:
-                page.locator(f".st-key-{key} button").first.click()
+                button.click()
             return open(info.value.path(), "rb").read()
         except PlaywrightTimeout:
             if attempt == attempts - 1:
