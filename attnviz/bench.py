@@ -19,9 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attnviz import TransformerConfig, build_model, capture
-from attnviz.decoding import BOS_ID, EOS_ID, greedy
-from attnviz.transformer import Embedding, causal_mask
+from attnviz.data.tokenizers import BOS, EOS
+from attnviz.decoding import greedy
+from attnviz.models import TransformerConfig, build_model, capture
+from attnviz.models.transformer import Embedding, causal_mask
 
 BENCHMARKS = {}
 
@@ -151,7 +152,7 @@ def kv_cache_decoding(quick):
     torch.manual_seed(0)
     model = build_model(config).eval()
     with torch.no_grad():
-        model.lm_head.weight[EOS_ID] = 0.0  # EOS scores 0, below the best of 63 random logits: all 64 tokens run
+        model.lm_head.weight[EOS] = 0.0  # EOS scores 0, below the best of 63 random logits: all 64 tokens run
     new_tokens, src_len, rows = 64, 32, []
     for batch_size in (1, 8):
         src = random_batch(config, batch_size, src_len, 1)[0]  # (B, S)
@@ -163,7 +164,7 @@ def kv_cache_decoding(quick):
             return greedy(model, None, src, max_new_tokens=new_tokens).tokens  # (B, 64), attention captured
 
         def recomputed():
-            tgt = torch.full((batch_size, 1), BOS_ID)  # (B, 1)
+            tgt = torch.full((batch_size, 1), BOS)  # (B, 1)
             for _ in range(new_tokens):
                 tgt = torch.cat([tgt, model(src, tgt)[:, -1].argmax(-1, keepdim=True)], 1)  # (B, T + 1)
             return tgt[:, 1:]  # (B, 64)
@@ -181,14 +182,14 @@ def kv_cache_decoding(quick):
 @benchmark
 def cost_by_length(quick):
     """Forward pass by sequence length (source = target length, batch 1) of the reverse presets' models."""
-    from attnviz import compare
-    from attnviz.presets import build_preset
+    from attnviz.interpret import comparison, contenders
+    from attnviz.training.presets import build_preset
 
     lengths = [16, 64] if quick else [16, 32, 64, 128, 256, 512, 1024]
     rows = []
-    for architecture, label in compare.LABELS.items():
+    for architecture, label in contenders.LABELS.items():
         _, model, _ = build_preset(f"reverse-{architecture}")
-        for row in compare.forward_cost(model.config, lengths, repeats=3 if quick else 5):
+        for row in comparison.forward_cost(model.config, lengths, min_run_time=0.1 if quick else 0.5):
             rows.append(dict(model=label, **row))
     return rows
 
@@ -196,11 +197,11 @@ def cost_by_length(quick):
 @benchmark
 def preset_time_to_accuracy(quick):
     """Every sequence-to-sequence class preset: CPU seconds of training to 99% validation exact match."""
-    from attnviz import compare
-    from attnviz.presets import PRESETS
+    from attnviz.interpret.contenders import time_to_target
+    from attnviz.training.presets import PRESETS
 
     names = ["reverse-transformer"] if quick else [n for n, p in PRESETS.items() if p.architecture != "lm"]
-    return [compare.time_to_target(name, seed, clock=time.process_time)
+    return [time_to_target(name, seed, clock=time.process_time)
             for name in names for seed in ([0] if quick else [0, 1, 2])]
 
 

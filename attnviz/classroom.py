@@ -19,8 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from attnviz.presets import build_preset
-from attnviz.train import RunRegistry, TrainConfig, TrainingRun
+from attnviz.training.config import TrainConfig
+from attnviz.training.presets import build_preset
+from attnviz.training.runs import RunRegistry, TrainingRun
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

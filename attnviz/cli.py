@@ -47,7 +47,7 @@ def key_value(text):
 
 def read_user_file(path):
     """The bytes of a user's file, reading at most one byte more than the tasks accept (they say if too big)."""
-    from attnviz.tasks import MAX_USER_BYTES
+    from attnviz.data.corpora import MAX_USER_BYTES
     try:
         with open(path, "rb") as f:
             return f.read(MAX_USER_BYTES + 1)
@@ -59,9 +59,9 @@ def training_plan(args):
     """(task, model, train config, output path, extra meta) from the options, a preset filling what is unsaid."""
     import torch
 
-    from attnviz.checkpoint import USER_DIR, validate_name
-    from attnviz.presets import PRESETS, build
-    from attnviz.tasks import make_task
+    from attnviz.data.tasks import make_task
+    from attnviz.training.checkpoint import USER_DIR, validate_name
+    from attnviz.training.presets import PRESETS, build
 
     preset = PRESETS[args.preset] if args.preset else None
     task_name = args.task or (preset and preset.task) or ("text" if args.text_file else "pairs" if args.tsv_file else None)
@@ -109,9 +109,9 @@ def format_metrics(metrics):
 def train_command(args):
     from tqdm import tqdm
 
-    from attnviz.checkpoint import save_checkpoint
-    from attnviz.device import set_threads_once
-    from attnviz.train import RunRegistry, TrainingRun, run_meta
+    from attnviz.training.checkpoint import save_checkpoint
+    from attnviz.training.device import set_threads_once
+    from attnviz.training.runs import RunRegistry, TrainingRun, run_meta
 
     set_threads_once()  # cores - 1: one thread beats two for models this small, and leaves a core free
     task, model, config, out, extra = training_plan(args)
@@ -151,14 +151,14 @@ def task_of(checkpoint):
 
 @user_errors
 def eval_command(args):
-    from attnviz.checkpoint import load_checkpoint
-    from attnviz.device import pick_device, set_threads_once
-    from attnviz.train import evaluate
+    from attnviz.training.checkpoint import load_checkpoint
+    from attnviz.training.device import pick_device, set_threads_once
+    from attnviz.training.evaluation import evaluate_split
 
     set_threads_once()
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.model.to(pick_device(args.device))
-    metrics = evaluate(model, task_of(checkpoint), args.split)
+    metrics = evaluate_split(model, task_of(checkpoint), args.split)
     recorded = (checkpoint.meta.get("metrics") or {}) if args.split == "test" else {}
     if args.json:
         print(json.dumps({"checkpoint": str(checkpoint.path), "split": args.split, "metrics": metrics,
@@ -186,7 +186,7 @@ def decode(checkpoint, text, max_new_tokens=None):
 
 @user_errors
 def decode_command(args):
-    from attnviz.checkpoint import load_checkpoint
+    from attnviz.training.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(args.checkpoint)
     unknown = task_of(checkpoint).unknown_characters(args.text)
@@ -198,7 +198,7 @@ def decode_command(args):
 
 @user_errors
 def list_command(args):
-    from attnviz.checkpoint import list_checkpoints
+    from attnviz.training.checkpoint import list_checkpoints
 
     found = list_checkpoints()
     rows = [("name", "where", "architecture", "task", "test metric", "path")]
@@ -220,8 +220,9 @@ def list_command(args):
 # ---------------------------------------------------------------------------------------------- parsers
 
 def add_parser(subparsers):
-    from attnviz.presets import ARCHITECTURES, PRESETS
-    from attnviz.tasks import TASKS
+    from attnviz.data.tasks import TASKS
+    from attnviz.models.architectures import ARCHITECTURES
+    from attnviz.training.presets import PRESETS
 
     def command(name, help, description, run):
         parser = subparsers.add_parser(name, help=help, description=description,

@@ -5,7 +5,11 @@ The run is fully determined by the input, the method's settings, the forced toke
 taken, so the session keeps only those (`dec_taken`, `dec_forced`) and decodes again (cached) on every run."""
 import streamlit as st
 
-from attnviz import analysis, decoding, figures, ui
+from attnviz.app import figures, ui
+from attnviz.decoding.search import METHODS
+from attnviz.interpret.decoding_views import (attention_rows, beam_tree, compare_methods, hypotheses_table, steps_table,
+                                              top_choices)
+from attnviz.interpret.patterns import parse_pattern_name
 
 STOPS = {"eos": "ended with <eos>", "max_new_tokens": "reached the new-token limit",
          "max_len": "reached the longest sequence this model can read"}
@@ -15,14 +19,14 @@ state = st.session_state
 @st.cache_data(max_entries=64, show_spinner=False)
 def decode(_picked, key, ids, method, settings, forced, max_new_tokens):
     with ui.MODEL_LOCK:  # capture hooks on a model shared by every session
-        return decoding.METHODS[method](_picked.model, _picked.tokenizer, list(ids), max_new_tokens=max_new_tokens,
+        return METHODS[method](_picked.model, _picked.tokenizer, list(ids), max_new_tokens=max_new_tokens,
                                         forced=dict(forced), **dict(settings))
 
 
 @st.cache_data(max_entries=32, show_spinner="Decoding with every method…")
 def compare(_picked, key, ids, max_new_tokens, seeds, view, width, length_penalty):
     with ui.MODEL_LOCK:
-        return decoding.compare_methods(_picked.model, _picked.tokenizer, list(ids), max_new_tokens, seeds,
+        return compare_methods(_picked.model, _picked.tokenizer, list(ids), max_new_tokens, seeds,
                                         width=width, length_penalty=length_penalty, **dict(view))
 
 
@@ -89,7 +93,7 @@ chips = " ".join(ui.marked(label) if i == t else ui.code(label)
 st.markdown(f"**Output so far** “{tokenizer.decode(output).replace(chr(10), ' ⏎ ')}”: {prompt} {chips}")
 
 row, step, chosen = decoded.trace_rows()[t], decoded.steps[t], output[t]
-shown, probs = decoding.top_choices(step, row, 10, chosen=chosen, **view)
+shown, probs = top_choices(step, row, 10, chosen=chosen, **view)
 redrawn = view != dict(temperature=1.0, top_k=None, top_p=None)
 series = {"model (temperature 1)": step.probs()[row, shown], "with these settings": probs} if redrawn else probs
 bars, choice = st.columns([3, 2])
@@ -109,8 +113,8 @@ choice.button(f"Force it at step {t + 1}", key="dec_force", on_click=force, args
 
 st.subheader("Attention behind each step")
 kinds = [kind for kind in ("cross", "decoder self")
-         if any(analysis.parse_pattern_name(name)[0] == kind for name in step.attention)]
-rows = {kind: decoding.attention_rows(decoded, kind, steps=t + 1) for kind in kinds}
+         if any(parse_pattern_name(name)[0] == kind for name in step.attention)]
+rows = {kind: attention_rows(decoded, kind, steps=t + 1) for kind in kinds}
 if not rows:
     st.info(f"{picked.name} has no attention to show: its decoder reads the source only through one state.")
 else:
@@ -133,12 +137,12 @@ else:
 
 if method == "beam":
     st.subheader("Beam search")
-    st.dataframe(decoding.hypotheses_table(decoded, tokenizer), hide_index=True, key="dec_hypotheses")
-    st.plotly_chart(figures.beam_tree(decoding.beam_tree(decoded, tokenizer), "Every candidate each step looked at "
+    st.dataframe(hypotheses_table(decoded, tokenizer), hide_index=True, key="dec_hypotheses")
+    st.plotly_chart(figures.beam_tree(beam_tree(decoded, tokenizer), "Every candidate each step looked at "
                                       "(hover over the grey ones)"), key="dec_tree")
 
 with st.expander("Every step as a table"):
-    st.dataframe(decoding.steps_table(decoded, tokenizer), hide_index=True, key="dec_steps_table")
+    st.dataframe(steps_table(decoded, tokenizer), hide_index=True, key="dec_steps_table")
 with st.expander("Greedy, beam search and sampling side by side"):
     seed = settings.get("seed", 0)
     st.caption(f"Sampling with five seeds from {seed} at the temperature, top-k and top-p above; beam search "

@@ -2,7 +2,14 @@
 statistics, rollout, switching heads off, and the captured weights as files."""
 import streamlit as st
 
-from attnviz import analysis, figures, ui
+from attnviz.app import figures, ui
+from attnviz.app.text import ROLLOUT_CAPTION
+from attnviz.interpret.ablation import ablation_summary, single_head_effects
+from attnviz.interpret.export import npz_bytes, patterns_table
+from attnviz.interpret.head_stats import STATS, head_stats_table, stat_matrix
+from attnviz.interpret.input_run import ablate_input
+from attnviz.interpret.patterns import attention_heads, patterns_of
+from attnviz.interpret.rollout import attention_rollout
 
 st.title("Attention explorer")
 picked = ui.model_or_stop()
@@ -14,34 +21,34 @@ if not run.kinds:
             "Pick a Transformer or an RNN with attention in the sidebar, or compare them on **RNN vs attention**.")
     st.stop()
 kind = ui.attention_kind(run.kinds)
-patterns = analysis.patterns_of(run.cache, kind)  # (L, H, Tq, Tk)
+patterns = patterns_of(run.cache, kind)  # (L, H, Tq, Tk)
 n_layers, n_heads = patterns.shape[:2]
 query_labels, key_labels = run.labels(kind)
 blocked = run.blocked(kind)
-heads = analysis.attention_heads(picked.model)  # [(kind, layer, module, n_heads)]
+heads = attention_heads(picked.model)  # [(kind, layer, module, n_heads)]
 module_of = {(k, layer): module for k, layer, module, _ in heads}
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the test set with those heads off…")
 def test_set_effect(_picked, key, off):
     with ui.MODEL_LOCK:
-        return analysis.ablation_summary(_picked.model, _picked.task().batches("test", 256), set(off))
+        return ablation_summary(_picked.model, _picked.task().batches("test", 256), set(off))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def input_effect(_picked, key, _run, text, off):
     with ui.MODEL_LOCK:
-        return analysis.ablate_input(_picked.model, _picked.task(), _run, set(off))
+        return ablate_input(_picked.model, _picked.task(), _run, set(off))
 
 
 @st.cache_data(max_entries=16, show_spinner="Switching every head off in turn…")
 def head_ranking(_picked, key):
     with ui.MODEL_LOCK:
         batch = next(_picked.task().batches("test", 256))
-        return analysis.single_head_effects(_picked.model, batch).sort_values("loss_change", ascending=False)
+        return single_head_effects(_picked.model, batch).sort_values("loss_change", ascending=False)
 
 
-table = analysis.head_stats_table(run.cache, run.src, run.tgt_in)
+table = head_stats_table(run.cache, run.src, run.tgt_in)
 heads_tab, stats_tab, rollout_tab, ablation_tab, export_tab = st.tabs(
     ["Heads", "Head statistics", "Rollout", "Switch heads off", "Export"])
 
@@ -93,14 +100,14 @@ with heads_tab:
                       key="zoom")
 
 with stats_tab:
-    stat = st.selectbox("Statistic", list(analysis.STATS), key="stat",
-                        help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in analysis.STATS.items()))
-    st.caption(analysis.STATS[stat])
-    st.plotly_chart(figures.stat_heatmap(analysis.stat_matrix(table, kind, stat), stat,
+    stat = st.selectbox("Statistic", list(STATS), key="stat",
+                        help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in STATS.items()))
+    st.caption(STATS[stat])
+    st.plotly_chart(figures.stat_heatmap(stat_matrix(table, kind, stat), stat,
                                          title=f"{stat} per head, {ui.KIND_LABELS[kind].lower()}"), key="stat_map")
     st.dataframe(table.drop(columns="module"), hide_index=True, key="stats_table",
                  column_config={name: st.column_config.NumberColumn(help=meaning, format="%.3f")
-                                for name, meaning in analysis.STATS.items()})
+                                for name, meaning in STATS.items()})
     st.caption("Every attention of the model, one row per head. Click a column header to sort.")
 
 with rollout_tab:
@@ -112,19 +119,19 @@ with rollout_tab:
         raw.plotly_chart(figures.attention_heatmap(patterns[upto].mean(0), query_labels, key_labels, masked=blocked,
                                                    title=f"Raw attention of layer {upto}, mean of its heads"),
                          key="raw")
-        rolled.plotly_chart(figures.attention_heatmap(analysis.attention_rollout(patterns)[upto], query_labels,
+        rolled.plotly_chart(figures.attention_heatmap(attention_rollout(patterns)[upto], query_labels,
                                                       key_labels, masked=blocked, x_title="input token",
                                                       y_title="position", title=f"Rollout through layers 0–{upto}"),
                             key="rollout")
-        st.caption(analysis.ROLLOUT_CAPTION)
+        st.caption(ROLLOUT_CAPTION)
 
 with export_tab:
     st.markdown("Every figure has a camera button (top right, on hover) that saves it as a PNG. "
                 "The attention weights behind them, every layer, head and kind, for this input:")
     csv, npz = st.columns(2)
-    csv.download_button("Weights as CSV", lambda: analysis.patterns_table(run.cache, run.src_labels, run.tgt_labels)
+    csv.download_button("Weights as CSV", lambda: patterns_table(run.cache, run.src_labels, run.tgt_labels)
                         .to_csv(index=False), file_name=f"{picked.name}-attention.csv", mime="text/csv",
                         key="download_csv", help="One row per weight: hook name, kind, layer, head, query, key, tokens.")
-    npz.download_button("Tensors as NPZ", lambda: analysis.npz_bytes(run.cache), file_name=f"{picked.name}-attention.npz",
+    npz.download_button("Tensors as NPZ", lambda: npz_bytes(run.cache), file_name=f"{picked.name}-attention.npz",
                         mime="application/octet-stream", key="download_npz",
                         help="numpy.load(file)[hook name] is a (1, heads, queries, keys) array.")

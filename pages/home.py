@@ -1,8 +1,9 @@
 """The landing page: what attnviz is, where to go, which models exist, which device trains them."""
 import streamlit as st
 
-from attnviz import ui
-from attnviz.device import describe, pick_device
+from attnviz.app import ui
+from attnviz.app.tables import models_table
+from attnviz.training.device import describe, pick_device
 
 st.title("attnviz")
 st.markdown("#### See inside attention: train small Transformers and watch every head at work.")
@@ -30,7 +31,7 @@ infos = ui.checkpoints()
 if infos:
     st.caption("Pick one in the sidebar; every page uses it. *Shipped* models come with attnviz; "
                "*yours* are the ones trained here.")
-    st.dataframe(ui.models_table(infos), hide_index=True, key="models")
+    st.dataframe(models_table(infos), hide_index=True, key="models")
 else:
     st.info("No trained model yet. Train one on **Train live**, or from a terminal: "
             "`python -m attnviz train --help`.")

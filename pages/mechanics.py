@@ -2,7 +2,10 @@
 and checked against what the model itself computed."""
 import streamlit as st
 
-from attnviz import analysis, figures, ui
+from attnviz.app import figures, ui
+from attnviz.app.text import MECHANICS_FORMULAS
+from attnviz.interpret.mechanics import MECHANICS_AXES, head_mechanics
+from attnviz.interpret.patterns import attention_heads
 
 MAX_TOKENS = 12  # the numbers are written into the cells up to 12 x 12
 
@@ -41,7 +44,7 @@ run = ui.input_run(picked, "Input (short: the numbers are shown for up to 12 tok
                    max_new_tokens=None if picked.model.has_encoder else 3)  # a language model: the prompt + 3
 ui.show_tokens(run)
 
-heads = analysis.attention_heads(picked.model)  # [(kind, layer, module, n_heads)]
+heads = attention_heads(picked.model)  # [(kind, layer, module, n_heads)]
 kind = ui.attention_kind(run.kinds)
 n_layers = 1 + max(layer for k, layer, _, _ in heads if k == kind)
 n_heads = next(n for k, _, _, n in heads if k == kind)
@@ -52,7 +55,7 @@ module = next(m for k, l, m, _ in heads if (k, l) == (kind, layer))
 @st.cache_data(max_entries=64, show_spinner="Computing the head by hand…")
 def mechanics(_picked, key, _run, text, module, head):
     with ui.MODEL_LOCK:
-        return analysis.head_mechanics(_picked.model, lambda: _run.forward(_picked.model), module, head)
+        return head_mechanics(_picked.model, lambda: _run.forward(_picked.model), module, head)
 
 
 def stacked(latex):
@@ -75,9 +78,9 @@ axis_labels = {"query": query_labels, "key": key_labels}
 
 def show_step(step, text, chart, height=None):
     """A step's name, shape, formula and meaning in `text`, its matrix as a heatmap in `chart`."""
-    values, (title, meaning), (rows, cols) = result.steps[step], STEPS[step], analysis.MECHANICS_AXES[step]
+    values, (title, meaning), (rows, cols) = result.steps[step], STEPS[step], MECHANICS_AXES[step]
     text.markdown(f"**{title}** ({values.shape[0]} × {values.shape[1]})")
-    text.latex(stacked(analysis.MECHANICS_FORMULAS[step]))
+    text.latex(stacked(MECHANICS_FORMULAS[step]))
     if step == "masked" and not values.isinf().any():
         meaning += " Nothing is blocked here, so these are the scaled scores unchanged."
     text.caption(meaning)

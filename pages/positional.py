@@ -2,8 +2,10 @@
 rotation, the picked model's own encodings, and what the model loses without them."""
 import streamlit as st
 
-from attnviz import analysis, figures, ui
-from attnviz.positional import sinusoidal_table
+from attnviz.app import figures, ui
+from attnviz.interpret.positional import (positional_ablation_summary, positional_similarity, positional_tables,
+                                          shift_check)
+from attnviz.models.positional import sinusoidal_table
 
 st.title("Positional encodings")
 st.markdown(r"""
@@ -28,12 +30,12 @@ def show_table(table, key, kind="sinusoidal"):
                         key=f"{key}_curves")
     with similarity:
         title = "Cosine similarity of positions" if kind == "learned" else "PE(i) · PE(j): near positions look alike"
-        similar = analysis.positional_similarity(table, kind == "learned")  # (T, T)
+        similar = positional_similarity(table, kind == "learned")  # (T, T)
         st.plotly_chart(figures.similarity_heatmap(similar, title=title, x_title="position j", y_title="position i"),
                         key=f"{key}_similarity")
     shift = st.slider("Offset k", 1, min(T - 1, 50), min(3, T - 1), key=f"{key}_k",
                       help="Is there one matrix M_k with PE(pos + k) = M_k PE(pos) for every pos?")
-    matrix, error = analysis.shift_check(table, shift)
+    matrix, error = shift_check(table, shift)
     formula, heatmap = st.columns([2, 3])
     formula.latex(r"PE(pos + k) = M_k \, PE(pos)")
     formula.markdown(f"For the sinusoidal table, $M_k$ rotates each (sin, cos) pair of dimensions by the angle "
@@ -55,7 +57,7 @@ show_table(sinusoidal_table(T, D), "pe")
 
 st.header("The model's own encodings")
 picked = ui.model_or_stop()
-tables = analysis.positional_tables(picked.model)
+tables = positional_tables(picked.model)
 if not tables:
     st.info(f"{picked.name} has no positional encoding: "
             + ("a recurrent network reads its tokens one after another, so order is built into how it works."
@@ -81,7 +83,7 @@ st.markdown("Run the test set again with the positional encodings **removed** (e
 @st.cache_data(max_entries=16, show_spinner="Running the test set…")
 def experiment(_picked, key, mode):
     with ui.MODEL_LOCK:
-        return analysis.positional_ablation_summary(_picked.model, _picked.task().batches("test", 256), mode)
+        return positional_ablation_summary(_picked.model, _picked.task().batches("test", 256), mode)
 
 
 if st.toggle("Run the experiment on the test set", key="pe_experiment"):

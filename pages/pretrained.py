@@ -2,7 +2,12 @@
 your sentences, their statistics, rollout, and what switching heads off does to sentence similarity."""
 import streamlit as st
 
-from attnviz import analysis, figures, pretrained, ui
+from attnviz.app import figures, ui
+from attnviz.app.text import ROLLOUT_CAPTION
+from attnviz.interpret.bert_heads import HEAD_STATS, bert_head_stats
+from attnviz.interpret.head_stats import stat_matrix
+from attnviz.interpret.rollout import attention_rollout
+from attnviz.models import pretrained
 
 DEFAULT_SENTENCES = """The cat sat on the mat.
 A kitten was sleeping on the rug.
@@ -27,7 +32,7 @@ if not pretrained.minilm_available():
 @st.cache_data(max_entries=16, show_spinner=False)
 def analyse(_minilm, sentences):
     run = _minilm.run(list(sentences))
-    return run, run.head_stats()
+    return run, bert_head_stats(run)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -84,14 +89,14 @@ with stats_tab:
     st.caption(f"Each number is a mean over every token of all {len(sentences)} sentences. Clark et al. (2019), "
                "*What does BERT look at?*, found heads that attend to the previous or next token, heads that "
                "attend broadly, and many that park their weight on [CLS], [SEP] or punctuation.")
-    stat = st.selectbox("Statistic", list(pretrained.HEAD_STATS), key="minilm_stat",
-                        help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in pretrained.HEAD_STATS.items()))
-    st.caption(pretrained.HEAD_STATS[stat])
-    st.plotly_chart(figures.stat_heatmap(analysis.stat_matrix(stats, "encoder self", stat), stat),
+    stat = st.selectbox("Statistic", list(HEAD_STATS), key="minilm_stat",
+                        help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in HEAD_STATS.items()))
+    st.caption(HEAD_STATS[stat])
+    st.plotly_chart(figures.stat_heatmap(stat_matrix(stats, "encoder self", stat), stat),
                     key="minilm_stat_map")
     st.dataframe(stats.drop(columns=["kind", "module"]), hide_index=True, key="minilm_stats_table",
                  column_config={name: st.column_config.NumberColumn(help=meaning, format="%.3f")
-                                for name, meaning in pretrained.HEAD_STATS.items()})
+                                for name, meaning in HEAD_STATS.items()})
     st.caption("Click a column header to sort.")
 
 with rollout_tab:
@@ -100,10 +105,10 @@ with rollout_tab:
     raw.plotly_chart(figures.attention_heatmap(patterns[upto].mean(0), labels, labels,
                                                title=f"Raw attention of layer {upto}, mean of its heads"),
                      key="minilm_raw")
-    rolled.plotly_chart(figures.attention_heatmap(analysis.attention_rollout(patterns)[upto], labels, labels,
+    rolled.plotly_chart(figures.attention_heatmap(attention_rollout(patterns)[upto], labels, labels,
                                                   title=f"Rollout through layers 0–{upto}", x_title="input token",
                                                   y_title="position"), key="minilm_rollout")
-    st.caption(analysis.ROLLOUT_CAPTION)
+    st.caption(ROLLOUT_CAPTION)
 
 with similarity_tab:
     st.markdown("The sentence embedding is the mean of the last layer's token vectors, normalised; two "

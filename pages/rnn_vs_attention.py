@@ -2,7 +2,13 @@
 import pandas as pd
 import streamlit as st
 
-from attnviz import compare, figures, ui
+from attnviz.app import figures, ui
+from attnviz.app.tables import marked_html
+from attnviz.app.text import BEYOND_TEXT, COST_NOTE, GROUPED_TEXT, LENGTH_CLAIM, LENGTH_SOURCES, MARKS_NOTE, trend
+from attnviz.interpret.comparison import (accuracy_by_length, alignment, by_length, forward_cost, lengths_up_to,
+                                          reference, trained_lengths, translate)
+from attnviz.interpret.contenders import (LABELS, TASKS, checkpoint_name, curve, find_contenders, runs_of, session_id,
+                                          start_runs, stop_runs, summary)
 
 COST_LENGTHS = [16, 32, 64, 128, 256, 512, 1024]
 SOURCES = {"shipped": "Shipped checkpoints", "here": "Train all three here"}
@@ -13,20 +19,20 @@ st.markdown(
     "(attention only), an **LSTM with additive attention** (Bahdanau et al., 2015), whose decoder looks back "
     "at every encoder state, and a **plain LSTM**, whose decoder sees only the encoder's final state: one "
     "fixed-size vector for the whole input.")
-task_key = ui.url_choice("Task", compare.TASKS, "rnn_task", st.radio, format_func=compare.TASKS.get, horizontal=True)
+task_key = ui.url_choice("Task", TASKS, "rnn_task", st.radio, format_func=TASKS.get, horizontal=True)
 source = ui.url_choice("Models", SOURCES, "rnn_source", st.radio, format_func=SOURCES.get, horizontal=True)
 owner, registry = "", ui.training_registry()
 if source == "here":  # your runs are saved under names with this id, kept in the URL (a reload finds them)
-    owner = st.session_state.setdefault("rnn_session", compare.session_id(st.query_params.get("rnn_session")))
+    owner = st.session_state.setdefault("rnn_session", session_id(st.query_params.get("rnn_session")))
     st.query_params["rnn_session"] = owner
-    runs = compare.runs_of(task_key, owner, registry)
+    runs = runs_of(task_key, owner, registry)
     running = any(not run.done for run in runs.values())
     left, right = st.columns([1, 3])
     seed = left.number_input("Seed", 0, 9999, 0, key="rnn_seed", disabled=running)
-    left.button("Train all three", on_click=compare.start_runs, args=(task_key, owner, seed, registry), key="rnn_train",
+    left.button("Train all three", on_click=start_runs, args=(task_key, owner, seed, registry), key="rnn_train",
                 disabled=running, type="primary", help="Three runs of the presets, queued with everyone else's "
-                f"training runs, saved as {compare.checkpoint_name(task_key, 'transformer', owner)} and alike.")
-    left.button("Stop", on_click=compare.stop_runs, args=(runs,), key="rnn_stop", disabled=not running)
+                f"training runs, saved as {checkpoint_name(task_key, 'transformer', owner)} and alike.")
+    left.button("Stop", on_click=stop_runs, args=(runs,), key="rnn_stop", disabled=not running)
 
     @st.fragment(run_every=1.0 if running else None)
     def progress():
@@ -34,7 +40,7 @@ if source == "here":  # your runs are saved under names with this id, kept in th
         for architecture, snap in snapshots.items():
             exact = snap.metrics.get("exact_match")
             where = f"waiting, #{snap.queue_position} in the queue" if snap.queue_position else snap.status
-            st.progress(snap.step / snap.steps, text=f"{compare.LABELS[architecture]}: {where}, step {snap.step}/"
+            st.progress(snap.step / snap.steps, text=f"{LABELS[architecture]}: {where}, step {snap.step}/"
                         f"{snap.steps}" + (f", validation exact match {exact:.0%}" if exact is not None else ""))
             if snap.error:
                 st.error(snap.error)
@@ -43,7 +49,7 @@ if source == "here":  # your runs are saved under names with this id, kept in th
 
     with right:  # inside the fragment's own container, so each rerun replaces the bars
         progress()
-contenders = {} if source == "here" and running else compare.contenders(task_key, owner, ui.load_model, registry)
+contenders = {} if source == "here" and running else find_contenders(task_key, owner, ui.load_model, registry)
 if source == "shipped" and len(contenders) < 3:
     st.info(f"Only {len(contenders)} of the three shipped models of this task are here: choose **Train all three here"
             f"**, or run `python -m attnviz train --preset {task_key}-lstm+attention` (and -transformer, -lstm).")
@@ -52,7 +58,7 @@ if not contenders:
 task = next(iter(contenders.values())).task
 
 st.header("Training side by side")
-st.dataframe(pd.DataFrame(compare.summary(contenders.values())), hide_index=True, key="rnn_summary",
+st.dataframe(pd.DataFrame(summary(contenders.values())), hide_index=True, key="rnn_summary",
              column_config={"val exact match": st.column_config.NumberColumn(format="percent"),
                             "ms per step": st.column_config.NumberColumn(format="%.1f"),
                             "train seconds": st.column_config.NumberColumn(format="%.1f")})
@@ -60,26 +66,26 @@ x = st.radio("Curves by", ["step", "time"], key="rnn_curve_x", horizontal=True,
              format_func={"step": "training step", "time": "seconds of training"}.get)
 x_title = "step" if x == "step" else "seconds of training (evaluation excluded)"
 loss_col, exact_col = st.columns(2)
-loss_col.plotly_chart(figures.curves([], compare.curve(contenders.values(), "loss", x), "Training loss", x_title,
+loss_col.plotly_chart(figures.curves([], curve(contenders.values(), "loss", x), "Training loss", x_title,
                                      "loss", log_y=True), key="rnn_loss")
-exact_col.plotly_chart(figures.curves([], compare.curve(contenders.values(), "exact_match", x),
+exact_col.plotly_chart(figures.curves([], curve(contenders.values(), "exact_match", x),
                                       "Validation exact match", x_title, "exact match"), key="rnn_exact")
 
 
 def same_input(text):
     """Every model's output with errors marked, then the alignments on the grid of one shared target."""
-    expected = compare.reference(task, text)
+    expected = reference(task, text)
     st.markdown(f"Right answer: `{expected}`" if expected else "No right answer is known for this input: the "
                 "outputs are not marked, and the alignments use the Transformer's output as the target.")
     try:
-        outputs = {label: compare.translate(c.model, c.task.tokenizer, text) for label, c in contenders.items()}
+        outputs = {label: translate(c.model, c.task.tokenizer, text) for label, c in contenders.items()}
         target = expected or outputs.get("Transformer") or next(iter(outputs.values()))
-        grids = {label: compare.alignment(c.model, c.task.tokenizer, text, target) for label, c in contenders.items()}
+        grids = {label: alignment(c.model, c.task.tokenizer, text, target) for label, c in contenders.items()}
     except ValueError as error:
         return st.error(str(error))
     for label, output in outputs.items():
-        st.markdown(f"**{label}**: {compare.marked_html(output, expected)}", unsafe_allow_html=True)
-    st.caption(compare.MARKS_NOTE)
+        st.markdown(f"**{label}**: {marked_html(output, expected)}", unsafe_allow_html=True)
+    st.caption(MARKS_NOTE)
     left, right = st.columns(2)
     if "LSTM + attention" in grids:
         patterns, src_labels, tgt_labels = grids["LSTM + attention"]
@@ -103,42 +109,42 @@ same_input(st.text_input("Input", task.test[0][0], key=f"rnn_input_{task_key}", 
 
 @st.cache_data(max_entries=32, show_spinner="Scoring every length…")
 def accuracy(_contender, key, lengths):
-    return compare.accuracy_by_length(_contender.model, _contender.task, lengths)
+    return accuracy_by_length(_contender.model, _contender.task, lengths)
 
 
 @st.cache_data(max_entries=32, show_spinner="Timing forward passes…")
 def cost(_config, config_text, lengths):
-    return compare.forward_cost(_config, lengths)
+    return forward_cost(_config, lengths)
 
 
 st.header("Accuracy by sequence length")
-length_key = st.radio("Models trained on", list(compare.TASKS), index=list(compare.TASKS).index("reverse-long"),
-                      format_func=compare.TASKS.get, key="rnn_length_task", horizontal=True)
-models = contenders if length_key == task_key else compare.contenders(length_key, owner, ui.load_model, registry)
+length_key = st.radio("Models trained on", list(TASKS), index=list(TASKS).index("reverse-long"),
+                      format_func=TASKS.get, key="rnn_length_task", horizontal=True)
+models = contenders if length_key == task_key else find_contenders(length_key, owner, ui.load_model, registry)
 if owner and not models:
-    models = compare.contenders(length_key, load=ui.load_model)
+    models = find_contenders(length_key, load=ui.load_model)
     st.caption("You have not trained all three on this task here: these are the shipped models.")
 if not models:
     st.info("No models of this task are here yet: pick another task, or train all three on it above.")
 else:
     length_task = next(iter(models.values())).task
-    trained, lengths = compare.trained_lengths(length_task), None
-    st.markdown(f"{compare.LENGTH_CLAIM} {compare.BEYOND_TEXT if trained else compare.GROUPED_TEXT}")
+    trained, lengths = trained_lengths(length_task), None
+    st.markdown(f"{LENGTH_CLAIM} {BEYOND_TEXT if trained else GROUPED_TEXT}")
     if trained:
         longest = st.slider("Longest length", trained[1] + 1, 130, trained[1] + 8, key=f"rnn_longest_{length_key}",
                             help=f"Trained on lengths {trained[0]}-{trained[1]}; lengths beyond the model's max_len "
                                  "are reported, not run.")
-        lengths = tuple(compare.lengths_up_to(length_task, longest))
+        lengths = tuple(lengths_up_to(length_task, longest))
     rows = {label: accuracy(c, c.key, lengths) for label, c in models.items()}
-    fig = figures.curves([], compare.by_length(rows, "exact_match"), "Exact match by length",
+    fig = figures.curves([], by_length(rows, "exact_match"), "Exact match by length",
                          "source length (tokens)", "exact match")
     if trained:
         fig.add_vrect(x0=trained[0], x1=trained[1], fillcolor="green", opacity=0.08, line_width=0,
                       annotation_text="trained lengths", annotation_position="bottom left")
-        st.markdown(compare.trend(rows, *trained))
+        st.markdown(trend(rows, *trained))
     st.plotly_chart(fig, key="rnn_by_length")
     notes = sorted({f"length {r['length']}: {r['note']}" for rs in rows.values() for r in rs if r["note"]})
-    st.caption("  \n".join(notes[:3] + [compare.LENGTH_SOURCES]))
+    st.caption("  \n".join(notes[:3] + [LENGTH_SOURCES]))
 
 st.header("Cost by sequence length, measured here")
 chosen = st.multiselect("Lengths", COST_LENGTHS, COST_LENGTHS[:-1], key="rnn_cost_lengths")
@@ -146,6 +152,6 @@ costs = {label: cost(c.model.config, repr(c.model.config), tuple(sorted(chosen))
 for column, (metric, title, scale) in zip(st.columns(3), [("forward_ms", "Forward pass (ms)", 1),
                                                           ("attention_weights", "Attention weights computed", 1),
                                                           ("activation_bytes", "Activations kept (MB)", 2**-20)]):
-    fig = figures.curves([], compare.by_length(costs, metric, scale), title, "length", log_y=True)
+    fig = figures.curves([], by_length(costs, metric, scale), title, "length", log_y=True)
     column.plotly_chart(fig.update_xaxes(type="log", tickvals=chosen).update_yaxes(dtick=1), key=f"rnn_cost_{metric}")
-st.caption(compare.COST_NOTE)
+st.caption(COST_NOTE)

@@ -3,11 +3,16 @@ attention form. Runs belong to the server, not to the tab: a reload or another p
 and a run whose tab is gone finishes and is saved."""
 import streamlit as st
 
-from attnviz import figures, live, ui
-from attnviz.presets import ARCHITECTURES
-from attnviz.tasks import TASKS, make_task
+from attnviz.app import figures, ui
+from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, USER_TASKS, attention_kinds, curve_figures,
+                                    lapse_pattern, output_history, preset_labels, preset_name, preset_settings,
+                                    probe_label, probe_target, run_metrics, run_notices, runs_table, size_fields,
+                                    size_note, task_architectures)
+from attnviz.data.tasks import TASKS, make_task
+from attnviz.models.architectures import ARCHITECTURES
+from attnviz.training.plan import free_name, name_taken, plan_run, start
 
-registry = ui.training_registry()  # the same runs on every page, also after Streamlit reloads attnviz.train
+registry = ui.training_registry()  # the same runs on every page, also after Streamlit reloads attnviz.training.runs
 st.title("Train live")
 slots = registry.max_concurrent
 st.caption("Train a small model on this server and watch its loss fall and its attention pattern form. "
@@ -21,20 +26,20 @@ def cached_task(name, data=None):  # shared by every session; training only read
 
 def suggest_name(base):
     st.session_state["train_name_base"] = base
-    st.session_state["train_name"] = st.session_state["train_name_suggested"] = live.free_name(base, registry)
+    st.session_state["train_name"] = st.session_state["train_name_suggested"] = free_name(base, registry)
 
 
 def apply_preset():
     label = st.session_state["train_preset"]
-    for key, value in live.preset_settings(label).items():
+    for key, value in preset_settings(label).items():
         st.session_state[f"train_{key}"] = value
-    suggest_name(live.preset_name(label))
+    suggest_name(preset_name(label))
 
 
 def start_run(plan):
     suggested = plan.name == st.session_state.get("train_name_suggested")
     try:
-        run = live.start(plan, registry, rename_from=st.session_state["train_name_base"] if suggested else None)
+        run = start(plan, registry, rename_from=st.session_state["train_name_base"] if suggested else None)
         st.session_state["train_run"] = run.name
     except ValueError as error:  # someone took the name the user typed a moment ago
         st.session_state["train_start_error"] = str(error)
@@ -46,32 +51,32 @@ run_name = ui.linked_state("train_run", "run")
 run = registry.find(run_name) if run_name else None
 active = run is not None and not run.done
 if "train_preset" not in st.session_state:
-    st.session_state["train_preset"] = live.preset_labels()[0]
+    st.session_state["train_preset"] = preset_labels()[0]
     apply_preset()
-elif st.session_state.get("train_name") == st.session_state.get("train_name_suggested") and live.name_taken(
+elif st.session_state.get("train_name") == st.session_state.get("train_name_suggested") and name_taken(
         st.session_state["train_name"], registry):
     suggest_name(st.session_state["train_name_base"])  # someone else took the name we suggested: another one
 
 with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
-    st.selectbox("Preset", live.preset_labels(), key="train_preset", on_change=apply_preset,
+    st.selectbox("Preset", preset_labels(), key="train_preset", on_change=apply_preset,
                  help="Fills in every setting below; change any of them afterwards.")
     left, right = st.columns(2)
     task_name = left.selectbox("Task", list(TASKS), key="train_task", format_func=lambda t: f"{t}: {TASKS[t]}")
-    upload = right.file_uploader(f"Your {live.USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
-        if task_name in live.USER_TASKS else None
-    architecture = ui.kept_choice("Architecture", live.architectures_for(task_name), "train_architecture",
+    upload = right.file_uploader(f"Your {USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
+        if task_name in USER_TASKS else None
+    architecture = ui.kept_choice("Architecture", task_architectures(task_name), "train_architecture",
                                   left.selectbox, format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
-    sizes = ui.number_inputs(live.size_fields(architecture), "train_")
-    train = ui.number_inputs(live.TRAIN_FIELDS, "train_")
+    sizes = ui.number_inputs(size_fields(architecture), "train_")
+    train = ui.number_inputs(TRAIN_FIELDS, "train_")
     with st.popover("More settings", icon=":material/settings:"):
-        train |= ui.number_inputs(live.MORE_FIELDS[:3], "train_") | ui.number_inputs(live.MORE_FIELDS[3:], "train_")
+        train |= ui.number_inputs(MORE_FIELDS[:3], "train_") | ui.number_inputs(MORE_FIELDS[3:], "train_")
     left, right = st.columns(2)
     name = left.text_input("Save as", key="train_name", help="The model is saved under this name when the run ends.")
     owner = right.text_input("Your name (optional)", key="train_owner", max_chars=40,
                              help="Shown in the table of runs on this server.")
     task = plan = None
-    if task_name in live.USER_TASKS and upload is None:
-        st.info(f"Upload a {live.USER_TASKS[task_name]} to train on.")
+    if task_name in USER_TASKS and upload is None:
+        st.info(f"Upload a {USER_TASKS[task_name]} to train on.")
     else:
         try:
             task = cached_task(task_name, upload.getvalue() if upload else None)
@@ -79,9 +84,9 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
             st.error(f"{upload.name}: {error}" if upload else str(error))
     if task is not None:
         try:
-            plan = live.plan_run(task, architecture, sizes, train, name, owner,
-                                 live.preset_name(st.session_state["train_preset"]), registry)
-            st.caption(f":material/check_circle: {live.size_note(plan.n_parameters)}; "
+            plan = plan_run(task, architecture, sizes, train, name, owner,
+                                 preset_name(st.session_state["train_preset"]), registry)
+            st.caption(f":material/check_circle: {size_note(plan.n_parameters)}; "
                        f"{len(task.train):,} training examples")
         except ValueError as error:  # settings that cannot work, a size above the limit, a taken name
             st.error(str(error))
@@ -110,17 +115,17 @@ def timelapse(run, snapshots):
     patterns = snapshots[steps.index(step)]["patterns"]
     controls, heatmap, outputs = st.columns([1, 2, 1.3])
     probe = ui.kept_choice("Probe input", range(len(task.probes)), "lapse_probe", controls.selectbox,
-                           format_func=lambda i: live.probe_label(task, i))
-    kinds = live.attention_kinds(patterns)  # the default is the last kind: cross-attention when there is one
+                           format_func=lambda i: probe_label(task, i))
+    kinds = attention_kinds(patterns)  # the default is the last kind: cross-attention when there is one
     kind = ui.kept_choice("Attention", kinds, "lapse_kind", controls.radio, -1, format_func=ui.KIND_LABELS.get)
     layer = ui.kept_choice("Layer", range(kinds[kind]), "lapse_layer", controls.selectbox)
-    weights, queries, keys, masked = live.lapse_pattern(task, patterns, probe, kind, layer)
+    weights, queries, keys, masked = lapse_pattern(task, patterns, probe, kind, layer)
     head = ui.kept_choice("Head", range(len(weights)), "lapse_head", controls.selectbox)
     heatmap.plotly_chart(figures.attention_heatmap(
         weights[head], queries, keys, f"Step {step}: {kind} attention, layer {layer}, head {head}", masked=masked),
         key="lapse_heatmap")
-    outputs.markdown(f"**Greedy output** (target: `{live.probe_target(task, probe)}`)")
-    outputs.dataframe(live.output_history(task, snapshots, probe, steps.index(step)), hide_index=True,
+    outputs.markdown(f"**Greedy output** (target: `{probe_target(task, probe)}`)")
+    outputs.dataframe(output_history(task, snapshots, probe, steps.index(step)), hide_index=True,
                       key="lapse_outputs", height=360)
 
 
@@ -128,14 +133,14 @@ def run_panel(run, active):
     """One run: its status, numbers, curves and attention time-lapse."""
     snap = run.snapshot()
     st.subheader(f"Run {run.name}" + (f" by {run.owner}" if run.owner else ""))
-    for column, (label, value) in zip(st.columns([1, 1, 1, 1, 1.6]), live.run_metrics(run, snap, active).items()):
+    for column, (label, value) in zip(st.columns([1, 1, 1, 1, 1.6]), run_metrics(run, snap, active).items()):
         column.metric(label, value)
-    for level, text in live.run_notices(run, snap):
+    for level, text in run_notices(run, snap):
         getattr(st, level)(text)  # st.info, st.error or st.success
     if active:
         st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
     if snap.history["step"]:  # none while queued: nothing to draw, and no work for a busy server
-        ui.chart_rows(live.curve_figures(snap), (("loss", "accuracy"), ("lr", "speed")), "curve_")
+        ui.chart_rows(curve_figures(snap), (("loss", "accuracy"), ("lr", "speed")), "curve_")
     if snap.snapshots:
         timelapse(run, snap.snapshots)
 
@@ -149,7 +154,7 @@ def live_view():
     if run is not None:
         run_panel(run, active)
     st.subheader("Runs on this server")
-    ui.table_or_caption(live.runs_table(registry), "No runs yet.", key="runs_table")
+    ui.table_or_caption(runs_table(registry), "No runs yet.", key="runs_table")
 
 
 live_view()

@@ -35,8 +35,8 @@ def make_checkpoint():
     The folders are deleted after the test (USER_DIR is shared by the whole session).
     """
     from attnviz import TransformerConfig, build_model
-    from attnviz.checkpoint import save_checkpoint
-    from attnviz.tokenizers import CharTokenizer
+    from attnviz.data.tokenizers import CharTokenizer
+    from attnviz.training.checkpoint import save_checkpoint
 
     made = []
 
@@ -57,9 +57,9 @@ def make_checkpoint():
 def no_training_thread_left():
     """Stop every run of the process-wide registry, then join any `attnviz-train-*` thread still alive."""
     yield
-    train = sys.modules.get("attnviz.train")  # only if a test used it: importing it here would cost time
-    if train is not None:
-        train.REGISTRY.stop_all()
+    runs = sys.modules.get("attnviz.training.runs")  # only if a test used it: importing it here would cost time
+    if runs is not None:
+        runs.REGISTRY.stop_all()
     leftovers = [t for t in threading.enumerate() if t.name.startswith("attnviz-train")]
     for thread in leftovers:
         thread.join(timeout=10)

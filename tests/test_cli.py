@@ -14,13 +14,13 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from attnviz.__main__ import main
-from attnviz.checkpoint import load_checkpoint, save_checkpoint
 from attnviz import cli as cli_module
+from attnviz.__main__ import main
 from attnviz.cli import decode, decode_command, training_plan
-from attnviz.presets import PRESETS, build
-from attnviz.tasks import make_task
-from attnviz.tokenizers import BOS, EOS
+from attnviz.data.tasks import make_task
+from attnviz.data.tokenizers import BOS, EOS
+from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.training.presets import PRESETS, build
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_TASK = ["--task-param", "n_train=64", "--task-param", "n_val=8", "--task-param", "n_test=8"]
@@ -153,7 +153,7 @@ def test_bad_input_is_a_clear_message_and_exit_code_2(user_dir):
     (["train"], "say what to train"),
 ])
 def test_bad_input_in_process(capsys, monkeypatch, user_dir, argv, message):
-    monkeypatch.setattr("attnviz.checkpoint.USER_DIR", user_dir)
+    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", user_dir)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err

@@ -28,10 +28,13 @@ def page_models():
     (decoder-only), "test-rnn" (LSTM with attention) and "test-lstm" (no attention)."""
     import torch
 
-    from attnviz import build_model, checkpoint
-    from attnviz.presets import model_config
-    from attnviz.tasks import make_task
-    from attnviz.train import TrainConfig, run_meta, train
+    from attnviz import build_model
+    from attnviz.data.tasks import make_task
+    from attnviz.models.architectures import model_config
+    from attnviz.training import checkpoint
+    from attnviz.training.config import TrainConfig
+    from attnviz.training.loop import train
+    from attnviz.training.runs import run_meta
 
     torch.manual_seed(0)
     reverse = make_task("reverse", min_len=4, max_len=7, alphabet="abcdefgh", n_train=1000, n_val=20, n_test=60)

@@ -11,7 +11,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from attnviz import checkpoint, decoding
+from attnviz.decoding.search import METHODS
+from attnviz.interpret.decoding_views import beam_tree
+from attnviz.training import checkpoint
 
 APP = "../../app.py"
 PAGE = "pages/decoding.py"
@@ -22,9 +24,11 @@ MODEL = "test-decoding-reverse"
 def trained():
     """A small Transformer trained on reversing 3 to 6 letters until it also ends its outputs (with EOS)."""
     from attnviz import build_model
-    from attnviz.presets import model_config
-    from attnviz.tasks import make_task
-    from attnviz.train import TrainConfig, run_meta, train
+    from attnviz.data.tasks import make_task
+    from attnviz.models.architectures import model_config
+    from attnviz.training.config import TrainConfig
+    from attnviz.training.loop import train
+    from attnviz.training.runs import run_meta
 
     task = make_task("reverse", min_len=3, max_len=6, alphabet="abcdef", n_train=2000, n_val=50, n_test=50)
     torch.manual_seed(0)
@@ -85,7 +89,7 @@ def reference(name, text, method="greedy", **kwargs):
     """(tokenizer, Decoded) of the library on the same checkpoint and input."""
     picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
     ids = picked.task().encode_source(text, picked.model.config.max_len)
-    return picked.tokenizer, decoding.METHODS[method](picked.model, picked.tokenizer, ids, **kwargs)
+    return picked.tokenizer, METHODS[method](picked.model, picked.tokenizer, ids, **kwargs)
 
 
 def test_next_step_and_run_to_end(trained):
@@ -184,7 +188,7 @@ def test_beam_search_shows_hypotheses_and_tree(trained):
     tree = chart(at, "dec_tree")
     traces = {trace.name: trace for trace in tree.data}
     assert {"kept", "pruned", "best hypothesis"} <= set(traces)
-    nodes = decoding.beam_tree(beam, tokenizer)
+    nodes = beam_tree(beam, tokenizer)
     assert sum(len(traces[f].x) for f in ("start", "kept", "finished", "pruned")) == len(nodes)
     assert output_labels(at) == tokenizer.labels(beam.ids())
 

@@ -4,10 +4,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from page_helpers import charts, z_of
+from page_helpers import open_page as open_any_page
 
-from attnviz import analysis, checkpoint
-
-from page_helpers import array, charts, open_page as open_any_page, z_of
+from attnviz.app.text import ROLLOUT_CAPTION
+from attnviz.interpret.ablation import ablation_summary
+from attnviz.interpret.head_stats import head_stats
+from attnviz.interpret.input_run import ablate_input, run_input
+from attnviz.training import checkpoint
 
 PAGE = "pages/explorer.py"
 
@@ -19,7 +23,7 @@ def open_page(**query_params):
 def reference(name, text):
     """The model's own patterns for the same input, recomputed here from the checkpoint."""
     picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
-    return picked, analysis.run_input(picked.model, picked.task(), text)
+    return picked, run_input(picked.model, picked.task(), text)
 
 
 def test_reverse_model_shows_every_kind_and_head(page_models):
@@ -36,7 +40,7 @@ def test_reverse_model_shows_every_kind_and_head(page_models):
     expected = run.cache["encoder.layers.0.self_attn.hook_pattern"][0, 0].numpy()
     assert np.allclose(z_of(zoom), expected, atol=1e-6)
     assert zoom["layout"]["xaxis"]["ticktext"] == ["a", "b", "c", "d", "e", "f", "<eos>"]
-    entropy = analysis.head_stats(run.cache["encoder.layers.0.self_attn.hook_pattern"])["entropy"][0]
+    entropy = head_stats(run.cache["encoder.layers.0.self_attn.hook_pattern"])["entropy"][0]
     assert any(c.value.startswith(f"This head: entropy {entropy:.2f} nats") for c in at.caption)
     assert not at.warning and not at.error
 
@@ -75,7 +79,7 @@ def test_rollout_beside_raw_attention(page_models):
     rollout = z_of(figures["rollout"])
     assert rollout.shape == (7, 7) and np.allclose(rollout.sum(1), 1, atol=1e-5)
     assert z_of(figures["raw"]).shape == (7, 7)
-    assert any(analysis.ROLLOUT_CAPTION == c.value for c in at.caption)
+    assert any(ROLLOUT_CAPTION == c.value for c in at.caption)
 
 
 def test_switching_heads_off_changes_what_the_page_shows(page_models):
@@ -86,7 +90,7 @@ def test_switching_heads_off_changes_what_the_page_shows(page_models):
     picked, run = reference("test-reverse", "abcdefg")
     heads = {("decoder.layers.0.cross_attn", 0), ("decoder.layers.0.cross_attn", 1)}
     with torch.no_grad():
-        expected = analysis.ablation_summary(picked.model, picked.task().batches("test", 256), heads)
+        expected = ablation_summary(picked.model, picked.task().batches("test", 256), heads)
     figures = charts(at)
     assert [trace["name"] for trace in figures["ablate_probs"]["data"]] == ["all heads on", "heads off"]
     assert "off" in json.dumps(figures["grid"]["layout"]["annotations"])  # the grid marks the heads
@@ -166,7 +170,7 @@ def test_ranking_every_head(page_models):
     top = ranking.iloc[0]
     module = {"encoder self": "encoder.layers.{}.self_attn", "decoder self": "decoder.layers.{}.self_attn",
               "cross": "decoder.layers.{}.cross_attn"}[top["kind"]].format(top["layer"])
-    alone = analysis.ablation_summary(picked.model, [next(picked.task().batches("test", 256))], {(module, top["head"])})
+    alone = ablation_summary(picked.model, [next(picked.task().batches("test", 256))], {(module, top["head"])})
     assert np.isclose(top["loss_change"], alone["loss_change"], atol=1e-5)
 
 
@@ -175,7 +179,7 @@ def test_rnn_attention_can_be_switched_off(page_models):
     at.multiselect(key="ablate").set_value([("cross", 0, 0)]).run()
     assert not at.exception
     picked, run = reference("test-rnn", "abcd")
-    after = analysis.ablate_input(picked.model, picked.task(), run, {("decoder.attention", 0)})
+    after = ablate_input(picked.model, picked.task(), run, {("decoder.attention", 0)})
     assert any(f"`` {after.output_after} ``" in m.value and "1 head off" in m.value for m in at.markdown)
 
 
@@ -188,5 +192,5 @@ def test_another_model_gets_its_own_example_input(page_models):
 
 
 def test_output_with_newlines_and_backticks_stays_on_one_line():
-    from attnviz import ui
+    from attnviz.app import ui
     assert ui.code("a\nb`c") == "`` a\\nb`c ``"

@@ -5,8 +5,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from attnviz import checkpoint
-from attnviz.device import describe, pick_device
+from attnviz.training import checkpoint
+from attnviz.training.device import describe, pick_device
 
 APP = "../../app.py"
 
@@ -82,7 +82,7 @@ def test_unreadable_checkpoint_is_named_not_fatal(model_dirs, make_checkpoint):
 
 
 def test_picked_model_is_loaded_and_reloaded_when_saved_again(model_dirs, make_checkpoint):
-    from attnviz import ui
+    from attnviz.app import ui
 
     def same_weights(a, b):
         return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
@@ -99,7 +99,7 @@ def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
     def page():
         import streamlit as st
 
-        from attnviz import ui
+        from attnviz.app import ui
         ui.model_picker()
         model = ui.selected_model()
         st.write(f"{model.name}: {model.meta['task']['name']}" if model else "none")
@@ -116,7 +116,7 @@ def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
 
 
 def test_first_visit_starts_on_a_shipped_transformer():
-    from attnviz import ui
+    from attnviz.app import ui
     infos = [checkpoint.CheckpointInfo("a-lstm", Path("a"), True, {"architecture": "rnn"}),
              checkpoint.CheckpointInfo("b-mine", Path("b"), False, {"architecture": "transformer"}),
              checkpoint.CheckpointInfo("c-shipped", Path("c"), True, {"architecture": "transformer"})]

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from page_helpers import charts, z_of
+from page_helpers import open_page as open_any_page
 
-from attnviz import analysis, checkpoint
-from page_helpers import charts, open_page as open_any_page, z_of
+from attnviz.interpret import mechanics
+from attnviz.interpret.input_run import run_input
+from attnviz.interpret.mechanics import head_mechanics
+from attnviz.training import checkpoint
 
 PAGE = "pages/mechanics.py"
 
@@ -20,7 +24,7 @@ def open_page(**query_params):
 def reference_weights(name, text, module, head):
     """softmax(QK^T / sqrt(d_k) + mask) of one head, from the module's own projections (torch.nn.functional)."""
     picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
-    run = analysis.run_input(picked.model, picked.task(), text, max_tokens=12)
+    run = run_input(picked.model, picked.task(), text, max_tokens=12)
     attention = dict(picked.model.named_modules())[module]
     inputs = {}
     handle = attention.register_forward_pre_hook(lambda m, args, kwargs: inputs.update(q=args[0], k=args[1]),
@@ -109,14 +113,14 @@ def test_language_model_and_rnn(page_models):
 
 
 def test_a_mismatch_would_be_shown_as_an_error(page_models, monkeypatch):
-    real = analysis.head_mechanics
+    real = head_mechanics
 
     def off_by_a_bit(*args, **kwargs):
         result = real(*args, **kwargs)
         result.weights_error = 0.25
         return result
 
-    monkeypatch.setattr(analysis, "head_mechanics", off_by_a_bit)
+    monkeypatch.setattr(mechanics, "head_mechanics", off_by_a_bit)
     at = open_page(model="test-reverse", text="bad", attention="encoder self")  # an input no other test uses
     assert not at.exception and not at.success
     assert "do not match" in at.error[0].value and "2.5e-01" in at.error[0].value

@@ -3,9 +3,11 @@ error, the model's own table, and the remove/shuffle experiment against a recomp
 import numpy as np
 import pytest
 import torch
+from page_helpers import array, charts, z_of
+from page_helpers import open_page as open_any_page
 
-from attnviz import analysis, checkpoint
-from page_helpers import array, charts, open_page as open_any_page, z_of
+from attnviz.interpret.positional import positional_ablation_summary, shift_check
+from attnviz.training import checkpoint
 
 PAGE = "pages/positional.py"
 
@@ -65,7 +67,7 @@ def test_experiment_measures_the_accuracy_drop(page_models):
     assert not at.exception
     picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
     with torch.no_grad():
-        removed = analysis.positional_ablation_summary(picked.model, picked.task().batches("test", 256), "remove")
+        removed = positional_ablation_summary(picked.model, picked.task().batches("test", 256), "remove")
     shown = {m.label: m for m in at.metric}
     assert shown["Token accuracy, as trained"].value == f"{removed['accuracy_before']:.1%}"
     assert shown["Positions removed"].value == f"{removed['accuracy_after']:.1%}"
@@ -106,6 +108,6 @@ def test_learned_table_is_compared_by_cosine_and_has_no_exact_shift(page_models)
         cosine = torch.nn.functional.normalize(table, dim=-1)
         assert np.allclose(z_of(figures["model_similarity"]), (cosine @ cosine.T).numpy(), atol=1e-5)
         shift = next(m for m in at.metric if m.label.startswith("max |PE(pos + 3)") and float(m.value) > 1e-3)
-        assert float(shift.value) == pytest.approx(analysis.shift_check(table, 3)[1], rel=0.05)
+        assert float(shift.value) == pytest.approx(shift_check(table, 3)[1], rel=0.05)
     finally:
         shutil.rmtree(path, ignore_errors=True)

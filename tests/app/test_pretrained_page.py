@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from attnviz import pretrained
+from attnviz.models import pretrained
 
 APP = "../../app.py"
 PAGE = "pages/pretrained.py"

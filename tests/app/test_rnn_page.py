@@ -5,20 +5,27 @@ import time
 
 import pytest
 import torch
-from page_helpers import array, charts, open_page as open_any_page
+from page_helpers import array, charts
+from page_helpers import open_page as open_any_page
 
-from attnviz import build_model, checkpoint, compare
-from attnviz.decoding import greedy
-from attnviz.presets import model_config
-from attnviz.tasks import make_task
-from attnviz.train import REGISTRY, TrainConfig, run_meta, train
+from attnviz import build_model
+from attnviz.data.tasks import make_task
+from attnviz.decoding.search import greedy
+from attnviz.interpret import contenders
+from attnviz.interpret.comparison import examples_of_length
+from attnviz.interpret.contenders import checkpoint_name, runs_of
+from attnviz.models.architectures import model_config
+from attnviz.training import checkpoint
+from attnviz.training.config import TrainConfig
+from attnviz.training.loop import train
+from attnviz.training.runs import REGISTRY, run_meta
 
 PAGE = "pages/rnn_vs_attention.py"
 TASKS = {"reverse": {"min_len": 2, "max_len": 4, "alphabet": "abc", "n_train": 90, "n_val": 8, "n_test": 8},
          "reverse-long": {"min_len": 2, "max_len": 6, "alphabet": "ab", "n_train": 60, "n_val": 8, "n_test": 8}}
 SIZES = {"transformer": {"d_model": 16, "n_heads": 2, "d_ff": 32},
          "lstm+attention": {"embed_dim": 8, "hidden_size": 16}, "lstm": {"embed_dim": 8, "hidden_size": 16}}
-LABELS = list(compare.LABELS.values())
+LABELS = list(contenders.LABELS.values())
 
 
 def tiny(task_key, architecture, seed=0, steps=60):
@@ -36,10 +43,10 @@ def shipped_dir(tmp_path_factory):
     examples, not all), saved with the meta of a real run."""
     folder = tmp_path_factory.mktemp("shipped")
     for task_key in TASKS:
-        for architecture in compare.LABELS:
+        for architecture in contenders.LABELS:
             task, model, config = tiny(task_key, architecture)
             result = train(model, task, config)
-            checkpoint.save_checkpoint(folder / compare.checkpoint_name(task_key, architecture), model.eval(),
+            checkpoint.save_checkpoint(folder / checkpoint_name(task_key, architecture), model.eval(),
                                        task.tokenizer, run_meta(model, task, config, result))
     return folder
 
@@ -58,13 +65,13 @@ def open_page(**query_params):
 
 
 def meta_of(folder, task_key, architecture):
-    return json.loads((folder / compare.checkpoint_name(task_key, architecture) / "meta.json").read_text())
+    return json.loads((folder / checkpoint_name(task_key, architecture) / "meta.json").read_text())
 
 
 def test_shipped_models_side_by_side(dirs):
     shipped, _ = dirs
     at = open_page()
-    metas = [meta_of(shipped, "reverse", a) for a in compare.LABELS]
+    metas = [meta_of(shipped, "reverse", a) for a in contenders.LABELS]
     summary = at.dataframe[0].value
     assert list(summary["model"]) == LABELS
     assert list(summary["steps"]) == [m["history"]["step"][-1] for m in metas]
@@ -101,7 +108,7 @@ def test_shipped_models_side_by_side(dirs):
 
 def exact_by_decoding(model, task, length):
     """Exact match over the page's fresh examples of one length, decoding each alone and checking the rule."""
-    examples = compare.examples_of_length(task, length, n=200, seed=1)
+    examples = examples_of_length(task, length, n=200, seed=1)
     right = 0
     for src, _ in examples:
         ids = task.tokenizer.encode(src) + [task.tokenizer.eos_id]
@@ -117,14 +124,14 @@ def test_accuracy_by_length_is_the_share_of_examples_decoded_right(dirs):
     figure = charts(at)["rnn_by_length"]
     assert [trace["name"] for trace in figure["data"]] == LABELS
     values = {}
-    for trace, architecture in zip(figure["data"], compare.LABELS):
-        ckpt = checkpoint.load_checkpoint(shipped / compare.checkpoint_name("reverse-long", architecture))
+    for trace, architecture in zip(figure["data"], contenders.LABELS):
+        ckpt = checkpoint.load_checkpoint(shipped / checkpoint_name("reverse-long", architecture))
         assert list(array(trace["x"])) == [2, 3, 4, 5, 6, 7, 8]
         values[architecture] = [exact_by_decoding(ckpt.model, ckpt.task(), n) for n in range(2, 9)]
         assert array(trace["y"]) == pytest.approx(values[architecture])
     assert any(0 < v < 1 for vs in values.values() for v in vs)  # brief training: a real mix of right and wrong
     trend = next(m.value for m in at.markdown if m.value.startswith("Exact match from length 2 to length 6"))
-    for label, architecture in zip(LABELS, compare.LABELS):
+    for label, architecture in zip(LABELS, contenders.LABELS):
         assert f"{label} {values[architecture][0]:.0%} → {values[architecture][4]:.0%}" in trend
     assert any("Cho et al. (2014" in c.value for c in at.caption)
     at.radio(key="rnn_length_task").set_value("dates").run()  # no shipped dates models in this folder
@@ -149,7 +156,7 @@ def tiny_presets(monkeypatch):
                                       if name.startswith(t + "-"))
         return tiny(task_key, architecture, seed, steps["n"])
 
-    monkeypatch.setattr(compare, "build_preset", build_preset)
+    monkeypatch.setattr(contenders, "build_preset", build_preset)
     return steps
 
 
@@ -158,8 +165,8 @@ def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_pre
     at = open_page(rnn_source="here", rnn_session="tab1")
     assert not at.get("plotly_chart")
     at.button(key="rnn_train").click().run()
-    runs = compare.runs_of("reverse", "tab1")
-    assert list(runs) == list(compare.LABELS) and len({run.task.seed for run in runs.values()}) == 1
+    runs = runs_of("reverse", "tab1")
+    assert list(runs) == list(contenders.LABELS) and len({run.task.seed for run in runs.values()}) == 1
     for run in runs.values():
         run.join(60)
     at.run()
@@ -181,7 +188,7 @@ def test_stop_leaves_out_models_that_never_trained(dirs, tiny_presets, monkeypat
     monkeypatch.setattr(REGISTRY, "max_concurrent", 1)  # the Transformer trains, the LSTMs wait in the queue
     at = open_page(rnn_source="here", rnn_session="tab2")
     at.button(key="rnn_train").click().run()
-    runs = compare.runs_of("reverse", "tab2")
+    runs = runs_of("reverse", "tab2")
     deadline = time.monotonic() + 60
     while runs["transformer"].snapshot().step < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

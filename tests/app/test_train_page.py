@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz import checkpoint, live
-from attnviz.presets import PRESETS, RNN_SIZES
-from attnviz.train import REGISTRY, TrainingRun
+from attnviz.app.train_view import preset_labels, preset_name
+from attnviz.models.architectures import RNN_SIZES
+from attnviz.training import checkpoint
+from attnviz.training.plan import free_name
+from attnviz.training.presets import PRESETS
+from attnviz.training.runs import REGISTRY, TrainingRun
 
 APP = "../../app.py"
 PAGE = "pages/train.py"
@@ -111,7 +114,7 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved):
 
     picker = at.sidebar.selectbox(key="model")  # the saved model is in every page's picker at once
     assert any(option.startswith("page-tiny ") for option in picker.options)
-    assert at.text_input(key="train_name").value == live.free_name("reverse-transformer")  # ready for the next run
+    assert at.text_input(key="train_name").value == free_name("reverse-transformer")  # ready for the next run
 
 
 def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved):
@@ -197,7 +200,7 @@ def test_a_bad_upload_names_the_line():
 
 def test_a_preset_fills_the_settings():
     at = open_page()
-    label = next(l for l in live.preset_labels() if live.preset_name(l) == "reverse-lstm+attention")
+    label = next(l for l in preset_labels() if preset_name(l) == "reverse-lstm+attention")
     at.selectbox(key="train_preset").set_value(label).run()
     assert at.selectbox(key="train_architecture").value == "lstm+attention"
     preset = PRESETS["reverse-lstm+attention"]
@@ -207,8 +210,8 @@ def test_a_preset_fills_the_settings():
 
 
 def test_a_diverged_run_shows_the_hint(saved):
-    from attnviz.presets import build
-    from attnviz.tasks import make_task
+    from attnviz.data.tasks import make_task
+    from attnviz.training.presets import build
 
     task = make_task("reverse", n_train=64, n_val=16, n_test=16)
     model, config = build(task, "transformer", {"d_model": 16, "n_heads": 2, "d_ff": 32},

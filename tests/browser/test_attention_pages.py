@@ -8,8 +8,10 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from attnviz import TransformerConfig, analysis, build_model, checkpoint
-from attnviz.tasks import make_task
+from attnviz import TransformerConfig, build_model
+from attnviz.data.tasks import make_task
+from attnviz.interpret.input_run import run_input
+from attnviz.training import checkpoint
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def test_explorer_exports_the_captured_weights(open_page, small_model):
     page = open_page("explorer?model=export-test&text=abcab")
     open_export_tab(page)
     picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "export-test")
-    run = analysis.run_input(picked.model, picked.task(), "abcab")
+    run = run_input(picked.model, picked.task(), "abcab")
 
     table = pd.read_csv(io.BytesIO(download(page, "download_csv")))
     assert len(table) == sum(pattern[0].numel() for pattern in run.cache.values())

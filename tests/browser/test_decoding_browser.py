@@ -4,9 +4,10 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from attnviz import build_model, checkpoint
-from attnviz.presets import model_config
-from attnviz.tasks import make_task
+from attnviz import build_model
+from attnviz.data.tasks import make_task
+from attnviz.models.architectures import model_config
+from attnviz.training import checkpoint
 
 
 @pytest.fixture

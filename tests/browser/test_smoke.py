@@ -4,8 +4,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from attnviz import checkpoint, ui
-from attnviz.device import describe, pick_device
+from attnviz.app import ui
+from attnviz.training import checkpoint
+from attnviz.training.device import describe, pick_device
 
 
 def url_path(page_info):
@@ -38,7 +39,7 @@ def test_model_picker_keeps_the_choice_in_the_url(open_page, make_checkpoint):
 
 
 def test_a_link_to_a_page_is_the_first_request_of_a_server(page, fresh_app_url):
-    # A `pages/` folder makes Streamlit start in its old folder mode; attnviz.ui leaves it (see there).
+    # A `pages/` folder makes Streamlit start in its old folder mode; attnviz.app.ui leaves it (see there).
     page.goto(f"{fresh_app_url}/home")
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("Trains on", timeout=90_000)
     expect(page.locator('[data-testid="stSidebarNav"]')).not_to_contain_text("app")  # app.py is no page

@@ -5,7 +5,7 @@ import shutil
 
 from playwright.sync_api import expect
 
-from attnviz import checkpoint
+from attnviz.training import checkpoint
 
 POINTS = "document.querySelector('.st-key-curve_loss .js-plotly-plot')?._fullData?.[0]?._length ?? 0"  # points drawn
 TIMEOUT_MS = 120_000

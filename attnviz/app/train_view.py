@@ -1,0 +1,260 @@
+"""What the Train live page shows, without Streamlit: its fields and class presets, the numbers and curves it
+redraws every second, the attention time-lapse and the runs table.
+
+    figs = curve_figures(run.snapshot())
+"""
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from attnviz.app import figures
+from attnviz.data.tokenizers import BOS, EOS
+from attnviz.interpret.patterns import parse_pattern_name
+from attnviz.models.architectures import MAX_PARAMETERS, RNN_SIZES, TRANSFORMER_SIZES, architectures_for
+from attnviz.training.config import TrainConfig
+from attnviz.training.loop import LM_PROMPT_TOKENS
+from attnviz.training.presets import PRESETS
+from attnviz.training.runs import REGISTRY, thin
+
+
+@dataclass(frozen=True)
+class Field:
+    """One number the user sets: its widget label, bounds, step and a one-line help."""
+    key: str
+    label: str
+    low: float
+    high: float
+    step: float = 1
+    help: str = ""
+
+
+SIZE_FIELDS = {
+    "transformer": [Field("d_model", "d_model", 8, 512, 8, "width of every token vector"),
+                    Field("n_heads", "heads", 1, 16, 1, "attention heads per layer; must divide d_model"),
+                    Field("n_encoder_layers", "encoder layers", 1, 6),
+                    Field("n_decoder_layers", "decoder layers", 1, 6),
+                    Field("d_ff", "d_ff", 8, 2048, 8, "width of the feed-forward layer")],
+    "rnn": [Field("embed_dim", "embedding size", 8, 512, 8),
+            Field("hidden_size", "hidden size", 8, 1024, 8, "the state the RNN carries from token to token"),
+            Field("n_layers", "layers", 1, 4)],
+}
+TRAIN_FIELDS = [
+    Field("steps", "steps", 1, 20_000, 50, "optimiser steps (the run may end earlier: time limit)"),
+    Field("time_budget", "time limit (s)", 0, 600, 10, "seconds of training at most; 0 = no limit"),
+    Field("batch_size", "batch size", 1, 512, 8),
+    Field("lr", "learning rate", 1e-5, 1.0, 1e-4, "peak learning rate; too high and the loss becomes NaN"),
+    Field("warmup", "warm-up steps", 0, 2_000, 10, "linear warm-up, then cosine decay to 10%"),
+    Field("seed", "seed", 0, 1_000_000, 1, "the same seed and settings train the same model"),
+]
+MORE_FIELDS = [
+    Field("weight_decay", "weight decay", 0.0, 1.0, 0.01),
+    Field("label_smoothing", "label smoothing", 0.0, 0.5, 0.05),
+    Field("clip", "gradient clipping", 0.0, 100.0, 0.5, "largest gradient norm; 0 = off"),
+    Field("eval_every", "validate every (steps)", 1, 5_000, 10),
+    Field("snapshot_every", "attention snapshot every (steps)", 1, 1_000, 5),
+]
+
+
+# Class presets: a named preset with a time limit, so "30 seconds" holds on a laptop and on a GPU alike.
+CLASS_PRESETS = {
+    "30-second demo: reverse letters (Transformer)": ("reverse-transformer", 30),
+    "30-second demo: copy letters, the diagonal (Transformer)": ("copy-transformer", 30),
+    "1 minute: reverse with an LSTM and attention": ("reverse-lstm+attention", 60),
+    "1 minute: reverse with a plain LSTM (no attention)": ("reverse-lstm", 60),
+    "2 minutes: dates to ISO, cross-attention alignments": ("dates-transformer", 120),
+    "2 minutes: a language model over Python's docs": ("pydoc-lm", 120),
+}
+USER_TASKS = {"text": "text file", "pairs": "TSV file of source<TAB>target lines"}
+LM_TASKS = ("pydoc", "text")
+
+
+def size_fields(architecture):
+    family = "transformer" if architecture in ("transformer", "lm") else "rnn"
+    return [f for f in SIZE_FIELDS[family] if not (architecture == "lm" and f.key == "n_encoder_layers")]
+
+
+def task_architectures(task_name):
+    """The architectures that fit a task: language models for text, encoder-decoders for the rest."""
+    return architectures_for("lm" if task_name in LM_TASKS else "seq2seq")
+
+
+def preset_settings(label):
+    """Every setting of a class preset or a named preset, keyed like the fields (plus task, architecture)."""
+    name, seconds = CLASS_PRESETS.get(label, (label, 0))
+    preset = PRESETS[name]
+    defaults = {f.key: getattr(TrainConfig, f.key) for f in TRAIN_FIELDS + MORE_FIELDS}
+    sizes = {**TRANSFORMER_SIZES, **RNN_SIZES, **preset.sizes}  # both families, so switching architecture works
+    settings = {"task": preset.task, "architecture": preset.architecture, **defaults, **preset.train,
+                "time_budget": seconds, **sizes}
+    numbers = {f.key: type(f.step)
+               for f in [*SIZE_FIELDS["transformer"], *SIZE_FIELDS["rnn"], *TRAIN_FIELDS, *MORE_FIELDS]}
+    return {key: numbers[key](value) if key in numbers else value  # int or float, as the widget takes it
+            for key, value in settings.items() if key != "max_len"}
+
+
+def preset_labels():
+    """Class presets first, then every named preset."""
+    return list(CLASS_PRESETS) + list(PRESETS)
+
+
+def preset_name(label):
+    return CLASS_PRESETS.get(label, (label,))[0]
+
+
+def size_note(n_parameters):
+    return f"{n_parameters:,} parameters (the limit here is {MAX_PARAMETERS:,})"
+
+
+def status_text(run, status, queue_position):
+    """'training', 'queued (place 2)', 'saving' (ended, checkpoint being written), 'done', 'stopped', ..."""
+    if status == "queued":
+        return f"queued (place {queue_position})"
+    if status in ("done", "stopped", "diverged") and not run.done:
+        return "saving"
+    return "training" if status == "running" else status
+
+
+def time_left(snap, config):
+    """Seconds of training still to go, estimated from the pace so far (None before the first step)."""
+    if snap.step == 0 or snap.elapsed <= 0:
+        return None
+    left = (snap.steps - snap.step) * snap.elapsed / snap.step
+    return min(left, max(0.0, config.time_budget - snap.elapsed)) if config.time_budget else left
+
+
+def best_metric(evals, kind):
+    """The best validation result so far, (name, value as text): exact match for seq2seq, perplexity for an LM;
+    None before the first validation."""
+    if kind == "lm" and evals.get("perplexity"):
+        return "perplexity", f"{min(evals['perplexity']):.2f}"
+    if evals.get("exact_match"):
+        return "exact match", f"{max(evals['exact_match']):.1%}"
+    return None
+
+
+def run_metrics(run, snap, active):
+    """{label: value as text} of a run's panel: status, step, time left (while `active`), best result, device."""
+    left = time_left(snap, run.config)
+    best = best_metric(snap.evals, run.task.kind)
+    return {"Status": "queued" if snap.status == "queued" else status_text(run, snap.status, snap.queue_position),
+            "Step": f"{snap.step} / {snap.steps}",
+            "Time left": "–" if left is None or not active else f"~{left:.0f} s",
+            f"Best {best[0]}" if best else "Best so far": best[1] if best else "–",
+            "Device": snap.device.upper()}
+
+
+def run_notices(run, snap):
+    """[(level, text)] to show under a run's numbers, level being "info", "error" or "success"."""
+    notices = []
+    if snap.status == "queued":
+        notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."))
+    if snap.error:
+        notices.append(("error", snap.error))
+    if snap.saved_path:
+        notices.append(("success", f"Saved as **{run.name}**: pick it in the model picker in the sidebar, "
+                                   "on every page."))
+    return notices
+
+
+def smoothed(values, weight=0.9):
+    """An exponential moving average, bias-corrected, so a noisy training loss reads as a curve."""
+    out, average = [], 0.0
+    for i, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight ** i))
+    return out
+
+
+def curve_figures(snap, max_points=400):
+    """{'loss', 'accuracy', 'lr', 'speed'}: plotly figures of a run's history and validation so far."""
+    h, e = snap.history, snap.evals
+    keep = thin(list(range(len(h["step"]))), max_points)
+    pick = lambda values: [values[i] for i in keep]
+    train_loss = smoothed(h["loss"])
+    accuracy = {"validation token accuracy": (e["step"], e.get("token_accuracy", []))}
+    if "exact_match" in e:
+        accuracy["validation exact match"] = (e["step"], e["exact_match"])
+    return {
+        "loss": figures.curves([], {"training (smoothed)": (pick(h["step"]), pick(train_loss)),
+                                    "validation": (e["step"], e.get("loss", []))},
+                               "Loss", "step", "cross-entropy", log_y=bool(h["loss"])),
+        "accuracy": figures.curves([], accuracy, "Accuracy", "step", "fraction"),
+        "lr": figures.curves(pick(h["step"]), {"learning rate": pick(h["lr"])}, "Learning rate", "step"),
+        "speed": figures.curves(pick(h["step"]), {"tokens per second": pick(h["tokens_per_s"])},
+                                "Speed (target tokens per second of training)", "step"),
+    }
+
+
+def probe_ids(task, probe):
+    """(source ids or None, decoder-input ids) of one probe, exactly as the snapshots saw it."""
+    example = task.probes[probe]
+    if task.kind == "lm":
+        return None, [BOS, *example[:-1]]
+    src, tgt = example
+    return task.tokenizer.encode(src) + [EOS], [BOS] + task.tokenizer.encode(tgt)
+
+
+def probe_label(task, probe):
+    example = task.probes[probe]
+    if task.kind == "lm":
+        return task.tokenizer.decode(example[:LM_PROMPT_TOKENS]) + "…"
+    return f"{example[0]} → {example[1]}"
+
+
+def probe_target(task, probe):
+    """What a perfect model outputs for a probe (an LM: the text that really follows its prompt)."""
+    example = task.probes[probe]
+    if task.kind == "lm":
+        return task.tokenizer.decode(example[LM_PROMPT_TOKENS:])[:60]
+    return example[1]
+
+
+def attention_kinds(patterns):
+    """{kind: number of layers} of a snapshot's patterns, e.g. {'encoder self': 1, 'cross': 1}."""
+    kinds = {}
+    for name in patterns:
+        kind, layer, _ = parse_pattern_name(name)
+        kinds[kind] = max(kinds.get(kind, 0), layer + 1)
+    return kinds
+
+
+def lapse_pattern(task, patterns, probe, kind, layer):
+    """One probe's attention of one kind and layer: ((H, Tq, Tk) weights, query labels, key labels, mask)."""
+    name = next(n for n in patterns if parse_pattern_name(n)[:2] == (kind, layer))
+    src, tgt = probe_ids(task, probe)
+    queries, keys = {"encoder self": (src, src), "decoder self": (tgt, tgt), "cross": (tgt, src)}[kind]
+    weights = patterns[name][probe, :, :len(queries), :len(keys)].astype(np.float32)  # (H, Tq, Tk)
+    causal = np.triu(np.ones((len(queries), len(keys)), dtype=bool), 1) if kind == "decoder self" else None
+    return weights, task.tokenizer.labels(queries), task.tokenizer.labels(keys), causal
+
+
+def output_history(task, snapshots, probe, upto):
+    """The probe's greedy output at every snapshot up to index `upto`, newest first; for seq2seq also whether it
+    is right (a language model's continuation has no single right answer)."""
+    target = probe_target(task, probe)
+    table = pd.DataFrame([{"step": s["step"], "output": s["outputs"][probe], "right": s["outputs"][probe] == target}
+                          for s in snapshots[:upto + 1][::-1] if "outputs" in s], columns=["step", "output", "right"])
+    return table if task.kind == "seq2seq" else table.drop(columns="right")
+
+
+def run_row(run):
+    """One line of the runs table, read under the run's lock without copying its history."""
+    position = run.registry.position(run)
+    with run.lock:
+        result = run.result
+        status, step, elapsed = result.status, result.step, result.elapsed
+        best = " ".join(best_metric(result.evals, run.task.kind) or ())
+    return {"who": run.owner or "–", "model": run.name, "task": run.task.name,
+            "architecture": run.extra_meta.get("arch", "?"), "status": status_text(run, status, position),
+            "step": f"{step}/{run.config.steps}", "best": best, "time": f"{elapsed:.0f} s",
+            "started": datetime.fromtimestamp(run.started_at).strftime("%H:%M")}
+
+
+def runs_table(registry=REGISTRY, limit=50):
+    """The latest runs of this server (of any tab), newest first."""
+    with registry.condition:
+        runs = list(registry.runs)[-limit:][::-1]
+    return pd.DataFrame([run_row(run) for run in runs],
+                        columns=["who", "model", "task", "architecture", "status", "step", "best", "time", "started"])

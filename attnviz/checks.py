@@ -1,0 +1,45 @@
+"""Checks that turn an impossible setting into a ValueError naming the field and the fix.
+
+Shared by every layer that validates what a user typed: model configs, training configs and task parameters.
+"""
+
+
+def reject(field, value, fix):
+    raise ValueError(f"{field}={value!r} is not possible: {fix}")
+
+
+def is_whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_whole(config, names, minimum=1, maximum=None):
+    """Each field of `names` is a whole number in [minimum, maximum]."""
+    for name in names:
+        value = getattr(config, name)
+        if not is_whole(value) or value < minimum or (maximum is not None and value > maximum):
+            reject(name, value, f"use a whole number of {minimum} or more"
+                   + ("" if maximum is None else f" and at most {maximum:,}"))
+
+
+def check_number(config, name, low, high, fix, low_open=False, high_open=False):
+    """A real number within [low, high] (an open end excludes the bound itself)."""
+    value = getattr(config, name)
+    if not is_number(value) or value != value or not (
+            (low < value if low_open else low <= value) and (value < high if high_open else value <= high)):
+        reject(name, value, fix)
+
+
+def check_choice(config, name, choices):
+    value = getattr(config, name)
+    if not isinstance(value, str) or value not in choices:
+        reject(name, value, f"choose one of {', '.join(choices)}")
+
+
+def check_bool(config, names):
+    for name in names:
+        if not isinstance(getattr(config, name), bool):
+            reject(name, getattr(config, name), "use True or False")

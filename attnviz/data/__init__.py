@@ -1,0 +1,1 @@
+"""Data: tokenizers (characters, sentencepiece), tasks and corpora with deterministic splits, padded batches."""

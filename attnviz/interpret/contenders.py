@@ -1,0 +1,153 @@
+"""The three models of a comparison task (Transformer, LSTM + attention, LSTM): the shipped checkpoints, or
+trained here by one owner, with the record of their training side by side.
+
+    found = find_contenders("reverse-long")                            # the three shipped models of a task
+    runs = start_runs("reverse", owner="3f2a9c1b", seed=0)           # or train all three here (saved when done)
+"""
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+import torch
+
+from attnviz.training import checkpoint
+from attnviz.training.loop import train
+from attnviz.training.presets import build_preset
+from attnviz.training.runs import REGISTRY, TrainingRun
+
+
+LABELS = {"transformer": "Transformer", "lstm+attention": "LSTM + attention", "lstm": "LSTM"}
+
+
+# Tasks with three presets, TASK-transformer, TASK-lstm+attention and TASK-lstm, trained on identical data.
+TASKS = {"reverse": "Reverse letters (abc → cba)", "reverse-long": "Reverse, lengths 4-24",
+         "dates": "Normalise dates (23 Nov 2026 → 2026-11-23)"}
+
+
+def checkpoint_name(task_key, architecture, owner=""):
+    """Where `python -m attnviz train --preset TASK-ARCHITECTURE` saves (e.g. reverse-lstm-attention), with
+    `-owner` added for the runs trained on the page (reverse-lstm-attention-3f2a9c1b)."""
+    return f"{task_key}-{architecture.replace('+', '-')}" + (f"-{owner}" if owner else "")
+
+
+@dataclass
+class Contender:
+    """One model in a comparison, with the record of its training (from a checkpoint's meta or a live run)."""
+    label: str  # "Transformer", "LSTM + attention", "LSTM"
+    model: torch.nn.Module
+    task: object  # the task it was trained on, with its tokenizer
+    history: dict  # per training step: "step", "loss", "time" (seconds of training) ...
+    evals: dict  # per evaluation: "step", "time", "exact_match", "token_accuracy", "loss"
+    key: str = ""  # names these trained weights, for caches (e.g. a checkpoint's path and time)
+
+    @classmethod
+    def from_checkpoint(cls, label, ckpt):
+        meta = ckpt.meta
+        return cls(label, ckpt.model, ckpt.task(), meta.get("history") or {}, meta.get("evals") or {},
+                   f"{ckpt.path}@{meta.get('created')}")
+
+    @classmethod
+    def from_run(cls, label, run):
+        """A finished `TrainingRun`'s model (put in eval mode) and record."""
+        snap = run.snapshot()
+        return cls(label, run.model.eval(), run.task, snap.history, snap.evals, f"{run.name}@{run.started_at}")
+
+    @property
+    def parameters(self):
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def ms_per_step(self):
+        """Median milliseconds of a training step (evaluation excluded), or None without a record."""
+        times = self.history.get("time") or []
+        steps = [b - a for a, b in zip(times, times[1:])]
+        return 1000 * statistics.median(steps) if steps else None
+
+
+def curve(contenders, metric, x="step"):
+    """{label: (x values, metric values)} for `figures.curves`: "loss" per training step (the training
+    loss), any other metric per evaluation (validation)."""
+    series = {}
+    for c in contenders:
+        record = c.history if metric == "loss" else c.evals
+        if record.get(metric):
+            series[c.label] = (record[x][:len(record[metric])], record[metric])
+    return series
+
+
+def summary(contenders):
+    """One row per model: parameters, steps, seconds of training, ms per step, last validation exact match."""
+    rows = []
+    for c in contenders:
+        steps, times, exact = c.history.get("step") or [0], c.history.get("time") or [0.0], c.evals.get("exact_match")
+        rows.append({"model": c.label, "parameters": c.parameters, "steps": steps[-1], "train seconds": times[-1],
+                     "ms per step": c.ms_per_step, "val exact match": exact[-1] if exact else None})
+    return rows
+
+
+def time_to_target(preset, seed=0, target=0.99, clock=time.perf_counter):
+    """Train a preset until validation exact match reaches `target` (or its steps run out); one row of results.
+
+    Seconds are training time by `clock`, evaluations excluded, as `train` measures them: wall-clock by
+    default; `time.process_time` gives CPU time, which a machine busy with other work inflates far less.
+    `seconds_to_target` and `steps_to_target` are None when the target was missed (`reached` False); the
+    target is checked every `eval_every` steps of the preset. No attention snapshots are taken."""
+    task, model, config = build_preset(preset, seed)
+    result = train(model, task, replace(config, target_exact_match=target, snapshot_every=0), clock=clock)
+    reached = [step for step, exact in zip(result.evals["step"], result.evals["exact_match"]) if exact >= target]
+    return {"preset": preset, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
+            "target": target, "reached": bool(reached), "seconds_to_target": result.reached_target_at,
+            "steps_to_target": reached[0] if reached else None, "steps_run": result.step, "steps": config.steps,
+            "seconds_run": result.elapsed, "ms_per_step": 1000 * result.elapsed / max(1, result.step),
+            "val_exact_match": result.evals["exact_match"][-1]}
+
+
+def session_id(text=None):
+    """`text` if it can end a checkpoint name (letters, digits, up to 16), else a new random id."""
+    return text if text and text.isalnum() and text.isascii() and len(text) <= 16 else uuid.uuid4().hex[:8]
+
+
+def start_runs(task_key, owner, seed=0, registry=REGISTRY):
+    """Start the three presets of `task_key` (same data, same seed) in the training queue: {architecture: run}.
+    Each run saves itself as `checkpoint_name(task_key, architecture, owner)` when it ends."""
+    runs = {}
+    for architecture in LABELS:
+        preset = f"{task_key}-{architecture}"
+        task, model, config = build_preset(preset, seed)
+        runs[architecture] = TrainingRun(model, task, config, name=checkpoint_name(task_key, architecture, owner),
+                                         owner=owner, save=True, registry=registry,
+                                         extra_meta={"preset": preset, "arch": architecture, "owner": owner})
+    return {architecture: run.start() for architecture, run in runs.items()}
+
+
+def runs_of(task_key, owner, registry=REGISTRY):
+    """{architecture: the newest run of this process under its page name} (architectures without one left out)."""
+    runs = {a: registry.find(checkpoint_name(task_key, a, owner)) for a in LABELS}
+    return {a: run for a, run in runs.items() if run is not None}
+
+
+def stop_runs(runs):
+    for run in runs.values():
+        run.stop(0)
+
+
+def find_contenders(task_key, owner="", load=None, registry=REGISTRY):
+    """{label: Contender} of the models of `task_key` that trained at least one step: the shipped checkpoints
+    (no owner), or those trained on the page by `owner`. A run of this process counts once it has ended (a run
+    stopped before its first step does not count, even over an older checkpoint of its name); without a run,
+    the saved checkpoint, loaded by `load(info)` from its `CheckpointInfo` (the app passes `ui.load_model`, which
+    caches; by default `checkpoint.load_checkpoint`)."""
+    load = load or (lambda info: checkpoint.load_checkpoint(info.path))
+    infos = {info.name: info for info in checkpoint.list_checkpoints() if info.shipped == (not owner)}
+    found = {}
+    for architecture, label in LABELS.items():
+        name = checkpoint_name(task_key, architecture, owner)
+        run = registry.find(name) if owner else None
+        if run is not None:
+            contender = Contender.from_run(label, run) if run.done else None
+        else:
+            contender = Contender.from_checkpoint(label, load(infos[name])) if name in infos else None
+        if contender is not None and contender.history.get("step"):
+            found[label] = contender
+    return found

@@ -1,0 +1,120 @@
+"""A user's input run through a model: cut to fit, decoded greedily, every attention pattern captured."""
+from dataclasses import dataclass
+
+import torch
+
+from attnviz.decoding import greedy
+from attnviz.interpret.ablation import ablation_effect
+from attnviz.interpret.patterns import KINDS, parse_pattern_name
+from attnviz.models.hooks import ablate, capture
+
+
+MAX_SHOWN_TOKENS = 48  # longer inputs are cut: a heatmap of more tokens per side is unreadable
+LM_CONTINUATION = 16  # tokens a language model adds to a prompt
+
+
+@dataclass
+class InputRun:
+    """One input, its greedy output, and every attention pattern of the full forward pass over both.
+
+    The decoder reads `tgt_in` = context + output without its last token and predicts `tgt_out`: row t of
+    a decoder pattern is the position that reads tgt_in[t] and predicts tgt_out[t].
+    """
+    text: str  # the input as used (cut to fit, if it was too long)
+    ids: torch.Tensor  # (1, S) what decoding started from: source tokens + EOS, or BOS + prompt for an LM
+    max_new_tokens: int  # the decoding limit used
+    src: torch.Tensor | None  # (1, S) the encoder's input (= ids); None for a language model
+    tgt_in: torch.Tensor  # (1, T)
+    tgt_out: torch.Tensor  # (1, T)
+    src_labels: list | None
+    tgt_labels: list  # labels of tgt_in
+    output: str  # the greedy output, decoded
+    cache: dict  # {hook name: (1, H, Tq, Tk)}
+    notes: list  # what was changed about the input, for the user
+
+    def labels(self, kind):
+        """(query labels, key labels) of one kind of attention."""
+        return {"encoder self": (self.src_labels, self.src_labels), "decoder self": (self.tgt_labels, self.tgt_labels),
+                "cross": (self.tgt_labels, self.src_labels)}[kind]
+
+    @property
+    def kinds(self):
+        """The kinds of attention captured, in the order of KINDS (an RNN without attention has none)."""
+        return [kind for kind in KINDS if any(parse_pattern_name(name)[0] == kind for name in self.cache)]
+
+    def blocked(self, kind):
+        """(Tq, Tk) bool, True where a query may not look (the future, under the causal mask), or None."""
+        if kind != "decoder self":
+            return None
+        T = self.tgt_in.shape[1]
+        return torch.ones(T, T, dtype=torch.bool).triu(1)  # (T, T)
+
+    def forward(self, model):
+        """One full forward pass over this input (what `head_mechanics` needs as `run`)."""
+        return model.logits(self.src, self.tgt_in)
+
+
+def fit_input(task, text, max_tokens):
+    """(the longest prefix of `text` that encodes to at most `max_tokens` tokens, notes for the user)."""
+    n = len(task.tokenizer.encode(text))
+    if n <= max_tokens:
+        return text, []
+    low, high = 0, len(text)  # bisect on characters: the prefix of `low` characters fits, of `high` does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if len(task.tokenizer.encode(text[:middle])) <= max_tokens else (low, middle)
+    return text[:low], [f"The input is {n} tokens long; only its first {max_tokens} are used "
+                        f"(\u201c{text[:low]}\u201d): more than that per side makes unreadable heatmaps."]
+
+
+@torch.no_grad()
+def run_input(model, task, text, max_tokens=MAX_SHOWN_TOKENS, max_new_tokens=None):
+    """Encode a user's input (cut to `max_tokens`), decode it greedily, and capture the attention over both.
+
+    A ValueError says what is wrong with the input (empty, or nothing the model can read).
+    """
+    if not text.strip() and task.kind == "seq2seq":
+        raise ValueError("the input is empty: type something for the model to transform")
+    notes = [] if text.strip() else ["The prompt is empty: the model writes from <bos> alone."]
+    limit = min(max_tokens, model.config.max_len - 2)  # room for EOS / BOS and at least one output token
+    text, cut = fit_input(task, text, limit)
+    notes += cut
+    unknown = task.unknown_characters(text)
+    if unknown:
+        notes.append(f"The model's tokenizer does not know {', '.join(map(repr, unknown))}: it reads "
+                     f"{'it' if len(unknown) == 1 else 'them'} as <unk>, so expect a strange output.")
+    ids = task.encode_source(text, limit + 1)  # (1, S): seq2seq tokens + EOS; lm BOS + tokens
+    room = model.config.max_len - (1 if model.has_encoder else ids.shape[1])
+    if max_new_tokens is None:  # an output about as long as the task's, or a short continuation for an LM
+        max_new_tokens = LM_CONTINUATION if task.kind == "lm" else max(task.max_tgt_len, 2 * ids.shape[1]) + 2
+    max_new_tokens = min(room, max_new_tokens)
+    decoded = greedy(model, task.tokenizer, ids, max_new_tokens=max_new_tokens, trace=False)
+    sequence = torch.tensor([decoded.sequence(0)])  # (1, T + 1) context + output
+    src = ids if model.has_encoder else None
+    tgt_in, tgt_out = sequence[:, :-1], sequence[:, 1:]  # (1, T)
+    labels = task.tokenizer.labels
+    run = InputRun(text, ids, max_new_tokens, src, tgt_in, tgt_out, None if src is None else labels(src[0]),
+                   labels(tgt_in[0]), task.tokenizer.decode(decoded.ids(0)), {}, notes)
+    with capture(model) as run.cache:
+        run.forward(model)
+    return run
+
+
+@dataclass
+class InputAblation:
+    """What switching heads off does to one input: the greedy output, and the probability of each token of
+    the original output (teacher-forced, so the positions line up), before and after."""
+    output_after: str
+    probs_before: torch.Tensor  # (T,) probability of tgt_out[t] at position t, all heads on
+    probs_after: torch.Tensor  # (T,) the same with the heads off
+
+
+@torch.no_grad()
+def ablate_input(model, task, run, heads):
+    """Switch off `heads` (a set of (attention module name, head)) for one `InputRun`."""
+    effect = ablation_effect(model, (run.src, run.tgt_in, run.tgt_out), heads)
+    with ablate(model, set(heads)):
+        decoded = greedy(model, task.tokenizer, run.ids, max_new_tokens=run.max_new_tokens, trace=False)
+    chosen = run.tgt_out[0][:, None]  # (T, 1)
+    return InputAblation(task.tokenizer.decode(decoded.ids(0)), effect.probs_before[0].gather(-1, chosen)[:, 0],
+                         effect.probs_after[0].gather(-1, chosen)[:, 0])

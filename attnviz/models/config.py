@@ -1,0 +1,118 @@
+"""Frozen, self-validating model configurations.
+
+A checkpoint stores `asdict(config)` and rebuilds it with `Config(**d)`: unknown keys are refused,
+so a typo or a checkpoint from another version fails loudly instead of training something else.
+"""
+from dataclasses import dataclass, fields
+
+from attnviz.checks import check_bool, check_choice, check_number, check_whole, is_whole, reject
+
+POSITIONAL_KINDS = ("sinusoidal", "learned", "none")
+ACTIVATIONS = ("relu", "gelu")
+
+
+def _check_pad_id(config):
+    if not is_whole(config.pad_id) or not 0 <= config.pad_id < min(config.src_vocab_size, config.tgt_vocab_size):
+        reject("pad_id", config.pad_id, "it must be a valid token id of both vocabularies")
+
+
+def _check_dropout(config):
+    check_number(config, "dropout", 0.0, 1.0, "use a probability in [0, 1)", high_open=True)
+
+
+class ConfigBase:
+    """Shared constructor from a dict that names any unknown key."""
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TransformerConfig(ConfigBase):
+    """A Transformer: encoder-decoder, a decoder-only language model when n_encoder_layers == 0,
+    or an encoder without decoder (BERT-like) when encoder_only."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 64
+    n_heads: int = 4
+    n_encoder_layers: int = 1
+    n_decoder_layers: int = 1
+    d_ff: int = 256
+    dropout: float = 0.0
+    norm_first: bool = True  # pre-LayerNorm (True) or post-LayerNorm as in Vaswani et al. (False)
+    positional: str = "sinusoidal"
+    max_len: int = 128
+    activation: str = "relu"
+    tie_embeddings: bool = False  # decoder input embedding shared with the output projection
+    scale_embeddings: bool = True  # multiply token embeddings by sqrt(d_model), as Vaswani et al.
+    pad_id: int = 0
+    layer_norm_eps: float = 1e-5
+    n_token_types: int = 0  # BERT's segment (sentence A/B) embeddings; 0 = none
+    embedding_norm: bool = False  # LayerNorm right after the embeddings, as BERT
+    encoder_only: bool = False  # a BERT-like encoder without decoder (needs n_decoder_layers=0)
+
+    def __post_init__(self):
+        check_whole(self, ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"])
+        check_whole(self, ["n_encoder_layers", "n_decoder_layers", "n_token_types"], minimum=0)
+        if self.encoder_only:
+            if self.n_encoder_layers == 0:
+                reject("n_encoder_layers", 0, "an encoder-only model needs 1 or more encoder layers")
+            if self.n_decoder_layers:
+                reject("n_decoder_layers", self.n_decoder_layers, "an encoder-only model has no decoder; use 0")
+        elif self.n_decoder_layers == 0:
+            reject("n_decoder_layers", 0, "every model needs a decoder; use 1 or more "
+                    "(n_encoder_layers=0 makes a decoder-only language model, "
+                    "encoder_only=True an encoder without decoder)")
+        eps = self.layer_norm_eps
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+            reject("layer_norm_eps", self.layer_norm_eps, "use a small positive number such as 1e-5")
+        if self.d_model % self.n_heads:
+            reject("d_model", self.d_model, f"it must be divisible by n_heads={self.n_heads}, "
+                    f"e.g. d_model={self.n_heads * max(1, self.d_model // self.n_heads)}")
+        _check_dropout(self)
+        check_bool(self, ["norm_first", "tie_embeddings", "scale_embeddings", "embedding_norm", "encoder_only"])
+        check_choice(self, "positional", POSITIONAL_KINDS)
+        check_choice(self, "activation", ACTIVATIONS)
+        _check_pad_id(self)
+
+    @property
+    def is_language_model(self):
+        return self.n_encoder_layers == 0
+
+
+RNN_CELLS = ("rnn", "gru", "lstm")
+RNN_ATTENTION = ("none", "bahdanau", "luong")
+
+
+@dataclass(frozen=True)
+class RNNConfig(ConfigBase):
+    """A recurrent encoder-decoder (attnviz.rnn.RNNSeq2Seq), with or without attention."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    cell: str = "lstm"
+    embed_dim: int = 64
+    hidden_size: int = 128  # decoder state size; a bidirectional encoder uses hidden_size // 2 per direction
+    n_layers: int = 1
+    attention: str = "bahdanau"  # "none": the decoder sees only the encoder's final state
+    dropout: float = 0.0
+    bidirectional: bool = False  # encoder only; the decoder always reads left to right
+    max_len: int = 128  # bound on decoded length
+    pad_id: int = 0
+
+    def __post_init__(self):
+        check_whole(self, ["src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_size", "n_layers", "max_len"])
+        check_choice(self, "cell", RNN_CELLS)
+        check_choice(self, "attention", RNN_ATTENTION)
+        _check_dropout(self)
+        check_bool(self, ["bidirectional"])
+        if self.bidirectional and self.hidden_size % 2:
+            reject("hidden_size", self.hidden_size, "a bidirectional encoder splits it between two directions; "
+                    f"use an even number such as {self.hidden_size + 1}")
+        _check_pad_id(self)

@@ -1,0 +1,398 @@
+"""Checkpoints: a folder with safetensors weights, JSON metadata and the tokenizer's own files.
+
+    reverse/
+        model.safetensors   the weights (tied tensors stored once); never a pickle
+        meta.json           format_version, architecture, config, tokenizer spec, task, train, history, ...
+        tokenizer.model     only for tokenizers that have a file (listed in meta["tokenizer_files"])
+
+A bare name ("reverse") means a folder in USER_DIR (saving) or in USER_DIR then SHIPPED_DIR (loading);
+anything with a path separator is a path. Saving writes a hidden temporary folder beside the target and
+renames it into place. Replacing a checkpoint renames the old one to a hidden trash name first, so a crash
+at any moment leaves the old or the new checkpoint readable under the name (loading falls back to the trash
+if the crash came between the two renames; the next save tidies up).
+"""
+import json
+import math
+import os
+import re
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from attnviz.data.tasks import task_from_spec
+from attnviz.data.tokenizers import tokenizer_from_spec
+from attnviz.models.architectures import CONFIG_FAMILIES, MAX_PARAMETERS, build_model, family_of, parameter_count
+
+try:
+    import fcntl  # serialises two saves to one name; absent on Windows, where saves are not locked
+except ImportError:
+    fcntl = None
+
+FORMAT_VERSION = 1
+WEIGHTS, META = "model.safetensors", "meta.json"
+REPO_DIR = Path(__file__).resolve().parents[2]
+SHIPPED_DIR = REPO_DIR / "checkpoints"
+USER_DIR = Path(os.environ.get("ATTNVIZ_USER_DIR", REPO_DIR / "user_checkpoints"))
+MAX_META_BYTES = 32 * 2**20
+MAX_TOKENIZER_FILE_BYTES = 32 * 2**20
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be saved or loaded, with a message a user can act on."""
+
+
+# ---------------------------------------------------------------------------------------------- names
+
+def validate_name(name):
+    """Return `name` if it can name a checkpoint folder, else raise CheckpointError saying why."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name == "..":
+        raise CheckpointError(
+            f"{name!r} cannot name a checkpoint: use 1-100 letters, digits, '.', '_' or '-', "
+            "not starting with '.' and without path separators (e.g. 'reverse-small')")
+    return name
+
+
+def _is_bare_name(path):
+    return isinstance(path, str) and "/" not in path and os.sep not in path
+
+
+def _trash(path):
+    return path.with_name(f".{path.name}.old")
+
+
+def find_checkpoint(name_or_path, dirs=None):
+    """The folder for a bare name (first of USER_DIR, SHIPPED_DIR holding it) or for a path."""
+    if not _is_bare_name(name_or_path):
+        return Path(name_or_path)
+    name = validate_name(name_or_path)
+    dirs = (USER_DIR, SHIPPED_DIR) if dirs is None else dirs
+    for d in dirs:
+        path = Path(d) / name
+        if path.is_dir() or _trash(path).is_dir():
+            return path
+    known = sorted({info.name for info in list_checkpoints(dirs)})
+    raise CheckpointError(f"no checkpoint named {name!r} in {', '.join(map(str, dirs))}; "
+                          f"available: {', '.join(known) or 'none'}")
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+
+def _jsonable(value, where="meta"):
+    """Plain JSON values from what training produces: tensors, numpy numbers, dataclasses, NaN -> None."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # torch / numpy arrays and scalars
+        value = value.tolist()
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise CheckpointError(f"{where} is a {type(value).__name__}, which a checkpoint cannot store as JSON")
+
+
+# ---------------------------------------------------------------------------------------------- saving
+
+def _unique_state(model):
+    """name -> tensor of the state dict, each shared tensor (tied embeddings) once, under its first name."""
+    state, seen = {}, set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            state[name] = tensor
+    return state
+
+
+def _fsync(path):
+    """Flush a file or folder to disk (folders cannot be opened on Windows: skipped there)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class _NameLock:
+    """An exclusive lock on one checkpoint name, held by a hidden lock file beside it."""
+
+    def __init__(self, path):
+        self.file = open(path.with_name(f".{path.name}.lock"), "a") if fcntl else None
+
+    def __enter__(self):
+        if self.file:
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        if self.file:
+            self.file.close()  # closing releases the lock
+
+
+def _tidy(path):
+    """Finish a replace a crash interrupted: restore a lone trash folder, drop stale ones and temporaries."""
+    trash = _trash(path)
+    if trash.is_dir():
+        if path.is_dir():
+            shutil.rmtree(trash)
+        else:
+            os.rename(trash, path)
+    for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _write_folder(folder, weights, files, meta_bytes):
+    """A complete checkpoint folder, flushed to disk before anyone renames it into place."""
+    folder.mkdir()
+    save_file(weights, folder / WEIGHTS, metadata={"format": "pt"})
+    os.chmod(folder / WEIGHTS, 0o644)  # safetensors creates it private; the app's server may run as another user
+    _fsync(folder / WEIGHTS)
+    for file_name, data in files.items():
+        _write(folder / file_name, data)
+    _write(folder / META, meta_bytes)
+    _fsync(folder)
+
+
+def save_checkpoint(path, model, tokenizer, meta):
+    """Save `model` and `tokenizer` with `meta` (task, train, history, metrics, snapshots) as a checkpoint.
+
+    `path` is a folder path or a bare name (saved in USER_DIR). The keys format_version, architecture,
+    config, tokenizer and tokenizer_files are filled in from the model and tokenizer; "created" if absent.
+    Returns the checkpoint's path.
+    """
+    path = USER_DIR / validate_name(path) if _is_bare_name(path) else Path(path)
+    validate_name(path.name)
+    files = tokenizer.files()
+    for file_name in files:
+        if validate_name(file_name) in (WEIGHTS, META):
+            raise CheckpointError(f"a tokenizer file may not be called {file_name!r}")
+    meta = _jsonable({
+        **meta,
+        "format_version": FORMAT_VERSION,
+        "architecture": family_of(model.config),
+        "config": asdict(model.config),
+        "tokenizer": tokenizer.spec(),
+        "tokenizer_files": sorted(files),
+        "created": meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    meta_bytes = json.dumps(meta, allow_nan=False).encode()
+    if len(meta_bytes) > MAX_META_BYTES:
+        raise CheckpointError(f"meta.json would be {len(meta_bytes) / 2**20:.0f} MB; keep it under "
+                              f"{MAX_META_BYTES // 2**20} MB (fewer attention snapshots?)")
+    weights = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in _unique_state(model).items()}
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _NameLock(path):
+            _tidy(path)
+            if path.exists() and not (path / META).is_file():
+                raise CheckpointError(f"{path} exists and is not a checkpoint: refusing to replace it")
+            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+            try:
+                _write_folder(tmp, weights, files, meta_bytes)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            if path.exists():
+                os.rename(path, _trash(path))
+                _fsync(path.parent)
+            os.rename(tmp, path)
+            _fsync(path.parent)
+            shutil.rmtree(_trash(path), ignore_errors=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def _existing(path):
+    """The folder to read for `path`: itself, or the old copy a crash mid-replace left as trash."""
+    if path.is_dir():
+        return path
+    if _trash(path).is_dir():
+        return _trash(path)
+    raise CheckpointError(f"no checkpoint folder at {path}")
+
+
+def read_meta(path):
+    """meta.json of a checkpoint folder, checked for size, JSON syntax, format version and architecture."""
+    meta_path = _existing(Path(path)) / META
+    if not meta_path.is_file():
+        raise CheckpointError(f"{meta_path} is missing: the folder is not a checkpoint")
+    if meta_path.stat().st_size > MAX_META_BYTES:
+        raise CheckpointError(f"{meta_path} is larger than {MAX_META_BYTES // 2**20} MB: refusing to read it")
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{meta_path} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path} must hold a JSON object, not {type(meta).__name__}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{meta_path} has no valid format_version (found {version!r})")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path.parent} was written in checkpoint format {version} by a newer attnviz; "
+                              f"this version reads format {FORMAT_VERSION} at most: please upgrade attnviz")
+    if meta.get("architecture") not in CONFIG_FAMILIES:
+        raise CheckpointError(f"{meta_path} names an unknown architecture {meta.get('architecture')!r}; "
+                              f"known: {', '.join(CONFIG_FAMILIES)}")
+    for key in ("config", "tokenizer"):
+        if not isinstance(meta.get(key), dict):
+            raise CheckpointError(f"{meta_path} has no {key!r} object")
+    return meta
+
+
+def _config(meta, folder):
+    try:
+        config = CONFIG_FAMILIES[meta["architecture"]].from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"the model config in {folder / META} is invalid: {e}") from None
+    try:
+        n_parameters = parameter_count(config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"cannot build the model described in {folder / META}: {e}") from None
+    if n_parameters > MAX_PARAMETERS:
+        raise CheckpointError(f"the config in {folder / META} describes {n_parameters:,} parameters; "
+                              f"refusing to build more than {MAX_PARAMETERS:,}")
+    return config
+
+
+def _tokenizer(meta, folder):
+    names = meta.get("tokenizer_files", [])
+    if not isinstance(names, list):
+        raise CheckpointError(f"tokenizer_files in {folder / META} must be a list of file names")
+    files = {}
+    for name in names:
+        file = folder / validate_name(name)
+        if not file.is_file():
+            raise CheckpointError(f"the tokenizer file {file} is missing")
+        if file.stat().st_size > MAX_TOKENIZER_FILE_BYTES:
+            raise CheckpointError(f"the tokenizer file {file} is larger than "
+                                  f"{MAX_TOKENIZER_FILE_BYTES // 2**20} MB: refusing to read it")
+        files[name] = file.read_bytes()
+    try:
+        return tokenizer_from_spec(meta["tokenizer"], files)
+    except Exception as e:  # a corrupt tokenizer file can fail anywhere inside sentencepiece
+        raise CheckpointError(f"cannot rebuild the tokenizer of {folder}: {e}") from None
+
+
+def _load_weights(model, file):
+    """Copy the tensors of `file` into `model`, naming any missing, unexpected or misshapen tensor."""
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing")
+    with open(file, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        raise CheckpointError(f"{file} looks like a pickle / torch.save file, not safetensors; "
+                              "attnviz never unpickles files (they can run arbitrary code)")
+    expected = _unique_state(model)
+    try:
+        with safe_open(file, framework="pt") as f:
+            stored = set(f.keys())
+            missing, unexpected = sorted(set(expected) - stored), sorted(stored - set(expected))
+            if missing or unexpected:
+                raise CheckpointError(f"{file} does not fit the model: missing tensors {missing}, "
+                                      f"unexpected tensors {unexpected}")
+            for name, target in expected.items():
+                shape = tuple(f.get_slice(name).get_shape())
+                if shape != tuple(target.shape):
+                    raise CheckpointError(f"{file}: tensor {name!r} has shape {shape}, "
+                                          f"but the model expects {tuple(target.shape)}")
+                with torch.no_grad():
+                    target.copy_(f.get_tensor(name))
+    except CheckpointError:
+        raise
+    except Exception as e:  # safetensors raises its own error type for truncated or corrupt files
+        raise CheckpointError(f"{file} is truncated or corrupt: {e}") from None
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    path: Path
+    model: torch.nn.Module  # in eval mode, on the CPU
+    tokenizer: object
+    meta: dict
+    _task: object = field(default=None, init=False, repr=False)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def task(self):
+        """The task the model was trained on, rebuilt once from meta["task"] with this tokenizer (None if unrecorded)."""
+        if self._task is None and self.meta.get("task"):
+            try:
+                self._task = task_from_spec(self.meta["task"], self.tokenizer)
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"cannot rebuild the task recorded in {self.path / META}: {e}") from None
+        return self._task
+
+
+def load_checkpoint(path):
+    """Load a checkpoint by bare name (USER_DIR, then SHIPPED_DIR) or folder path; CheckpointError if unusable."""
+    path = find_checkpoint(path)
+    folder = _existing(path)
+    meta = read_meta(folder)
+    config = _config(meta, folder)
+    tokenizer = _tokenizer(meta, folder)
+    model = build_model(config)
+    _load_weights(model, folder / WEIGHTS)
+    return Checkpoint(path.name, path, model.eval(), tokenizer, meta)
+
+
+# ---------------------------------------------------------------------------------------------- listing
+
+@dataclass
+class CheckpointInfo:
+    name: str
+    path: Path
+    shipped: bool
+    meta: dict
+
+
+class CheckpointList(list):
+    """A list of CheckpointInfo; `.problems` holds (path, message) for folders that could not be read."""
+
+    def __init__(self, infos=(), problems=()):
+        super().__init__(infos)
+        self.problems = list(problems)
+
+
+def list_checkpoints(dirs=None):
+    """Every checkpoint in `dirs` (default SHIPPED_DIR, USER_DIR), reading meta.json only; broken ones skipped."""
+    dirs = (SHIPPED_DIR, USER_DIR) if dirs is None else dirs
+    found = CheckpointList()
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            continue
+        shipped = d.resolve() == SHIPPED_DIR.resolve()
+        names = {p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        names |= {p.name[1:-4] for p in d.glob(".*.old") if p.is_dir()}  # a replace cut short by a crash
+        for name in sorted(names):
+            try:
+                found.append(CheckpointInfo(name, d / name, shipped, read_meta(d / name)))
+            except CheckpointError as e:
+                found.problems.append((d / name, str(e)))
+    return found

@@ -1,0 +1,149 @@
+"""The training loop: AdamW with warm-up and cosine decay, a NaN guard, evaluations and attention snapshots.
+
+    result = train(model, task, TrainConfig(steps=600))   # blocking; fills a TrainResult as it goes
+"""
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from attnviz.decoding import greedy
+from attnviz.models.hooks import capture
+from attnviz.training.device import autocast, pick_device
+from attnviz.training.evaluation import evaluate_split, evaluating
+
+
+def learning_rate(step, config):
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def attention_snapshot(model, probe_batch):
+    """Every attention pattern of the probe inputs, as float16 arrays {name: (P, H, Tq, Tk)}."""
+    with evaluating(model), capture(model) as cache:
+        model.logits(probe_batch.src, probe_batch.tgt_in)
+    return {name: pattern.float().cpu().half().numpy() for name, pattern in cache.items()}
+
+
+LM_PROMPT_TOKENS, LM_CONTINUATION_TOKENS = 8, 16
+
+
+def probe_outputs(model, task, probe_batch):
+    """The greedy outputs of the probe inputs as text: seq2seq from the source, an LM continuing the
+    first LM_PROMPT_TOKENS tokens of each probe."""
+    with evaluating(model):
+        if task.kind == "seq2seq":
+            decoded = greedy(model, task.tokenizer, probe_batch.src, probe_batch.tgt_out.shape[1] + 4, trace=False)
+        else:
+            prompt = probe_batch.tgt_in[:, :1 + min(LM_PROMPT_TOKENS, min(map(len, task.probes)) - 1)]  # BOS + tokens
+            decoded = greedy(model, task.tokenizer, prompt, LM_CONTINUATION_TOKENS, trace=False)
+    return [task.tokenizer.decode(decoded.ids(row)) for row in range(len(decoded.tokens))]
+
+
+@dataclass
+class TrainResult:
+    status: str = "running"  # queued | running | done | stopped | diverged | failed
+    error: str = ""
+    step: int = 0
+    elapsed: float = 0.0  # seconds spent training (evaluation excluded)
+    history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "tokens_per_s": [], "time": []})
+    evals: dict = field(default_factory=lambda: {"step": [], "time": []})  # plus one list per metric
+    snapshots: list = field(default_factory=list)  # [{"step": s, "patterns": {...}, "outputs": [probe text]}]
+    metrics: dict = field(default_factory=dict)  # latest validation metrics
+    reached_target_at: float | None = None  # training seconds when target_exact_match was first reached
+
+
+def train(model, task, config, result=None, should_stop=lambda: False, lock=None, clock=time.perf_counter):
+    """Train in place and fill `result` (a TrainResult) as it goes; returns it.
+
+    `lock` guards every write to `result` so another thread can copy it consistently. `clock` measures
+    training time (benchmarks pass `time.process_time`, which other work on the machine hardly inflates).
+    A NaN/inf loss or gradient stops the run with the last good weights restored.
+    """
+    result = result or TrainResult()
+    lock = lock or threading.Lock()
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    model.to(device).train()
+    pad_id = model.config.pad_id
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
+    params = list(model.parameters())
+    last_good = [p.detach().clone() for p in params]
+    batches = task.batches("train", config.batch_size, seed=config.seed)
+    probes = task.collate(task.probes).to(device) if config.snapshot_every else None
+    tokens_seen, started = 0, clock()
+    eval_time = 0.0
+    with lock:
+        result.status = "running"
+    for step in range(1, config.steps + 1):
+        elapsed, stop_asked = clock() - started - eval_time, should_stop()
+        if stop_asked or (config.time_budget and elapsed >= config.time_budget):
+            with lock:
+                result.status = "stopped" if stop_asked else "done"
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step - 1, config)
+        batch = next(batches).to(device)
+        with autocast(device):
+            logits = model.logits(batch.src, batch.tgt_in)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), batch.tgt_out.flatten(), ignore_index=pad_id,
+                               label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.clip or float("inf"))
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            restore(params, last_good)
+            with lock:
+                result.status, result.step = "diverged", step
+                result.error = (f"the loss became {loss.item()} at step {step}: training stopped and the weights of "
+                                f"step {step - 1} were kept. Lower the learning rate (it was {config.lr:g}).")
+            return result
+        restore(last_good, params)  # these weights gave a finite loss and gradient
+        optimizer.step()
+        tokens_seen += batch.n_tokens
+        elapsed = clock() - started - eval_time
+        with lock:
+            for key, value in (("step", step), ("loss", loss.item()), ("lr", optimizer.param_groups[0]["lr"]),
+                               ("tokens_per_s", tokens_seen / max(elapsed, 1e-9)), ("time", elapsed)):
+                result.history[key].append(value)
+            result.step, result.elapsed = step, elapsed
+        eval_started = clock()
+        if config.snapshot_every and (step % config.snapshot_every == 0 or step == 1):
+            patterns, outputs = attention_snapshot(model, probes), probe_outputs(model, task, probes)
+            with lock:
+                result.snapshots.append({"step": step, "patterns": patterns, "outputs": outputs})
+        if step % config.eval_every == 0 or step == config.steps:
+            record_eval(model, task, config, result, lock, step, elapsed)
+            if config.target_exact_match and result.metrics.get("exact_match", 0) >= config.target_exact_match:
+                with lock:
+                    result.status = "done"
+                break
+        eval_time += clock() - eval_started
+    else:
+        with lock:
+            result.status = "done"
+    if not result.evals["step"] or result.evals["step"][-1] != result.step:
+        record_eval(model, task, config, result, lock, result.step, result.elapsed)
+    return result
+
+
+@torch.no_grad()
+def restore(targets, sources):
+    for target, source in zip(targets, sources):
+        target.copy_(source)
+
+
+def record_eval(model, task, config, result, lock, step, elapsed):
+    metrics = evaluate_split(model, task, "val", max_examples=config.eval_examples)
+    with lock:
+        result.metrics = metrics
+        for name, value in {"step": step, "time": elapsed, **metrics}.items():
+            result.evals.setdefault(name, []).append(value)
+        target = config.target_exact_match
+        if target and result.reached_target_at is None and metrics.get("exact_match", 0) >= target:
+            result.reached_target_at = elapsed

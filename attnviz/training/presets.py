@@ -1,0 +1,75 @@
+"""Presets: tested recipes (task, architecture, sizes, training settings) that the CLI and the pages offer.
+
+    task, model, train_config = build_preset("reverse-transformer")
+"""
+from dataclasses import dataclass, field
+
+import torch
+
+from attnviz.data.tasks import make_task
+from attnviz.models.architectures import build_model, check_size, kind_of, model_config
+from attnviz.training.config import TrainConfig
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    task: str
+    architecture: str
+    sizes: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    task_params: dict = field(default_factory=dict)
+
+
+FAST = {"batch_size": 64, "lr": 3e-3, "warmup": 20, "eval_every": 25, "snapshot_every": 25}
+REVERSE = {**FAST, "steps": 350}  # measured with `python -m attnviz bench --only preset_time_to_accuracy`
+LONG = {"min_len": 4, "max_len": 24, "n_train": 10000}  # lengths where a fixed-size context vector falls behind
+PRESETS = {
+    "reverse-transformer": Preset("Reverse letters with a one-layer Transformer (about 5 s on a CPU core)",
+                                  "reverse", "transformer", {}, {**REVERSE, "lr": 7e-3}),
+    "reverse-lstm+attention": Preset("Reverse letters with an LSTM and Bahdanau attention",
+                                     "reverse", "lstm+attention", {}, {**REVERSE, "lr": 1e-2}),
+    "reverse-lstm": Preset("Reverse letters with a plain LSTM: watch it struggle without attention",
+                           "reverse", "lstm", {}, {**REVERSE, "lr": 1e-2}),
+    "reverse-long-transformer": Preset("Reverse 4 to 24 letters with a Transformer", "reverse", "transformer",
+                                       {}, {**FAST, "lr": 7e-3, "steps": 1500}, LONG),
+    "reverse-long-lstm+attention": Preset("Reverse 4 to 24 letters with an LSTM and attention", "reverse",
+                                          "lstm+attention", {}, {**FAST, "lr": 1e-2, "steps": 1500}, LONG),
+    "reverse-long-lstm": Preset("Reverse 4 to 24 letters with a plain LSTM: accuracy falls with length",
+                                "reverse", "lstm", {}, {**FAST, "lr": 1e-2, "steps": 1500}, LONG),
+    "copy-transformer": Preset("Copy letters: the diagonal forms in cross-attention",
+                               "copy", "transformer", {}, {**FAST, "steps": 400}),
+    "sort-transformer": Preset("Sort letters with a Transformer", "sort", "transformer",
+                               {"n_encoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 1500}),
+    "addition-transformer": Preset("Add numbers like 123+45", "addition", "transformer",
+                                   {"n_encoder_layers": 2, "n_decoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 3000}),
+    "dates-transformer": Preset("Normalise dates to ISO format: the cross-attention alignments are the lesson",
+                                "dates", "transformer", {}, {**FAST, "steps": 1500}),
+    "dates-lstm+attention": Preset("Normalise dates with an LSTM and Bahdanau attention",
+                                   "dates", "lstm+attention", {}, {**FAST, "steps": 1500}),
+    "dates-lstm": Preset("Normalise dates with a plain LSTM (no attention)", "dates", "lstm", {}, {**FAST, "steps": 1500}),
+    "pydoc-lm": Preset("A small language model over Python's documentation", "pydoc", "lm",
+                       {"d_model": 128, "n_decoder_layers": 2, "d_ff": 256, "max_len": 64},
+                       {**FAST, "batch_size": 32, "steps": 1500, "eval_every": 100}),
+}
+
+
+def build(task, architecture, sizes=None, train=None):
+    """(model, train config) for a task; checks that architecture and task fit and the size is allowed."""
+    if kind_of(architecture) != task.kind:
+        raise ValueError(f"the {architecture} architecture does not fit the {task.name} task "
+                         f"({'a language model' if task.kind == 'lm' else 'sequence-to-sequence'}): "
+                         f"choose {'lm' if task.kind == 'lm' else 'transformer or an RNN'}")
+    config = model_config(architecture, task.tokenizer, **(sizes or {}))
+    check_size(config)
+    return build_model(config), TrainConfig(**(train or {}))
+
+
+def build_preset(name, seed=0):
+    """(task, model, train config) of a named preset, all seeded."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    task = make_task(preset.task, seed=seed, **preset.task_params)
+    torch.manual_seed(seed)
+    model, config = build(task, preset.architecture, preset.sizes, {**preset.train, "seed": seed})
+    return task, model, config

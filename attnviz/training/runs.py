@@ -1,0 +1,180 @@
+"""Training runs for the app: a run object in its own thread, and the process-wide registry that queues them.
+
+    run = TrainingRun(model, task, config, name="rev-1"); run.start()  # in its own thread, from the app
+    run.snapshot()                                                     # a consistent copy for the page
+
+All runs of the process share one `REGISTRY`, which lets at most `max_concurrent` of them train at
+once and serves the rest in order (a class of thirty on one laptop).
+"""
+import copy
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+from attnviz.training import checkpoint
+from attnviz.training.device import pick_device
+from attnviz.training.evaluation import evaluate_split
+from attnviz.training.loop import TrainResult, train
+
+
+class RunRegistry:
+    """Admits at most `max_concurrent` runs at once, first come first served, and remembers all runs."""
+
+    def __init__(self, max_concurrent=None, keep_finished=30):
+        self.max_concurrent = max_concurrent or max(1, (os.cpu_count() or 2) - 1)
+        self.keep_finished = keep_finished  # finished runs hold their model in memory: keep only the newest
+        self.runs = []  # every run of this process, newest last
+        self.waiting = []  # queued runs, in order
+        self.active = 0
+        self.condition = threading.Condition()
+
+    def add(self, run):
+        """Queue a run; finished runs beyond the newest `keep_finished` are forgotten (they are saved)."""
+        with self.condition:
+            finished = [r for r in self.runs if r.done]
+            forget = set(finished[:-self.keep_finished]) if len(finished) > self.keep_finished else set()
+            self.runs = [r for r in self.runs if r not in forget] + [run]
+            self.waiting.append(run)
+
+    def acquire(self, run):
+        """Block until `run` is first in line and a slot is free; False if it was stopped meanwhile."""
+        with self.condition:
+            while not run.stop_requested.is_set() and (self.waiting[0] is not run or self.active >= self.max_concurrent):
+                self.condition.wait(timeout=0.2)
+            self.waiting.remove(run)
+            self.condition.notify_all()
+            if run.stop_requested.is_set():
+                return False
+            self.active += 1
+            return True
+
+    def release(self):
+        with self.condition:
+            self.active -= 1
+            self.condition.notify_all()
+
+    def position(self, run):
+        """1-based place in the queue, or 0 when not waiting."""
+        with self.condition:
+            return self.waiting.index(run) + 1 if run in self.waiting else 0
+
+    def find(self, name):
+        with self.condition:
+            return next((r for r in reversed(self.runs) if r.name == name), None)
+
+    def stop_all(self, timeout=5.0):
+        with self.condition:
+            runs = list(self.runs)
+        for run in runs:
+            run.stop()
+        for run in runs:
+            run.join(timeout)
+
+
+REGISTRY = RunRegistry()
+
+
+@dataclass
+class RunSnapshot:
+    """A consistent copy of a run's state, safe to read while the run goes on."""
+    name: str
+    owner: str
+    status: str
+    queue_position: int
+    step: int
+    steps: int
+    elapsed: float
+    history: dict
+    evals: dict
+    metrics: dict
+    snapshots: list
+    error: str
+    saved_path: str
+    device: str
+    started_at: float
+
+
+class TrainingRun:
+    """One training run in its own daemon thread; saved under `name` when it ends (if `save=True`)."""
+
+    def __init__(self, model, task, config, name="run", owner="", save=False, registry=None, extra_meta=None):
+        self.model, self.task, self.config = model, task, config
+        self.name, self.owner, self.save, self.extra_meta = name, owner, save, extra_meta or {}
+        self.registry = registry or REGISTRY
+        self.stop_requested = threading.Event()
+        self.lock = threading.Lock()
+        self._result = TrainResult(status="queued")
+        self.saved_path, self.started_at = "", 0.0
+        self.thread = threading.Thread(target=self._work, name=f"attnviz-train-{name}", daemon=True)
+
+    def start(self):
+        self.started_at = time.time()
+        self.registry.add(self)
+        self.thread.start()
+        return self
+
+    def _work(self):
+        if not self.registry.acquire(self):
+            with self.lock:
+                self._result.status = "stopped"
+            return
+        try:
+            train(self.model, self.task, self.config, self._result, self.stop_requested.is_set, self.lock)
+            if self.save:
+                self._save()
+        except Exception as error:  # shown to the user in the page; the server goes on
+            with self.lock:
+                self._result.status, self._result.error = "failed", f"{type(error).__name__}: {error}"
+        finally:
+            self.registry.release()
+
+    def _save(self):
+        path = checkpoint.USER_DIR / self.name
+        meta = run_meta(self.model, self.task, self.config, self.result, self.extra_meta)
+        checkpoint.save_checkpoint(path, self.model, self.task.tokenizer, meta)
+        with self.lock:
+            self.saved_path = str(path)
+
+    def stop(self, timeout=1.0):
+        """Ask the run to stop and wait up to `timeout` seconds for its thread."""
+        self.stop_requested.set()
+        self.join(timeout)
+
+    def join(self, timeout=None):
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
+    @property
+    def result(self):
+        return self._result
+
+    @property
+    def done(self):
+        return self.thread.ident is not None and not self.thread.is_alive()
+
+    def snapshot(self):
+        with self.lock:
+            r = self._result
+            return RunSnapshot(
+                name=self.name, owner=self.owner, status=r.status, queue_position=self.registry.position(self),
+                step=r.step, steps=self.config.steps, elapsed=r.elapsed, history=copy.deepcopy(r.history),
+                evals=copy.deepcopy(r.evals), metrics=dict(r.metrics), snapshots=list(r.snapshots), error=r.error,
+                saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at)
+
+
+def run_meta(model, task, config, result, extra=None):
+    """The meta.json content that describes a trained model (see attnviz.training.checkpoint)."""
+    test_metrics = evaluate_split(model, task, "test")
+    snapshots = [{"step": s["step"], "patterns": {n: p[:1].round(3).tolist() for n, p in s["patterns"].items()}}
+                 for s in thin(result.snapshots, 24)]
+    return {"task": task.spec(),
+            "train": asdict(config), "history": result.history, "evals": result.evals, "status": result.status,
+            "metrics": test_metrics, "train_seconds": result.elapsed, "snapshots": snapshots, **(extra or {})}
+
+
+def thin(items, n):
+    """At most n items, evenly spaced, always keeping the last."""
+    if len(items) <= n:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]

@@ -1,0 +1,177 @@
+"""Figures carry exactly the data they are given: values, labels (duplicates too), shapes, masked cells."""
+import numpy as np
+import pytest
+import torch
+
+from attnviz.app import figures
+
+TOKENS = ["<bos>", "the", "cat", "saw", "the", "dog"]  # "the" twice: must stay two columns
+
+
+def weights(Tq, Tk, seed=0):
+    torch.manual_seed(seed)
+    return torch.randn(Tq, Tk).softmax(-1)  # (Tq, Tk)
+
+
+def test_attention_heatmap_carries_weights_and_duplicate_labels():
+    w = weights(6, 6)
+    fig = figures.attention_heatmap(w, TOKENS, TOKENS, "head")
+    heatmap = fig.data[0]
+    np.testing.assert_array_equal(np.asarray(heatmap.z), w.double().numpy())
+    assert list(fig.layout.xaxis.ticktext) == TOKENS and list(fig.layout.yaxis.ticktext) == TOKENS
+    assert list(fig.layout.xaxis.tickvals) == list(range(6))
+    assert (heatmap.zmin, heatmap.zmax) == (0.0, 1.0)
+    assert fig.layout.title.text == "head"
+    assert fig.layout.xaxis.title.text == "key" and fig.layout.yaxis.title.text == "query"
+    assert "'the'" in heatmap.text[4][1] and f"{w[4, 1].item():.4g}" in heatmap.text[4][1]
+
+
+def test_attention_heatmap_is_rectangular_for_cross_attention():
+    w = weights(3, 6)
+    fig = figures.attention_heatmap(w, ["a", "b", "a"], TOKENS)
+    assert np.asarray(fig.data[0].z).shape == (3, 6)
+    assert list(fig.layout.yaxis.ticktext) == ["a", "b", "a"]
+    assert list(fig.layout.xaxis.ticktext) == TOKENS
+
+
+def test_masked_cells_are_empty_and_hover_as_masked():
+    w = weights(4, 4)
+    causal = torch.ones(4, 4, dtype=torch.bool).triu(1)
+    fig = figures.attention_heatmap(w, masked=causal)
+    z = np.asarray(fig.data[0].z)
+    assert np.isnan(z[causal.numpy()]).all()
+    np.testing.assert_array_equal(z[~causal.numpy()], w.double().numpy()[~causal.numpy()])
+    assert fig.data[0].text[0][3].endswith("masked") and not fig.data[0].text[3][0].endswith("masked")
+
+
+def test_non_finite_values_show_as_masked():
+    scores = torch.tensor([[1.0, -float("inf")], [-2.0, 3.0]])
+    fig = figures.matrix_heatmap(scores, ["q0", "q1"], ["k0", "k1"], "scores")
+    z = np.asarray(fig.data[0].z)
+    assert np.isnan(z[0, 1]) and z[1, 0] == -2.0
+    assert fig.data[0].text[0][1].endswith("masked")
+
+
+@pytest.mark.parametrize("bad", [
+    dict(query_labels=["a", "b"]),  # wrong number of labels
+    dict(masked=np.zeros((3, 3), dtype=bool)),  # wrong mask shape
+])
+def test_mismatched_inputs_are_value_errors(bad):
+    with pytest.raises(ValueError):
+        figures.attention_heatmap(weights(4, 4), **bad)
+
+
+def test_matrix_heatmap_is_diverging_and_symmetric_for_signed_data():
+    m = torch.tensor([[-1.0, 0.5, 2.0], [0.0, -3.0, 1.0]])
+    heatmap = figures.matrix_heatmap(m).data[0]
+    np.testing.assert_array_equal(np.asarray(heatmap.z), m.double().numpy())
+    assert (heatmap.zmin, heatmap.zmax) == (-3.0, 3.0)
+    assert heatmap.colorscale == figures.matrix_heatmap(m, diverging=True).data[0].colorscale
+    assert heatmap.colorscale != figures.matrix_heatmap(m.abs()).data[0].colorscale
+
+
+def test_attention_grid_has_every_layer_and_head_in_order():
+    torch.manual_seed(0)
+    patterns = torch.rand(2, 3, 4, 5).softmax(-1)  # (L, H, Tq, Tk): rectangular
+    fig = figures.attention_grid(patterns, "grid", off={(1, 2)})
+    assert len(fig.data) == 6
+    for l in range(2):
+        for h in range(3):
+            trace = fig.data[l * 3 + h]
+            assert trace.name == f"layer {l} head {h}"
+            np.testing.assert_array_equal(np.asarray(trace.z), patterns[l, h].double().numpy())
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.0, 1.0)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[0] == "L0 H0" and titles[5] == "L1 H2 off"
+
+
+def test_attention_cells_are_square_and_nothing_pads_the_grey_background():
+    # Grey is what masked cells show; a margin padding would frame every heatmap in it.
+    zoom = figures.attention_heatmap(weights(3, 6))
+    assert (zoom.layout.yaxis.scaleanchor, zoom.layout.yaxis.scaleratio) == ("x", 1)
+    assert zoom.layout.margin.pad == 0
+    grid = figures.attention_grid(torch.rand(2, 3, 4, 4))
+    for i in range(1, 7):  # subplot i: yaxis{i} is tied to xaxis{i}
+        suffix = "" if i == 1 else str(i)
+        assert grid.layout[f"yaxis{suffix}"].scaleanchor == f"x{suffix}"
+    assert grid.layout.margin.pad == 0
+
+
+def test_attention_grid_masks_every_head():
+    causal = torch.ones(3, 3, dtype=torch.bool).triu(1)
+    fig = figures.attention_grid(torch.full((1, 2, 3, 3), 0.5), masked=causal)
+    for trace in fig.data:
+        assert np.isnan(np.asarray(trace.z)[causal.numpy()]).all()
+
+
+def test_stat_heatmap_values_and_axes():
+    values = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
+    fig = figures.stat_heatmap(values, "entropy")
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z), values)
+    assert list(fig.layout.yaxis.ticktext) == ["L0", "L1", "L2"]
+    assert list(fig.layout.xaxis.ticktext) == ["H0", "H1"]
+    assert "entropy" in fig.layout.title.text
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (0.0, 0.6)  # a non-negative statistic is coloured from 0
+    assert figures.stat_heatmap(values - 0.5, "change").data[0].zmin is None
+
+
+def test_positional_and_similarity_heatmaps():
+    table = torch.randn(10, 8)
+    fig = figures.positional_heatmap(table)
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), table.double().numpy())
+    assert fig.layout.xaxis.title.text == "dimension" and fig.layout.yaxis.title.text == "position"
+    sim = figures.similarity_heatmap(table @ table.T, [f"p{i}" for i in range(10)])
+    np.testing.assert_allclose(np.asarray(sim.data[0].z), (table @ table.T).double().numpy())
+    assert sim.layout.yaxis.scaleanchor == "x"
+    narrow = figures.similarity_heatmap(table @ table.T, width=350)
+    assert narrow.layout.height < sim.layout.height  # a narrower chart is lower, so the square fills it
+    with pytest.raises(ValueError):
+        figures.similarity_heatmap(torch.randn(3, 4))
+
+
+def test_curves_carry_each_series():
+    x = np.arange(5)
+    fig = figures.curves(x, {"sin": np.sin(x), "val": ([0, 4], [1.0, 2.0])}, "t", "position", "value")
+    assert [t.name for t in fig.data] == ["sin", "val"]
+    np.testing.assert_array_equal(np.asarray(fig.data[0].x), x)
+    np.testing.assert_array_equal(np.asarray(fig.data[0].y), np.sin(x))
+    np.testing.assert_array_equal(np.asarray(fig.data[1].x), [0, 4])
+    assert fig.layout.xaxis.title.text == "position"
+    with pytest.raises(ValueError):
+        figures.curves(x, {"short": [1.0, 2.0]})
+
+
+def test_probability_bars_mark_the_chosen_token():
+    tokens, probs = ["a", "b", "a"], [0.5, 0.3, 0.2]
+    fig = figures.probability_bars(tokens, probs, chosen=1)
+    np.testing.assert_array_equal(np.asarray(fig.data[0].y), probs)
+    assert list(fig.layout.xaxis.ticktext) == tokens
+    assert list(fig.data[0].marker.line.width) == [0, 3, 0]
+    assert tuple(fig.layout.yaxis.range) == (0, 1.08)
+
+
+def test_probability_bars_group_before_and_after():
+    fig = figures.probability_bars(["x", "y"], {"before": [0.9, 0.1], "after": [0.4, 0.6]})
+    assert [t.name for t in fig.data] == ["before", "after"]
+    np.testing.assert_array_equal(np.asarray(fig.data[1].y), [0.4, 0.6])
+    with pytest.raises(ValueError):
+        figures.probability_bars(["x"], [0.5, 0.5])
+
+
+def test_beam_tree_places_leaves_apart_and_parents_between_their_children():
+    nodes = [dict(id=0, parent=None, step=0, label="<bos>", fate="start", best=True),
+             dict(id=1, parent=0, step=1, label="a", fate="kept", best=True, score=-0.1),
+             dict(id=2, parent=0, step=1, label="b", fate="pruned", best=False, score=-2.0),
+             dict(id=3, parent=1, step=2, label="<eos>", fate="finished", best=True, score=-0.3),
+             dict(id=4, parent=1, step=2, label="a", fate="pruned", best=False, score=-1.0)]
+    y = figures.tree_positions(nodes)
+    assert sorted(y[i] for i in (2, 3, 4)) == [0, 1, 2]  # the leaves
+    assert y[1] == (y[3] + y[4]) / 2 and y[0] == (y[1] + y[2]) / 2
+    fig = figures.beam_tree(nodes)
+    traces = {t.name: t for t in fig.data}
+    assert list(traces["finished"].text) == ["<eos>"] and list(traces["pruned"].x) in ([1, 2], [2, 1])
+    assert traces["best hypothesis"].x == (0, 1, None, 1, 2, None)  # edges start -> a -> <eos>
+    assert traces["extends"].x.count(None) == 2  # the two pruned edges
+    y = dict(zip(traces["pruned"].text, traces["pruned"].y))
+    assert traces["finished"].y[0] < y["a"] < y["b"]  # children by score, best at the top (the axis is reversed)
+    assert fig.layout.yaxis.autorange == "reversed"

@@ -1,0 +1,154 @@
+"""attnviz.app.train_view (what Train live shows), attnviz.training.plan, and the probe outputs that the
+training snapshots carry."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from attnviz import TransformerConfig, build_model, capture
+from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, attention_kinds, best_metric, lapse_pattern,
+                                    output_history, preset_labels, preset_name, preset_settings, probe_ids, size_fields,
+                                    smoothed, task_architectures, time_left)
+from attnviz.data.tasks import make_task
+from attnviz.decoding.search import greedy
+from attnviz.training import checkpoint
+from attnviz.training.config import TrainConfig
+from attnviz.training.loop import attention_snapshot, probe_outputs
+from attnviz.training.plan import check_name, free_name, name_taken, plan_run, start
+from attnviz.training.presets import PRESETS
+from attnviz.training.runs import RunRegistry, RunSnapshot
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_task("reverse", n_train=64, n_val=16, n_test=16)
+
+
+def tiny_model(task, seed=0):
+    torch.manual_seed(seed)
+    v = task.tokenizer.vocab_size
+    return build_model(TransformerConfig(v, v, d_model=16, n_heads=2, d_ff=32)).eval()
+
+
+def test_probe_outputs_are_each_probe_decoded_alone(task):
+    model = tiny_model(task)
+    probes = task.collate(task.probes)
+    batched = probe_outputs(model, task, probes)  # padded sources in one batch
+    limit = probes.tgt_out.shape[1] + 4  # the same room to decode as probe_outputs gives
+    for (src, _), output in zip(task.probes, batched):
+        alone = greedy(model, task.tokenizer, task.encode_source(src), limit, trace=False)
+        assert output == task.tokenizer.decode(alone.ids())
+
+
+def test_lm_probe_outputs_continue_the_prompt():
+    task = make_task("text", text=" ".join(f"line {i} says {i * 7 % 13}." for i in range(200)), block_size=24)
+    model = build_model(TransformerConfig(task.tokenizer.vocab_size, task.tokenizer.vocab_size, d_model=16, n_heads=2,
+                                          d_ff=32, n_encoder_layers=0)).eval()
+    outputs = probe_outputs(model, task, task.collate(task.probes))
+    prompt = [task.tokenizer.bos_id, *task.probes[0][:8]]
+    assert outputs[0] == task.tokenizer.decode(greedy(model, task.tokenizer, prompt, 16, trace=False).ids())
+
+
+def test_lapse_pattern_is_one_probe_cropped_to_its_tokens(task):
+    model = tiny_model(task)
+    patterns = attention_snapshot(model, task.collate(task.probes))
+    probe = 1
+    src, tgt = probe_ids(task, probe)
+    with capture(model) as alone:
+        model(torch.tensor([src]), torch.tensor([tgt]))
+    kinds = attention_kinds(patterns)
+    assert kinds == {"encoder self": 1, "decoder self": 1, "cross": 1}
+    for kind, name in [("encoder self", "encoder.layers.0.self_attn"), ("decoder self", "decoder.layers.0.self_attn"),
+                       ("cross", "decoder.layers.0.cross_attn")]:
+        weights, queries, keys, masked = lapse_pattern(task, patterns, probe, kind, 0)
+        expected = alone[f"{name}.hook_pattern"][0].numpy()  # (H, Tq, Tk)
+        np.testing.assert_allclose(weights, expected, atol=2e-3)  # float16 snapshots
+        assert (len(queries), len(keys)) == expected.shape[1:]
+        assert (masked is not None) == (kind == "decoder self")
+        if masked is not None:
+            assert not weights[:, masked].any()  # nothing on future tokens
+
+
+def test_smoothing_is_the_bias_corrected_moving_average():
+    values = list(np.random.default_rng(0).random(50))
+    reference = pd.Series(values).ewm(alpha=0.1, adjust=True).mean()  # sum of w^k x / sum of w^k
+    np.testing.assert_allclose(smoothed(values, weight=0.9), reference)
+
+
+def snapshot(step, elapsed, steps=100):
+    return RunSnapshot("r", "", "running", 0, step, steps, elapsed, {}, {}, {}, [], "", "", "cpu", 0.0)
+
+
+def test_time_left_from_the_pace_and_the_time_limit():
+    assert time_left(snapshot(0, 0.0), TrainConfig()) is None
+    assert time_left(snapshot(25, 10.0), TrainConfig(steps=100)) == pytest.approx(30.0)
+    assert time_left(snapshot(25, 10.0), TrainConfig(steps=100, time_budget=15)) == pytest.approx(5.0)
+
+
+def test_best_metric_by_kind():
+    assert best_metric({"exact_match": [0.2, 0.9, 0.8]}, "seq2seq") == ("exact match", "90.0%")
+    assert best_metric({"perplexity": [9.0, 4.5, 5.0], "exact_match": []}, "lm") == ("perplexity", "4.50")
+    assert best_metric({}, "seq2seq") is None
+
+
+def test_names_taken_and_free(task, make_checkpoint):
+    registry = RunRegistry(1)
+    make_checkpoint(checkpoint.USER_DIR / "live-a")
+    assert name_taken("live-a", registry) and not name_taken("live-b", registry)
+    assert free_name("live-a", registry) == "live-a-2"
+    assert free_name("rev+lstm a", registry) == "rev-lstm-a"
+    with pytest.raises(ValueError, match="exists already"):
+        check_name("live-a", registry)
+    with pytest.raises(ValueError, match="cannot name a checkpoint"):
+        check_name("../x", registry)
+
+
+def test_plan_checks_before_anything_runs(task):
+    registry = RunRegistry(1)
+    with pytest.raises(ValueError, match="does not fit"):
+        plan_run(task, "lm", {}, {}, "live-plan", registry=registry)
+    with pytest.raises(ValueError, match="n_heads"):
+        plan_run(task, "transformer", {"d_model": 16, "n_heads": 3}, {}, "live-plan", registry=registry)
+    with pytest.raises(ValueError, match="lr"):
+        plan_run(task, "transformer", {}, {"lr": 5.0}, "live-plan", registry=registry)
+    plan = plan_run(task, "lstm+attention", {"hidden_size": 16}, {"steps": 5}, "live-plan", "  Ada ",
+                         registry=registry)
+    assert plan.owner == "Ada" and plan.train.steps == 5 and plan.n_parameters > 0
+
+
+def test_every_preset_fills_every_field():
+    for label in preset_labels():
+        settings = preset_settings(label)
+        preset = PRESETS[preset_name(label)]
+        assert (settings["task"], settings["architecture"]) == (preset.task, preset.architecture)
+        fields = size_fields(preset.architecture) + TRAIN_FIELDS + MORE_FIELDS
+        for field in fields:
+            value = settings[field.key]
+            assert type(value) is type(field.step) and field.low <= value <= field.high, (label, field.key, value)
+        assert task_architectures(preset.task)[0] in ("transformer", "lm")
+        assert preset.architecture in task_architectures(preset.task)
+
+
+def test_a_name_taken_meanwhile_is_refused_or_renamed(task, make_checkpoint):
+    registry = RunRegistry(1)
+    plan = plan_run(task, "transformer", {"d_model": 16, "n_heads": 2, "d_ff": 32}, {"steps": 1}, "live-race",
+                         registry=registry)
+    make_checkpoint(checkpoint.USER_DIR / "live-race")  # another tab's run, saved after this plan was checked
+    with pytest.raises(ValueError, match="exists already"):
+        start(plan, registry)
+    run = start(plan, registry, rename_from="live-race")  # a suggested name: the next free one instead
+    assert run.name == "live-race-2"
+    run.join(60)
+    assert (checkpoint.USER_DIR / "live-race-2" / "meta.json").exists()
+    shutil.rmtree(checkpoint.USER_DIR / "live-race-2")
+
+
+def test_output_history_newest_first_and_right_only_for_seq2seq(task):
+    target = task.probes[0][1]
+    snapshots = [{"step": step, "outputs": [output] * 4} for step, output in [(1, "x"), (5, target), (9, "y")]]
+    table = output_history(task, snapshots, 0, upto=1)
+    assert table.to_dict("list") == {"step": [5, 1], "output": [target, "x"], "right": [True, False]}
+    lm = make_task("text", text=" ".join(f"line {i} says {i * 7 % 13}." for i in range(200)), block_size=24)
+    assert list(output_history(lm, snapshots, 0, upto=2).columns) == ["step", "output"]

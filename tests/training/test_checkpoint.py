@@ -1,0 +1,286 @@
+"""Checkpoints: exact round trips, clear refusals of bad files and names, and crash safety under SIGKILL."""
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from attnviz import RNNConfig, TransformerConfig, build_model
+from attnviz.data.tasks import make_task
+from attnviz.data.tokenizers import CharTokenizer, SentencePieceTokenizer
+from attnviz.training.checkpoint import (SHIPPED_DIR, USER_DIR, CheckpointError, list_checkpoints, load_checkpoint,
+                                         save_checkpoint, validate_name)
+
+REPO = Path(__file__).resolve().parents[2]
+TOKENIZER = CharTokenizer("abcdef")
+V = TOKENIZER.vocab_size
+CONFIGS = {
+    "encoder-decoder, tied, learned positions": TransformerConfig(
+        V, V, d_model=16, n_heads=2, d_ff=32, max_len=16, positional="learned", tie_embeddings=True),
+    "language model": TransformerConfig(V, V, d_model=16, n_heads=2, d_ff=32, max_len=16, n_encoder_layers=0),
+    "lstm with attention": RNNConfig(V, V, embed_dim=8, hidden_size=16, attention="bahdanau", bidirectional=True),
+    "gru without attention": RNNConfig(V, V, cell="gru", embed_dim=8, hidden_size=16, attention="none"),
+}
+SMALL = CONFIGS["encoder-decoder, tied, learned positions"]
+
+
+def logits(model):
+    torch.manual_seed(1)
+    src, tgt = torch.randint(4, V, (2, 5)), torch.randint(4, V, (2, 4))
+    with torch.no_grad():
+        return model(src, tgt) if model.has_encoder else model(tgt)
+
+
+def saved(path, config=SMALL, meta=None):
+    save_checkpoint(path, build_model(config), TOKENIZER, meta or {"metrics": {"exact_match": 0.5}})
+    return path
+
+
+@pytest.mark.parametrize("kind", CONFIGS)
+def test_round_trip_gives_identical_logits(tmp_path, kind):
+    model = build_model(CONFIGS[kind]).eval()
+    save_checkpoint(tmp_path / "m", model, TOKENIZER, {"history": {"loss": [2.0, float("nan")]}})
+    ck = load_checkpoint(tmp_path / "m")
+    assert torch.equal(logits(model), logits(ck.model))
+    assert not ck.model.training and ck.config == model.config and ck.name == "m"
+    assert ck.tokenizer.encode("fab") == TOKENIZER.encode("fab")
+    assert ck.meta["history"]["loss"] == [2.0, None]  # NaN is not JSON: stored as null
+    assert ck.task() is None
+
+
+def test_sentencepiece_tokenizer_file_round_trips_and_is_required(tmp_path):
+    tokenizer = SentencePieceTokenizer.train(["the cat sat on the mat", "a dog ran"] * 20, vocab_size=300)
+    config = TransformerConfig(tokenizer.vocab_size, tokenizer.vocab_size, d_model=16, n_heads=2, d_ff=32,
+                               n_encoder_layers=0)
+    save_checkpoint(tmp_path / "lm", build_model(config), tokenizer, {})
+    ck = load_checkpoint(tmp_path / "lm")
+    assert ck.tokenizer.files() == tokenizer.files()
+    assert ck.tokenizer.encode("the mat, ünïcode") == tokenizer.encode("the mat, ünïcode")
+    (tmp_path / "lm" / "tokenizer.model").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot rebuild the tokenizer.*not a valid sentencepiece"):
+        load_checkpoint(tmp_path / "lm")
+    (tmp_path / "lm" / "tokenizer.model").unlink()
+    with pytest.raises(CheckpointError, match="tokenizer file .*tokenizer.model is missing"):
+        load_checkpoint(tmp_path / "lm")
+
+
+def test_task_is_rebuilt_from_meta_with_the_checkpoint_tokenizer(tmp_path):
+    task = make_task("reverse", seed=3, n_train=20, n_val=5, n_test=5)
+    config = TransformerConfig(task.tokenizer.vocab_size, task.tokenizer.vocab_size, d_model=16, n_heads=2, d_ff=32)
+    save_checkpoint(tmp_path / "m", build_model(config), task.tokenizer, {"task": task.spec()})
+    ck = load_checkpoint(tmp_path / "m")
+    assert ck.task().test == task.test and ck.task().train == task.train
+    assert ck.task() is ck.task() and ck.task().tokenizer is ck.tokenizer
+    edit_meta(tmp_path / "m", task={"name": "juggling", "seed": 0, "params": {}})
+    with pytest.raises(CheckpointError, match="cannot rebuild the task.*unknown task 'juggling'"):
+        load_checkpoint(tmp_path / "m").task()
+
+
+def test_tied_weights_are_stored_once_and_stay_tied(tmp_path):
+    ck = load_checkpoint(saved(tmp_path / "m"))
+    assert ck.model.lm_head.weight is ck.model.decoder.embed.tokens.weight
+
+
+def test_meta_is_strict_json_with_structural_keys(tmp_path):
+    meta = {"metrics": {"loss": torch.tensor(0.25), "acc": float("inf")}, "train": {"steps": 3}}
+    saved(tmp_path / "m", meta=meta)
+    text = (tmp_path / "m" / "meta.json").read_text()
+    stored = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in meta.json"))
+    assert stored["metrics"] == {"loss": 0.25, "acc": None}
+    assert stored["format_version"] == 1 and stored["architecture"] == "transformer"
+    assert TransformerConfig(**stored["config"]) == SMALL
+    assert stored["tokenizer"] == TOKENIZER.spec()
+
+
+def test_bare_name_saves_in_user_dir_and_loads_by_name():
+    path = save_checkpoint("test-bare-name", build_model(SMALL), TOKENIZER, {})
+    assert path == USER_DIR / "test-bare-name" and str(USER_DIR) == os.environ["ATTNVIZ_USER_DIR"]
+    assert load_checkpoint("test-bare-name").path == path
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "", ".hidden", "a b", "a\\b", "x" * 101, "naïve", None])
+def test_bad_names_are_refused(name):
+    with pytest.raises(CheckpointError, match="cannot name a checkpoint"):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("name", ["..", ""])
+def test_saving_under_a_bad_name_is_refused(tmp_path, name):
+    with pytest.raises(CheckpointError, match="cannot name a checkpoint"):
+        save_checkpoint(str(tmp_path / name) if name else name, build_model(SMALL), TOKENIZER, {})
+
+
+def test_loading_an_unknown_name_lists_what_exists():
+    with pytest.raises(CheckpointError, match="no checkpoint named 'nope'.*available"):
+        load_checkpoint("nope")
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        saved(tmp_path / "photos")
+    assert (tmp_path / "photos" / "cat.jpg").read_bytes() == b"meow"
+
+
+def test_an_unwritable_place_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CheckpointError, match="cannot save the checkpoint .*file/m"):
+        saved(tmp_path / "file" / "m")
+
+
+@pytest.mark.parametrize("payload", [pickle.dumps({"w": [1.0, 2.0]}), "torch.save"])
+def test_pickle_renamed_to_safetensors_is_refused(tmp_path, payload):
+    path = saved(tmp_path / "m")
+    if payload == "torch.save":
+        torch.save(build_model(SMALL).state_dict(), path / "model.safetensors")
+    else:
+        (path / "model.safetensors").write_bytes(payload)
+    with pytest.raises(CheckpointError, match="pickle.*never unpickles"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999, 10 / 10**9])
+def test_truncated_weights_are_refused(tmp_path, keep):
+    path = saved(tmp_path / "m")
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def edit_meta(path, **changes):
+    meta = json.loads((path / "meta.json").read_text())
+    meta.update(changes)
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def test_newer_format_is_refused(tmp_path):
+    edit_meta(saved(tmp_path / "m"), format_version=2)
+    with pytest.raises(CheckpointError, match="format 2 by a newer attnviz.*upgrade"):
+        load_checkpoint(tmp_path / "m")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"architecture": "mamba"}, "unknown architecture 'mamba'"),
+    ({"config": {**vars(SMALL), "d_model": 15}}, "config .* is invalid.*divisible"),
+    ({"config": {**vars(SMALL), "colour": "red"}}, "config .* is invalid.*unknown.*colour"),
+    ({"config": {**vars(SMALL), "d_model": 8192, "d_ff": 65536, "n_decoder_layers": 64}}, "refusing to build"),
+    ({"format_version": "1"}, "no valid format_version"),
+    ({"tokenizer_files": ["tokenizer.model"]}, "tokenizer file .*tokenizer.model is missing"),
+])
+def test_bad_meta_is_a_clear_error(tmp_path, change, message):
+    edit_meta(saved(tmp_path / "m"), **change)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "m")
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000])
+def test_invalid_meta_json_is_a_clear_error(tmp_path, content):
+    (saved(tmp_path / "m") / "meta.json").write_bytes(content)
+    with pytest.raises(CheckpointError, match="meta.json"):
+        load_checkpoint(tmp_path / "m")
+
+
+@pytest.mark.parametrize("missing", ["meta.json", "model.safetensors", None])
+def test_missing_files_are_clear_errors(tmp_path, missing):
+    path = saved(tmp_path / "m")
+    if missing:
+        (path / missing).unlink()
+    with pytest.raises(CheckpointError, match=f"{missing or 'no checkpoint folder'}"):
+        load_checkpoint(path if missing else tmp_path / "other")
+
+
+def rewrite_weights(path, change):
+    from safetensors.torch import load_file
+
+    tensors = load_file(path / "model.safetensors")
+    change(tensors)
+    save_file(tensors, path / "model.safetensors")
+
+
+def test_shape_mismatch_names_the_tensor_and_both_shapes(tmp_path):
+    path = saved(tmp_path / "m")
+    rewrite_weights(path, lambda t: t.update({"decoder.layers.0.ff.linear1.weight": torch.zeros(31, 16)}))
+    with pytest.raises(CheckpointError, match=r"'decoder.layers.0.ff.linear1.weight' has shape \(31, 16\), "
+                                              r"but the model expects \(32, 16\)"):
+        load_checkpoint(path)
+
+
+def test_missing_and_unexpected_tensors_are_named(tmp_path):
+    path = saved(tmp_path / "m")
+    rewrite_weights(path, lambda t: t.update({"extra.bias": t.pop("lm_head.weight", None)
+                                              or t.pop("decoder.embed.tokens.weight")}))
+    with pytest.raises(CheckpointError, match=r"missing tensors \['decoder.embed.tokens.weight'\], "
+                                              r"unexpected tensors \['extra.bias'\]"):
+        load_checkpoint(path)
+
+
+def test_list_reads_checkpoints_and_reports_broken_folders(tmp_path):
+    saved(tmp_path / "good")
+    (tmp_path / "empty").mkdir()
+    edit_meta(saved(tmp_path / "future"), format_version=99)
+    (tmp_path / "notes.txt").write_text("not a folder")
+    found = list_checkpoints([tmp_path])
+    assert [(i.name, i.path, i.shipped) for i in found] == [("good", tmp_path / "good", False)]
+    assert found[0].meta["metrics"] == {"exact_match": 0.5}
+    assert sorted(p.name for p, _ in found.problems) == ["empty", "future"]
+    assert all(info.shipped for info in list_checkpoints([SHIPPED_DIR]))
+
+
+def test_a_replace_cut_between_the_renames_is_recovered(tmp_path):
+    """Only the trash copy exists (killed after renaming the old one away): it loads, lists, and is restored."""
+    saved(tmp_path / "m")
+    os.rename(tmp_path / "m", tmp_path / ".m.old")
+    assert load_checkpoint(tmp_path / "m").name == "m"
+    assert [i.name for i in list_checkpoints([tmp_path])] == ["m"]
+    saved(tmp_path / "m", meta={"metrics": {"exact_match": 1.0}})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
+    assert load_checkpoint(tmp_path / "m").meta["metrics"] == {"exact_match": 1.0}
+
+
+SAVE_FOREVER = """
+import sys, torch
+from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
+ck = load_checkpoint(sys.argv[1])
+first = ck.meta["iteration"] + 1
+for i in range(first, 10**9):
+    with torch.no_grad():
+        for p in ck.model.parameters():
+            p.fill_(i)
+    save_checkpoint(sys.argv[1], ck.model, ck.tokenizer, {**ck.meta, "iteration": i})
+    if i == first:
+        print("saving", flush=True)
+"""
+
+
+def test_sigkill_while_saving_over_a_name_leaves_a_loadable_checkpoint(tmp_path):
+    """Each stored version has every weight equal to meta["iteration"], so a mix of versions would show."""
+    path = saved(tmp_path / "m", meta={"iteration": 0})
+    with torch.no_grad():
+        ck = load_checkpoint(path)
+        for p in ck.model.parameters():
+            p.fill_(0)
+    save_checkpoint(path, ck.model, ck.tokenizer, {"iteration": 0})
+    rng = random.Random(0)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    iterations = []
+    for _ in range(5):
+        child = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(path)], stdout=subprocess.PIPE, env=env)
+        assert child.stdout.readline() == b"saving\n"
+        time.sleep(rng.uniform(0, 0.05))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        ck = load_checkpoint(path)
+        i = ck.meta["iteration"]
+        assert all(torch.all(p == i) for p in ck.model.parameters()), f"weights do not match iteration {i}"
+        iterations.append(i)
+    assert all(a < b for a, b in zip([0] + iterations, iterations))  # each child saved at least once
