@@ -15,11 +15,20 @@ from attnviz.models.transformer import EncoderDecoder, EncoderOnly, LanguageMode
 ARCHITECTURES = {
     "transformer": "Transformer encoder-decoder (self-attention, causal self-attention, cross-attention)",
     "lm": "Decoder-only Transformer language model (causal self-attention)",
-    "lstm+attention": "LSTM encoder-decoder with additive (Bahdanau) attention",
-    "lstm": "LSTM encoder-decoder without attention: one fixed-size context vector",
-    "gru+attention": "GRU encoder-decoder with additive (Bahdanau) attention",
-    "rnn+attention": "Plain RNN encoder-decoder with additive (Bahdanau) attention",
+    "lstm+bahdanau": "LSTM encoder-decoder with Bahdanau attention (additive score on the previous decoder state; "
+                     "the context feeds the recurrence)",
+    "lstm+luong": "LSTM encoder-decoder with Luong global attention ('general' score s^T W h on the new decoder "
+                  "state, input feeding)",
+    "lstm+luong-dot": "LSTM encoder-decoder with Luong global attention ('dot' score s^T h, input feeding)",
+    "lstm+luong-concat": "LSTM encoder-decoder with Luong global attention ('concat' score, input feeding)",
+    "lstm": "LSTM encoder-decoder without attention (Sutskever et al.): the encoder's final state only "
+            "initialises the decoder",
+    "gru+bahdanau": "GRU encoder-decoder with Bahdanau attention",
+    "gru+luong": "GRU encoder-decoder with Luong global attention ('general' score, input feeding)",
+    "rnn+bahdanau": "Plain RNN encoder-decoder with Bahdanau attention",
 }
+RNN_ATTENTION_OF = {"": "none", "bahdanau": "bahdanau", "luong": "luong-general", "luong-dot": "luong-dot",
+                    "luong-concat": "luong-concat"}  # the part of an RNN architecture after "+" -> RNNConfig.attention
 CONFIG_FAMILIES = {"transformer": TransformerConfig, "rnn": RNNConfig}  # meta["architecture"] -> config class
 TRANSFORMER_SIZES = {"d_model": 64, "n_heads": 4, "n_encoder_layers": 1, "n_decoder_layers": 1, "d_ff": 128}
 RNN_SIZES = {"embed_dim": 32, "hidden_size": 64, "n_layers": 1}
@@ -43,8 +52,12 @@ def model_config(architecture, tokenizer, **sizes):
         layers = {"n_encoder_layers": 0} if architecture == "lm" else {}
         return TransformerConfig(**vocab, **{**TRANSFORMER_SIZES, **layers, **sizes})
     if architecture in ARCHITECTURES:
+        fixed = sorted({"cell", "attention"} & set(sizes))
+        if fixed:
+            raise ValueError(f"the architecture name sets {' and '.join(fixed)}: choose another architecture "
+                             f"instead of the size {fixed[0]}")
         cell, _, attention = architecture.partition("+")
-        return RNNConfig(**vocab, cell=cell, attention="bahdanau" if attention else "none", **{**RNN_SIZES, **sizes})
+        return RNNConfig(**vocab, cell=cell, attention=RNN_ATTENTION_OF[attention], **{**RNN_SIZES, **sizes})
     raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
 
 

@@ -87,12 +87,19 @@ class TransformerConfig(ConfigBase):
 
 
 RNN_CELLS = ("rnn", "gru", "lstm")
-RNN_ATTENTION = ("none", "bahdanau", "luong")
+RNN_ATTENTION = ("none", "bahdanau", "luong-dot", "luong-general", "luong-concat")
 
 
 @dataclass(frozen=True)
 class RNNConfig(ConfigBase):
-    """A recurrent encoder-decoder (attnviz.rnn.RNNSeq2Seq), with or without attention."""
+    """A recurrent encoder-decoder (attnviz.models.rnn.RNNSeq2Seq): plain, Bahdanau or Luong attention.
+
+    attention: "none" (Sutskever et al. 2014: the encoder's final state only initialises the decoder),
+    "bahdanau" (Bahdanau et al. 2015: additive score on the previous decoder state, the context feeds the
+    recurrence), or "luong-dot" / "luong-general" / "luong-concat" (Luong et al. 2015, global attention on the
+    decoder state after the recurrence, with that score). input_feeding (Luong only) joins the attentional state
+    h~_{i-1} to the next step's input; None means the paper's choice: on for Luong, off (meaningless) otherwise.
+    """
 
     src_vocab_size: int
     tgt_vocab_size: int
@@ -100,7 +107,8 @@ class RNNConfig(ConfigBase):
     embed_dim: int = 64
     hidden_size: int = 128  # decoder state size; a bidirectional encoder uses hidden_size // 2 per direction
     n_layers: int = 1
-    attention: str = "bahdanau"  # "none": the decoder sees only the encoder's final state
+    attention: str = "bahdanau"
+    input_feeding: bool | None = None  # Luong only; None: True for Luong, False otherwise
     dropout: float = 0.0
     bidirectional: bool = False  # encoder only; the decoder always reads left to right
     max_len: int = 128  # bound on decoded length
@@ -110,9 +118,18 @@ class RNNConfig(ConfigBase):
         check_whole(self, ["src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_size", "n_layers", "max_len"])
         check_choice(self, "cell", RNN_CELLS)
         check_choice(self, "attention", RNN_ATTENTION)
+        if self.input_feeding is None:  # resolved here, so a checkpoint stores what the model does
+            object.__setattr__(self, "input_feeding", self.is_luong)
+        check_bool(self, ["input_feeding", "bidirectional"])
+        if self.input_feeding and not self.is_luong:
+            reject("input_feeding", True, "only Luong attention has an attentional state to feed back "
+                   "(Bahdanau's context is an input of the recurrence anyway); use False or a luong-* attention")
         _check_dropout(self)
-        check_bool(self, ["bidirectional"])
         if self.bidirectional and self.hidden_size % 2:
             reject("hidden_size", self.hidden_size, "a bidirectional encoder splits it between two directions; "
                     f"use an even number such as {self.hidden_size + 1}")
         _check_pad_id(self)
+
+    @property
+    def is_luong(self):
+        return self.attention.startswith("luong-")
