@@ -1,7 +1,7 @@
 """The commands `train`, `eval`, `decode` and `list` of `python -m attnviz`.
 
     python -m attnviz train --preset reverse-transformer --out checkpoints/reverse
-    python -m attnviz train --task dates --arch lstm+attention --size hidden_size=96 --time-budget 60
+    python -m attnviz train --task dates --arch lstm+bahdanau --size hidden_size=96 --time-budget 60
     python -m attnviz eval reverse
     python -m attnviz decode reverse "attention"
     python -m attnviz list
@@ -237,7 +237,7 @@ def add_parser(subparsers):
         + "\ntasks:\n" + "".join(f"  {name:24} {text}\n" for name, text in TASKS.items())
         + "\narchitectures:\n" + "".join(f"  {name:24} {text}\n" for name, text in ARCHITECTURES.items())
         + "\nexamples:\n  python -m attnviz train --preset reverse-transformer --out checkpoints/reverse\n"
-        "  python -m attnviz train --task reverse --arch lstm+attention --steps 800 --name rev-lstm\n"
+        "  python -m attnviz train --task reverse --arch lstm+bahdanau --steps 800 --name rev-lstm\n"
         "  python -m attnviz train --task text --text-file notes.txt --size d_model=64 --time-budget 120"),
         train_command)
     train.add_argument("--preset", choices=PRESETS, metavar="PRESET", help="a tested recipe (listed above)")

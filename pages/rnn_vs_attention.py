@@ -16,9 +16,10 @@ SOURCES = {"shipped": "Shipped checkpoints", "here": "Train all three here"}
 st.title("RNN vs attention")
 st.markdown(
     "Three models learn the same task from the same examples with the same seed: a **Transformer** "
-    "(attention only), an **LSTM with additive attention** (Bahdanau et al., 2015), whose decoder looks back "
-    "at every encoder state, and a **plain LSTM**, whose decoder sees only the encoder's final state: one "
-    "fixed-size vector for the whole input.")
+    "(attention only), an **LSTM with Bahdanau attention** (Bahdanau et al., 2015), whose decoder scores every "
+    "encoder state with its previous state and feeds the weighted sum into its next step, and a **plain LSTM** "
+    "(Sutskever et al., 2014), whose decoder starts from the encoder's final state and sees nothing else of the "
+    "input: one fixed-size vector for the whole of it.")
 task_key = ui.url_choice("Task", TASKS, "rnn_task", st.radio, format_func=TASKS.get, horizontal=True)
 source = ui.url_choice("Models", SOURCES, "rnn_source", st.radio, format_func=SOURCES.get, horizontal=True)
 owner, registry = "", ui.training_registry()
@@ -52,7 +53,7 @@ if source == "here":  # your runs are saved under names with this id, kept in th
 contenders = {} if source == "here" and running else find_contenders(task_key, owner, ui.load_model, registry)
 if source == "shipped" and len(contenders) < 3:
     st.info(f"Only {len(contenders)} of the three shipped models of this task are here: choose **Train all three here"
-            f"**, or run `python -m attnviz train --preset {task_key}-lstm+attention` (and -transformer, -lstm).")
+            f"**, or run `python -m attnviz train --preset {task_key}-lstm+bahdanau` (and -transformer, -lstm).")
 if not contenders:
     st.stop()
 task = next(iter(contenders.values())).task
@@ -87,10 +88,10 @@ def same_input(text):
         st.markdown(f"**{label}**: {marked_html(output, expected)}", unsafe_allow_html=True)
     st.caption(MARKS_NOTE)
     left, right = st.columns(2)
-    if "LSTM + attention" in grids:
-        patterns, src_labels, tgt_labels = grids["LSTM + attention"]
+    if LABELS["lstm+bahdanau"] in grids:
+        patterns, src_labels, tgt_labels = grids[LABELS["lstm+bahdanau"]]
         left.plotly_chart(figures.attention_heatmap(patterns["decoder.attention.hook_pattern"][0], tgt_labels,
-                          src_labels, "LSTM + attention: Bahdanau weights", x_title="source", y_title="output"),
+                          src_labels, "LSTM: Bahdanau weights a_ij", x_title="source", y_title="output"),
                           key="rnn_align_lstm")
     if "Transformer" in grids:
         cross, src_labels, tgt_labels = grids["Transformer"]

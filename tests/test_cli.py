@@ -56,7 +56,7 @@ def test_help_names_every_command():
 
 
 @pytest.mark.parametrize("command, phrase", [
-    ("train", "reverse-transformer"), ("train", "lstm+attention"), ("train", "--time-budget"),
+    ("train", "reverse-transformer"), ("train", "lstm+bahdanau"), ("train", "--time-budget"),
     ("eval", "exact match"), ("decode", "greedy"), ("list", "ATTNVIZ_USER_DIR")])
 def test_each_command_explains_itself(capsys, command, phrase):
     with pytest.raises(SystemExit) as exit:
@@ -72,10 +72,10 @@ def parse(argv):
 
 def test_options_override_the_preset_piece_by_piece():
     task, model, config, out, extra = training_plan(parse(
-        ["train", "--preset", "reverse-lstm+attention", "--steps", "7", "--size", "hidden_size=32"]))
-    assert out.name == "reverse-lstm-attention" and extra == {"preset": "reverse-lstm+attention", "arch": "lstm+attention"}
+        ["train", "--preset", "reverse-lstm+bahdanau", "--steps", "7", "--size", "hidden_size=32"]))
+    assert out.name == "reverse-lstm-bahdanau" and extra == {"preset": "reverse-lstm+bahdanau", "arch": "lstm+bahdanau"}
     assert (model.config.cell, model.config.attention, model.config.hidden_size) == ("lstm", "bahdanau", 32)
-    assert (config.steps, config.lr, config.seed) == (7, PRESETS["reverse-lstm+attention"].train["lr"], 0)
+    assert (config.steps, config.lr, config.seed) == (7, PRESETS["reverse-lstm+bahdanau"].train["lr"], 0)
     task, model, config, out, extra = training_plan(parse(
         ["train", "--preset", "reverse-transformer", "--task", "copy", *SMALL_TASK, "--out", "/tmp/x/copy-1"]))
     assert task.name == "copy" and extra["arch"] == "transformer" and out == Path("/tmp/x/copy-1")

@@ -40,7 +40,10 @@ def model_size(config):
         layers = " + ".join(p for p in parts if p) + " layers" + ("" if encoder else " (LM)")
         return f"d_model {config['d_model']}, {config.get('n_heads')} heads, {layers}"
     if "hidden_size" in config:  # an RNN
-        return f"{config.get('cell', '').upper()} {config['hidden_size']}, attention: {config.get('attention')}"
+        attention = {"none": "none (Sutskever)", "bahdanau": "Bahdanau"}.get(config.get("attention"),
+                                                                          str(config.get("attention")))
+        feeding = ", input feeding" if config.get("input_feeding") else ""
+        return f"{config.get('cell', '').upper()} {config['hidden_size']}, attention: {attention}{feeding}"
     return ""
 
 

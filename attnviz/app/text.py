@@ -53,7 +53,7 @@ COST_NOTE = (
     "One forward pass of batch 1, source and target of the same length, on this machine's device, with the "
     "model's own sizes. Attention weights: every head scores every query against every key, T × T per attention "
     "module, so they grow with the square of the length; the Transformer has three attention modules (encoder "
-    "self-, decoder self- and cross-attention), the LSTM + attention one, the plain LSTM none. Activations: the "
+    "self-, decoder self- and cross-attention), the LSTM with Bahdanau attention one, the plain LSTM none. Activations: the "
     "bytes a training step keeps from the forward pass for the backward pass. PyTorch's fused attention kernel "
     "computes all T × T weights but never stores them, so the Transformer's activations grow about linearly; "
     "the additive attention of the LSTM keeps a T × T × hidden tensor. Time is wall-clock, the fastest of "

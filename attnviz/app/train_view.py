@@ -61,7 +61,7 @@ MORE_FIELDS = [
 CLASS_PRESETS = {
     "30-second demo: reverse letters (Transformer)": ("reverse-transformer", 30),
     "30-second demo: copy letters, the diagonal (Transformer)": ("copy-transformer", 30),
-    "1 minute: reverse with an LSTM and attention": ("reverse-lstm+attention", 60),
+    "1 minute: reverse with an LSTM and Bahdanau attention": ("reverse-lstm+bahdanau", 60),
     "1 minute: reverse with a plain LSTM (no attention)": ("reverse-lstm", 60),
     "2 minutes: dates to ISO, cross-attention alignments": ("dates-transformer", 120),
     "2 minutes: a language model over Python's docs": ("pydoc-lm", 120),

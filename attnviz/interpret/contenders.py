@@ -1,4 +1,4 @@
-"""The three models of a comparison task (Transformer, LSTM + attention, LSTM): the shipped checkpoints, or
+"""The three models of a comparison task (Transformer, LSTM + Bahdanau attention, plain LSTM): the shipped checkpoints, or
 trained here by one owner, with the record of their training side by side.
 
     found = find_contenders("reverse-long")                            # the three shipped models of a task
@@ -17,24 +17,24 @@ from attnviz.training.presets import build_preset
 from attnviz.training.runs import REGISTRY, TrainingRun
 
 
-LABELS = {"transformer": "Transformer", "lstm+attention": "LSTM + attention", "lstm": "LSTM"}
+LABELS = {"transformer": "Transformer", "lstm+bahdanau": "LSTM + Bahdanau attention", "lstm": "LSTM, no attention"}
 
 
-# Tasks with three presets, TASK-transformer, TASK-lstm+attention and TASK-lstm, trained on identical data.
+# Tasks with three presets, TASK-transformer, TASK-lstm+bahdanau and TASK-lstm, trained on identical data.
 TASKS = {"reverse": "Reverse letters (abc → cba)", "reverse-long": "Reverse, lengths 4-24",
          "dates": "Normalise dates (23 Nov 2026 → 2026-11-23)"}
 
 
 def checkpoint_name(task_key, architecture, owner=""):
-    """Where `python -m attnviz train --preset TASK-ARCHITECTURE` saves (e.g. reverse-lstm-attention), with
-    `-owner` added for the runs trained on the page (reverse-lstm-attention-3f2a9c1b)."""
+    """Where `python -m attnviz train --preset TASK-ARCHITECTURE` saves (e.g. reverse-lstm-bahdanau), with
+    `-owner` added for the runs trained on the page (reverse-lstm-bahdanau-3f2a9c1b)."""
     return f"{task_key}-{architecture.replace('+', '-')}" + (f"-{owner}" if owner else "")
 
 
 @dataclass
 class Contender:
     """One model in a comparison, with the record of its training (from a checkpoint's meta or a live run)."""
-    label: str  # "Transformer", "LSTM + attention", "LSTM"
+    label: str  # a value of LABELS
     model: torch.nn.Module
     task: object  # the task it was trained on, with its tokenizer
     history: dict  # per training step: "step", "loss", "time" (seconds of training) ...

@@ -51,6 +51,6 @@ def page_models():
          max_len=40)
     save("test-lm", make_task("text", text="the cat sat on the mat. " * 40, block_size=16), "lm", d_model=16,
          n_heads=2, n_decoder_layers=2, d_ff=32, max_len=40)
-    save("test-rnn", reverse, "lstm+attention", embed_dim=8, hidden_size=16)
+    save("test-rnn", reverse, "lstm+bahdanau", embed_dim=8, hidden_size=16)
     save("test-lstm", reverse, "lstm", embed_dim=8, hidden_size=16)
     return names

@@ -24,7 +24,7 @@ PAGE = "pages/rnn_vs_attention.py"
 TASKS = {"reverse": {"min_len": 2, "max_len": 4, "alphabet": "abc", "n_train": 90, "n_val": 8, "n_test": 8},
          "reverse-long": {"min_len": 2, "max_len": 6, "alphabet": "ab", "n_train": 60, "n_val": 8, "n_test": 8}}
 SIZES = {"transformer": {"d_model": 16, "n_heads": 2, "d_ff": 32},
-         "lstm+attention": {"embed_dim": 8, "hidden_size": 16}, "lstm": {"embed_dim": 8, "hidden_size": 16}}
+         "lstm+bahdanau": {"embed_dim": 8, "hidden_size": 16}, "lstm": {"embed_dim": 8, "hidden_size": 16}}
 LABELS = list(contenders.LABELS.values())
 
 
@@ -172,7 +172,7 @@ def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_pre
     at.run()
     assert not at.exception
     assert list(at.dataframe[0].value["steps"]) == [30, 30, 30]
-    names = [f"reverse-{a}-tab1" for a in ("transformer", "lstm-attention", "lstm")]
+    names = [f"reverse-{a}-tab1" for a in ("transformer", "lstm-bahdanau", "lstm")]
     assert all((user / name / "meta.json").exists() for name in names)
     picker = at.selectbox(key="model").options  # the model picker lists them, as "NAME (task, yours)"
     assert all(any(option.startswith(f"{name} (") for option in picker) for name in names)

@@ -200,10 +200,10 @@ def test_a_bad_upload_names_the_line():
 
 def test_a_preset_fills_the_settings():
     at = open_page()
-    label = next(l for l in preset_labels() if preset_name(l) == "reverse-lstm+attention")
+    label = next(l for l in preset_labels() if preset_name(l) == "reverse-lstm+bahdanau")
     at.selectbox(key="train_preset").set_value(label).run()
-    assert at.selectbox(key="train_architecture").value == "lstm+attention"
-    preset = PRESETS["reverse-lstm+attention"]
+    assert at.selectbox(key="train_architecture").value == "lstm+bahdanau"
+    preset = PRESETS["reverse-lstm+bahdanau"]
     assert at.number_input(key="train_hidden_size").value == {**RNN_SIZES, **preset.sizes}["hidden_size"]
     assert at.number_input(key="train_steps").value == preset.train["steps"]
     assert not at.error

@@ -113,7 +113,7 @@ def test_plan_checks_before_anything_runs(task):
         plan_run(task, "transformer", {"d_model": 16, "n_heads": 3}, {}, "live-plan", registry=registry)
     with pytest.raises(ValueError, match="lr"):
         plan_run(task, "transformer", {}, {"lr": 5.0}, "live-plan", registry=registry)
-    plan = plan_run(task, "lstm+attention", {"hidden_size": 16}, {"steps": 5}, "live-plan", "  Ada ",
+    plan = plan_run(task, "lstm+bahdanau", {"hidden_size": 16}, {"steps": 5}, "live-plan", "  Ada ",
                          registry=registry)
     assert plan.owner == "Ada" and plan.train.steps == 5 and plan.n_parameters > 0
 

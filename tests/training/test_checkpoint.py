@@ -26,7 +26,9 @@ CONFIGS = {
     "encoder-decoder, tied, learned positions": TransformerConfig(
         V, V, d_model=16, n_heads=2, d_ff=32, max_len=16, positional="learned", tie_embeddings=True),
     "language model": TransformerConfig(V, V, d_model=16, n_heads=2, d_ff=32, max_len=16, n_encoder_layers=0),
-    "lstm with attention": RNNConfig(V, V, embed_dim=8, hidden_size=16, attention="bahdanau", bidirectional=True),
+    "lstm with Bahdanau attention": RNNConfig(V, V, embed_dim=8, hidden_size=16, attention="bahdanau",
+                                              bidirectional=True),
+    "lstm with Luong attention": RNNConfig(V, V, embed_dim=8, hidden_size=16, attention="luong-concat"),
     "gru without attention": RNNConfig(V, V, cell="gru", embed_dim=8, hidden_size=16, attention="none"),
 }
 SMALL = CONFIGS["encoder-decoder, tied, learned positions"]

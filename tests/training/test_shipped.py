@@ -6,13 +6,13 @@ from attnviz.training.evaluation import evaluate_split as evaluate
 
 EXPECTED = {  # name: (metric, at least) — what the pages and the README promise of them
     "reverse-transformer": ("exact_match", 0.99),
-    "reverse-lstm-attention": ("exact_match", 0.99),
+    "reverse-lstm-bahdanau": ("exact_match", 0.99),
     "reverse-lstm": ("exact_match", 0.0),  # no attention: it is there to fall short
     "reverse-long-transformer": ("exact_match", 0.97),  # lengths 4-24: the length result of Bahdanau et al.
-    "reverse-long-lstm-attention": ("exact_match", 0.97),
+    "reverse-long-lstm-bahdanau": ("exact_match", 0.97),
     "reverse-long-lstm": ("exact_match", 0.0),
     "dates-transformer": ("exact_match", 0.99),
-    "dates-lstm-attention": ("exact_match", 0.99),
+    "dates-lstm-bahdanau": ("exact_match", 0.99),
     "dates-lstm": ("exact_match", 0.0),
     "pydoc-lm": ("token_accuracy", 0.3),
 }
