@@ -245,7 +245,8 @@ def add_parser(subparsers):
     train.add_argument("--arch", choices=ARCHITECTURES, metavar="ARCH", help="model architecture (listed above)")
     train.add_argument("--size", type=key_value, action="append", metavar="KEY=VALUE",
                        help="a model size, repeatable: d_model, n_heads, n_encoder_layers, n_decoder_layers, d_ff, "
-                            "max_len (Transformer); embed_dim, hidden_size, n_layers (RNN)")
+                            "max_len (Transformer); embed_dim, hidden_size, n_layers, bidirectional (RNN), "
+                            "input_feeding (Luong attention)")
     train.add_argument("--task-param", type=key_value, action="append", metavar="KEY=VALUE",
                        help="a task parameter, repeatable, e.g. min_len=4 max_len=8 n_train=2000")
     train.add_argument("--text-file", metavar="PATH", help="UTF-8 text for the 'text' task (language model; implies it)")

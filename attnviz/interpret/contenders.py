@@ -1,5 +1,5 @@
-"""The three models of a comparison task (Transformer, LSTM + Bahdanau attention, plain LSTM): the shipped checkpoints, or
-trained here by one owner, with the record of their training side by side.
+"""The three models of a comparison task (Transformer, LSTM + Bahdanau attention, plain LSTM): the shipped
+checkpoints, or trained here by one owner, with the record of their training side by side.
 
     found = find_contenders("reverse-long")                            # the three shipped models of a task
     runs = start_runs("reverse", owner="3f2a9c1b", seed=0)           # or train all three here (saved when done)

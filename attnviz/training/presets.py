@@ -28,6 +28,8 @@ PRESETS = {
                                   "reverse", "transformer", {}, {**REVERSE, "lr": 7e-3}),
     "reverse-lstm+bahdanau": Preset("Reverse letters with an LSTM and Bahdanau attention (the context feeds the "
                                     "recurrence)", "reverse", "lstm+bahdanau", {}, {**REVERSE, "lr": 1e-2}),
+    "reverse-lstm+luong": Preset("Reverse letters with an LSTM and Luong global attention (general score, input "
+                                 "feeding)", "reverse", "lstm+luong", {}, {**REVERSE, "lr": 1e-2}),
     "reverse-lstm": Preset("Reverse letters with a plain LSTM (no attention): watch it struggle",
                            "reverse", "lstm", {}, {**REVERSE, "lr": 1e-2}),
     "reverse-long-transformer": Preset("Reverse 4 to 24 letters with a Transformer", "reverse", "transformer",

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from attnviz import ablate, build_model, capture, pattern_names
 from attnviz.data.tokenizers import CharTokenizer
+from attnviz.models.architectures import ARCHITECTURES, model_config
 from attnviz.models.config import RNNConfig
 from attnviz.models.rnn import AdditiveScore, Attention, DotScore, GeneralScore, RNNSeq2Seq
 from attnviz.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -27,7 +28,7 @@ KINDS = list(itertools.product(["rnn", "gru", "lstm"], ATTENTIONS))
 
 
 def settings_of(attention):
-    """RNNConfig fields for a name of ATTENTIONS ("luong-general-unfed": Luong's general score without input feeding)."""
+    """RNNConfig fields for a name of ATTENTIONS ("luong-general-unfed": Luong's general score, no input feeding)."""
     if attention == "luong-general-unfed":
         return {"attention": "luong-general", "input_feeding": False}
     return {"attention": attention}
@@ -91,6 +92,28 @@ def test_build_model_dispatches_on_config_type():
     model = build_model(config)
     assert isinstance(model, RNNSeq2Seq) and model.config is config and model.has_encoder
     assert RNNConfig.from_dict(dict(src_vocab_size=V, tgt_vocab_size=V, cell="gru")).cell == "gru"
+
+
+@pytest.mark.parametrize("architecture, cell, attention, input_feeding", [
+    ("lstm", "lstm", "none", False), ("lstm+bahdanau", "lstm", "bahdanau", False),
+    ("lstm+luong", "lstm", "luong-general", True), ("lstm+luong-dot", "lstm", "luong-dot", True),
+    ("lstm+luong-concat", "lstm", "luong-concat", True), ("gru+bahdanau", "gru", "bahdanau", False),
+    ("gru+luong", "gru", "luong-general", True), ("rnn+bahdanau", "rnn", "bahdanau", False)])
+def test_architecture_names_say_which_attention(architecture, cell, attention, input_feeding):
+    config = model_config(architecture, CharTokenizer("abcdefgh"))
+    assert (config.cell, config.attention, config.input_feeding) == (cell, attention, input_feeding)
+    assert architecture in ARCHITECTURES
+
+
+def test_luong_input_feeding_can_be_switched_off_by_a_size():
+    config = model_config("lstm+luong", CharTokenizer("abc"), input_feeding=False)
+    assert (config.attention, config.input_feeding) == ("luong-general", False)
+
+
+@pytest.mark.parametrize("size", ["attention", "cell"])
+def test_sizes_cannot_contradict_the_architecture_name(size):
+    with pytest.raises(ValueError, match=f"architecture name sets {size}"):
+        model_config("lstm+bahdanau", CharTokenizer("abc"), **{size: "gru" if size == "cell" else "luong-dot"})
 
 
 # --- the shared model interface ----------------------------------------------------------------------------------
