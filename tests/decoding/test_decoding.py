@@ -26,9 +26,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_model(kind, vocab=11, max_len=24, seed=0):
+SEEDS = {"rnn": 3}  # a seed whose random (Bahdanau) RNN does not say EOS within 12 steps, as the tests decode that far
+
+
+def make_model(kind, vocab=11, max_len=24, seed=None):
     """A small random model made peaky (scaled output layer), so float noise cannot flip an argmax."""
-    torch.manual_seed(seed)
+    torch.manual_seed(SEEDS.get(kind, 0) if seed is None else seed)
     if kind == "rnn":
         config = RNNConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, embed_dim=16, hidden_size=32, max_len=max_len)
     else:
