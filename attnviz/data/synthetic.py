@@ -64,3 +64,14 @@ def addition(rng, params):
 
 def alphabet_param(params):
     return params["alphabet"]
+
+
+def induction_task(name, seed, params, tokenizer):
+    """A language model over random strings repeated twice (x_1..x_n x_1..x_n): the first half cannot be
+    predicted, the second can, by a head that looks up what followed the same token last time (an induction
+    head, Olsson et al. 2022). Halves are distinct across splits; the probes are whole test sequences."""
+    train, val, test = _split_sources(name, lambda rng, params: (_letters(rng, params), ""), random.Random(seed),
+                                      params)
+    tokenizer = tokenizer or CharTokenizer(params["alphabet"])
+    train, val, test = ([tuple(tokenizer.encode(half + half)) for half, _ in split] for split in (train, val, test))
+    return Task(name, "lm", seed, params, tokenizer, train, val, test, test[:N_PROBES])
