@@ -36,7 +36,7 @@ DEFAULTS = {
     "sort": {"min_len": 8, "max_len": 12, "alphabet": string.ascii_lowercase, **_SPLIT_SIZES},
     "addition": {"min_len": 1, "max_len": 3, **_SPLIT_SIZES},  # lengths count the digits of each number
     "dates": {"min_year": 1950, "max_year": 2049, **_SPLIT_SIZES, "n_train": 10000},
-    "induction": {"min_len": 12, "max_len": 20, "alphabet": INDUCTION_ALPHABET, **_SPLIT_SIZES},
+    "induction": {"min_len": 12, "max_len": 20, "max_prefix": 8, "alphabet": INDUCTION_ALPHABET, **_SPLIT_SIZES},
     "pydoc": dict(_LM),
     "prose": {**_LM, "vocab_size": 1024, "block_size": 128},
     "code": {**_LM, "vocab_size": 1024, "block_size": 128},
@@ -76,7 +76,8 @@ def _build(name, seed, params, tokenizer=None):
 def _validate(params):
     bounds = {"min_len": (1, MAX_LEN), "max_len": (1, MAX_LEN), "n_train": (1, MAX_EXAMPLES),
               "n_val": (1, MAX_EXAMPLES), "n_test": (1, MAX_EXAMPLES), "block_size": (2, 4096),
-              "vocab_size": (5, 65536), "min_year": (1, 9999), "max_year": (1, 9999)}
+              "vocab_size": (5, 65536), "min_year": (1, 9999), "max_year": (1, 9999),
+              "max_prefix": (0, MAX_LEN)}
     for key, (low, high) in bounds.items():
         value = params.get(key, low)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

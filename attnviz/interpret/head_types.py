@@ -16,6 +16,7 @@ A head attending uniformly scores at chance: the mean over the counted queries o
 import pandas as pd
 import torch
 
+from attnviz.data.synthetic import repeat_split
 from attnviz.data.tokenizers import BOS, SPECIAL_LABELS
 from attnviz.interpret.patterns import parse_pattern_name
 from attnviz.models.hooks import capture
@@ -152,12 +153,13 @@ def induction_over_training(task, snapshots):
             kind, layer, _ = parse_pattern_name(name)
             if kind != "decoder self":
                 continue
-            scores = torch.stack([induction_score(torch.as_tensor(patterns[p:p + 1]).float(), len(probe) // 2)
-                                  for p, probe in enumerate(task.probes)]).mean(0)  # (H,)
+            scores = torch.stack([induction_score(torch.as_tensor(patterns[p:p + 1]).float(), half, 1 + prefix)
+                                  for p, (prefix, half) in enumerate(map(repeat_split, task.probes))]).mean(0)  # (H,)
             row |= {f"L{layer}H{head}": float(score) for head, score in enumerate(scores)}
         if "losses" in snapshot:  # (P, T): position t predicts probe token t
-            halves = [(loss[:len(probe) // 2].mean(), loss[len(probe) // 2 + 1:len(probe)].mean())
-                      for loss, probe in zip(torch.as_tensor(snapshot["losses"]).float(), task.probes)]
+            halves = [(loss[prefix:prefix + half].mean(), loss[prefix + half + 1:prefix + 2 * half].mean())
+                      for loss, (prefix, half) in zip(torch.as_tensor(snapshot["losses"]).float(),
+                                                      map(repeat_split, task.probes))]
             row["first half loss"] = float(sum(h[0] for h in halves) / len(halves))
             row["repeated half loss"] = float(sum(h[1] for h in halves) / len(halves))  # its first token is new
         rows.append(row)

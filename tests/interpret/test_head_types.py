@@ -85,3 +85,28 @@ def test_bracket_table_lines_brackets_up_with_tokens():
                                           n_encoder_layers=0, n_decoder_layers=1, d_ff=16, max_len=32))
     table = bracket_table(model, tokenizer, ["f(a)", "f([a], {a})"])
     assert len(table) == 2 and table["bracket_hit_rate"].between(0, 1).all()
+
+
+def test_induction_over_training_reads_the_snapshots():
+    from attnviz.data.synthetic import repeat_split
+    from attnviz.data.tasks import make_task
+    from attnviz.interpret.head_types import induction_over_training
+
+    task = make_task("induction", seed=0, n_train=50, n_val=5, n_test=5)
+    P, T = len(task.probes), max(map(len, task.probes))
+    exact = torch.zeros(P, 1, T, T)  # (P, H, Tq, Tk): head 0 of layer 1 is an exact induction head
+    losses = torch.ones(P, T)
+    for p, probe in enumerate(task.probes):
+        prefix, h = repeat_split(probe)
+        first = 1 + prefix  # tgt_in position of x_1: after BOS and the prefix
+        exact[p, 0, torch.arange(T), torch.arange(T)] = 1.0
+        for j in range(h - 1):
+            exact[p, 0, first + h + j] = 0.0
+            exact[p, 0, first + h + j, first + j + 1] = 1.0
+        losses[p, prefix + h + 1:] = 0.25
+    snapshots = [{"step": 10, "losses": losses.numpy(),
+                  "patterns": {"decoder.layers.0.self_attn.hook_pattern": torch.zeros(P, 1, T, T).numpy(),
+                               "decoder.layers.1.self_attn.hook_pattern": exact.numpy()}}]
+    row = induction_over_training(task, snapshots).iloc[0]
+    assert row["L1H0"] == pytest.approx(1.0) and row["L0H0"] == 0.0
+    assert row["first half loss"] == pytest.approx(1.0) and row["repeated half loss"] == pytest.approx(0.25)
