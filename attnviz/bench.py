@@ -206,6 +206,35 @@ def preset_time_to_accuracy(quick):
 
 
 @benchmark
+def induction_heads(quick):
+    """The induction-lm preset, seeds 0-2: when a layer-1 head first scores >= 0.8 as an induction head, in steps and
+    CPU seconds of training, and when the loss on the repeated half of the probes fell fastest (the jump)."""
+    from dataclasses import replace
+
+    from attnviz.interpret.head_types import induction_over_training
+    from attnviz.training.loop import train
+    from attnviz.training.presets import build_preset
+
+    rows = []
+    for seed in [0] if quick else [0, 1, 2]:
+        task, model, config = build_preset("induction-lm", seed)
+        config = replace(config, snapshot_every=25, eval_every=config.steps, steps=600 if quick else config.steps)
+        result = train(model, task, config, clock=time.process_time)
+        curve = induction_over_training(task, result.snapshots)
+        layer1 = curve[[c for c in curve.columns if c.startswith("L1H")]].max(axis=1)
+        formed = curve["step"][layer1 >= 0.8]
+        drop = curve["repeated half loss"].diff()
+        seconds = dict(zip(result.history["step"], result.history["time"]))
+        step = int(formed.iloc[0]) if len(formed) else None
+        rows.append(dict(seed=seed, steps=result.step, formed_at_step=step,
+                         formed_at_seconds=seconds.get(step), best_layer1_score=float(layer1.max()),
+                         jump_at_step=int(curve["step"][drop.idxmin()]) if drop.notna().any() else None,
+                         repeated_half_loss_end=float(curve["repeated half loss"].iloc[-1]),
+                         first_half_loss_end=float(curve["first half loss"].iloc[-1]), goal="score 0.8 within 90 s"))
+    return rows
+
+
+@benchmark
 def concurrent_training(quick):
     """5 reverse-transformer runs at once in one process (threads, as the app's registry) vs 1 alone: wall steps/s."""
     from attnviz import classroom

@@ -7,6 +7,7 @@ from attnviz.app.text import ROLLOUT_CAPTION
 from attnviz.interpret.ablation import ablation_summary, single_head_effects
 from attnviz.interpret.export import npz_bytes, patterns_table
 from attnviz.interpret.head_stats import STATS, head_stats_table, stat_matrix
+from attnviz.interpret.head_types import HEAD_TYPES, bracket_table, head_type_table
 from attnviz.interpret.input_run import ablate_input
 from attnviz.interpret.patterns import attention_heads, patterns_of
 from attnviz.interpret.rollout import attention_rollout
@@ -46,6 +47,17 @@ def head_ranking(_picked, key):
     with ui.MODEL_LOCK:
         batch = next(_picked.task().batches("test", 256))
         return single_head_effects(_picked.model, batch).sort_values("loss_change", ascending=False)
+
+
+@st.cache_data(max_entries=16, show_spinner="Scoring every head on probe sequences…")
+def head_types(_picked, key):
+    return head_type_table(_picked.model)
+
+
+@st.cache_data(max_entries=16, show_spinner="Finding the bracket-matching heads…")
+def brackets(_picked, key):
+    task = _picked.task()
+    return bracket_table(_picked.model, task.tokenizer, [task.tokenizer.decode(block) for block in task.test[:32]])
 
 
 table = head_stats_table(run.cache, run.src, run.tgt_in)
@@ -109,6 +121,18 @@ with stats_tab:
                  column_config={name: st.column_config.NumberColumn(help=meaning, format="%.3f")
                                 for name, meaning in STATS.items()})
     st.caption("Every attention of the model, one row per head. Click a column header to sort.")
+    if not picked.model.has_encoder:  # a language model: name what its heads do, on probes made for it
+        st.subheader("Head types")
+        types = head_types(picked, ui.model_key(picked))
+        head_type = st.radio("Head type", list(HEAD_TYPES), key="head_type", horizontal=True)
+        st.caption(f"{HEAD_TYPES[head_type]} A head spreading its weight evenly scores "
+                   f"{types[head_type + ' chance'].iloc[0]:.2f} here.")
+        st.plotly_chart(figures.stat_heatmap(types.pivot(index="layer", columns="head", values=head_type).to_numpy(),
+                                             head_type), key="head_type_map")
+        if picked.task().name == "code":
+            st.dataframe(brackets(picked, ui.model_key(picked)), hide_index=True, key="brackets_table")
+            st.caption("Bracket matching on the test split's code: weight from a closing bracket on its opening one, "
+                       "and how often the opening one gets the head's largest weight.")
 
 with rollout_tab:
     if kind == "cross":

@@ -5,9 +5,9 @@ import streamlit as st
 
 from attnviz.app import figures, ui
 from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, USER_TASKS, attention_kinds, curve_figures,
-                                    lapse_pattern, output_history, preset_labels, preset_name, preset_settings,
-                                    probe_label, probe_target, run_metrics, run_notices, runs_table, size_fields,
-                                    size_note, task_architectures)
+                                    induction_figures, lapse_pattern, output_history, preset_labels, preset_name,
+                                    preset_settings, probe_label, probe_target, run_metrics, run_notices, runs_table,
+                                    size_fields, size_note, task_architectures)
 from attnviz.data.tasks import TASKS, make_task
 from attnviz.models.architectures import ARCHITECTURES
 from attnviz.training.plan import free_name, name_taken, plan_run, start
@@ -141,6 +141,8 @@ def run_panel(run, active):
         st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
     if snap.history["step"]:  # none while queued: nothing to draw, and no work for a busy server
         ui.chart_rows(curve_figures(snap), (("loss", "accuracy"), ("lr", "speed")), "curve_")
+    if snap.snapshots and run.task.name == "induction":  # the moment an induction head forms
+        ui.chart_rows(induction_figures(run.task, snap.snapshots), (("heads", "halves"),), "induction_")
     if snap.snapshots:
         timelapse(run, snap.snapshots)
 

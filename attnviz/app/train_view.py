@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 
 from attnviz.app import figures
+from attnviz.data.tasks import LM_TASKS
 from attnviz.data.tokenizers import BOS, EOS
+from attnviz.interpret.head_types import induction_over_training
 from attnviz.interpret.patterns import parse_pattern_name
 from attnviz.models.architectures import MAX_PARAMETERS, RNN_SIZES, TRANSFORMER_SIZES, architectures_for
 from attnviz.training.config import TrainConfig
@@ -67,7 +69,6 @@ CLASS_PRESETS = {
     "2 minutes: a language model over Python's docs": ("pydoc-lm", 120),
 }
 USER_TASKS = {"text": "text file", "pairs": "TSV file of source<TAB>target lines"}
-LM_TASKS = ("pydoc", "text")
 
 
 def size_fields(architecture):
@@ -258,3 +259,13 @@ def runs_table(registry=REGISTRY, limit=50):
         runs = list(registry.runs)[-limit:][::-1]
     return pd.DataFrame([run_row(run) for run in runs],
                         columns=["who", "model", "task", "architecture", "status", "step", "best", "time", "started"])
+
+
+def induction_figures(task, snapshots):
+    """{'heads', 'halves'}: on the induction task, every head's induction score over training, and the probes' loss
+    on their first half (unpredictable) and on their repeated half (falls once an induction head has formed)."""
+    curve = induction_over_training(task, snapshots)
+    heads = {column: curve[column].tolist() for column in curve.columns if column[:1] == "L" and "H" in column}
+    halves = {name: curve[name].tolist() for name in ("first half loss", "repeated half loss") if name in curve}
+    return {"heads": figures.curves(curve["step"], heads, "Induction score per head", "step", "score"),
+            "halves": figures.curves(curve["step"], halves, "Probe loss by half", "step", "cross-entropy")}

@@ -4,6 +4,7 @@ Text is cut into fixed blocks of tokens; splits go by key (a block, a source), s
 """
 import random
 
+from attnviz.data import stdlib
 from attnviz.data.task import N_PROBES, Task
 from attnviz.data.tokenizers import CharTokenizer, SentencePieceTokenizer
 
@@ -55,6 +56,33 @@ def _lm_task(name, seed, params, tokenizer, text):
 
 def pydoc_task(name, seed, params, tokenizer):
     return _lm_task(name, seed, params, tokenizer, pydoc_text())
+
+
+def _document_lm_task(name, seed, params, tokenizer, documents):
+    """A language model over whole documents [(key, text)]: documents (not lines or blocks) are split into
+    train/val/test by a seeded shuffle, then each is cut into blocks of `block_size` tokens. The tokenizer is
+    trained on the training documents only."""
+    train, val, test = _split_by_key(list(documents), lambda document: document[0], seed, params, "documents")
+    tokenizer = tokenizer or _make_tokenizer(params, [text for _, text in train])
+    size = params["block_size"]
+
+    def blocks(split):
+        out = []
+        for _, text in split:
+            ids = tokenizer.encode(text)
+            out += [tuple(ids[i:i + size]) for i in range(0, len(ids), size) if len(ids) - i >= 2]
+        return out
+
+    train, val, test = blocks(train), blocks(val), blocks(test)
+    return Task(name, "lm", seed, params, tokenizer, train, val, test, [block[:32] for block in test[:N_PROBES]])
+
+
+def prose_task(name, seed, params, tokenizer):
+    return _document_lm_task(name, seed, params, tokenizer, stdlib.prose_documents())
+
+
+def code_task(name, seed, params, tokenizer):
+    return _document_lm_task(name, seed, params, tokenizer, stdlib.code_documents())
 
 
 def read_user_text(data, what="file"):

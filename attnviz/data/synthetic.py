@@ -64,3 +64,27 @@ def addition(rng, params):
 
 def alphabet_param(params):
     return params["alphabet"]
+
+
+def induction_task(name, seed, params, tokenizer):
+    """A language model over random strings repeated twice (x_1..x_n x_1..x_n, after a random prefix of 0 to
+    `max_prefix` letters, so the repeat starts anywhere): the first half cannot be
+    predicted, the second can, by a head that looks up what followed the same token last time (an induction
+    head, Olsson et al. 2022). Halves are distinct across splits; the probes are whole test sequences."""
+    def generate(rng, params):  # (half, prefix): a random prefix moves where the repeat starts
+        prefix_params = {**params, "min_len": 0, "max_len": params["max_prefix"]}
+        return _letters(rng, params), _letters(rng, prefix_params) if params["max_prefix"] else ""
+
+    train, val, test = _split_sources(name, generate, random.Random(seed), params)
+    tokenizer = tokenizer or CharTokenizer(params["alphabet"])
+    train, val, test = ([tuple(tokenizer.encode(prefix + half + half)) for half, prefix in split]
+                        for split in (train, val, test))
+    return Task(name, "lm", seed, params, tokenizer, train, val, test, test[:N_PROBES])
+
+
+def repeat_split(block):
+    """(prefix length, half length) of an induction sequence prefix + x + x: the longest x that repeats at the end."""
+    for half in range(len(block) // 2, 0, -1):
+        if block[-2 * half:-half] == block[-half:]:
+            return len(block) - 2 * half, half
+    raise ValueError("the sequence does not end with a repeat")

@@ -44,8 +44,15 @@ class Task:
     def max_tgt_len(self):
         """Widest `tgt_in`/`tgt_out` of any batch (BOS + target tokens, or a block for a language model)."""
         if self.kind == "lm":
-            return self.params["block_size"]
+            return max(len(block) for block in self.train + self.val + self.test)
         return 1 + max(len(self.tokenizer.encode(tgt)) for _, tgt in self.train + self.val + self.test)
+
+    def characters(self, split):
+        """How many characters a split's targets spell (a language model's blocks decoded): what bits per
+        character divide by."""
+        if self.kind != "lm":
+            return sum(len(tgt) + 1 for _, tgt in self.examples(split))  # + 1: the EOS a target ends with
+        return sum(len(self.tokenizer.decode(block)) for block in self.examples(split))
 
     def collate(self, examples):
         """A Batch from a list of examples (e.g. `task.probes`)."""

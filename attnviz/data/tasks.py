@@ -16,9 +16,18 @@ TASKS = {
     "addition": 'Add two whole numbers: "123+45" -> "168" (digits are aligned right to left).',
     "dates": 'Rewrite dates in many human formats as ISO: "Mon 23 Nov 2026" -> "2026-11-23".',
     "pydoc": "Language model over Python's own documentation (pydoc_data.topics, ~465,000 characters).",
+    "prose": "Language model over English that ships with Python: the documentation topics and the standard "
+             "library's docstrings (~2.2 million characters).",
+    "code": "Language model over Python source: the standard library's own modules, tests left out "
+            "(~2.5 million characters).",
+    "induction": "Random strings said twice: the second half is predictable only by looking back (induction heads).",
     "text": "Language model over your own UTF-8 text.",
     "pairs": "Sequence-to-sequence over your own TSV file of source<TAB>target lines.",
 }
+LM_TASKS = ("induction", "pydoc", "prose", "code", "text")  # language models; the rest are sequence-to-sequence
+# 200 letters (Latin Extended), so that knowing which letters the first half used predicts little of the second:
+# only looking back at what followed each letter does (an induction head).
+INDUCTION_ALPHABET = "".join(chr(0x100 + i) for i in range(200))
 _SPLIT_SIZES = {"n_train": 6000, "n_val": 500, "n_test": 500}
 _LM = {"tokenizer": "bpe", "vocab_size": 512, "block_size": 64, "val_fraction": 0.05, "test_fraction": 0.05}
 DEFAULTS = {
@@ -27,7 +36,10 @@ DEFAULTS = {
     "sort": {"min_len": 8, "max_len": 12, "alphabet": string.ascii_lowercase, **_SPLIT_SIZES},
     "addition": {"min_len": 1, "max_len": 3, **_SPLIT_SIZES},  # lengths count the digits of each number
     "dates": {"min_year": 1950, "max_year": 2049, **_SPLIT_SIZES, "n_train": 10000},
+    "induction": {"min_len": 12, "max_len": 20, "max_prefix": 8, "alphabet": INDUCTION_ALPHABET, **_SPLIT_SIZES},
     "pydoc": dict(_LM),
+    "prose": {**_LM, "vocab_size": 1024, "block_size": 128},
+    "code": {**_LM, "vocab_size": 1024, "block_size": 128},
     "text": {"text": "", **_LM, "tokenizer": "char"},
     "pairs": {"tsv": "", "tokenizer": "char", "vocab_size": 512, "val_fraction": 0.1, "test_fraction": 0.1},
 }
@@ -64,7 +76,8 @@ def _build(name, seed, params, tokenizer=None):
 def _validate(params):
     bounds = {"min_len": (1, MAX_LEN), "max_len": (1, MAX_LEN), "n_train": (1, MAX_EXAMPLES),
               "n_val": (1, MAX_EXAMPLES), "n_test": (1, MAX_EXAMPLES), "block_size": (2, 4096),
-              "vocab_size": (5, 65536), "min_year": (1, 9999), "max_year": (1, 9999)}
+              "vocab_size": (5, 65536), "min_year": (1, 9999), "max_year": (1, 9999),
+              "max_prefix": (0, MAX_LEN)}
     for key, (low, high) in bounds.items():
         value = params.get(key, low)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -89,7 +102,10 @@ _BUILDERS = {
     "sort": synthetic.seq2seq_task(synthetic.sort_letters, synthetic.alphabet_param),
     "addition": synthetic.seq2seq_task(synthetic.addition, lambda params: "0123456789+"),
     "dates": synthetic.seq2seq_task(dates.generate, lambda params: dates.alphabet()),
+    "induction": synthetic.induction_task,
     "pydoc": corpora.pydoc_task,
+    "prose": corpora.prose_task,
+    "code": corpora.code_task,
     "text": corpora.text_task,
     "pairs": corpora.pairs_task,
 }

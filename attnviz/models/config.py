@@ -43,7 +43,7 @@ class TransformerConfig(ConfigBase):
     n_heads: int = 4
     n_encoder_layers: int = 1
     n_decoder_layers: int = 1
-    d_ff: int = 256
+    d_ff: int = 256  # 0: no feed-forward sub-layer, an attention-only Transformer (Elhage et al., 2021)
     dropout: float = 0.0
     norm_first: bool = True  # pre-LayerNorm (True) or post-LayerNorm as in Vaswani et al. (False)
     positional: str = "sinusoidal"
@@ -58,7 +58,8 @@ class TransformerConfig(ConfigBase):
     encoder_only: bool = False  # a BERT-like encoder without decoder (needs n_decoder_layers=0)
 
     def __post_init__(self):
-        check_whole(self, ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"])
+        check_whole(self, ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "max_len"])
+        check_whole(self, ["d_ff"], minimum=0)
         check_whole(self, ["n_encoder_layers", "n_decoder_layers", "n_token_types"], minimum=0)
         if self.encoder_only:
             if self.n_encoder_layers == 0:

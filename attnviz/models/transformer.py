@@ -89,12 +89,12 @@ class EncoderLayer(Block):
     def __init__(self, config):
         super().__init__(config)
         self.self_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
-        self.ff = FeedForward(config)
-        self.norm1, self.norm2 = layer_norm(config), layer_norm(config)
+        self.norm1 = layer_norm(config)
+        self.ff, self.norm2 = (FeedForward(config), layer_norm(config)) if config.d_ff else (None, None)
 
     def forward(self, x, key_padding_mask=None):
         x = self.residual(x, self.norm1, lambda h: self.self_attn(h, h, h, key_padding_mask=key_padding_mask))
-        return self.residual(x, self.norm2, self.ff)
+        return x if self.ff is None else self.residual(x, self.norm2, self.ff)
 
 
 class DecoderLayer(Block):
@@ -102,8 +102,8 @@ class DecoderLayer(Block):
         super().__init__(config)
         self.self_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
         self.cross_attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout) if cross_attention else None
-        self.ff = FeedForward(config)
-        self.norm1, self.norm2, self.norm3 = (layer_norm(config) for _ in range(3))
+        self.norm1, self.norm2 = layer_norm(config), layer_norm(config)  # norm2 unused without cross-attention
+        self.ff, self.norm3 = (FeedForward(config), layer_norm(config)) if config.d_ff else (None, None)
 
     def forward(self, x, memory=None, memory_key_padding_mask=None, attn_mask=None, caches=(None, None)):
         self_cache, cross_cache = caches
@@ -111,7 +111,7 @@ class DecoderLayer(Block):
         if self.cross_attn is not None:
             x = self.residual(x, self.norm2, lambda h: self.cross_attn(
                 h, memory, memory, key_padding_mask=memory_key_padding_mask, cache=cross_cache))
-        return self.residual(x, self.norm3, self.ff)
+        return x if self.ff is None else self.residual(x, self.norm3, self.ff)
 
 
 class Encoder(nn.Module):

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from attnviz.models.ngram import CharNGram
+
 
 @contextmanager
 def evaluating(model):
@@ -66,10 +68,32 @@ def evaluate(model, batches, max_examples=None, keep_probs=False):
     return metrics | ({"probs": probs} if keep_probs else {})
 
 
+def position_losses(model, batch):
+    """(B, T) cross entropy of each target position of one batch on the CPU (0 at padding): where in a sequence
+    the model has learned to predict, e.g. the repeated half of an induction probe."""
+    with evaluating(model):
+        batch = batch.to(next(model.parameters()).device)
+        logits = model.logits(batch.src, batch.tgt_in).float()  # (B, T, V)
+        loss = F.cross_entropy(logits.transpose(1, 2), batch.tgt_out, ignore_index=model.config.pad_id,
+                               reduction="none")  # (B, T)
+    return loss.cpu()
+
+
 def evaluate_split(model, task, split="test", max_examples=None, batch_size=256):
-    """The metrics a checkpoint records: loss, token accuracy, and exact match (seq2seq) or perplexity (LM)."""
+    """The metrics a checkpoint records: loss, token accuracy, and exact match (seq2seq) or perplexity and, over
+    a whole split, bits per character (LM: the loss in bits over the characters its tokens spell)."""
     metrics = evaluate(model, task.batches(split, batch_size, seed=0), max_examples)
     recorded = {"loss": metrics["loss"], "token_accuracy": metrics["token_accuracy"]}
-    if task.kind == "lm":
-        return recorded | {"perplexity": math.exp(min(metrics["loss"], 50.0))}
-    return recorded | {"exact_match": metrics["exact_match"]}
+    if task.kind == "seq2seq":
+        return recorded | {"exact_match": metrics["exact_match"]}
+    recorded["perplexity"] = math.exp(min(metrics["loss"], 50.0))
+    if max_examples is None:  # bits per character compare tokenizers; they need every block's characters
+        recorded["bits_per_char"] = metrics["loss"] * metrics["tokens"] / (math.log(2) * task.characters(split))
+    return recorded
+
+
+def baseline_bits_per_char(task, order=5):
+    """A language-model task's test bits per character under a smoothed character n-gram fitted on its training
+    split (attnviz.models.ngram): the number a trained model's `bits_per_char` is read against."""
+    text = lambda split: "".join(task.tokenizer.decode(block) for block in task.examples(split))
+    return CharNGram(order).fit(text("train")).bits_per_char(text("test"))

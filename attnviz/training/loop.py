@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from attnviz.decoding import greedy
 from attnviz.models.hooks import capture
 from attnviz.training.device import autocast, pick_device
-from attnviz.training.evaluation import evaluate_split, evaluating
+from attnviz.training.evaluation import evaluate_split, evaluating, position_losses
 
 
 def learning_rate(step, config):
@@ -115,8 +115,9 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
         eval_started = clock()
         if config.snapshot_every and (step % config.snapshot_every == 0 or step == 1):
             patterns, outputs = attention_snapshot(model, probes), probe_outputs(model, task, probes)
+            losses = position_losses(model, probes).half().numpy()  # (P, T): the loss at each probe position
             with lock:
-                result.snapshots.append({"step": step, "patterns": patterns, "outputs": outputs})
+                result.snapshots.append({"step": step, "patterns": patterns, "outputs": outputs, "losses": losses})
         if step % config.eval_every == 0 or step == config.steps:
             record_eval(model, task, config, result, lock, step, elapsed)
             if config.target_exact_match and result.metrics.get("exact_match", 0) >= config.target_exact_match:

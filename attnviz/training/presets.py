@@ -22,6 +22,9 @@ class Preset:
 
 FAST = {"batch_size": 64, "lr": 3e-3, "warmup": 20, "eval_every": 25, "snapshot_every": 25}
 REVERSE = {**FAST, "steps": 350}  # measured with `python -m attnviz bench --only preset_time_to_accuracy`
+PROSE_SIZES = {"d_model": 128, "n_heads": 4, "n_decoder_layers": 4, "d_ff": 512, "max_len": 160,
+               "tie_embeddings": True}
+LM_TRAIN = {"batch_size": 24, "lr": 3e-3, "warmup": 200, "eval_every": 500, "snapshot_every": 250, "eval_examples": 200}
 LONG = {"min_len": 4, "max_len": 24, "n_train": 10000}  # lengths where a fixed-size context vector falls behind
 PRESETS = {
     "reverse-transformer": Preset("Reverse letters with a one-layer Transformer (about 5 s on a CPU core)",
@@ -52,6 +55,14 @@ PRESETS = {
     "pydoc-lm": Preset("A small language model over Python's documentation", "pydoc", "lm",
                        {"d_model": 128, "n_decoder_layers": 2, "d_ff": 256, "max_len": 64},
                        {**FAST, "batch_size": 32, "steps": 1500, "eval_every": 100}),
+    "induction-lm": Preset("Induction heads: a two-layer attention-only Transformer on random strings said twice",
+                           "induction", "lm", {"d_model": 64, "n_heads": 4, "n_decoder_layers": 2, "d_ff": 0,
+                                               "positional": "learned", "max_len": 64},
+                           {**FAST, "lr": 3e-3, "steps": 1500, "eval_every": 100}),
+    "prose-lm": Preset("A language model over the English that ships with Python (docs and docstrings)", "prose", "lm",
+                       PROSE_SIZES, {**LM_TRAIN, "steps": 4000}),
+    "code-lm": Preset("A language model over the standard library's Python source", "code", "lm",
+                      PROSE_SIZES, {**LM_TRAIN, "steps": 4000}),
 }
 
 

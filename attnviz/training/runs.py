@@ -8,13 +8,14 @@ once and serves the rest in order (a class of thirty on one laptop).
 """
 import copy
 import os
+import platform
 import threading
 import time
 from dataclasses import asdict, dataclass
 
 from attnviz.training import checkpoint
 from attnviz.training.device import pick_device
-from attnviz.training.evaluation import evaluate_split
+from attnviz.training.evaluation import baseline_bits_per_char, evaluate_split
 from attnviz.training.loop import TrainResult, train
 
 
@@ -166,11 +167,14 @@ class TrainingRun:
 def run_meta(model, task, config, result, extra=None):
     """The meta.json content that describes a trained model (see attnviz.training.checkpoint)."""
     test_metrics = evaluate_split(model, task, "test")
+    if task.kind == "lm":
+        test_metrics["baseline_bits_per_char"] = baseline_bits_per_char(task)
     snapshots = [{"step": s["step"], "patterns": {n: p[:1].round(3).tolist() for n, p in s["patterns"].items()}}
                  for s in thin(result.snapshots, 24)]
     return {"task": task.spec(),
             "train": asdict(config), "history": result.history, "evals": result.evals, "status": result.status,
-            "metrics": test_metrics, "train_seconds": result.elapsed, "snapshots": snapshots, **(extra or {})}
+            "metrics": test_metrics, "train_seconds": result.elapsed, "snapshots": snapshots,
+            "python": platform.python_version(), **(extra or {})}
 
 
 def thin(items, n):

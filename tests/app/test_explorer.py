@@ -10,6 +10,7 @@ from page_helpers import open_page as open_any_page
 from attnviz.app.text import ROLLOUT_CAPTION
 from attnviz.interpret.ablation import ablation_summary
 from attnviz.interpret.head_stats import head_stats
+from attnviz.interpret.head_types import head_type_table
 from attnviz.interpret.input_run import ablate_input, run_input
 from attnviz.training import checkpoint
 
@@ -194,3 +195,23 @@ def test_another_model_gets_its_own_example_input(page_models):
 def test_output_with_newlines_and_backticks_stays_on_one_line():
     from attnviz.app import ui
     assert ui.code("a\nb`c") == "`` a\\nb`c ``"
+
+
+def test_a_language_model_shows_its_head_types(page_models):
+    at = open_page(model="test-lm", text="the cat")
+    assert not at.exception
+    assert at.radio(key="head_type").options == ["previous_token", "duplicate_token", "induction"]
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm")
+    types = head_type_table(picked.model)
+    shown = z_of(charts(at)["head_type_map"])  # (layers, heads)
+    np.testing.assert_allclose(shown, types.pivot(index="layer", columns="head", values="previous_token").to_numpy(),
+                               atol=1e-6)
+    at.radio(key="head_type").set_value("induction").run()
+    np.testing.assert_allclose(z_of(charts(at)["head_type_map"]),
+                               types.pivot(index="layer", columns="head", values="induction").to_numpy(), atol=1e-6)
+    assert not any(k == "brackets_table" for k in (d.key for d in at.dataframe))  # a prose model: no brackets
+
+
+def test_a_seq2seq_model_has_no_head_types(page_models):
+    at = open_page(model="test-reverse", text="abc")
+    assert not at.exception and not [r for r in at.radio if r.key == "head_type"]

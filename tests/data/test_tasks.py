@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnviz.data.corpora import MAX_USER_BYTES, parse_tsv
+from attnviz.data.synthetic import repeat_split
 from attnviz.data.tasks import DEFAULTS, TASKS, make_task, task_from_spec
 from attnviz.data.tokenizers import BOS, EOS, PAD, UNK, CharTokenizer, SentencePieceTokenizer
 
@@ -39,7 +40,8 @@ def sources(examples):
 # ---------------------------------------------------------------- names, defaults, determinism, splits
 
 def test_every_task_has_a_description_and_defaults():
-    assert set(TASKS) == set(DEFAULTS) == {"copy", "reverse", "sort", "addition", "dates", "pydoc", "text", "pairs"}
+    assert set(TASKS) == set(DEFAULTS) == {"copy", "reverse", "sort", "addition", "dates", "induction", "pydoc",
+                                           "prose", "code", "text", "pairs"}
     assert all(isinstance(text, str) and text for text in TASKS.values())
     task = make_task("reverse")
     assert (task.params["min_len"], task.params["max_len"]) == (8, 12)
@@ -422,3 +424,19 @@ def test_any_user_text_gives_a_task_or_a_value_error(text):
     normalised = text.removeprefix("\ufeff").replace("\r\n", "\n")
     check_blocks(task, normalised, 8)
     assert task.collate(task.train).tgt_in.shape[1] <= 8
+
+
+def test_induction_sequences_are_a_random_half_said_twice():
+    task = make_task("induction", seed=3, n_train=200, n_val=20, n_test=20)
+    assert task.kind == "lm" and task.probes == task.test[:4]
+    halves, prefixes = {}, set()
+    for split in ("train", "val", "test"):
+        for block in task.examples(split):
+            prefix, half = repeat_split(block)
+            assert 12 <= half <= 20 and prefix <= 8 and block[prefix:prefix + half] == block[prefix + half:]
+            halves.setdefault(block[prefix:prefix + half], set()).add(split)
+            prefixes.add(prefix)
+    assert all(len(splits) == 1 for splits in halves.values())  # no half in two splits
+    assert len(prefixes) > 5  # the repeat starts at many places
+    assert task.tokenizer.vocab_size == 4 + 200
+    assert task.max_tgt_len == max(len(b) for b in task.train + task.val + task.test)

@@ -196,3 +196,21 @@ def test_an_all_padding_source_row_changes_no_other_row_and_capture_changes_noth
     torch.testing.assert_close(captured, plain, atol=1e-5, rtol=0)
     torch.testing.assert_close(plain[[0, 2]], model(src, tgt)[[0, 2]].detach(), atol=1e-5, rtol=0)
     assert (cache["decoder.layers.0.cross_attn.hook_pattern"][1] == 0).all()
+
+
+def test_d_ff_0_is_an_attention_only_transformer():
+    """d_ff=0 drops the feed-forward sub-layers: the same as a model whose feed-forward weights are all zero."""
+    torch.manual_seed(0)
+    with_ff = build_model(TransformerConfig(12, 12, d_model=16, n_heads=2, n_encoder_layers=0, n_decoder_layers=2,
+                                            d_ff=8)).eval()
+    attention_only = build_model(TransformerConfig(12, 12, d_model=16, n_heads=2, n_encoder_layers=0,
+                                                   n_decoder_layers=2, d_ff=0)).eval()
+    assert not [name for name, _ in attention_only.named_parameters() if ".ff." in name or "norm3" in name]
+    with torch.no_grad():
+        for name, p in with_ff.named_parameters():
+            if ".ff." in name:
+                p.zero_()
+        attention_only.load_state_dict({k: v for k, v in with_ff.state_dict().items()
+                                        if ".ff." not in k and "norm3" not in k})
+    tokens = torch.randint(4, 12, (3, 7))
+    torch.testing.assert_close(attention_only(tokens), with_ff(tokens), atol=1e-6, rtol=0)
