@@ -5,9 +5,9 @@ import streamlit as st
 
 from attnviz.app import figures, ui
 from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, USER_TASKS, attention_kinds, curve_figures,
-                                    induction_figures, lapse_pattern, output_history, preset_labels, preset_name,
-                                    preset_settings, probe_label, probe_target, run_metrics, run_notices, runs_table,
-                                    size_fields, size_note, task_architectures)
+                                    induction_figures, lapse_pattern, output_history, preset_fixed_sizes,
+                                    preset_labels, preset_name, preset_settings, probe_label, probe_target,
+                                    run_metrics, run_notices, runs_table, size_fields, size_note, task_architectures)
 from attnviz.data.tasks import TASKS, make_task
 from attnviz.models.architectures import ARCHITECTURES
 from attnviz.training.plan import free_name, name_taken, plan_run, start
@@ -66,7 +66,10 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
         if task_name in USER_TASKS else None
     architecture = ui.kept_choice("Architecture", task_architectures(task_name), "train_architecture",
                                   left.selectbox, format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
-    sizes = ui.number_inputs(size_fields(architecture), "train_")
+    fixed = preset_fixed_sizes(st.session_state["train_preset"], architecture)  # e.g. learned positions
+    sizes = fixed | ui.number_inputs(size_fields(architecture), "train_")
+    if fixed:
+        st.caption("From the preset as well: " + ", ".join(f"{key} = {value}" for key, value in fixed.items()))
     train = ui.number_inputs(TRAIN_FIELDS, "train_")
     with st.popover("More settings", icon=":material/settings:"):
         train |= ui.number_inputs(MORE_FIELDS[:3], "train_") | ui.number_inputs(MORE_FIELDS[3:], "train_")

@@ -37,7 +37,7 @@ SIZE_FIELDS = {
                     Field("n_heads", "heads", 1, 16, 1, "attention heads per layer; must divide d_model"),
                     Field("n_encoder_layers", "encoder layers", 1, 6),
                     Field("n_decoder_layers", "decoder layers", 1, 6),
-                    Field("d_ff", "d_ff", 8, 2048, 8, "width of the feed-forward layer")],
+                    Field("d_ff", "d_ff", 0, 2048, 8, "width of the feed-forward layer; 0: none (attention only)")],
     "rnn": [Field("embed_dim", "embedding size", 8, 512, 8),
             Field("hidden_size", "hidden size", 8, 1024, 8, "the state the RNN carries from token to token"),
             Field("n_layers", "layers", 1, 4)],
@@ -67,6 +67,7 @@ CLASS_PRESETS = {
     "1 minute: reverse with a plain LSTM (no attention)": ("reverse-lstm", 60),
     "2 minutes: dates to ISO, cross-attention alignments": ("dates-transformer", 120),
     "2 minutes: a language model over Python's docs": ("pydoc-lm", 120),
+    "90 seconds: watch an induction head form (attention-only, 2 layers)": ("induction-lm", 90),
 }
 USER_TASKS = {"text": "text file", "pairs": "TSV file of source<TAB>target lines"}
 
@@ -93,6 +94,15 @@ def preset_settings(label):
                for f in [*SIZE_FIELDS["transformer"], *SIZE_FIELDS["rnn"], *TRAIN_FIELDS, *MORE_FIELDS]}
     return {key: numbers[key](value) if key in numbers else value  # int or float, as the widget takes it
             for key, value in settings.items() if key != "max_len"}
+
+
+def preset_fixed_sizes(label, architecture):
+    """The sizes a preset sets that have no field (say positional="learned"), while its own architecture is chosen:
+    they go with the fields' values into the run (max_len is worked out from the task)."""
+    preset = PRESETS[preset_name(label)]
+    fields = {f.key for f in size_fields(preset.architecture)}
+    return {key: value for key, value in preset.sizes.items() if key not in fields and key != "max_len"} \
+        if architecture == preset.architecture else {}
 
 
 def preset_labels():

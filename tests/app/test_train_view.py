@@ -9,8 +9,8 @@ import torch
 
 from attnviz import TransformerConfig, build_model, capture
 from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, attention_kinds, best_metric, lapse_pattern,
-                                    output_history, preset_labels, preset_name, preset_settings, probe_ids, size_fields,
-                                    smoothed, task_architectures, time_left)
+                                    output_history, preset_fixed_sizes, preset_labels, preset_name, preset_settings,
+                                    probe_ids, size_fields, smoothed, task_architectures, time_left)
 from attnviz.data.tasks import make_task
 from attnviz.decoding.search import greedy
 from attnviz.training import checkpoint
@@ -152,3 +152,10 @@ def test_output_history_newest_first_and_right_only_for_seq2seq(task):
     assert table.to_dict("list") == {"step": [5, 1], "output": [target, "x"], "right": [True, False]}
     lm = make_task("text", text=" ".join(f"line {i} says {i * 7 % 13}." for i in range(200)), block_size=24)
     assert list(output_history(lm, snapshots, 0, upto=2).columns) == ["step", "output"]
+
+
+def test_a_preset_keeps_the_sizes_it_sets_without_a_field():
+    label = "90 seconds: watch an induction head form (attention-only, 2 layers)"
+    assert preset_fixed_sizes(label, "lm") == {"positional": "learned"}
+    assert preset_fixed_sizes(label, "transformer") == {}  # another architecture: the preset does not apply
+    assert preset_settings(label)["d_ff"] == 0  # attention only, a value the d_ff field takes
