@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import streamlit as st
 
+from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.data.tokenizers import visible
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
 from attnviz.training import checkpoint
@@ -185,6 +186,8 @@ def task_or_stop(picked):
     if task is None:
         st.error(f"{picked.name} does not record the task it was trained on, so there is no input to give it.")
         st.stop()
+    if task.name in STDLIB_TASKS and (note := differs_from_here(picked.meta.get("python"))):
+        st.info(note)
     return task
 
 

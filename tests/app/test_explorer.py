@@ -215,3 +215,10 @@ def test_a_language_model_shows_its_head_types(page_models):
 def test_a_seq2seq_model_has_no_head_types(page_models):
     at = open_page(model="test-reverse", text="abc")
     assert not at.exception and not [r for r in at.radio if r.key == "head_type"]
+
+
+def test_a_corpus_from_another_python_is_named(monkeypatch):
+    from attnviz.data import stdlib
+    monkeypatch.setattr(stdlib, "CORPUS_PYTHON", "3.99")
+    at = open_page(model="prose-lm", text="The function")
+    assert not at.exception and any("Python 3.99" in info.value for info in at.info)

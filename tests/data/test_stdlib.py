@@ -57,5 +57,6 @@ def test_splits_are_by_document(name):
 
 
 def test_a_corpus_of_another_python_says_so():
-    assert stdlib.differs_from_here(stdlib.CORPUS_PYTHON) == ""
+    assert stdlib.differs_from_here(stdlib.CORPUS_PYTHON) == stdlib.differs_from_here(stdlib.CORPUS_PYTHON + ".9") == ""
+    assert stdlib.differs_from_here(None) == ""
     assert "3.99" in stdlib.differs_from_here("3.99")
