@@ -14,7 +14,7 @@ BASE = dict(src_vocab_size=20, tgt_vocab_size=30)
     ("n_decoder_layers", 0),
     *[(name, -1) for name in ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len",
                               "n_encoder_layers", "n_decoder_layers"]],
-    *[(name, 0) for name in ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "max_len"]],  # d_ff=0: attention only
+    *[(name, 0) for name in ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "max_len"]],  # d_ff 0 is allowed
     *[(name, 2.5) for name in ["d_model", "d_ff", "n_encoder_layers", "n_decoder_layers"]],
     ("positional", "rotary"),
     ("activation", "tanh"),
