@@ -268,13 +268,13 @@ def test_pre_ln_encoder_decoder_equals_torch_nn_transformer_with_copied_weights(
         table = torch.stack([angle.sin(), angle.cos()], -1).flatten(1).float()  # (T, D): sin, cos interleaved
         return weight[ids] * math.sqrt(D) + table  # (B, T, D)
 
+    source, target = embed(src, model.encoder.embed.tokens.weight), embed(tgt, model.decoder.embed.tokens.weight)
     padding = src == PAD  # (B, S)
     causal = torch.ones(T, T, dtype=torch.bool).triu(1)  # (T, T) True = blocked
     with torch.no_grad():
-        hidden = reference(embed(src, model.encoder.embed.tokens.weight), embed(tgt, model.decoder.embed.tokens.weight),
-                           tgt_mask=causal, src_key_padding_mask=padding, memory_key_padding_mask=padding)  # (B, T, D)
-        unmasked = reference(embed(src, model.encoder.embed.tokens.weight), embed(tgt, model.decoder.embed.tokens.weight),
-                             tgt_mask=causal)  # (B, T, D): padding read as tokens
+        hidden = reference(source, target, tgt_mask=causal, src_key_padding_mask=padding,
+                           memory_key_padding_mask=padding)  # (B, T, D)
+        unmasked = reference(source, target, tgt_mask=causal)  # (B, T, D): padding read as tokens
         expected = hidden @ model.lm_head.weight.T  # (B, T, V)
         actual = model(src, tgt)
     assert padding.any() and not torch.allclose(actual, unmasked @ model.lm_head.weight.T, atol=1e-3)  # it matters
