@@ -5,6 +5,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -66,3 +67,29 @@ def no_training_thread_left():
     alive = [t.name for t in leftovers if t.is_alive()]
     if alive:
         pytest.fail(f"training threads still running 10 s after the test asked them to stop: {alive}")
+
+
+def wait_for(run, reached=None, timeout=60.0, what="its end"):
+    """Poll `run.snapshot()` until `reached(snapshot)` (default: the run's thread has ended); fail at once with the
+    run's own error when it fails or diverges, and after `timeout` seconds in any case (a bound against hanging,
+    not a speed claim)."""
+    reached = reached or (lambda snapshot: run.done)
+    deadline = time.monotonic() + timeout
+    while True:
+        snapshot = run.snapshot()
+        if snapshot.status in ("failed", "diverged"):
+            pytest.fail(f"run {run.name!r} ended {snapshot.status} waiting for {what}: {snapshot.error}")
+        if reached(snapshot):
+            return snapshot
+        if not run.thread.is_alive() and not reached(run.snapshot()):  # ended (done, stopped) without reaching it
+            pytest.fail(f"run {run.name!r} ended {snapshot.status} at step {snapshot.step} before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run.name!r} did not reach {what} in {timeout:g} s (status {snapshot.status}, "
+                        f"step {snapshot.step})")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def wait_for_run():
+    """wait_for_run(run, lambda snap: snap.step >= 3, timeout=60), or wait_for_run(run) for its end: see `wait_for`."""
+    return wait_for

@@ -188,9 +188,9 @@ def curve_figures(snap, max_points=400):
     if "exact_match" in e:
         accuracy["validation exact match"] = (e["step"], e["exact_match"])
     return {
-        "loss": figures.curves([], {"training (smoothed)": (pick(h["step"]), pick(train_loss)),
+        "loss": figures.curves([], {"training (moving average)": (pick(h["step"]), pick(train_loss)),
                                     "validation": (e["step"], e.get("loss", []))},
-                               "Loss", "step", "cross-entropy", log_y=bool(h["loss"])),
+                               "Loss", "step", "cross entropy (without label smoothing)", log_y=bool(h["loss"])),
         "accuracy": figures.curves([], accuracy, "Accuracy", "step", "fraction"),
         "lr": figures.curves(pick(h["step"]), {"learning rate": pick(h["lr"])}, "Learning rate", "step"),
         "speed": figures.curves(pick(h["step"]), {"tokens per second": pick(h["tokens_per_s"])},

@@ -1,6 +1,9 @@
 """The training loop: AdamW with warm-up and cosine decay, a NaN guard, evaluations and attention snapshots.
 
     result = train(model, task, TrainConfig(steps=600))   # blocking; fills a TrainResult as it goes
+
+`history["loss"]` is the plain cross entropy of each training batch, the same measure as the validation loss,
+whatever label smoothing the gradient uses.
 """
 import math
 import threading
@@ -8,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from attnviz.data.tokenizers import BOS
 from attnviz.decoding import greedy
 from attnviz.models.hooks import capture
 from attnviz.training.device import autocast, pick_device
@@ -21,6 +24,34 @@ def learning_rate(step, config):
         return config.lr * (step + 1) / config.warmup
     progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def parameter_groups(model, weight_decay):
+    """AdamW groups as in nanoGPT: weight matrices and embeddings (2 or more dims) decay; biases, LayerNorm
+    gains and other vectors do not (decaying them only pulls shifts and scales towards zero)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def training_losses(logits, targets, smoothing, pad_id, bos_id=BOS):
+    """(loss to minimise, plain cross entropy) per real target token of (B, T, V) logits and (B, T) targets.
+
+    With smoothing eps the target distribution is (1 - eps) on the right token plus eps spread evenly over the
+    tokens that can be targets: every id except PAD and BOS (a target is never padding or a sequence start).
+    Both losses come from one log-softmax, so the plain one costs no extra forward pass.
+    """
+    log_probs = logits.float().log_softmax(-1)  # (B, T, V)
+    real = targets != pad_id  # (B, T)
+    nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    cross_entropy = nll[real].mean()
+    if not smoothing:
+        return cross_entropy, cross_entropy.detach()
+    can_be_target = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)  # (V,)
+    can_be_target[[pad_id, bos_id]] = False
+    uniform = -log_probs[..., can_be_target].mean(-1)  # (B, T): cross entropy against the uniform part
+    smoothed = ((1 - smoothing) * nll + smoothing * uniform)[real].mean()
+    return smoothed, cross_entropy.detach()
 
 
 def attention_snapshot(model, probe_batch):
@@ -71,7 +102,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
     device = pick_device(config.device)
     model.to(device).train()
     pad_id = model.config.pad_id
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98))
     params = list(model.parameters())
     last_good = [p.detach().clone() for p in params]
     batches = task.batches("train", config.batch_size, seed=config.seed)
@@ -91,8 +122,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
         batch = next(batches).to(device)
         with autocast(device):
             logits = model.logits(batch.src, batch.tgt_in)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), batch.tgt_out.flatten(), ignore_index=pad_id,
-                               label_smoothing=config.label_smoothing)
+        loss, cross_entropy = training_losses(logits, batch.tgt_out, config.label_smoothing, pad_id)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.clip or float("inf"))
@@ -108,7 +138,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
         tokens_seen += batch.n_tokens
         elapsed = clock() - started - eval_time
         with lock:
-            for key, value in (("step", step), ("loss", loss.item()), ("lr", optimizer.param_groups[0]["lr"]),
+            for key, value in (("step", step), ("loss", cross_entropy.item()), ("lr", optimizer.param_groups[0]["lr"]),
                                ("tokens_per_s", tokens_seen / max(elapsed, 1e-9)), ("time", elapsed)):
                 result.history[key].append(value)
             result.step, result.elapsed = step, elapsed

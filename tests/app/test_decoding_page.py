@@ -236,3 +236,22 @@ def test_rnn_models_decode_with_or_without_attention(page_models, name):
         assert array(chart(at, "dec_cross").data[0].z).shape == (len(greedy.ids()), 5)  # "abcd" + EOS
     else:
         assert shown == ["dec_bars"] and "no attention" in at.info[0].value
+
+
+def test_bars_equal_the_softmax_of_a_full_forward_on_the_prefix(trained):
+    """Independent of the decoder's caches and traces: the model's own forward on source + the whole prefix so far."""
+    at = open_page(model=MODEL, text="abcdef")
+    at.button(key="dec_next").click().run()
+    at.button(key="dec_next").click().run()  # step 3 shown: the prefix is BOS + the two tokens chosen before
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / MODEL)
+    tokenizer, model = picked.tokenizer, picked.model.eval()
+    src = torch.tensor([tokenizer.encode("abcdef") + [tokenizer.eos_id]])  # (1, S)
+    label_ids = {label: i for i, label in enumerate(tokenizer.labels(range(tokenizer.vocab_size)))}
+    prefix = [tokenizer.bos_id] + [label_ids[label] for label in output_labels(at)[:2]]
+    with torch.no_grad():
+        probs = model(src, torch.tensor([prefix]))[0, -1].softmax(-1).numpy()  # (V,)
+    bars = chart(at, "dec_bars").data[0]
+    shown = [label_ids[label] for label in bars.customdata]
+    assert len(shown) == 10 and chart(at, "dec_bars").layout.title.text.startswith("Step 3")
+    np.testing.assert_allclose(array(bars.y), probs[shown], atol=1e-5)
+    assert label_ids[output_labels(at)[2]] == int(probs.argmax())  # greedy chose the most probable token

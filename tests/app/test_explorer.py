@@ -222,3 +222,30 @@ def test_a_corpus_from_another_python_is_named(monkeypatch):
     monkeypatch.setattr(stdlib, "CORPUS_PYTHON", "3.99")
     at = open_page(model="prose-lm", text="The function")
     assert not at.exception and any("Python 3.99" in info.value for info in at.info)
+
+
+def test_zoomed_heatmap_equals_torch_multihead_attention_on_the_first_layer(page_models):
+    """Encoder layer 0, head 0, computed here without attnviz's attention: the input written out (token embedding
+    * sqrt(d) + the sin/cos formula, then the layer's LayerNorm) through nn.MultiheadAttention with copied weights."""
+    import math
+    at = open_page(model="test-reverse", text="abcdef")
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    model, tokenizer = picked.model.eval(), picked.tokenizer
+    config, layer = model.config, model.encoder.layers[0]
+    assert config.norm_first and config.positional == "sinusoidal" and config.scale_embeddings
+    ids = torch.tensor(tokenizer.encode("abcdef") + [tokenizer.eos_id])  # (S,)
+    D, S = config.d_model, len(ids)
+    pos, i = np.arange(S)[:, None], np.arange(D)[None, :]
+    angle = pos / 10000 ** ((i - i % 2) / D)
+    table = torch.tensor(np.where(i % 2 == 0, np.sin(angle), np.cos(angle)), dtype=torch.float32)  # (S, D)
+    x = layer.norm1(model.encoder.embed.tokens.weight[ids] * math.sqrt(D) + table)[None]  # (1, S, D)
+    reference = torch.nn.MultiheadAttention(D, config.n_heads, batch_first=True)
+    attention = layer.self_attn
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(torch.cat([attention.q_proj.weight, attention.k_proj.weight,
+                                                  attention.v_proj.weight]))
+        reference.in_proj_bias.copy_(torch.cat([attention.q_proj.bias, attention.k_proj.bias, attention.v_proj.bias]))
+        _, weights = reference(x, x, x, need_weights=True, average_attn_weights=False)  # (1, H, S, S)
+    zoom = z_of(charts(at)["zoom"])
+    assert zoom.shape == (S, S)
+    np.testing.assert_allclose(zoom, weights[0, 0].numpy(), atol=1e-5)

@@ -193,3 +193,29 @@ def test_a_broken_install_is_an_error_message_not_a_crash(monkeypatch, tmp_path)
     assert "MiniLM could not be loaded" in at.error[0].value and "model.safetensors" in at.error[0].value
     assert pretrained.INSTALL_HINT in at.code[0].value
     assert not at.get("plotly_chart")
+
+
+@needs_minilm
+def test_zoom_of_layer_0_equals_torch_attention_on_the_checkpoint_file(minilm):
+    """Independent of our loader and attention: BERT's own tensors read from model.safetensors, the embedding
+    written out (word + position + token type, LayerNorm eps 1e-12), then nn.MultiheadAttention with those weights."""
+    from safetensors.torch import load_file
+    at = open_page("Hello, world!")
+    at.selectbox(key="layer").set_value(0).run()
+    at.selectbox(key="head").set_value(5).run()
+    bert = load_file(pretrained.model_path() / "model.safetensors")
+    ids = torch.tensor(minilm.tokenizer.encode("Hello, world!").ids)  # (T,) with [CLS] and [SEP]
+    D = bert["embeddings.word_embeddings.weight"].shape[1]
+    x = (bert["embeddings.word_embeddings.weight"][ids] + bert["embeddings.position_embeddings.weight"][:len(ids)]
+         + bert["embeddings.token_type_embeddings.weight"][0])  # (T, D)
+    x = torch.nn.functional.layer_norm(x, (D,), bert["embeddings.LayerNorm.weight"], bert["embeddings.LayerNorm.bias"],
+                                       eps=1e-12)[None]  # (1, T, D)
+    attention = torch.nn.MultiheadAttention(D, 12, batch_first=True)
+    part = lambda name, kind: bert[f"encoder.layer.0.attention.self.{name}.{kind}"]
+    with torch.no_grad():
+        attention.in_proj_weight.copy_(torch.cat([part(n, "weight") for n in ("query", "key", "value")]))
+        attention.in_proj_bias.copy_(torch.cat([part(n, "bias") for n in ("query", "key", "value")]))
+        _, weights = attention(x, x, x, need_weights=True, average_attn_weights=False)  # (1, 12, T, T)
+    zoom = z_of(chart(at, "minilm_zoom")["data"][0])
+    assert zoom.shape == (len(ids), len(ids))
+    np.testing.assert_allclose(zoom, weights[0, 5].numpy(), atol=1e-5)

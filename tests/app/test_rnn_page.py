@@ -1,7 +1,6 @@
 """The "RNN vs attention" page through AppTest: shipped models side by side, accuracy by length against decoding
 every example, and training all three here (saved, found again after a restart, Stop leaves out untrained ones)."""
 import json
-import time
 
 import pytest
 import torch
@@ -160,7 +159,7 @@ def tiny_presets(monkeypatch):
     return steps
 
 
-def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_presets, monkeypatch):
+def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_presets, monkeypatch, wait_for_run):
     _, user = dirs
     at = open_page(rnn_source="here", rnn_session="tab1")
     assert not at.get("plotly_chart")
@@ -168,7 +167,7 @@ def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_pre
     runs = runs_of("reverse", "tab1")
     assert list(runs) == list(contenders.LABELS) and len({run.task.seed for run in runs.values()}) == 1
     for run in runs.values():
-        run.join(60)
+        wait_for_run(run, timeout=60)
     at.run()
     assert not at.exception
     assert list(at.dataframe[0].value["steps"]) == [30, 30, 30]
@@ -182,16 +181,14 @@ def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_pre
     assert list(at.dataframe[0].value["model"]) == LABELS and list(at.dataframe[0].value["steps"]) == [30, 30, 30]
 
 
-def test_stop_leaves_out_models_that_never_trained(dirs, tiny_presets, monkeypatch):
+def test_stop_leaves_out_models_that_never_trained(dirs, tiny_presets, monkeypatch, wait_for_run):
     _, user = dirs
     tiny_presets["n"] = 100_000
     monkeypatch.setattr(REGISTRY, "max_concurrent", 1)  # the Transformer trains, the LSTMs wait in the queue
     at = open_page(rnn_source="here", rnn_session="tab2")
     at.button(key="rnn_train").click().run()
     runs = runs_of("reverse", "tab2")
-    deadline = time.monotonic() + 60
-    while runs["transformer"].snapshot().step < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_run(runs["transformer"], lambda snap: snap.step >= 2, what="step 2")
     at.button(key="rnn_stop").click().run()
     for run in runs.values():
         run.join(60)

@@ -7,7 +7,6 @@ and run the page again, as the fragment would.
 import base64
 import json
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -77,14 +76,14 @@ def start_tiny(at, name, saved, **numbers):
     return REGISTRY.find(name)
 
 
-def test_tiny_run_trains_shows_curves_and_is_saved(saved):
+def test_tiny_run_trains_shows_curves_and_is_saved(saved, wait_for_run):
     at = open_page()
     assert not at.exception
     at.text_input(key="train_owner").set_value("Ada")
     run = start_tiny(at, "page-tiny", saved)
     assert run is not None and at.session_state["train_run"] == "page-tiny"
     assert at.query_params["run"] == "page-tiny"
-    run.join(120)
+    wait_for_run(run, timeout=120)
     at.run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -93,7 +92,8 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved):
     assert (checkpoint.USER_DIR / "page-tiny" / "meta.json").exists()
 
     loss = traces(at, "curve_loss")
-    assert list(loss["training (smoothed)"]["x"]) == list(range(1, 21)) and list(loss["validation"]["x"]) == [10, 20]
+    assert list(loss["training (moving average)"]["x"]) == list(range(1, 21))
+    assert list(loss["validation"]["x"]) == [10, 20]
     snap = run.snapshot()
     np.testing.assert_allclose(loss["validation"]["y"], snap.evals["loss"])
     assert list(traces(at, "curve_lr")["learning rate"]["y"]) == pytest.approx(snap.history["lr"])
@@ -117,11 +117,11 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved):
     assert at.text_input(key="train_name").value == free_name("reverse-transformer")  # ready for the next run
 
 
-def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved):
+def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved, wait_for_run):
     first = open_page()
     run = start_tiny(first, "page-shared", saved)
     del first  # the tab is gone: its run goes on in the registry, finishes, and is saved
-    run.join(120)
+    wait_for_run(run, timeout=120)
 
     second = open_page()  # another browser tab: a session of its own
     assert any(option.startswith("page-shared ") for option in second.sidebar.selectbox(key="model").options)
@@ -133,16 +133,15 @@ def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved):
     assert {m.label: m.value for m in reloaded.metric}["Status"] == "done"
 
 
-def test_stop_ends_the_run_and_saves_it(saved):
+def test_stop_ends_the_run_and_saves_it(saved, wait_for_run):
     at = open_page()
     run = start_tiny(at, "page-stop", saved, steps=20_000)
-    while run.snapshot().step < 2:
-        time.sleep(0.05)
+    wait_for_run(run, lambda snap: snap.step >= 2, what="step 2")
     at.run()
     assert {m.label: m.value for m in at.metric}["Status"] == "training"
     assert at.button(key="train_start").disabled  # one run per tab at a time
     at.button(key="train_stop").click().run()
-    run.join(120)
+    wait_for_run(run, timeout=120)
     at.run()
     assert run.snapshot().status == "stopped" and run.snapshot().step < 20_000
     assert {m.label: m.value for m in at.metric}["Status"] == "stopped"

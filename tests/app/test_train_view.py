@@ -131,7 +131,7 @@ def test_every_preset_fills_every_field():
         assert preset.architecture in task_architectures(preset.task)
 
 
-def test_a_name_taken_meanwhile_is_refused_or_renamed(task, make_checkpoint):
+def test_a_name_taken_meanwhile_is_refused_or_renamed(task, make_checkpoint, wait_for_run):
     registry = RunRegistry(1)
     plan = plan_run(task, "transformer", {"d_model": 16, "n_heads": 2, "d_ff": 32}, {"steps": 1}, "live-race",
                          registry=registry)
@@ -140,7 +140,7 @@ def test_a_name_taken_meanwhile_is_refused_or_renamed(task, make_checkpoint):
         start(plan, registry)
     run = start(plan, registry, rename_from="live-race")  # a suggested name: the next free one instead
     assert run.name == "live-race-2"
-    run.join(60)
+    wait_for_run(run, timeout=60)
     assert (checkpoint.USER_DIR / "live-race-2" / "meta.json").exists()
     shutil.rmtree(checkpoint.USER_DIR / "live-race-2")
 

@@ -209,6 +209,34 @@ def test_single_head_effects_list_every_head():
     assert row["loss_change"] == pytest.approx(alone.loss_change, abs=1e-6)
 
 
+def test_single_head_effects_equal_zeroing_the_heads_columns_of_out_proj():
+    """Independent of ablate and of the scorer: on a deep copy, zero the d_head columns of out_proj.weight that read
+    one head's slice of the concatenated head outputs, and take F.cross_entropy of the logits directly."""
+    import copy
+    import torch.nn.functional as F
+    model = seq2seq_model()
+    src, tgt_in, tgt_out = seq2seq_batch()
+    table = single_head_effects(model, (src, tgt_in, tgt_out))
+
+    def loss_and_accuracy(m):
+        with torch.no_grad():
+            logits = m(src, tgt_in)  # (B, T, V)
+        real = tgt_out != PAD  # (B, T)
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD).item()
+        return loss, (logits.argmax(-1) == tgt_out)[real].float().mean().item()
+
+    loss, accuracy = loss_and_accuracy(model)
+    d_head = model.config.d_model // model.config.n_heads
+    for row in table.itertuples():
+        off = copy.deepcopy(model)
+        with torch.no_grad():
+            off.get_submodule(row.module).out_proj.weight[:, row.head * d_head:(row.head + 1) * d_head] = 0.0
+        loss_off, accuracy_off = loss_and_accuracy(off)
+        assert row.loss_change == pytest.approx(loss_off - loss, abs=1e-5), (row.module, row.head)
+        assert row.accuracy_change == pytest.approx(accuracy_off - accuracy, abs=1e-6), (row.module, row.head)
+    assert (table["loss_change"].abs() > 1e-4).any()  # the heads matter, so the comparison can fail
+
+
 def test_language_model_batches_have_no_source():
     torch.manual_seed(0)
     model = build_model(TransformerConfig(src_vocab_size=9, tgt_vocab_size=9, d_model=16, n_heads=2,

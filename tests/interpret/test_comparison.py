@@ -260,10 +260,28 @@ def test_time_to_target_reports_when_the_target_was_reached(monkeypatch):
     assert row["reached"] and row["steps_to_target"] % 20 == 0 and row["steps_run"] == row["steps_to_target"] < 400
     assert (row["preset"], row["target"], row["steps"]) == ("400", 0.5, 400) and row["val_exact_match"] >= 0.5
     assert 0 < row["seconds_to_target"] == row["seconds_run"]  # it stops at the evaluation that reached the target
-    assert row["ms_per_step"] == pytest.approx(1000 * row["seconds_run"] / row["steps_run"])
     missed = time_to_target("20", target=1.0)
     assert not missed["reached"] and missed["seconds_to_target"] is None and missed["steps_to_target"] is None
     assert (missed["steps_run"], missed["steps"]) == (20, 20) and missed["val_exact_match"] < 1.0
+
+
+def test_time_to_target_times_a_step_that_takes_a_known_time(monkeypatch):
+    """A clock that moves 7 ms per training forward pass and not at all in evaluation: 7 ms a step, whatever the
+    number of evaluations."""
+    forwards = [0]
+
+    def build_counting(steps, seed):
+        torch.manual_seed(seed)
+        task = make_task("reverse", seed=seed, **SMALL)
+        model = build_model(model_config("lstm+attention", task.tokenizer, embed_dim=8, hidden_size=16, max_len=12))
+        model.register_forward_hook(lambda module, args, output: forwards.__setitem__(0, forwards[0] + module.training))
+        return task, model, TrainConfig(steps=int(steps), batch_size=16, lr=1e-2, warmup=10, eval_every=10,
+                                        device="cpu", seed=seed)
+
+    monkeypatch.setattr(contenders, "build_preset", build_counting)
+    row = time_to_target("60", target=1.0, clock=lambda: 0.007 * forwards[0])
+    assert row["steps_run"] == forwards[0] == 60
+    assert row["ms_per_step"] == pytest.approx(7.0) and row["seconds_run"] == pytest.approx(0.42)
 
 
 def test_every_task_of_the_page_has_the_three_presets():

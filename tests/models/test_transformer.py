@@ -214,3 +214,86 @@ def test_d_ff_0_is_an_attention_only_transformer():
                                         if ".ff." not in k and "norm3" not in k})
     tokens = torch.randint(4, 12, (3, 7))
     torch.testing.assert_close(attention_only(tokens), with_ff(tokens), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_learned_positional_table_keeps_its_own_start_and_sinusoidal_is_untouched(kind):
+    """A learned table starts as N(0, 0.02) (Xavier-uniform on a (128, 256) table would give std ~0.102)."""
+    import math
+    from attnviz.models.positional import PositionalEncoding
+    model = make_model(kind, positional="learned", d_model=256, n_heads=4, max_len=128)
+    tables = [m.table for m in model.modules() if isinstance(m, PositionalEncoding)]
+    assert len(tables) == (2 if kind == "encoder-decoder" else 1)
+    for table in tables:
+        assert isinstance(table, torch.nn.Parameter) and table.std().item() == pytest.approx(0.02, rel=0.05)
+    sinusoidal = make_model(kind, d_model=256, n_heads=4, max_len=128)
+    for m in sinusoidal.modules():
+        if isinstance(m, PositionalEncoding):  # the closed form, not re-initialised
+            pos, i = 5, 3
+            assert m.table[pos, 2 * i].item() == pytest.approx(math.sin(pos / 10000 ** (2 * i / 256)), abs=1e-6)
+            assert m.table[pos, 2 * i + 1].item() == pytest.approx(math.cos(pos / 10000 ** (2 * i / 256)), abs=1e-6)
+
+
+def copied_into_torch_transformer(model):
+    """torch.nn.Transformer (pre-LN, batch_first) holding `model`'s weights, layer by layer."""
+    import warnings
+    c = model.config
+    with warnings.catch_warnings():  # "enable_nested_tensor is True, but self.use_nested_tensor is False"
+        warnings.simplefilter("ignore", UserWarning)
+        reference = torch.nn.Transformer(c.d_model, c.n_heads, c.n_encoder_layers, c.n_decoder_layers, c.d_ff,
+                                         dropout=0.0, batch_first=True, norm_first=True).eval()
+
+    def attention(ours, theirs):
+        theirs.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+        theirs.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        theirs.out_proj.load_state_dict(ours.out_proj.state_dict())
+
+    def common(ours, theirs):
+        theirs.linear1.load_state_dict(ours.ff.linear1.state_dict())
+        theirs.linear2.load_state_dict(ours.ff.linear2.state_dict())
+        theirs.norm1.load_state_dict(ours.norm1.state_dict())
+        theirs.norm2.load_state_dict(ours.norm2.state_dict())
+        attention(ours.self_attn, theirs.self_attn)
+
+    with torch.no_grad():
+        for ours, theirs in zip(model.encoder.layers, reference.encoder.layers):
+            common(ours, theirs)
+        for ours, theirs in zip(model.decoder.layers, reference.decoder.layers):
+            common(ours, theirs)
+            attention(ours.cross_attn, theirs.multihead_attn)
+            theirs.norm3.load_state_dict(ours.norm3.state_dict())
+        reference.encoder.norm.load_state_dict(model.encoder.norm.state_dict())
+        reference.decoder.norm.load_state_dict(model.decoder.norm.state_dict())
+    return reference
+
+
+def test_pre_ln_encoder_decoder_equals_torch_nn_transformer_with_copied_weights():
+    """The whole model against torch.nn.Transformer: embeddings by hand (tokens * sqrt(d) + the sin/cos formula),
+    the same padded sources, a causal target mask, the same output projection."""
+    import math
+    model = make_model("encoder-decoder", norm_first=True)
+    with torch.no_grad():  # LayerNorm gains and biases away from their 1/0 start, so copying them matters
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    reference = copied_into_torch_transformer(model)
+    src, tgt = batch()
+    D = model.config.d_model
+
+    def embed(ids, weight):
+        position = torch.arange(ids.shape[1], dtype=torch.float64)[:, None]  # (T, 1)
+        angle = position / 10000 ** (torch.arange(0, D, 2, dtype=torch.float64) / D)  # (T, D/2)
+        table = torch.stack([angle.sin(), angle.cos()], -1).flatten(1).float()  # (T, D): sin, cos interleaved
+        return weight[ids] * math.sqrt(D) + table  # (B, T, D)
+
+    source, target = embed(src, model.encoder.embed.tokens.weight), embed(tgt, model.decoder.embed.tokens.weight)
+    padding = src == PAD  # (B, S)
+    causal = torch.ones(T, T, dtype=torch.bool).triu(1)  # (T, T) True = blocked
+    with torch.no_grad():
+        hidden = reference(source, target, tgt_mask=causal, src_key_padding_mask=padding,
+                           memory_key_padding_mask=padding)  # (B, T, D)
+        unmasked = reference(source, target, tgt_mask=causal)  # (B, T, D): padding read as tokens
+        expected = hidden @ model.lm_head.weight.T  # (B, T, V)
+        actual = model(src, tgt)
+    assert padding.any() and not torch.allclose(actual, unmasked @ model.lm_head.weight.T, atol=1e-3)  # it matters
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
