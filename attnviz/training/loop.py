@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from attnviz.decoding import greedy
 from attnviz.models.hooks import capture
-from attnviz.training.device import autocast, pick_device
+from attnviz.training.device import autocast, autocast_plan, pick_device
 from attnviz.training.evaluation import evaluate_split, evaluating
 
 
@@ -56,6 +56,7 @@ class TrainResult:
     snapshots: list = field(default_factory=list)  # [{"step": s, "patterns": {...}, "outputs": [probe text]}]
     metrics: dict = field(default_factory=dict)  # latest validation metrics
     reached_target_at: float | None = None  # training seconds when target_exact_match was first reached
+    notes: list = field(default_factory=list)  # what the run changed about itself, e.g. bf16 autocast off
 
 
 def train(model, task, config, result=None, should_stop=lambda: False, lock=None, clock=time.perf_counter):
@@ -63,13 +64,15 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
 
     `lock` guards every write to `result` so another thread can copy it consistently. `clock` measures
     training time (benchmarks pass `time.process_time`, which other work on the machine hardly inflates).
-    A NaN/inf loss or gradient stops the run with the last good weights restored.
+    A NaN/inf loss or gradient stops the run with the last good weights restored. On CUDA the forward pass runs
+    under bf16 autocast unless the model's recurrent cells fail it on this GPU (then fp32, and a note says so).
     """
     result = result or TrainResult()
     lock = lock or threading.Lock()
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
     model.to(device).train()
+    use_autocast, notes = autocast_plan(device, model)
     pad_id = model.config.pad_id
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
     params = list(model.parameters())
@@ -80,6 +83,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
     eval_time = 0.0
     with lock:
         result.status = "running"
+        result.notes += notes
     for step in range(1, config.steps + 1):
         elapsed, stop_asked = clock() - started - eval_time, should_stop()
         if stop_asked or (config.time_budget and elapsed >= config.time_budget):
@@ -89,7 +93,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
         batch = next(batches).to(device)
-        with autocast(device):
+        with autocast(device, use_autocast):
             logits = model.logits(batch.src, batch.tgt_in)  # (B, T, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), batch.tgt_out.flatten(), ignore_index=pad_id,
                                label_smoothing=config.label_smoothing)
