@@ -66,3 +66,13 @@ def no_training_thread_left():
     alive = [t.name for t in leftovers if t.is_alive()]
     if alive:
         pytest.fail(f"training threads still running 10 s after the test asked them to stop: {alive}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip, with that reason, on a machine without a CUDA GPU (the count shows in the summary)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
