@@ -1,17 +1,20 @@
-"""Speed benchmarks: `python -m attnviz bench [--json PATH] [--only NAME ...] [--quick]`.
+"""Speed benchmarks: `python -m attnviz bench [--json PATH] [--only NAME ...] [--quick] [--device auto|cpu|cuda]`.
 
-A benchmark is a function `name(quick) -> list of row dicts`, registered with `@benchmark`. The command
+A benchmark is a function `name(quick, device) -> list of row dicts`, registered with `@benchmark`. The command
 runs the chosen ones on one CPU thread (stable numbers on a shared machine), prints a table per benchmark
 and writes everything to JSON. To add one, write a function here (or import one) and decorate it.
-Timings are CPU time (`time.process_time`, which equals wall time on an idle machine with one thread but
-hardly moves when other processes share the cores), medians over several rounds; rivals are timed in
-interleaved rounds so drift hits both alike.
+On the CPU timings are CPU time (`time.process_time`, which equals wall time on an idle machine with one thread
+but hardly moves when other processes share the cores); on CUDA they are wall time between
+`torch.cuda.synchronize()` calls, so kernels are timed, not their launches. Medians over several rounds; rivals
+are timed in interleaved rounds so drift hits both alike. A benchmark that needs CUDA reports a row saying so
+on a machine without it.
 """
 import datetime
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 
@@ -23,28 +26,41 @@ from attnviz.data.tokenizers import BOS, EOS
 from attnviz.decoding import greedy
 from attnviz.models import TransformerConfig, build_model, capture
 from attnviz.models.transformer import Embedding, causal_mask
+from attnviz.training.device import describe, pick_device
 
 BENCHMARKS = {}
 
 
 def benchmark(fn):
-    """Register `fn(quick) -> list[dict]` under its own name."""
+    """Register `fn(quick, device) -> list[dict]` under its own name."""
     BENCHMARKS[fn.__name__] = fn
     return fn
 
 
-def median_ms(contenders, rounds, number, warmup=3):
+def clock_for(device):
+    """CPU time on the CPU; on CUDA wall time read after `torch.cuda.synchronize()` (so queued kernels count)."""
+    if torch.device(device).type != "cuda":
+        return time.process_time
+
+    def synchronised():
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return synchronised
+
+
+def median_ms(contenders, rounds, number, warmup=3, device="cpu"):
     """Median milliseconds per call of each function in {name: fn}; each round times every contender in turn."""
+    clock = clock_for(device)
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
     samples = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
-            start = time.process_time()
+            start = clock()
             for _ in range(number):
                 fn()
-            samples[name].append((time.process_time() - start) * 1000 / number)
+            samples[name].append((clock() - start) * 1000 / number)
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
@@ -104,24 +120,24 @@ def training_step(model, batch, pad_id):
 
 
 @benchmark
-def train_step(quick):
+def train_step(quick, device):
     """One training step (forward, backward, AdamW) of our EncoderDecoder vs torch.nn.Transformer."""
     config = bench_config(dropout=0.1, max_len=64)
     batch_size, length = 64, 12
-    batch = random_batch(config, batch_size, length, length)
+    batch = [t.to(device) for t in random_batch(config, batch_size, length, length)]
     torch.manual_seed(0)
-    models = {"attnviz": build_model(config).train(), "torch": TorchTransformer(config).train()}
+    models = {"attnviz": build_model(config).to(device).train(), "torch": TorchTransformer(config).to(device).train()}
     steps = {name: training_step(model, batch, config.pad_id) for name, model in models.items()}
-    ms = median_ms(steps, rounds=3 if quick else 9, number=2 if quick else 5)
+    ms = median_ms(steps, rounds=3 if quick else 9, number=2 if quick else 5, device=device)
     params = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
-    return [dict(batch=batch_size, length=length, d_model=config.d_model,
+    return [dict(device=str(device), batch=batch_size, length=length, d_model=config.d_model,
                  layers=f"{config.n_encoder_layers}+{config.n_decoder_layers}", dropout=config.dropout,
                  params=params["attnviz"], torch_params=params["torch"], attnviz_ms=ms["attnviz"],
                  torch_ms=ms["torch"], ratio=ms["attnviz"] / ms["torch"], goal="<= 1.0")]
 
 
 @benchmark
-def capture_forward(quick):
+def capture_forward(quick, device):
     """Forward pass (no grad) with every attention pattern captured vs none, by sequence length."""
     config = bench_config(max_len=512)
     torch.manual_seed(0)
@@ -146,7 +162,7 @@ def capture_forward(quick):
 
 
 @benchmark
-def kv_cache_decoding(quick):
+def kv_cache_decoding(quick, device):
     """Greedy decoding of 64 tokens: KV cache (attnviz.decoding.greedy) vs the whole model rerun every step."""
     config = bench_config(max_len=128)
     torch.manual_seed(0)
@@ -180,7 +196,7 @@ def kv_cache_decoding(quick):
 
 
 @benchmark
-def cost_by_length(quick):
+def cost_by_length(quick, device):
     """Forward pass by sequence length (source = target length, batch 1) of the reverse presets' models."""
     from attnviz.interpret import comparison, contenders
     from attnviz.training.presets import build_preset
@@ -189,24 +205,31 @@ def cost_by_length(quick):
     rows = []
     for architecture, label in contenders.LABELS.items():
         _, model, _ = build_preset(f"reverse-{architecture}")
-        for row in comparison.forward_cost(model.config, lengths, min_run_time=0.1 if quick else 0.5):
+        for row in comparison.forward_cost(model.config, lengths, min_run_time=0.1 if quick else 0.5, device=device):
             rows.append(dict(model=label, **row))
     return rows
 
 
 @benchmark
-def preset_time_to_accuracy(quick):
-    """Every sequence-to-sequence class preset: CPU seconds of training to 99% validation exact match."""
+def preset_time_to_accuracy(quick, device):
+    """Class presets: seconds of training to 99% validation exact match (CPU time; on CUDA synchronised wall time
+    after a warm-up run, for the reverse and dates presets: goal on an H100-class GPU, reverse under 1 s)."""
     from attnviz.interpret.contenders import time_to_target
     from attnviz.training.presets import PRESETS
 
+    if torch.device(device).type == "cuda":
+        time_to_target("reverse-transformer", 0, clock=clock_for(device), device=str(device))  # warm-up: kernels, cuDNN
+        names = ["reverse-transformer", "dates-transformer"]
+        return [dict(time_to_target(name, seed, clock=clock_for(device), device=str(device)),
+                     goal="< 1 s on an H100-class GPU" if name == "reverse-transformer" else "")
+                for name in names for seed in ([0] if quick else [0, 1, 2])]
     names = ["reverse-transformer"] if quick else [n for n, p in PRESETS.items() if p.architecture != "lm"]
-    return [time_to_target(name, seed, clock=time.process_time)
+    return [time_to_target(name, seed, clock=time.process_time, device="cpu")
             for name in names for seed in ([0] if quick else [0, 1, 2])]
 
 
 @benchmark
-def induction_heads(quick):
+def induction_heads(quick, device):
     """The induction-lm preset, seeds 0-2: when a layer-1 head first scores >= 0.8 as an induction head, in steps and
     CPU seconds of training, and when the loss on the repeated half of the probes fell fastest (the jump)."""
     from dataclasses import replace
@@ -218,8 +241,9 @@ def induction_heads(quick):
     rows = []
     for seed in [0] if quick else [0, 1, 2]:
         task, model, config = build_preset("induction-lm", seed)
-        config = replace(config, snapshot_every=25, eval_every=config.steps, steps=600 if quick else config.steps)
-        result = train(model, task, config, clock=time.process_time)
+        config = replace(config, snapshot_every=25, eval_every=config.steps, steps=600 if quick else config.steps,
+                         device=str(device))
+        result = train(model, task, config, clock=clock_for(device))
         curve = induction_over_training(task, result.snapshots)
         layer1 = curve[[c for c in curve.columns if c.startswith("L1H")]].max(axis=1)
         formed = curve["step"][layer1 >= 0.8]
@@ -235,30 +259,42 @@ def induction_heads(quick):
 
 
 @benchmark
-def concurrent_training(quick):
+def concurrent_training(quick, device):
     """5 reverse-transformer runs at once in one process (threads, as the app's registry) vs 1 alone: wall steps/s."""
     from attnviz import classroom
     return classroom.concurrent_throughput(quick)
 
 
 @benchmark
-def click_latency(quick):
+def gpu_sharing(quick, device):
+    """N class runs (N = 1, 4, 16) training at once on one GPU, each in its own process with a memory cap:
+    aggregate steps/s of wall time. Needs CUDA."""
+    from attnviz import classroom
+    if torch.device(device).type != "cuda":
+        return [dict(skipped="needs CUDA: run with --device cuda on a machine with a GPU")]
+    return classroom.gpu_sharing_throughput(quick)
+
+
+@benchmark
+def click_latency(quick, device):
     """A real server and 5 Chromium tabs on Train live, each with a run going or queued: ms from click to answer."""
     from attnviz import classroom
     return classroom.click_latency(quick)
 
 
-def run(names=None, quick=False, threads=1):
-    """Run the named benchmarks (all by default) on `threads` torch threads; a JSON-able report."""
+def run(names=None, quick=False, threads=1, device="cpu"):
+    """Run the named benchmarks (all by default) on `threads` torch threads and `device`; a JSON-able report."""
+    device = pick_device(device)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        results = {name: BENCHMARKS[name](quick) for name in names or BENCHMARKS}
+        results = {name: BENCHMARKS[name](quick, device) for name in names or BENCHMARKS}
     finally:
         torch.set_num_threads(previous)
     meta = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
-                cpu_count=os.cpu_count(), torch_threads=threads, device="cpu", quick=quick,
-                clock="time.process_time (CPU time of this process), median of interleaved rounds",
+                cpu_count=os.cpu_count(), torch_threads=threads, device=describe(device), quick=quick,
+                clock="time.process_time (CPU time of this process), median of interleaved rounds"
+                if device.type == "cpu" else "wall time between torch.cuda.synchronize() calls, median of rounds",
                 created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     return dict(meta=meta, results=results)
 
@@ -288,11 +324,17 @@ def add_parser(subparsers):
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
                         help=f"run only these: {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes (a smoke test)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                        help="where the models run (default cpu; auto: CUDA if there is one)")
     parser.set_defaults(run=main)
 
 
 def main(args):
-    report = run(args.only, args.quick)
+    try:
+        report = run(args.only, args.quick, device=args.device)
+    except ValueError as error:  # e.g. --device cuda without a GPU
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(format_report(report))
     with open(args.json, "w") as f:
         json.dump(report, f, indent=2)

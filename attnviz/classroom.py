@@ -2,12 +2,15 @@
 
 - `concurrent_throughput`: several training runs in one process at once, in threads as the app's registry
   runs them, against one run alone: aggregate training steps per second of wall time.
+- `gpu_sharing_throughput`: N runs sharing one CUDA GPU, each in its own process whose allocator is capped at
+  `device.RUN_GPU_BYTES` (so one run cannot take the card): aggregate training steps per second of wall time.
 - `click_latency`: a real `streamlit run app.py` server and Chromium tabs on the Train live page, each with a
   run going (or queued); how long a click takes until the page shows the server's answer.
 
 Both use wall time: they measure what people wait for, so they also feel other work on the machine.
 """
 import contextlib
+import multiprocessing
 import os
 import shutil
 import socket
@@ -19,7 +22,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dataclasses import replace
+
+import torch
+
 from attnviz.training.config import TrainConfig
+from attnviz.training.device import RUN_GPU_BYTES, cap_gpu_memory
+from attnviz.training.loop import train
 from attnviz.training.presets import build_preset
 from attnviz.training.runs import RunRegistry, TrainingRun
 
@@ -57,6 +66,53 @@ def concurrent_throughput(quick, n_runs=5):
     return [dict(runs=1, steps_each=steps, aggregate_steps_per_s=solo, per_run_steps_per_s=solo, ratio=1.0),
             dict(runs=n_runs, steps_each=steps, aggregate_steps_per_s=together,
                  per_run_steps_per_s=together / n_runs, ratio=together / solo, goal=">= 0.8")]
+
+
+def gpu_run(barrier, results, seed, steps, budget, preset="reverse-transformer"):
+    """One worker process: cap its GPU memory, warm up, wait for the others, then train `steps` steps on CUDA and
+    put (wall start, wall end, steps, peak bytes) on `results`."""
+    device = torch.device("cuda")
+    cap_gpu_memory(device, budget)
+    task, model, config = build_preset(preset, seed=seed)
+    config = replace(config, steps=steps, device="cuda", snapshot_every=0, eval_every=steps, eval_examples=64,
+                     target_exact_match=0.0)
+    train(model, task, replace(config, steps=5))  # CUDA context, kernels, allocator warm
+    torch.cuda.reset_peak_memory_stats(device)
+    barrier.wait(timeout=600)
+    started = time.time()  # the system clock: comparable across processes
+    result = train(model, task, config)
+    torch.cuda.synchronize(device)
+    results.put((started, time.time(), result.step, torch.cuda.max_memory_allocated(device), result.error))
+
+
+def gpu_sharing_throughput(quick, counts=(1, 4, 16), budget=RUN_GPU_BYTES):
+    """Rows: N runs at once on one GPU (spawned processes, each capped at `budget` bytes): aggregate steps/s of the
+    wall time from the first start to the last end, per run, and the largest allocator peak of any run."""
+    steps = 100 if quick else 400
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    rows, solo = [], None
+    for n in counts:
+        barrier, results = context.Barrier(n), context.Queue()
+        workers = [context.Process(target=gpu_run, args=(barrier, results, seed, steps, budget)) for seed in range(n)]
+        for worker in workers:
+            worker.start()
+        try:
+            done = [results.get(timeout=900) for _ in workers]
+        finally:
+            for worker in workers:
+                worker.join(timeout=60)
+                if worker.is_alive():
+                    worker.terminate()
+        errors = [error for *_, error in done if error]
+        if errors:
+            raise RuntimeError(f"a GPU sharing run failed: {errors[0]}")
+        wall = max(end for _, end, *_ in done) - min(start for start, *_ in done)
+        aggregate = sum(step for _, _, step, *_ in done) / wall
+        solo = solo or aggregate
+        rows.append(dict(runs=n, steps_each=steps, aggregate_steps_per_s=aggregate, per_run_steps_per_s=aggregate / n,
+                         ratio_to_solo=aggregate / solo, cap_mb=budget >> 20,
+                         max_peak_mb=max(peak for *_, peak, _ in done) / 2**20))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- a real server

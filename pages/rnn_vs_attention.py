@@ -9,6 +9,7 @@ from attnviz.interpret.comparison import (accuracy_by_length, alignment, by_leng
                                           reference, trained_lengths, translate)
 from attnviz.interpret.contenders import (LABELS, TASKS, checkpoint_name, curve, find_contenders, runs_of, session_id,
                                           start_runs, stop_runs, summary)
+from attnviz.training.device import pick_device
 
 COST_LENGTHS = [16, 32, 64, 128, 256, 512, 1024]
 SOURCES = {"shipped": "Shipped checkpoints", "here": "Train all three here"}
@@ -114,8 +115,8 @@ def accuracy(_contender, key, lengths):
 
 
 @st.cache_data(max_entries=32, show_spinner="Timing forward passes…")
-def cost(_config, config_text, lengths):
-    return forward_cost(_config, lengths)
+def cost(_config, config_text, lengths, device):
+    return forward_cost(_config, lengths, device=device)
 
 
 st.header("Accuracy by sequence length")
@@ -149,10 +150,14 @@ else:
 
 st.header("Cost by sequence length, measured here")
 chosen = st.multiselect("Lengths", COST_LENGTHS, COST_LENGTHS[:-1], key="rnn_cost_lengths")
-costs = {label: cost(c.model.config, repr(c.model.config), tuple(sorted(chosen))) for label, c in contenders.items()}
-for column, (metric, title, scale) in zip(st.columns(3), [("forward_ms", "Forward pass (ms)", 1),
-                                                          ("attention_weights", "Attention weights computed", 1),
-                                                          ("activation_bytes", "Activations kept (MB)", 2**-20)]):
+device = str(pick_device("auto"))  # where training runs: the cost is measured there
+costs = {label: cost(c.model.config, repr(c.model.config), tuple(sorted(chosen)), device)
+         for label, c in contenders.items()}
+charts = [("forward_ms", "Forward pass (ms)", 1), ("attention_weights", "Attention weights computed", 1),
+          ("activation_bytes", "Activations kept (MB)", 2**-20)]
+if any("peak_bytes" in row for rows in costs.values() for row in rows):  # CUDA: the allocator's own peak
+    charts.append(("peak_bytes", "GPU memory peak of the forward (MB)", 2**-20))
+for column, (metric, title, scale) in zip(st.columns(len(charts)), charts):
     fig = figures.curves([], by_length(costs, metric, scale), title, "length", log_y=True)
     column.plotly_chart(fig.update_xaxes(type="log", tickvals=chosen).update_yaxes(dtick=1), key=f"rnn_cost_{metric}")
 st.caption(COST_NOTE)

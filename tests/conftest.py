@@ -93,3 +93,13 @@ def wait_for(run, reached=None, timeout=60.0, what="its end"):
 def wait_for_run():
     """wait_for_run(run, lambda snap: snap.step >= 3, timeout=60), or wait_for_run(run) for its end: see `wait_for`."""
     return wait_for
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip, with that reason, on a machine without a CUDA GPU (the count shows in the summary)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

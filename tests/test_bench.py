@@ -1,5 +1,6 @@
 """`python -m attnviz bench` runs and writes JSON of the documented shape (tests never assert times)."""
 import json
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_median_ms_ranks_a_deliberately_slowed_contender_slower():
 
 
 def test_a_registered_benchmark_is_run_and_tabled(monkeypatch):
-    monkeypatch.setitem(bench.BENCHMARKS, "fake", lambda quick: [{"size": 1, "ms": 2.5}, {"size": 10}])
+    monkeypatch.setitem(bench.BENCHMARKS, "fake", lambda quick, device: [{"size": 1, "ms": 2.5}, {"size": 10}])
     bench.BENCHMARKS["fake"].__doc__ = "A fake benchmark."
     report = bench.run(["fake"], quick=True)
     assert report["results"] == {"fake": [{"size": 1, "ms": 2.5}, {"size": 10}]}
@@ -50,3 +51,20 @@ def test_unknown_benchmark_name_is_a_usage_error(capsys):
         main(["bench", "--only", "no_such_benchmark"])
     assert exit_info.value.code == 2
     assert "no_such_benchmark" in capsys.readouterr().err
+
+
+def test_cuda_only_benchmarks_report_a_row_on_the_cpu_and_cuda_without_a_gpu_is_an_error(capsys):
+    report = bench.run(["gpu_sharing"], quick=True, device="cpu")
+    assert report["results"]["gpu_sharing"] == [{"skipped": "needs CUDA: run with --device cuda on a machine with a GPU"}]
+    assert report["meta"]["device"].startswith("CPU (")
+    if not torch.cuda.is_available():
+        assert main(["bench", "--device", "cuda", "--only", "gpu_sharing"]) == 2
+        assert capsys.readouterr().err.startswith("error: device='cuda' was asked for but no CUDA GPU")
+
+
+def test_the_cpu_clock_is_process_time_and_the_cuda_clock_synchronises(monkeypatch):
+    assert bench.clock_for("cpu") is time.process_time
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    bench.clock_for("cuda")()
+    assert synced == ["cuda"]

@@ -82,8 +82,8 @@ class Task:
         """Characters of a user's input that the tokenizer can only read as UNK (so a UI can warn)."""
         return self.tokenizer.unknown_characters(text)
 
-    def encode_source(self, text, max_len=None):
-        """A user's input as a (1, S) LongTensor: seq2seq tokens + EOS; lm BOS + tokens (may be just BOS).
+    def encode_source(self, text, max_len=None, device="cpu"):
+        """A user's input as a (1, S) LongTensor on `device`: seq2seq tokens + EOS; lm BOS + tokens (may be just BOS).
 
         `max_len` caps S (pass the model's `config.max_len`); the default is MAX_INPUT_TOKENS."""
         max_len = max_len or MAX_INPUT_TOKENS
@@ -93,4 +93,5 @@ class Task:
             raise ValueError("the input is empty: type something to transform")
         if len(ids) + 1 > max_len:
             raise ValueError(f"the input is {len(ids)} {unit} long; the most this model takes is {max_len - 1}")
-        return torch.tensor([ids + [EOS] if self.kind == "seq2seq" else [BOS] + ids], dtype=torch.long)  # (1, S)
+        return torch.tensor([ids + [EOS] if self.kind == "seq2seq" else [BOS] + ids], dtype=torch.long,
+                            device=device)  # (1, S)

@@ -86,7 +86,7 @@ def summary(contenders):
     return rows
 
 
-def time_to_target(preset, seed=0, target=0.99, clock=time.perf_counter):
+def time_to_target(preset, seed=0, target=0.99, clock=time.perf_counter, device="auto"):
     """Train a preset until validation exact match reaches `target` (or its steps run out); one row of results.
 
     Seconds are training time by `clock`, evaluations excluded, as `train` measures them: wall-clock by
@@ -94,7 +94,7 @@ def time_to_target(preset, seed=0, target=0.99, clock=time.perf_counter):
     `seconds_to_target` and `steps_to_target` are None when the target was missed (`reached` False); the
     target is checked every `eval_every` steps of the preset. No attention snapshots are taken."""
     task, model, config = build_preset(preset, seed)
-    result = train(model, task, replace(config, target_exact_match=target, snapshot_every=0), clock=clock)
+    result = train(model, task, replace(config, target_exact_match=target, snapshot_every=0, device=device), clock=clock)
     reached = [step for step, exact in zip(result.evals["step"], result.evals["exact_match"]) if exact >= target]
     return {"preset": preset, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
             "target": target, "reached": bool(reached), "seconds_to_target": result.reached_target_at,

@@ -1,4 +1,8 @@
-"""A user's input run through a model: cut to fit, decoded greedily, every attention pattern captured."""
+"""A user's input run through a model: cut to fit, decoded greedily, every attention pattern captured.
+
+The model may live on any device: its inputs are moved there, and an `InputRun` (ids, patterns, probabilities)
+is kept on the CPU, where the pages read it.
+"""
 from dataclasses import dataclass
 
 import torch
@@ -47,11 +51,16 @@ class InputRun:
         if kind != "decoder self":
             return None
         T = self.tgt_in.shape[1]
-        return torch.ones(T, T, dtype=torch.bool).triu(1)  # (T, T)
+        return torch.ones(T, T, dtype=torch.bool, device="cpu").triu(1)  # (T, T)
 
     def forward(self, model):
-        """One full forward pass over this input (what `head_mechanics` needs as `run`)."""
-        return model.logits(self.src, self.tgt_in)
+        """One full forward pass over this input on the model's device (what `head_mechanics` needs as `run`)."""
+        device = model_device(model)
+        return model.logits(None if self.src is None else self.src.to(device), self.tgt_in.to(device))
+
+
+def model_device(model):
+    return next(model.parameters()).device
 
 
 def fit_input(task, text, max_tokens):
@@ -83,20 +92,21 @@ def run_input(model, task, text, max_tokens=MAX_SHOWN_TOKENS, max_new_tokens=Non
     if unknown:
         notes.append(f"The model's tokenizer does not know {', '.join(map(repr, unknown))}: it reads "
                      f"{'it' if len(unknown) == 1 else 'them'} as <unk>, so expect a strange output.")
-    ids = task.encode_source(text, limit + 1)  # (1, S): seq2seq tokens + EOS; lm BOS + tokens
+    ids = task.encode_source(text, limit + 1, device="cpu")  # (1, S): seq2seq tokens + EOS; lm BOS + tokens
     room = model.config.max_len - (1 if model.has_encoder else ids.shape[1])
     if max_new_tokens is None:  # an output about as long as the task's, or a short continuation for an LM
         max_new_tokens = LM_CONTINUATION if task.kind == "lm" else max(task.max_tgt_len, 2 * ids.shape[1]) + 2
     max_new_tokens = min(room, max_new_tokens)
     decoded = greedy(model, task.tokenizer, ids, max_new_tokens=max_new_tokens, trace=False)
-    sequence = torch.tensor([decoded.sequence(0)])  # (1, T + 1) context + output
+    sequence = torch.tensor([decoded.sequence(0)], device="cpu")  # (1, T + 1) context + output
     src = ids if model.has_encoder else None
     tgt_in, tgt_out = sequence[:, :-1], sequence[:, 1:]  # (1, T)
     labels = task.tokenizer.labels
     run = InputRun(text, ids, max_new_tokens, src, tgt_in, tgt_out, None if src is None else labels(src[0]),
                    labels(tgt_in[0]), task.tokenizer.decode(decoded.ids(0)), {}, notes)
-    with capture(model) as run.cache:
+    with capture(model) as cache:
         run.forward(model)
+    run.cache.update({name: pattern.cpu() for name, pattern in cache.items()})
     return run
 
 
@@ -116,5 +126,6 @@ def ablate_input(model, task, run, heads):
     with ablate(model, set(heads)):
         decoded = greedy(model, task.tokenizer, run.ids, max_new_tokens=run.max_new_tokens, trace=False)
     chosen = run.tgt_out[0][:, None]  # (T, 1)
-    return InputAblation(task.tokenizer.decode(decoded.ids(0)), effect.probs_before[0].gather(-1, chosen)[:, 0],
-                         effect.probs_after[0].gather(-1, chosen)[:, 0])
+    before, after = effect.probs_before[0].cpu(), effect.probs_after[0].cpu()  # (T, V)
+    return InputAblation(task.tokenizer.decode(decoded.ids(0)), before.gather(-1, chosen)[:, 0],
+                         after.gather(-1, chosen)[:, 0])

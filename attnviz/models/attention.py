@@ -3,7 +3,11 @@
 Fused: `F.scaled_dot_product_attention`, used when nobody listens to `hook_pattern`.
 Explicit: softmax(QK^T / sqrt(d_head)) V with the weights materialised and passed through
 `hook_pattern`, used as soon as a hook is registered there (capture never changes results).
-Masks follow PyTorch: boolean, True = blocked.
+Masks follow PyTorch: boolean, True = blocked. A query that may see no key at all gets zero weights and a zero
+output on both paths and every device: its row is unblocked before the softmax (so no kernel ever meets a row of
+only -inf, which some CUDA kernels turn into NaN, in the forward or the backward pass) and zeroed after.
+`is_causal=True` says `attn_mask` is exactly the square causal mask: the fused path then hands SDPA `is_causal`
+instead of a boolean tensor, which lets it pick flash kernels; the explicit path still uses the mask.
 """
 import math
 from dataclasses import dataclass
@@ -76,11 +80,16 @@ class MultiHeadAttention(nn.Module):
             cache.k, cache.v = k, v
         return k, v
 
-    def forward(self, query, key, value, attn_mask=None, key_padding_mask=None, cache=None):
+    def forward(self, query, key, value, attn_mask=None, key_padding_mask=None, cache=None, is_causal=False):
         B, Tq, D = query.shape
         q = self.split_heads(self.q_proj(query))  # (B, H, Tq, d_head)
         k, v = self.keys_values(key, value, cache)  # (B, H, Tk, d_head)
         blocked = blocked_mask(attn_mask, key_padding_mask)  # (B|1, 1, Tq|1, Tk) or None
+        exactly_causal = is_causal and key_padding_mask is None and Tq == k.shape[2]
+        sees_nothing = None  # (B|1, 1, Tq|1, 1) True for a query that may see no key
+        if blocked is not None and not exactly_causal:  # a causal row always sees its own position
+            sees_nothing = blocked.all(dim=-1, keepdim=True)
+            blocked = blocked & ~sees_nothing  # such a row sees every key for now: a finite softmax everywhere
         dropout = self.dropout if self.training else 0.0
         if self.hook_pattern.active:
             scores = (q / math.sqrt(self.d_head)) @ k.transpose(-2, -1)  # (B, H, Tq, Tk)
@@ -88,13 +97,17 @@ class MultiHeadAttention(nn.Module):
                 scores += torch.zeros(blocked.shape, dtype=scores.dtype, device=scores.device).masked_fill_(
                     blocked, float("-inf"))  # (B|1, 1, Tq|1, Tk)
             pattern = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
-            sees_nothing = None if blocked is None else blocked.all(dim=-1, keepdim=True)  # (B|1, 1, Tq|1, 1)
-            if sees_nothing is not None and sees_nothing.any():  # such a query gets 0 as on the fused path, not NaN
+            if sees_nothing is not None:
                 pattern = pattern.masked_fill(sees_nothing, 0.0)
             pattern = self.hook_pattern(pattern)
             z = F.dropout(pattern, dropout, self.training) @ v  # (B, H, Tq, d_head)
         else:
-            allowed = None if blocked is None else ~blocked
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+            if exactly_causal:  # no mask tensor: SDPA may take a flash kernel
+                z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            else:
+                z = F.scaled_dot_product_attention(q, k, v, attn_mask=None if blocked is None else ~blocked,
+                                                   dropout_p=dropout)
+            if sees_nothing is not None:
+                z = z.masked_fill(sees_nothing, 0.0)  # (B, H, Tq, d_head)
         z = self.hook_z(z.transpose(1, 2))  # (B, Tq, H, d_head)
         return self.out_proj(z.reshape(B, Tq, D))  # (B, Tq, D)

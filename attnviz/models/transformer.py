@@ -105,9 +105,11 @@ class DecoderLayer(Block):
         self.norm1, self.norm2 = layer_norm(config), layer_norm(config)  # norm2 unused without cross-attention
         self.ff, self.norm3 = (FeedForward(config), layer_norm(config)) if config.d_ff else (None, None)
 
-    def forward(self, x, memory=None, memory_key_padding_mask=None, attn_mask=None, caches=(None, None)):
+    def forward(self, x, memory=None, memory_key_padding_mask=None, attn_mask=None, caches=(None, None),
+                is_causal=False):
         self_cache, cross_cache = caches
-        x = self.residual(x, self.norm1, lambda h: self.self_attn(h, h, h, attn_mask=attn_mask, cache=self_cache))
+        x = self.residual(x, self.norm1, lambda h: self.self_attn(h, h, h, attn_mask=attn_mask, cache=self_cache,
+                                                                  is_causal=is_causal))
         if self.cross_attn is not None:
             x = self.residual(x, self.norm2, lambda h: self.cross_attn(
                 h, memory, memory, key_padding_mask=memory_key_padding_mask, cache=cross_cache))
@@ -139,8 +141,9 @@ class Decoder(nn.Module):
         x = self.embed(tgt, offset)  # (B, T, D)
         T = tgt.shape[1]
         attn_mask = causal_mask(T, offset + T, tgt.device) if T > 1 else None  # (T, offset + T)
+        is_causal = attn_mask is not None and offset == 0  # square (T, T): the fused path needs no mask tensor
         for i, layer in enumerate(self.layers):
-            x = layer(x, memory, memory_key_padding_mask, attn_mask, caches[i] if caches else (None, None))
+            x = layer(x, memory, memory_key_padding_mask, attn_mask, caches[i] if caches else (None, None), is_causal)
         return self.norm(x)
 
 

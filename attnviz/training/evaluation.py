@@ -5,8 +5,9 @@
     metrics = evaluate_split(model, task, "test")      # + perplexity for a language model
 
 Training, the checkpoint's recorded metrics, the comparison page, ablation and the CLI all score through
-`evaluate`, so a number means the same everywhere. It never runs under autocast: a model trained in bf16 on a
-GPU is scored in fp32, and re-evaluates to the same numbers on a CPU.
+`evaluate`, so a number means the same everywhere. It never runs under autocast, even inside a caller's
+`torch.autocast` block (it switches autocast off for the model's device): a model trained in bf16 on a GPU is
+scored in fp32, and re-evaluates to the same numbers on a CPU.
 """
 import math
 from contextlib import contextmanager
@@ -51,7 +52,7 @@ def evaluate(model, batches, max_examples=None, keep_probs=False):
     """
     device = next(model.parameters()).device
     totals, probs = [0.0] * 5, []
-    with evaluating(model):
+    with evaluating(model), torch.autocast(device.type, enabled=False):
         for batch in batches:
             batch = batch.to(device)
             logits = model.logits(batch.src, batch.tgt_in).float()  # (B, T, V)

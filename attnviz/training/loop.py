@@ -15,7 +15,7 @@ import torch
 from attnviz.data.tokenizers import BOS
 from attnviz.decoding import greedy
 from attnviz.models.hooks import capture
-from attnviz.training.device import autocast, pick_device
+from attnviz.training.device import autocast, autocast_plan, pick_device
 from attnviz.training.evaluation import evaluate_split, evaluating, position_losses
 
 
@@ -87,6 +87,7 @@ class TrainResult:
     snapshots: list = field(default_factory=list)  # [{"step": s, "patterns": {...}, "outputs": [probe text]}]
     metrics: dict = field(default_factory=dict)  # latest validation metrics
     reached_target_at: float | None = None  # training seconds when target_exact_match was first reached
+    notes: list = field(default_factory=list)  # what the run changed about itself, e.g. bf16 autocast off
 
 
 def train(model, task, config, result=None, should_stop=lambda: False, lock=None, clock=time.perf_counter):
@@ -94,13 +95,15 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
 
     `lock` guards every write to `result` so another thread can copy it consistently. `clock` measures
     training time (benchmarks pass `time.process_time`, which other work on the machine hardly inflates).
-    A NaN/inf loss or gradient stops the run with the last good weights restored.
+    A NaN/inf loss or gradient stops the run with the last good weights restored. On CUDA the forward pass runs
+    under bf16 autocast unless the model's recurrent cells fail it on this GPU (then fp32, and a note says so).
     """
     result = result or TrainResult()
     lock = lock or threading.Lock()
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
     model.to(device).train()
+    use_autocast, notes = autocast_plan(device, model)
     pad_id = model.config.pad_id
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98))
     params = list(model.parameters())
@@ -111,6 +114,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
     eval_time = 0.0
     with lock:
         result.status = "running"
+        result.notes += notes
     for step in range(1, config.steps + 1):
         elapsed, stop_asked = clock() - started - eval_time, should_stop()
         if stop_asked or (config.time_budget and elapsed >= config.time_budget):
@@ -120,7 +124,7 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
         batch = next(batches).to(device)
-        with autocast(device):
+        with autocast(device, use_autocast):
             logits = model.logits(batch.src, batch.tgt_in)  # (B, T, V)
         loss, cross_entropy = training_losses(logits, batch.tgt_out, config.label_smoothing, pad_id)
         optimizer.zero_grad(set_to_none=True)

@@ -7,14 +7,13 @@ All runs of the process share one `REGISTRY`, which lets at most `max_concurrent
 once and serves the rest in order (a class of thirty on one laptop).
 """
 import copy
-import os
 import platform
 import threading
 import time
 from dataclasses import asdict, dataclass
 
 from attnviz.training import checkpoint
-from attnviz.training.device import pick_device
+from attnviz.training.device import default_max_concurrent, pick_device
 from attnviz.training.evaluation import baseline_bits_per_char, evaluate_split
 from attnviz.training.loop import TrainResult, train
 
@@ -23,7 +22,7 @@ class RunRegistry:
     """Admits at most `max_concurrent` runs at once, first come first served, and remembers all runs."""
 
     def __init__(self, max_concurrent=None, keep_finished=30):
-        self.max_concurrent = max_concurrent or max(1, (os.cpu_count() or 2) - 1)
+        self.max_concurrent = max_concurrent or default_max_concurrent()
         self.keep_finished = keep_finished  # finished runs hold their model in memory: keep only the newest
         self.runs = []  # every run of this process, newest last
         self.waiting = []  # queued runs, in order

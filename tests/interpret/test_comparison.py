@@ -273,7 +273,7 @@ def test_time_to_target_times_a_step_that_takes_a_known_time(monkeypatch):
     def build_counting(steps, seed):
         torch.manual_seed(seed)
         task = make_task("reverse", seed=seed, **SMALL)
-        model = build_model(model_config("lstm+attention", task.tokenizer, embed_dim=8, hidden_size=16, max_len=12))
+        model = build_model(model_config("lstm+bahdanau", task.tokenizer, embed_dim=8, hidden_size=16, max_len=12))
         model.register_forward_hook(lambda module, args, output: forwards.__setitem__(0, forwards[0] + module.training))
         return task, model, TrainConfig(steps=int(steps), batch_size=16, lr=1e-2, warmup=10, eval_every=10,
                                         device="cpu", seed=seed)

@@ -103,3 +103,45 @@ def test_positional_tables(task):
     assert positional_tables(transformer(task, positional="none")) == {}
     vocab = task.tokenizer.vocab_size
     assert positional_tables(build_model(RNNConfig(vocab, vocab))) == {}
+
+
+def rnn(task):
+    torch.manual_seed(0)
+    vocab = task.tokenizer.vocab_size
+    return build_model(RNNConfig(vocab, vocab, embed_dim=8, hidden_size=16, attention="bahdanau", max_len=40)).eval()
+
+
+def tensors_of(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_of(v)]
+    return [t for v in vars(value).values() for t in tensors_of(v)] if hasattr(value, "__dict__") else []
+
+
+@pytest.mark.parametrize("make", [transformer, rnn])
+def test_the_input_run_puts_every_tensor_on_the_model_s_device_and_returns_cpu_results(task, make):
+    """With the process default device set to 'meta', any tensor made without naming a device is a meta tensor,
+    which a CPU model cannot read: the run must create its tensors on the model's device (or the CPU, for the
+    pages) and give the same results as outside."""
+    model = make(task)
+    expected = run_input(model, task, "abcd")
+    with torch.device("meta"):
+        assert torch.empty(1).device.type == "meta"  # the trap is set
+        got = run_input(model, task, "abcd")
+    assert all(t.device.type == "cpu" for t in tensors_of(got))
+    assert got.output == expected.output and torch.equal(got.tgt_in, expected.tgt_in)
+    for name in expected.cache:
+        torch.testing.assert_close(got.cache[name], expected.cache[name])
+
+
+def test_ablating_an_input_run_returns_cpu_results_whatever_the_default_device(task):
+    model = transformer(task)
+    run = run_input(model, task, "abcd")
+    heads = {("decoder.layers.0.cross_attn", 0)}
+    expected = ablate_input(model, task, run, heads)
+    with torch.device("meta"):
+        got = ablate_input(model, task, run, heads)
+    assert all(t.device.type == "cpu" for t in tensors_of(got))
+    torch.testing.assert_close(got.probs_after, expected.probs_after)
+    torch.testing.assert_close(got.probs_before, expected.probs_before)

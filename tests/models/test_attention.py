@@ -7,6 +7,7 @@ from attnviz import capture
 from attnviz.models.attention import MultiHeadAttention
 
 D, H, B = 16, 4, 3
+SDPA = torch.nn.functional.scaled_dot_product_attention  # the real one, for spies that wrap it
 
 
 def pair(dropout=0.0, bias=True):
@@ -107,3 +108,75 @@ def test_a_query_that_sees_no_key_gets_zero_weights_and_output_on_both_paths():
     torch.testing.assert_close(explicit, fused, atol=1e-6, rtol=1e-5)
     assert (cache["hook_pattern"][1] == 0).all()
     torch.testing.assert_close(cache["hook_pattern"][[0, 2]].sum(-1), torch.ones(2, H, 4))
+
+
+def causal(T):
+    return torch.ones(T, T, dtype=torch.bool).triu(1)  # (T, T) True above the diagonal
+
+
+def outputs_and_grads(module, query, **kwargs):
+    """The output and the gradients of the input and of every weight, for one backward of a fixed projection."""
+    query = query.detach().clone().requires_grad_(True)
+    module.zero_grad(set_to_none=True)
+    out = module(query, query, query, **kwargs)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    return [out.detach(), query.grad] + [p.grad.clone() for p in module.parameters()]
+
+
+def test_the_is_causal_path_equals_the_boolean_mask_and_the_explicit_path_with_gradients(monkeypatch):
+    ours, _ = pair()
+    query = inputs(6, 6, self_attention=True)[0]
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs.get("is_causal", False), kwargs.get("attn_mask")))
+        return SDPA(*args, **kwargs)
+
+    monkeypatch.setattr("attnviz.models.attention.F.scaled_dot_product_attention", spy)
+    flagged = outputs_and_grads(ours, query, attn_mask=causal(6), is_causal=True)
+    assert calls == [(True, None)]  # SDPA got is_causal and no mask tensor
+    boolean = outputs_and_grads(ours, query, attn_mask=causal(6))
+    assert calls[1][0] is False and calls[1][1] is not None
+    with capture(ours):
+        explicit = outputs_and_grads(ours, query, attn_mask=causal(6), is_causal=True)
+    assert len(calls) == 2  # the explicit path never calls SDPA
+    for a, b, c in zip(flagged, boolean, explicit):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(a, c, atol=1e-6, rtol=1e-5)
+
+
+def test_is_causal_with_padding_or_a_non_square_mask_keeps_the_mask_tensor(monkeypatch):
+    ours, _ = pair()
+    query = inputs(5, 5, self_attention=True)[0]
+    seen = []
+    monkeypatch.setattr("attnviz.models.attention.F.scaled_dot_product_attention",
+                        lambda *a, **k: seen.append(k.get("is_causal", False)) or SDPA(*a, **k))
+    padding = torch.zeros(B, 5, dtype=torch.bool)
+    padding[0, -1] = True
+    ours(query, query, query, attn_mask=causal(5), key_padding_mask=padding, is_causal=True)
+    assert seen == [False]
+
+
+def nan_for_rows_that_see_nothing(*args, attn_mask=None, **kwargs):
+    """F.scaled_dot_product_attention as some CUDA kernels behave: NaN for a query whose mask allows no key."""
+    z = SDPA(*args, attn_mask=attn_mask, **kwargs)
+    if attn_mask is None:
+        return z
+    return z.masked_fill(~attn_mask.any(-1, keepdim=True), float("nan"))
+
+
+@pytest.mark.parametrize("path", ["fused", "explicit", "fused, NaN kernel"])
+def test_a_query_that_sees_no_key_gives_zeros_and_finite_gradients(path, monkeypatch):
+    """Zeros forward and finite gradients backward, even under a kernel that returns NaN for a fully blocked row."""
+    if path == "fused, NaN kernel":
+        monkeypatch.setattr("attnviz.models.attention.F.scaled_dot_product_attention", nan_for_rows_that_see_nothing)
+    ours, _ = pair()
+    query = inputs(4, 4, self_attention=True)[0]
+    padding = torch.zeros(B, 4, dtype=torch.bool)
+    padding[1] = True  # batch row 1 is all padding
+    with capture(ours) if path == "explicit" else torch.enable_grad():
+        out, query_grad, *weight_grads = outputs_and_grads(ours, query, key_padding_mask=padding)
+    torch.testing.assert_close(out[1], ours.out_proj.bias.detach().expand(4, D))  # every head's output is 0
+    assert torch.isfinite(out).all() and torch.isfinite(query_grad).all()
+    assert all(torch.isfinite(g).all() for g in weight_grads)
+    assert (query_grad[1] == 0).all()  # nothing of row 1 reaches its output

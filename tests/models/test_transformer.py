@@ -297,3 +297,34 @@ def test_pre_ln_encoder_decoder_equals_torch_nn_transformer_with_copied_weights(
         actual = model(src, tgt)
     assert padding.any() and not torch.allclose(actual, unmasked @ model.lm_head.weight.T, atol=1e-3)  # it matters
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_decoder_hands_sdpa_is_causal_for_a_full_pass_and_a_mask_for_cached_steps(kind, monkeypatch):
+    """Full forward: the decoder's self-attention uses SDPA's is_causal (no mask tensor, so flash kernels may run)
+    and gives the logits of the boolean-mask path and of the explicit path; a cached step gets no causal flag."""
+    import attnviz.models.attention as attention
+
+    sdpa, calls = torch.nn.functional.scaled_dot_product_attention, []
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append((k.get("is_causal", False), k.get("attn_mask") is None))
+                        or sdpa(*a, **k))
+    model = make_model(kind)
+    src, tgt = batch()
+    flagged = run(model, src, tgt)
+    assert [call for call in calls if call[0]] == [(True, True)] * model.config.n_decoder_layers
+    with capture(model):
+        explicit = run(model, src, tgt)
+    state = model.encode(src) if model.has_encoder else model.encode(tgt[:, :2])  # an LM prefill: a full pass
+    calls.clear()
+    model.decode_step(state, tgt[:, 0] if model.has_encoder else tgt[:, 2])
+    assert calls and not any(flag for flag, _ in calls)
+    forward = attention.MultiHeadAttention.forward
+    monkeypatch.setattr(attention.MultiHeadAttention, "forward",
+                        lambda self, *a, is_causal=False, **k: forward(self, *a, **k))  # the boolean mask only
+    calls.clear()
+    boolean = run(model, src, tgt)
+    assert calls and not any(flag for flag, _ in calls)
+    torch.testing.assert_close(flagged, boolean, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(flagged, explicit, atol=1e-6, rtol=1e-5)
