@@ -1,7 +1,10 @@
-"""Training runs for the app: a run object in its own thread, and the process-wide registry that queues them.
+"""Training runs for the app: a run object trained by an executor, and the process-wide registry that queues them.
 
-    run = TrainingRun(model, task, config, name="rev-1"); run.start()  # in its own thread, from the app
+    run = TrainingRun(model, task, config, name="rev-1"); run.start()  # trains in a worker process
     run.snapshot()                                                     # a consistent copy for the page
+
+The run's thread in this process only waits: for a slot, then on the executor's handle (by default a worker
+process of attnviz.training.executor's local pool), and at the end loads the trained weights into `model`.
 
 All runs of the process share one `REGISTRY`, which lets at most `max_concurrent` of them train at
 once and serves the rest in order (a class of thirty on one laptop).
@@ -15,7 +18,7 @@ from dataclasses import asdict, dataclass
 from attnviz.training import checkpoint
 from attnviz.training.device import pick_device
 from attnviz.training.evaluation import evaluate_split
-from attnviz.training.loop import TrainResult, train
+from attnviz.training.executor import Job, Mirror, load_weights, local_executor
 
 
 class RunRegistry:
@@ -63,7 +66,7 @@ class RunRegistry:
         with self.condition:
             return next((r for r in reversed(self.runs) if r.name == name), None)
 
-    def stop_all(self, timeout=5.0):
+    def stop_all(self, timeout=10.0):
         with self.condition:
             runs = list(self.runs)
         for run in runs:
@@ -96,17 +99,29 @@ class RunSnapshot:
 
 
 class TrainingRun:
-    """One training run in its own daemon thread; saved under `name` when it ends (if `save=True`)."""
+    """One training run, waited for by its own daemon thread here; saved under `name` when it ends (if `save`).
 
-    def __init__(self, model, task, config, name="run", owner="", save=False, registry=None, extra_meta=None):
+    `executor` trains it (default: the local pool of worker processes); `model` holds the trained weights after."""
+
+    def __init__(self, model, task, config, name="run", owner="", save=False, registry=None, extra_meta=None,
+                 executor=None):
         self.model, self.task, self.config = model, task, config
         self.name, self.owner, self.save, self.extra_meta = name, owner, save, extra_meta or {}
         self.registry = registry or REGISTRY
+        self.executor = executor or local_executor()
         self.stop_requested = threading.Event()
-        self.lock = threading.Lock()
-        self._result = TrainResult(status="queued")
+        self.mirror, self.handle, self.test_metrics = Mirror(), None, None
+        self.mirror.result.status = "queued"
         self.saved_path, self.started_at = "", 0.0
         self.thread = threading.Thread(target=self._work, name=f"attnviz-train-{name}", daemon=True)
+
+    @property
+    def lock(self):
+        return self.mirror.lock
+
+    @property
+    def result(self):
+        return self.mirror.result
 
     def start(self):
         self.started_at = time.time()
@@ -117,28 +132,40 @@ class TrainingRun:
     def _work(self):
         if not self.registry.acquire(self):
             with self.lock:
-                self._result.status = "stopped"
+                self.result.status = "stopped"
             return
         try:
-            train(self.model, self.task, self.config, self._result, self.stop_requested.is_set, self.lock)
-            if self.save:
-                self._save()
+            handle = self.executor.submit(Job.of(self.model, self.task, self.config))
+            with self.lock:
+                self.handle = handle
+                self.mirror = handle.mirror
+            if self.stop_requested.is_set():
+                handle.stop()
+            _, weights, self.test_metrics = handle.result()
+            if weights is not None:
+                load_weights(self.model, weights)
+                if self.save:
+                    self._save()
         except Exception as error:  # shown to the user in the page; the server goes on
             with self.lock:
-                self._result.status, self._result.error = "failed", f"{type(error).__name__}: {error}"
+                self.result.status, self.result.error = "failed", f"{type(error).__name__}: {error}"
         finally:
             self.registry.release()
 
     def _save(self):
         path = checkpoint.USER_DIR / self.name
-        meta = run_meta(self.model, self.task, self.config, self.result, self.extra_meta)
+        meta = run_meta(self.model, self.task, self.config, self.result, self.extra_meta, self.test_metrics)
         checkpoint.save_checkpoint(path, self.model, self.task.tokenizer, meta)
         with self.lock:
             self.saved_path = str(path)
 
     def stop(self, timeout=1.0):
-        """Ask the run to stop and wait up to `timeout` seconds for its thread."""
+        """Ask the run to stop and wait up to `timeout` seconds for it to end."""
         self.stop_requested.set()
+        with self.lock:
+            handle = self.handle
+        if handle is not None:
+            handle.stop()
         self.join(timeout)
 
     def join(self, timeout=None):
@@ -146,16 +173,12 @@ class TrainingRun:
             self.thread.join(timeout)
 
     @property
-    def result(self):
-        return self._result
-
-    @property
     def done(self):
         return self.thread.ident is not None and not self.thread.is_alive()
 
     def snapshot(self):
         with self.lock:
-            r = self._result
+            r = self.result
             return RunSnapshot(
                 name=self.name, owner=self.owner, status=r.status, queue_position=self.registry.position(self),
                 step=r.step, steps=self.config.steps, elapsed=r.elapsed, history=copy.deepcopy(r.history),
@@ -163,9 +186,10 @@ class TrainingRun:
                 saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at)
 
 
-def run_meta(model, task, config, result, extra=None):
-    """The meta.json content that describes a trained model (see attnviz.training.checkpoint)."""
-    test_metrics = evaluate_split(model, task, "test")
+def run_meta(model, task, config, result, extra=None, test_metrics=None):
+    """The meta.json content that describes a trained model (see attnviz.training.checkpoint); the test metrics
+    are computed here unless given (a worker computes them beside the training)."""
+    test_metrics = test_metrics if test_metrics is not None else evaluate_split(model, task, "test")
     snapshots = [{"step": s["step"], "patterns": {n: p[:1].round(3).tolist() for n, p in s["patterns"].items()}}
                  for s in thin(result.snapshots, 24)]
     return {"task": task.spec(),
