@@ -11,7 +11,7 @@ safetensors bytes, deltas of numbers and numpy arrays back, the final weights as
 """
 import multiprocessing
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 from safetensors.torch import load, save
 
@@ -29,11 +29,12 @@ class Job:
     model_config: dict
     weights: bytes  # the initial weights (safetensors): the server seeds and builds, the worker trains
     train: dict  # asdict(TrainConfig)
+    live: tuple = field(default=None, compare=False, repr=False)  # (model, task) for an executor in this process
 
     @classmethod
     def of(cls, model, task, config):
         return cls(task.spec(), task.tokenizer.spec(), task.tokenizer.files(), family_of(model.config),
-                   asdict(model.config), weights_bytes(model), asdict(config))
+                   asdict(model.config), weights_bytes(model), asdict(config), (model, task))
 
 
 def weights_bytes(model):
@@ -91,7 +92,7 @@ class LocalHandle:
         self.weights, self.test_metrics = None, None
         self.send_lock = threading.Lock()
         with self.send_lock:
-            worker.conn.send(("train", job))
+            worker.conn.send(("train", replace(job, live=None)))  # plain data only
         self.reader = threading.Thread(target=self._read, name="attnviz-train-reader", daemon=True)
         self.reader.start()
 
@@ -190,7 +191,7 @@ class LocalExecutor:
 
 
 class ThreadHandle:
-    """A job trained in a thread of this process, from the same plain-data job a worker gets."""
+    """A job trained in a thread of this process: the run's own model, in place (weights come back as None)."""
 
     def __init__(self, job):
         self.mirror, self.stopping, self.weights, self.test_metrics = Mirror(), threading.Event(), None, None
@@ -200,7 +201,7 @@ class ThreadHandle:
     def _work(self, job):
         from attnviz.training.worker import run_job
 
-        self.weights, self.test_metrics = run_job(job, self.mirror.result, self.stopping.is_set, self.mirror.lock)
+        _, self.test_metrics = run_job(job, self.mirror.result, self.stopping.is_set, self.mirror.lock)
 
     def stop(self):
         self.stopping.set()

@@ -141,11 +141,11 @@ class TrainingRun:
                 self.mirror = handle.mirror
             if self.stop_requested.is_set():
                 handle.stop()
-            _, weights, self.test_metrics = handle.result()
-            if weights is not None:
+            result, weights, self.test_metrics = handle.result()
+            if weights is not None:  # from a worker; an executor of this process trained self.model in place
                 load_weights(self.model, weights)
-                if self.save:
-                    self._save()
+            if self.save and result.status != "failed":
+                self._save()
         except Exception as error:  # shown to the user in the page; the server goes on
             with self.lock:
                 self.result.status, self.result.error = "failed", f"{type(error).__name__}: {error}"

@@ -19,12 +19,13 @@ PUBLISH_EVERY = 0.2  # seconds between deltas
 
 
 def run_job(job, result, should_stop, lock):
-    """Train a job into `result`; (final weights bytes, test metrics), or (None, None) if it failed."""
+    """Train a job into `result` (its live model in place if it has one, else one rebuilt from the spec);
+    (final weights bytes, test metrics), or (None, None) if it failed."""
     try:
-        task = task_from_spec(job.task, tokenizer_from_spec(job.tokenizer, job.tokenizer_files))
-        model = rebuild_model(job)
+        model, task = job.live or (rebuild_model(job),
+                                   task_from_spec(job.task, tokenizer_from_spec(job.tokenizer, job.tokenizer_files)))
         train(model, task, TrainConfig(**job.train), result, should_stop, lock)
-        return weights_bytes(model), evaluate_split(model, task, "test")
+        return (None if job.live else weights_bytes(model)), evaluate_split(model, task, "test")
     except Exception as error:  # shown to the user in the page; the worker goes on with the next job
         with lock:
             result.status, result.error = "failed", f"{type(error).__name__}: {error}"

@@ -18,6 +18,7 @@ from attnviz.models.architectures import RNN_SIZES
 from attnviz.training import checkpoint
 from attnviz.training.plan import free_name
 from attnviz.training.presets import PRESETS
+from attnviz.training.executor import ThreadExecutor
 from attnviz.training.runs import REGISTRY, TrainingRun
 
 APP = "../../app.py"
@@ -225,7 +226,7 @@ def test_a_diverged_run_shows_the_hint(saved):
 
     model.lm_head.register_forward_hook(nan_from_step_3)
     saved.append("page-nan")
-    run = TrainingRun(model, task, config, name="page-nan", save=True).start()
+    run = TrainingRun(model, task, config, name="page-nan", save=True, executor=ThreadExecutor()).start()  # the hook
     run.join(120)
     at = open_page(run="page-nan")
     assert {m.label: m.value for m in at.metric}["Status"] == "diverged"
