@@ -144,13 +144,22 @@ class TrainingRun:
             result, weights, self.test_metrics = handle.result()
             if weights is not None:  # from a worker; an executor of this process trained self.model in place
                 load_weights(self.model, weights)
-            if self.save and result.status != "failed":
+            with self.lock:
+                check_divergence(result, self.config, self.extra_meta.get("preset"), self.task.name)
+            if self.save and result.status not in ("failed", "diverged"):  # a diverged run: only if the user asks
                 self._save()
         except Exception as error:  # shown to the user in the page; the server goes on
             with self.lock:
                 self.result.status, self.result.error = "failed", f"{type(error).__name__}: {error}"
         finally:
             self.registry.release()
+
+    def save_anyway(self):
+        """Save a run that ended diverged (the user asked to keep it); its path."""
+        if not self.done or self.result.status != "diverged" or self.saved_path:
+            raise ValueError(f"the run {self.name!r} is not a finished, diverged, unsaved run")
+        self._save()
+        return self.saved_path
 
     def _save(self):
         path = checkpoint.USER_DIR / self.name
@@ -184,6 +193,30 @@ class TrainingRun:
                 step=r.step, steps=self.config.steps, elapsed=r.elapsed, history=copy.deepcopy(r.history),
                 evals=copy.deepcopy(r.evals), metrics=dict(r.metrics), snapshots=list(r.snapshots), error=r.error,
                 saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at)
+
+
+def check_divergence(result, config, preset=None, task_name=""):
+    """Mark a run that ended "done" or "stopped" as "diverged" (with the hint) if its training went wrong: the loss
+    at the end above its first loss, or exact match 0 at the end of a preset that solves its task. (A NaN is caught
+    by the loop as it happens.)"""
+    from attnviz.training.presets import PRESETS
+
+    if result.status not in ("done", "stopped") or not result.history["loss"]:
+        return result
+    losses = result.history["loss"]
+    end = sum(losses[-10:]) / len(losses[-10:])
+    solves = preset in PRESETS and PRESETS[preset].task == task_name and result.status == "done" \
+        and result.step >= PRESETS[preset].train.get("steps", config.steps)
+    if len(losses) > 1 and end > losses[0]:
+        why = f"the loss at the end ({end:.3g}) is above its first loss ({losses[0]:.3g})"
+    elif solves and result.metrics.get("exact_match", 1) == 0:
+        why = f"exact match is 0 after {result.step} steps of a preset that solves this task"
+    else:
+        return result
+    result.status = "diverged"
+    result.error = (f"The run diverged: {why}. It was not saved; lower the learning rate (it was {config.lr:g}) "
+                    "and start again, or save it anyway.")
+    return result
 
 
 def run_meta(model, task, config, result, extra=None, test_metrics=None):

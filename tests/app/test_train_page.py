@@ -231,4 +231,7 @@ def test_a_diverged_run_shows_the_hint(saved):
     at = open_page(run="page-nan")
     assert {m.label: m.value for m in at.metric}["Status"] == "diverged"
     assert any("at step 3" in e.value and "Lower the learning rate" in e.value for e in at.error)
-    assert any("Saved as **page-nan**" in s.value for s in at.success)  # with the weights of step 2
+    assert not at.success and run.snapshot().saved_path == ""  # no green "Saved": kept only if the user asks
+    at.button(key="train_save_anyway").click().run()
+    assert run.snapshot().saved_path.endswith("page-nan")  # with the weights of step 2
+    assert any("Saved anyway as page-nan" in t.value for t in at.text)

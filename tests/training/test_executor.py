@@ -99,3 +99,29 @@ def test_workers_are_reused(task):
         run.join(120)
         pids.append(run.handle.worker.process.pid)
     assert pids[0] == pids[1] and local_executor().n_busy == 0
+
+
+def test_a_loss_that_ends_above_its_first_loss_is_diverged_and_not_saved(task, tmp_path, monkeypatch):
+    from attnviz.training import checkpoint
+    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path)
+    run = TrainingRun(tiny(task), task, config(steps=30, lr=1.0, warmup=0, clip=0.0, snapshot_every=0),
+                      name="too-fast", save=True, registry=RunRegistry(1)).start()
+    run.join(120)
+    snap = run.snapshot()
+    losses = snap.history["loss"]
+    assert sum(losses[-10:]) / 10 > losses[0]  # what the check looks at (a learning rate of 1.0 makes it so)
+    assert snap.status == "diverged" and "lower the learning rate" in snap.error and snap.saved_path == ""
+    assert not (tmp_path / "too-fast").exists()
+    assert run.save_anyway() == str(tmp_path / "too-fast") and (tmp_path / "too-fast" / "meta.json").is_file()
+
+
+def test_a_preset_that_ends_at_exact_match_zero_is_diverged():
+    from attnviz.training.loop import TrainResult
+    from attnviz.training.runs import check_divergence
+    result = TrainResult(status="done", step=350, metrics={"exact_match": 0.0})
+    result.history["loss"] = [3.0, 2.0, 1.5]
+    check_divergence(result, TrainConfig(steps=350, lr=7e-3), "reverse-transformer", "reverse")
+    assert result.status == "diverged" and "exact match is 0" in result.error
+    fine = TrainResult(status="done", step=350, metrics={"exact_match": 0.9})
+    fine.history["loss"] = [3.0, 2.0, 1.5]
+    assert check_divergence(fine, TrainConfig(steps=350), "reverse-transformer", "reverse").status == "done"
