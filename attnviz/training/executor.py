@@ -167,11 +167,6 @@ class LocalExecutor:
             self.busy.discard(id(worker))
         worker.conn.close()
 
-    def processes(self):
-        """The worker processes alive now: (pid, busy) pairs."""
-        with self.lock:
-            return [(w.process.pid, False) for w in self.idle if w.process.is_alive()]
-
     @property
     def n_busy(self):
         with self.lock:
