@@ -260,7 +260,7 @@ def induction_heads(quick, device):
 
 @benchmark
 def concurrent_training(quick, device):
-    """5 reverse-transformer runs at once in one process (threads, as the app's registry) vs 1 alone: wall steps/s."""
+    """k = 1, 2 reverse-transformer runs at once, threads vs worker processes: aggregate wall steps/s vs 1 alone."""
     from attnviz import classroom
     return classroom.concurrent_throughput(quick)
 
@@ -276,8 +276,15 @@ def gpu_sharing(quick, device):
 
 
 @benchmark
+def training_beside_pages(quick, device):
+    """A run's steps/s while the server process rerenders a page in a loop, thread vs worker process."""
+    from attnviz import classroom
+    return classroom.training_beside_pages(quick)
+
+
+@benchmark
 def click_latency(quick, device):
-    """A real server and 5 Chromium tabs on Train live, each with a run going or queued: ms from click to answer."""
+    """A real server and 10 Chromium tabs on Train live, each with a run going or queued: ms from click to answer."""
     from attnviz import classroom
     return classroom.click_latency(quick)
 

@@ -1,7 +1,9 @@
 """What a class feels, measured (run by `python -m attnviz bench`, see attnviz.bench):
 
-- `concurrent_throughput`: several training runs in one process at once, in threads as the app's registry
-  runs them, against one run alone: aggregate training steps per second of wall time.
+- `concurrent_throughput`: k training runs at once against one alone, in threads of this process and in worker
+  processes (the app's default) side by side: aggregate training steps per second of wall time.
+- `training_beside_pages`: a run's steps/s while this process rebuilds a page (plotly figures, pandas tables)
+  in a loop, against its solo rate, for a thread and for a worker process.
 - `gpu_sharing_throughput`: N runs sharing one CUDA GPU, each in its own process whose allocator is capped at
   `device.RUN_GPU_BYTES` (so one run cannot take the card): aggregate training steps per second of wall time.
 - `click_latency`: a real `streamlit run app.py` server and Chromium tabs on the Train live page, each with a
@@ -30,6 +32,7 @@ from attnviz.training.config import TrainConfig
 from attnviz.training.device import RUN_GPU_BYTES, cap_gpu_memory
 from attnviz.training.loop import train
 from attnviz.training.presets import build_preset
+from attnviz.training.executor import ThreadExecutor, local_executor
 from attnviz.training.runs import RunRegistry, TrainingRun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,35 +40,85 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def aggregate_steps_per_s(n_runs, steps, preset="reverse-transformer"):
-    """Total training steps per wall second of `n_runs` runs of a preset started together, all admitted at once."""
+EXECUTORS = {"threads": ThreadExecutor, "processes": local_executor}
+
+
+def timed_runs(n_runs, steps, executor, preset="reverse-transformer"):
+    """Start `n_runs` runs of a preset together (all admitted at once); [(steps, seconds of wall time)] of each,
+    the time measured from the run's first to its last reported step (a worker's start-up not counted)."""
     registry = RunRegistry(max_concurrent=n_runs)
     runs = []
     for seed in range(n_runs):
         task, model, config = build_preset(preset, seed=seed)
-        config = TrainConfig(**{**config.__dict__, "steps": steps})
-        runs.append(TrainingRun(model, task, config, name=f"bench-{seed}", registry=registry))
-    started = time.perf_counter()
+        config = TrainConfig(**{**config.__dict__, "steps": steps, "snapshot_every": 0, "eval_every": steps})
+        runs.append(TrainingRun(model, task, config, name=f"bench-{seed}", registry=registry, executor=executor))
     for run in runs:
         run.start()
     for run in runs:
         run.join()
-    wall = time.perf_counter() - started
     failed = [run.result.error for run in runs if run.result.status != "done"]
     if failed:
         raise RuntimeError(f"a benchmark run did not finish: {failed[0]}")
-    return sum(run.result.step for run in runs) / wall
+    return [(run.result.step - 1, run.result.history["time"][-1] - run.result.history["time"][0]) for run in runs]
 
 
-def concurrent_throughput(quick, n_runs=5):
-    """Rows: 1 run alone, then `n_runs` at once; aggregate steps/s and the ratio to the solo aggregate."""
+def aggregate_steps_per_s(n_runs, steps, executor):
+    """Total steps per second of `n_runs` runs at once (each run's steps over the slowest run's time)."""
+    timings = timed_runs(n_runs, steps, executor)
+    return sum(s for s, _ in timings) / max(t for _, t in timings)
+
+
+def concurrent_throughput(quick, counts=(1, 2)):
+    """Rows per executor and k: aggregate steps/s of k runs at once and its ratio to one run alone (goal >= 0.8 k)."""
     steps = 60 if quick else 300
-    aggregate_steps_per_s(1, 10)  # warm up: first-call costs of torch and the task
-    solo = aggregate_steps_per_s(1, steps)
-    together = aggregate_steps_per_s(n_runs, steps)
-    return [dict(runs=1, steps_each=steps, aggregate_steps_per_s=solo, per_run_steps_per_s=solo, ratio=1.0),
-            dict(runs=n_runs, steps_each=steps, aggregate_steps_per_s=together,
-                 per_run_steps_per_s=together / n_runs, ratio=together / solo, goal=">= 0.8")]
+    rows = []
+    for name, make in EXECUTORS.items():
+        executor = make()
+        timed_runs(max(counts), 10, executor)  # warm up: first-call costs, and the pool's workers started
+        solo = None
+        for k in counts:
+            aggregate = aggregate_steps_per_s(k, steps, executor)
+            solo = solo or aggregate
+            rows.append(dict(executor=name, runs=k, steps_each=steps, aggregate_steps_per_s=aggregate,
+                             ratio_to_solo=aggregate / solo, goal=f">= {0.8 * k:.1f}"))
+    return rows
+
+
+def render_page_loop(stop):
+    """What a page rerun costs the server's GIL: plotly figures and pandas tables rebuilt until `stop` is set."""
+    import numpy as np
+    import pandas as pd
+
+    from attnviz.app import figures
+
+    values = np.random.default_rng(0).random((12, 12))
+    while not stop.is_set():
+        figures.attention_heatmap(values, list("abcdefghijkl"), list("abcdefghijkl"), "a page").to_json()
+        pd.DataFrame({"step": range(300), "loss": values.ravel().tolist()[:144] * 2 + [0.0] * 12}).to_html()
+
+
+def training_beside_pages(quick):
+    """Rows per executor: a run's steps/s alone and while this process rerenders a page in a loop (goal >= 80%)."""
+    import threading
+
+    steps = 60 if quick else 300
+    rows = []
+    for name, make in EXECUTORS.items():
+        executor = make()
+        timed_runs(1, 10, executor)
+        (n, seconds), = timed_runs(1, steps, executor)
+        stop = threading.Event()
+        page = threading.Thread(target=render_page_loop, args=(stop,), daemon=True)
+        page.start()
+        try:
+            (n_busy, seconds_busy), = timed_runs(1, steps, executor)
+        finally:
+            stop.set()
+            page.join()
+        solo, beside = n / seconds, n_busy / seconds_busy
+        rows.append(dict(executor=name, steps=steps, solo_steps_per_s=solo, beside_page_steps_per_s=beside,
+                         ratio=beside / solo, goal=">= 0.8"))
+    return rows
 
 
 def gpu_run(barrier, results, seed, steps, budget, preset="reverse-transformer"):
@@ -174,8 +227,9 @@ CLICK_AND_WAIT = """async (selector) => {
 STEP_BUTTON = '.st-key-train_d_model button[data-testid="stNumberInputStep{}"]'
 
 
-def click_latency(quick, n_tabs=5):
-    """Rows: p50/p95/max milliseconds of a click on the Train live page with `n_tabs` tabs, each with a run."""
+def click_latency(quick, n_tabs=10):
+    """Rows: p50/p95/max milliseconds of a click on the Train live page with `n_tabs` tabs (sessions), each with a
+    run going or queued."""
     chromium = shutil.which("chromium")
     try:
         from playwright.sync_api import expect, sync_playwright

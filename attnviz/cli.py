@@ -111,6 +111,7 @@ def train_command(args):
 
     from attnviz.training.checkpoint import save_checkpoint
     from attnviz.training.device import set_threads_once
+    from attnviz.training.executor import ThreadExecutor
     from attnviz.training.runs import RunRegistry, TrainingRun, run_meta
 
     set_threads_once()  # cores - 1: one thread beats two for models this small, and leaves a core free
@@ -118,7 +119,10 @@ def train_command(args):
     n_parameters = sum(p.numel() for p in model.parameters())
     print(f"training {extra['arch']} ({n_parameters:,} parameters) on {task.name} for up to {config.steps} steps"
           + (f" or {config.time_budget:g} s" if config.time_budget else "") + "; Ctrl-C stops and saves")
-    run = TrainingRun(model, task, config, name=out.name, registry=RunRegistry(max_concurrent=1)).start()
+    # In this process, in a thread: the CLI does nothing else while it trains (no GIL to share with pages), and a
+    # worker would only add its start-up (spawn and import torch, about 2 s).
+    run = TrainingRun(model, task, config, name=out.name, registry=RunRegistry(max_concurrent=1),
+                      executor=ThreadExecutor()).start()
     with tqdm(total=config.steps, unit="step", dynamic_ncols=True) as bar:
         try:
             while not run.done:

@@ -142,6 +142,11 @@ def run_panel(run, active):
         getattr(st, level)(text)  # st.info, st.error or st.success
     if active:
         st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
+    mine = st.session_state.get("train_run") == run.name
+    if mine and run.done and snap.status == "diverged" and not snap.saved_path:
+        st.button("Save anyway", key="train_save_anyway", on_click=run.save_anyway, icon=":material/save:")
+    elif snap.status == "diverged" and snap.saved_path:
+        st.text(f"Saved anyway as {run.name}.")
     if snap.history["step"]:  # none while queued: nothing to draw, and no work for a busy server
         ui.chart_rows(curve_figures(snap), (("loss", "accuracy"), ("lr", "speed")), "curve_")
     if snap.snapshots and run.task.name == "induction":  # the moment an induction head forms

@@ -19,6 +19,9 @@ torch.set_num_threads(1)  # tiny models train faster on one thread, and tests sh
 
 
 def pytest_unconfigure(config):
+    executor = sys.modules.get("attnviz.training.executor")
+    if executor is not None and executor._LOCAL is not None:
+        executor._LOCAL.shutdown()  # no worker process outlives the test session
     shutil.rmtree(USER_DIR, ignore_errors=True)
 
 
@@ -61,6 +64,13 @@ def no_training_thread_left():
     runs = sys.modules.get("attnviz.training.runs")  # only if a test used it: importing it here would cost time
     if runs is not None:
         runs.REGISTRY.stop_all()
+    executor = sys.modules.get("attnviz.training.executor")
+    if executor is not None and executor._LOCAL is not None:  # idle workers may stay; none may still train
+        deadline = time.monotonic() + 10
+        while executor._LOCAL.n_busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if executor._LOCAL.n_busy:
+            pytest.fail(f"{executor._LOCAL.n_busy} worker processes still train 10 s after the test ended")
     leftovers = [t for t in threading.enumerate() if t.name.startswith("attnviz-train")]
     for thread in leftovers:
         thread.join(timeout=10)

@@ -122,7 +122,7 @@ def status_text(run, status, queue_position):
     """'training', 'queued (place 2)', 'saving' (ended, checkpoint being written), 'done', 'stopped', ..."""
     if status == "queued":
         return f"queued (place {queue_position})"
-    if status in ("done", "stopped", "diverged") and not run.done:
+    if status in ("done", "stopped") and not run.done:
         return "saving"
     return "training" if status == "running" else status
 
@@ -163,7 +163,7 @@ def run_notices(run, snap):
         notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."))
     if snap.error:
         notices.append(("error", snap.error))
-    if snap.saved_path:
+    if snap.saved_path and snap.status != "diverged":
         notices.append(("success", f"Saved as **{run.name}**: pick it in the model picker in the sidebar, "
                                    "on every page."))
     return notices

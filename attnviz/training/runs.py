@@ -1,7 +1,10 @@
-"""Training runs for the app: a run object in its own thread, and the process-wide registry that queues them.
+"""Training runs for the app: a run object trained by an executor, and the process-wide registry that queues them.
 
-    run = TrainingRun(model, task, config, name="rev-1"); run.start()  # in its own thread, from the app
+    run = TrainingRun(model, task, config, name="rev-1"); run.start()  # trains in a worker process
     run.snapshot()                                                     # a consistent copy for the page
+
+The run's thread in this process only waits: for a slot, then on the executor's handle (by default a worker
+process of attnviz.training.executor's local pool), and at the end loads the trained weights into `model`.
 
 All runs of the process share one `REGISTRY`, which lets at most `max_concurrent` of them train at
 once and serves the rest in order (a class of thirty on one laptop).
@@ -15,7 +18,7 @@ from dataclasses import asdict, dataclass
 from attnviz.training import checkpoint
 from attnviz.training.device import default_max_concurrent, pick_device
 from attnviz.training.evaluation import baseline_bits_per_char, evaluate_split
-from attnviz.training.loop import TrainResult, train
+from attnviz.training.executor import Job, Mirror, load_weights, local_executor
 
 
 class RunRegistry:
@@ -63,7 +66,7 @@ class RunRegistry:
         with self.condition:
             return next((r for r in reversed(self.runs) if r.name == name), None)
 
-    def stop_all(self, timeout=5.0):
+    def stop_all(self, timeout=10.0):
         with self.condition:
             runs = list(self.runs)
         for run in runs:
@@ -96,17 +99,29 @@ class RunSnapshot:
 
 
 class TrainingRun:
-    """One training run in its own daemon thread; saved under `name` when it ends (if `save=True`)."""
+    """One training run, waited for by its own daemon thread here; saved under `name` when it ends (if `save`).
 
-    def __init__(self, model, task, config, name="run", owner="", save=False, registry=None, extra_meta=None):
+    `executor` trains it (default: the local pool of worker processes); `model` holds the trained weights after."""
+
+    def __init__(self, model, task, config, name="run", owner="", save=False, registry=None, extra_meta=None,
+                 executor=None):
         self.model, self.task, self.config = model, task, config
         self.name, self.owner, self.save, self.extra_meta = name, owner, save, extra_meta or {}
         self.registry = registry or REGISTRY
+        self.executor = executor or local_executor()
         self.stop_requested = threading.Event()
-        self.lock = threading.Lock()
-        self._result = TrainResult(status="queued")
+        self.mirror, self.handle, self.test_metrics = Mirror(), None, None
+        self.mirror.result.status = "queued"
         self.saved_path, self.started_at = "", 0.0
         self.thread = threading.Thread(target=self._work, name=f"attnviz-train-{name}", daemon=True)
+
+    @property
+    def lock(self):
+        return self.mirror.lock
+
+    @property
+    def result(self):
+        return self.mirror.result
 
     def start(self):
         self.started_at = time.time()
@@ -117,28 +132,49 @@ class TrainingRun:
     def _work(self):
         if not self.registry.acquire(self):
             with self.lock:
-                self._result.status = "stopped"
+                self.result.status = "stopped"
             return
         try:
-            train(self.model, self.task, self.config, self._result, self.stop_requested.is_set, self.lock)
-            if self.save:
+            handle = self.executor.submit(Job.of(self.model, self.task, self.config))
+            with self.lock:
+                self.handle = handle
+                self.mirror = handle.mirror
+            if self.stop_requested.is_set():
+                handle.stop()
+            result, weights, self.test_metrics = handle.result()
+            if weights is not None:  # from a worker; an executor of this process trained self.model in place
+                load_weights(self.model, weights)
+            with self.lock:
+                check_divergence(result, self.config, self.extra_meta.get("preset"), self.task.name)
+            if self.save and result.status not in ("failed", "diverged"):  # a diverged run: only if the user asks
                 self._save()
         except Exception as error:  # shown to the user in the page; the server goes on
             with self.lock:
-                self._result.status, self._result.error = "failed", f"{type(error).__name__}: {error}"
+                self.result.status, self.result.error = "failed", f"{type(error).__name__}: {error}"
         finally:
             self.registry.release()
 
+    def save_anyway(self):
+        """Save a run that ended diverged (the user asked to keep it); its path."""
+        if not self.done or self.result.status != "diverged" or self.saved_path:
+            raise ValueError(f"the run {self.name!r} is not a finished, diverged, unsaved run")
+        self._save()
+        return self.saved_path
+
     def _save(self):
         path = checkpoint.USER_DIR / self.name
-        meta = run_meta(self.model, self.task, self.config, self.result, self.extra_meta)
+        meta = run_meta(self.model, self.task, self.config, self.result, self.extra_meta, self.test_metrics)
         checkpoint.save_checkpoint(path, self.model, self.task.tokenizer, meta)
         with self.lock:
             self.saved_path = str(path)
 
     def stop(self, timeout=1.0):
-        """Ask the run to stop and wait up to `timeout` seconds for its thread."""
+        """Ask the run to stop and wait up to `timeout` seconds for it to end."""
         self.stop_requested.set()
+        with self.lock:
+            handle = self.handle
+        if handle is not None:
+            handle.stop()
         self.join(timeout)
 
     def join(self, timeout=None):
@@ -146,16 +182,12 @@ class TrainingRun:
             self.thread.join(timeout)
 
     @property
-    def result(self):
-        return self._result
-
-    @property
     def done(self):
         return self.thread.ident is not None and not self.thread.is_alive()
 
     def snapshot(self):
         with self.lock:
-            r = self._result
+            r = self.result
             return RunSnapshot(
                 name=self.name, owner=self.owner, status=r.status, queue_position=self.registry.position(self),
                 step=r.step, steps=self.config.steps, elapsed=r.elapsed, history=copy.deepcopy(r.history),
@@ -163,11 +195,36 @@ class TrainingRun:
                 saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at)
 
 
-def run_meta(model, task, config, result, extra=None):
-    """The meta.json content that describes a trained model (see attnviz.training.checkpoint)."""
-    test_metrics = evaluate_split(model, task, "test")
-    if task.kind == "lm":
-        test_metrics["baseline_bits_per_char"] = baseline_bits_per_char(task)
+def check_divergence(result, config, preset=None, task_name=""):
+    """Mark a run that ended "done" or "stopped" as "diverged" (with the hint) if its training went wrong: the loss
+    at the end above its first loss, or exact match 0 at the end of a preset that solves its task. (A NaN is caught
+    by the loop as it happens.)"""
+    from attnviz.training.presets import PRESETS
+
+    if result.status not in ("done", "stopped") or not result.history["loss"]:
+        return result
+    losses = result.history["loss"]
+    end = sum(losses[-10:]) / len(losses[-10:])
+    solves = preset in PRESETS and PRESETS[preset].task == task_name and result.status == "done" \
+        and result.step >= PRESETS[preset].train.get("steps", config.steps)
+    if len(losses) > 1 and end > losses[0]:
+        why = f"the loss at the end ({end:.3g}) is above its first loss ({losses[0]:.3g})"
+    elif solves and result.metrics.get("exact_match", 1) == 0:
+        why = f"exact match is 0 after {result.step} steps of a preset that solves this task"
+    else:
+        return result
+    result.status = "diverged"
+    result.error = (f"The run diverged: {why}. It was not saved; lower the learning rate (it was {config.lr:g}) "
+                    "and start again, or save it anyway.")
+    return result
+
+
+def run_meta(model, task, config, result, extra=None, test_metrics=None):
+    """The meta.json content that describes a trained model (see attnviz.training.checkpoint); the test metrics
+    are computed here unless given (a worker computes them beside the training)."""
+    test_metrics = test_metrics if test_metrics is not None else evaluate_split(model, task, "test")
+    if task.kind == "lm" and "baseline_bits_per_char" not in test_metrics:
+        test_metrics = {**test_metrics, "baseline_bits_per_char": baseline_bits_per_char(task)}
     snapshots = [{"step": s["step"], "patterns": {n: p[:1].round(3).tolist() for n, p in s["patterns"].items()}}
                  for s in thin(result.snapshots, 24)]
     return {"task": task.spec(),

@@ -17,6 +17,7 @@ from attnviz.models.architectures import RNN_SIZES
 from attnviz.training import checkpoint
 from attnviz.training.plan import free_name
 from attnviz.training.presets import PRESETS
+from attnviz.training.executor import ThreadExecutor
 from attnviz.training.runs import REGISTRY, TrainingRun
 
 APP = "../../app.py"
@@ -224,9 +225,12 @@ def test_a_diverged_run_shows_the_hint(saved):
 
     model.lm_head.register_forward_hook(nan_from_step_3)
     saved.append("page-nan")
-    run = TrainingRun(model, task, config, name="page-nan", save=True).start()
+    run = TrainingRun(model, task, config, name="page-nan", save=True, executor=ThreadExecutor()).start()  # the hook
     run.join(120)
     at = open_page(run="page-nan")
     assert {m.label: m.value for m in at.metric}["Status"] == "diverged"
     assert any("at step 3" in e.value and "Lower the learning rate" in e.value for e in at.error)
-    assert any("Saved as **page-nan**" in s.value for s in at.success)  # with the weights of step 2
+    assert not at.success and run.snapshot().saved_path == ""  # no green "Saved": kept only if the user asks
+    at.button(key="train_save_anyway").click().run()
+    assert run.snapshot().saved_path.endswith("page-nan")  # with the weights of step 2
+    assert any("Saved anyway as page-nan" in t.value for t in at.text)

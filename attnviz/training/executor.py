@@ -1,0 +1,229 @@
+"""Where runs train: one executor interface, `submit(job) -> handle`, so the app does not care where.
+
+    handle = local_executor().submit(Job.of(model, task, config))  # trains in a worker process of a local pool
+    handle.snapshot(); handle.stop(); result, weights = handle.result()
+
+`LocalExecutor` (the embedded default) keeps spawned worker processes and reuses them, one job at a time each;
+a worker that dies ends its job "failed: worker lost" and is replaced by a fresh one on the next submit.
+`ThreadExecutor` trains in a thread of this process (the CLI, and the bench's side-by-side). A cluster executor
+(Ray) implements the same two calls. What crosses a process boundary is plain data: the job as dicts and
+safetensors bytes, deltas of numbers and numpy arrays back, the final weights as safetensors bytes.
+"""
+import multiprocessing
+import threading
+from dataclasses import asdict, dataclass, field, replace
+
+from safetensors.torch import load, save
+
+from attnviz.models.architectures import CONFIG_FAMILIES, build_model, family_of
+from attnviz.training.loop import TrainResult
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs to train, as plain data (a user task's text is inline in its spec)."""
+    task: dict  # task.spec()
+    tokenizer: dict  # tokenizer.spec()
+    tokenizer_files: dict  # {file name: bytes}
+    family: str  # a key of CONFIG_FAMILIES
+    model_config: dict
+    weights: bytes  # the initial weights (safetensors): the server seeds and builds, the worker trains
+    train: dict  # asdict(TrainConfig)
+    live: tuple = field(default=None, compare=False, repr=False)  # (model, task) for an executor in this process
+
+    @classmethod
+    def of(cls, model, task, config):
+        return cls(task.spec(), task.tokenizer.spec(), task.tokenizer.files(), family_of(model.config),
+                   asdict(model.config), weights_bytes(model), asdict(config), (model, task))
+
+
+def weights_bytes(model):
+    """The model's state as safetensors bytes (tied tensors copied apart, which safetensors requires)."""
+    return save({name: t.detach().to("cpu", copy=True).contiguous() for name, t in model.state_dict().items()})
+
+
+def load_weights(model, data):
+    model.load_state_dict(load(data), strict=True)
+    return model
+
+
+def rebuild_model(job):
+    return load_weights(build_model(CONFIG_FAMILIES[job.family](**job.model_config)), job.weights)
+
+
+class Mirror:
+    """The server's copy of a job's TrainResult, grown by deltas (`apply`) and read under its lock."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.result = TrainResult(status="running")
+
+    def apply(self, delta):
+        with self.lock:
+            apply_delta(self.result, delta)
+
+
+def delta_since(result, sent):
+    """What changed in `result` since the counts in `sent` (updated): scalars, new history, evals and snapshots."""
+    history = {k: v[sent["history"]:] for k, v in result.history.items()}
+    evals = {k: v[sent["evals"]:] for k, v in result.evals.items()}
+    snapshots = result.snapshots[sent["snapshots"]:]
+    sent.update(history=len(result.history["step"]), evals=len(result.evals["step"]), snapshots=len(result.snapshots))
+    return {"status": result.status, "error": result.error, "step": result.step, "elapsed": result.elapsed,
+            "metrics": dict(result.metrics), "reached_target_at": result.reached_target_at,
+            "history": history, "evals": evals, "snapshots": snapshots}
+
+
+def apply_delta(result, delta):
+    for key in ("status", "error", "step", "elapsed", "metrics", "reached_target_at"):
+        setattr(result, key, delta[key])
+    for record, new in ((result.history, delta["history"]), (result.evals, delta["evals"])):
+        for key, values in new.items():
+            record.setdefault(key, []).extend(values)
+    result.snapshots.extend(delta["snapshots"])
+
+
+class LocalHandle:
+    """A job on a local worker process: a thread of this process reads its deltas (blocking on the pipe only)."""
+
+    def __init__(self, executor, worker, job):
+        self.executor, self.worker, self.mirror = executor, worker, Mirror()
+        self.finished = threading.Event()
+        self.weights, self.test_metrics = None, None
+        self.send_lock = threading.Lock()
+        with self.send_lock:
+            worker.conn.send(("train", replace(job, live=None)))  # plain data only
+        self.reader = threading.Thread(target=self._read, name="attnviz-train-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        try:
+            while True:
+                kind, delta, *final = self.worker.conn.recv()
+                self.mirror.apply(delta)
+                if kind == "end":
+                    self.weights, self.test_metrics = final
+                    self.executor.release(self.worker)
+                    break
+        except (EOFError, OSError):  # the worker died (killed, out of memory): this job fails, nothing else does
+            self.worker.process.join(5)
+            with self.mirror.lock:
+                self.mirror.result.status = "failed"
+                self.mirror.result.error = (f"worker lost: the training process ended unexpectedly (exit code "
+                                            f"{self.worker.process.exitcode}); start the run again")
+            self.executor.discard(self.worker)
+        finally:
+            self.finished.set()
+
+    def stop(self):
+        try:
+            with self.send_lock:
+                self.worker.conn.send(("stop",))
+        except (OSError, ValueError):  # already gone: the reader reports it
+            pass
+
+    def result(self, timeout=None):
+        """(TrainResult, final weights as safetensors bytes or None, test metrics or None) once the job ended."""
+        self.finished.wait(timeout)
+        return self.mirror.result, self.weights, self.test_metrics
+
+
+@dataclass
+class Worker:
+    process: multiprocessing.Process
+    conn: object  # this side of the duplex pipe
+
+
+class LocalExecutor:
+    """A pool of spawned worker processes, kept and reused; each trains one job at a time."""
+
+    def __init__(self):
+        self.context = multiprocessing.get_context("spawn")
+        self.idle, self.busy = [], set()
+        self.lock = threading.Lock()
+
+    def submit(self, job):
+        with self.lock:
+            worker = self.idle.pop() if self.idle else self._spawn()
+            self.busy.add(id(worker))
+        return LocalHandle(self, worker, job)
+
+    def _spawn(self):
+        from attnviz.training import worker  # the worker's entry point, importable by a spawned child
+
+        ours, theirs = self.context.Pipe(duplex=True)
+        process = self.context.Process(target=worker.serve, args=(theirs,), name="attnviz-worker", daemon=True)
+        process.start()
+        theirs.close()
+        return Worker(process, ours)
+
+    def release(self, worker):
+        with self.lock:
+            self.busy.discard(id(worker))
+            self.idle.append(worker)
+
+    def discard(self, worker):
+        with self.lock:
+            self.busy.discard(id(worker))
+        worker.conn.close()
+
+    @property
+    def n_busy(self):
+        with self.lock:
+            return len(self.busy)
+
+    def shutdown(self, timeout=10):
+        """End every idle worker (a busy one ends when its job does and is not reused)."""
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for w in idle:
+            w.conn.close()  # the worker's recv sees EOF and returns
+        for w in idle:
+            w.process.join(timeout)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+
+
+class ThreadHandle:
+    """A job trained in a thread of this process: the run's own model, in place (weights come back as None)."""
+
+    def __init__(self, job):
+        self.mirror, self.stopping, self.weights, self.test_metrics = Mirror(), threading.Event(), None, None
+        self.thread = threading.Thread(target=self._work, args=(job,), name="attnviz-train-thread", daemon=True)
+        self.thread.start()
+
+    def _work(self, job):
+        from attnviz.training.worker import run_job
+
+        _, self.test_metrics = run_job(job, self.mirror.result, self.stopping.is_set, self.mirror.lock)
+
+    def stop(self):
+        self.stopping.set()
+
+    def result(self, timeout=None):
+        self.thread.join(timeout)
+        return self.mirror.result, self.weights, self.test_metrics
+
+
+class ThreadExecutor:
+    """Trains in threads of this process: no start-up cost, but the GIL is shared with everything else here."""
+
+    def submit(self, job):
+        return ThreadHandle(job)
+
+    def shutdown(self, timeout=10):
+        pass
+
+
+_LOCAL = None
+_LOCAL_LOCK = threading.Lock()
+
+
+def local_executor():
+    """The process-wide local pool, made on first use (one per server process)."""
+    global _LOCAL
+    with _LOCAL_LOCK:
+        if _LOCAL is None:
+            _LOCAL = LocalExecutor()
+        return _LOCAL
