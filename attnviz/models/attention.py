@@ -2,7 +2,8 @@
 
 Fused: `F.scaled_dot_product_attention`, used when nobody listens to `hook_pattern`.
 Explicit: softmax(QK^T / sqrt(d_head)) V with the weights materialised and passed through
-`hook_pattern`, used as soon as a hook is registered there (capture never changes results).
+`hook_pattern`, used as soon as the current context listens there (capture never changes results), and in
+training with dropout, whose mask comes from the run's generator (`attnviz.models.randomness`), not the global RNG.
 Masks follow PyTorch: boolean, True = blocked.
 """
 import math
@@ -13,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attnviz.models.hooks import HookPoint
+from attnviz.models.randomness import dropout as drop
 
 
 @dataclass
@@ -82,7 +84,7 @@ class MultiHeadAttention(nn.Module):
         k, v = self.keys_values(key, value, cache)  # (B, H, Tk, d_head)
         blocked = blocked_mask(attn_mask, key_padding_mask)  # (B|1, 1, Tq|1, Tk) or None
         dropout = self.dropout if self.training else 0.0
-        if self.hook_pattern.active:
+        if self.hook_pattern.active or dropout > 0:  # the fused kernel's dropout would draw from the global RNG
             scores = (q / math.sqrt(self.d_head)) @ k.transpose(-2, -1)  # (B, H, Tq, Tk)
             if blocked is not None:  # adding a -inf bias in place is ~3x cheaper than masked_fill here
                 scores += torch.zeros(blocked.shape, dtype=scores.dtype, device=scores.device).masked_fill_(
@@ -92,9 +94,9 @@ class MultiHeadAttention(nn.Module):
             if sees_nothing is not None and sees_nothing.any():  # such a query gets 0 as on the fused path, not NaN
                 pattern = pattern.masked_fill(sees_nothing, 0.0)
             pattern = self.hook_pattern(pattern)
-            z = F.dropout(pattern, dropout, self.training) @ v  # (B, H, Tq, d_head)
+            z = drop(pattern, dropout, self.training) @ v  # (B, H, Tq, d_head)
         else:
             allowed = None if blocked is None else ~blocked
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         z = self.hook_z(z.transpose(1, 2))  # (B, Tq, H, d_head)
         return self.out_proj(z.reshape(B, Tq, D))  # (B, Tq, D)

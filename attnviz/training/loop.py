@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from attnviz.decoding import greedy
 from attnviz.models.hooks import capture
+from attnviz.models.randomness import using_generator
 from attnviz.training.device import autocast, pick_device
 from attnviz.training.evaluation import evaluate_split, evaluating
 
@@ -63,11 +64,14 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
 
     `lock` guards every write to `result` so another thread can copy it consistently. `clock` measures
     training time (benchmarks pass `time.process_time`, which other work on the machine hardly inflates).
-    A NaN/inf loss or gradient stops the run with the last good weights restored.
+    A NaN/inf loss or gradient stops the run with the last good weights restored. Dropout draws from the run's own
+    generator (seeded with `config.seed`), so runs training at once in one process do not disturb each other.
     """
-    result = result or TrainResult()
-    lock = lock or threading.Lock()
-    torch.manual_seed(config.seed)
+    with using_generator(torch.Generator().manual_seed(config.seed)):
+        return _train(model, task, config, result or TrainResult(), should_stop, lock or threading.Lock(), clock)
+
+
+def _train(model, task, config, result, should_stop, lock, clock):
     device = pick_device(config.device)
     model.to(device).train()
     pad_id = model.config.pad_id
