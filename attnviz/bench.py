@@ -125,8 +125,9 @@ def train_step(quick, device):
     config = bench_config(dropout=0.1, max_len=64)
     batch_size, length = 64, 12
     batch = [t.to(device) for t in random_batch(config, batch_size, length, length)]
-    torch.manual_seed(0)
-    models = {"attnviz": build_model(config).to(device).train(), "torch": TorchTransformer(config).to(device).train()}
+    torch_model = TorchTransformer(config)  # PyTorch's own initialisation (the global RNG): weights do not change cost
+    models = {"attnviz": build_model(config, torch.Generator().manual_seed(0)).to(device).train(),
+              "torch": torch_model.to(device).train()}
     steps = {name: training_step(model, batch, config.pad_id) for name, model in models.items()}
     ms = median_ms(steps, rounds=3 if quick else 9, number=2 if quick else 5, device=device)
     params = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
@@ -140,8 +141,7 @@ def train_step(quick, device):
 def capture_forward(quick, device):
     """Forward pass (no grad) with every attention pattern captured vs none, by sequence length."""
     config = bench_config(max_len=512)
-    torch.manual_seed(0)
-    model = build_model(config).eval()
+    model = build_model(config, torch.Generator().manual_seed(0)).eval()
     batch_size, rows = 8, []
     for length in [32] if quick else [32, 128, 512]:
         src, tgt_in, _ = random_batch(config, batch_size, length, length)
@@ -165,8 +165,7 @@ def capture_forward(quick, device):
 def kv_cache_decoding(quick, device):
     """Greedy decoding of 64 tokens: KV cache (attnviz.decoding.greedy) vs the whole model rerun every step."""
     config = bench_config(max_len=128)
-    torch.manual_seed(0)
-    model = build_model(config).eval()
+    model = build_model(config, torch.Generator().manual_seed(0)).eval()
     with torch.no_grad():
         model.lm_head.weight[EOS] = 0.0  # EOS scores 0, below the best of 63 random logits: all 64 tokens run
     new_tokens, src_len, rows = 64, 32, []

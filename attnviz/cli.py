@@ -57,8 +57,6 @@ def read_user_file(path):
 
 def training_plan(args):
     """(task, model, train config, output path, extra meta) from the options, a preset filling what is unsaid."""
-    import torch
-
     from attnviz.data.tasks import make_task
     from attnviz.training.checkpoint import USER_DIR, validate_name
     from attnviz.training.presets import PRESETS, build
@@ -84,7 +82,6 @@ def training_plan(args):
     name = args.name or (args.preset or f"{task_name}-{arch}").replace("+", "-")
     out = Path(args.out) if args.out else USER_DIR / name
     validate_name(out.name)  # before training, not after
-    torch.manual_seed(args.seed)
     model, config = build(task, arch, sizes, train)
     return task, model, config, out, {"preset": args.preset, "arch": arch}
 

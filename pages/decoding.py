@@ -18,16 +18,14 @@ state = st.session_state
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def decode(_picked, key, ids, method, settings, forced, max_new_tokens):
-    with ui.MODEL_LOCK:  # capture hooks on a model shared by every session
-        return METHODS[method](_picked.model, _picked.tokenizer, list(ids), max_new_tokens=max_new_tokens,
-                                        forced=dict(forced), **dict(settings))
+    return METHODS[method](_picked.model, _picked.tokenizer, list(ids), max_new_tokens=max_new_tokens,
+                          forced=dict(forced), **dict(settings))
 
 
 @st.cache_data(max_entries=32, show_spinner="Decoding with every method…")
 def compare(_picked, key, ids, max_new_tokens, seeds, view, width, length_penalty):
-    with ui.MODEL_LOCK:
-        return compare_methods(_picked.model, _picked.tokenizer, list(ids), max_new_tokens, seeds,
-                                        width=width, length_penalty=length_penalty, **dict(view))
+    return compare_methods(_picked.model, _picked.tokenizer, list(ids), max_new_tokens, seeds,
+                           width=width, length_penalty=length_penalty, **dict(view))
 
 
 def go_to(taken):

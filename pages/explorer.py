@@ -32,21 +32,18 @@ module_of = {(k, layer): module for k, layer, module, _ in heads}
 
 @st.cache_data(max_entries=64, show_spinner="Running the test set with those heads off…")
 def test_set_effect(_picked, key, off):
-    with ui.MODEL_LOCK:
-        return ablation_summary(_picked.model, _picked.task().batches("test", 256), set(off))
+    return ablation_summary(_picked.model, _picked.task().batches("test", 256), set(off))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def input_effect(_picked, key, _run, text, off):
-    with ui.MODEL_LOCK:
-        return ablate_input(_picked.model, _picked.task(), _run, set(off))
+    return ablate_input(_picked.model, _picked.task(), _run, set(off))
 
 
 @st.cache_data(max_entries=16, show_spinner="Switching every head off in turn…")
 def head_ranking(_picked, key):
-    with ui.MODEL_LOCK:
-        batch = next(_picked.task().batches("test", 256))
-        return single_head_effects(_picked.model, batch).sort_values("loss_change", ascending=False)
+    batch = next(_picked.task().batches("test", 256))
+    return single_head_effects(_picked.model, batch).sort_values("loss_change", ascending=False)
 
 
 @st.cache_data(max_entries=16, show_spinner="Scoring every head on probe sequences…")

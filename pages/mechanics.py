@@ -54,8 +54,7 @@ module = next(m for k, l, m, _ in heads if (k, l) == (kind, layer))
 
 @st.cache_data(max_entries=64, show_spinner="Computing the head by hand…")
 def mechanics(_picked, key, _run, text, module, head):
-    with ui.MODEL_LOCK:
-        return head_mechanics(_picked.model, lambda: _run.forward(_picked.model), module, head)
+    return head_mechanics(_picked.model, lambda: _run.forward(_picked.model), module, head)
 
 
 def stacked(latex):

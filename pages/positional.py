@@ -82,8 +82,7 @@ st.markdown("Run the test set again with the positional encodings **removed** (e
 
 @st.cache_data(max_entries=16, show_spinner="Running the test set…")
 def experiment(_picked, key, mode):
-    with ui.MODEL_LOCK:
-        return positional_ablation_summary(_picked.model, _picked.task().batches("test", 256), mode)
+    return positional_ablation_summary(_picked.model, _picked.task().batches("test", 256), mode)
 
 
 if st.toggle("Run the experiment on the test set", key="pe_experiment"):

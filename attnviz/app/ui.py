@@ -4,7 +4,6 @@ The only module of attnviz that imports streamlit. Pages call these instead of r
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
 import re
-import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -161,7 +160,6 @@ def model_key(picked):
 # ---------------------------------------------------------------------------------------------
 # What the attention pages share: the model or a message, the input text, choices kept in the URL
 
-MODEL_LOCK = threading.RLock()  # a cached model serves every session: one run's hooks must not meet another's
 MAX_INPUT_CHARS = 1000  # the input travels in the URL; models read far fewer tokens anyway
 KIND_LABELS = {"encoder self": "Encoder self-attention", "decoder self": "Decoder self-attention (causal)",
                "cross": "Cross-attention (decoder → encoder)"}
@@ -248,8 +246,7 @@ def input_text(task, label="Input"):
 
 @st.cache_data(max_entries=64, show_spinner="Running the model…")
 def _run_input(_picked, key, text, max_tokens, max_new_tokens):
-    with MODEL_LOCK:
-        return run_input(_picked.model, _picked.task(), text, max_tokens, max_new_tokens)
+    return run_input(_picked.model, _picked.task(), text, max_tokens, max_new_tokens)
 
 
 def input_run(picked, label="Input", max_tokens=MAX_SHOWN_TOKENS, max_new_tokens=None):

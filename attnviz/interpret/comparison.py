@@ -102,8 +102,7 @@ def by_length(rows, metric, scale=1.0):
 
 def cost_model(config, longest, seed=0):
     """A fresh model of `config` (weights do not change the cost) that reads `longest` tokens, in eval mode."""
-    torch.manual_seed(seed)
-    return build_model(replace(config, max_len=max(config.max_len, longest))).eval()
+    return build_model(replace(config, max_len=max(config.max_len, longest)), torch.Generator().manual_seed(seed)).eval()
 
 
 def random_tokens(config, batch_size, length, seed=0):

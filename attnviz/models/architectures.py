@@ -9,6 +9,7 @@
 import torch
 
 from attnviz.models.config import RNNConfig, TransformerConfig
+from attnviz.models.randomness import initialise, use_own_dropout
 from attnviz.models.rnn import RNNSeq2Seq
 from attnviz.models.transformer import EncoderDecoder, EncoderOnly, LanguageModel
 
@@ -69,15 +70,24 @@ def family_of(config):
     raise ValueError(f"no model family for a config of type {type(config).__name__}")
 
 
-def build_model(config):
-    """The model a config describes (encoder-decoder, decoder-only LM, encoder-only, or an RNN)."""
+def build_model(config, generator=None):
+    """The model a config describes (encoder-decoder, decoder-only LM, encoder-only, or an RNN).
+
+    With a `generator`, every weight is drawn from it (not from the global RNG, which concurrent runs share), so
+    one seed gives one model however many runs start at once. Its dropout draws from the run's generator too
+    (`attnviz.models.randomness`)."""
     if isinstance(config, TransformerConfig):
         if config.encoder_only:
-            return EncoderOnly(config)
-        return LanguageModel(config) if config.is_language_model else EncoderDecoder(config)
-    if isinstance(config, RNNConfig):
-        return RNNSeq2Seq(config)
-    raise TypeError(f"no model for a config of type {type(config).__name__}")
+            model = EncoderOnly(config)
+        else:
+            model = LanguageModel(config) if config.is_language_model else EncoderDecoder(config)
+    elif isinstance(config, RNNConfig):
+        model = RNNSeq2Seq(config)
+    else:
+        raise TypeError(f"no model for a config of type {type(config).__name__}")
+    if generator is not None:
+        initialise(model, generator, xavier=isinstance(config, TransformerConfig))
+    return use_own_dropout(model)
 
 
 def parameter_count(config):

@@ -2,7 +2,8 @@
 
 Fused: `F.scaled_dot_product_attention`, used when nobody listens to `hook_pattern`.
 Explicit: softmax(QK^T / sqrt(d_head)) V with the weights materialised and passed through
-`hook_pattern`, used as soon as a hook is registered there (capture never changes results).
+`hook_pattern`, used as soon as the current context listens there (capture never changes results), and in
+training with dropout, whose mask comes from the run's generator (`attnviz.models.randomness`), not the global RNG.
 Masks follow PyTorch: boolean, True = blocked. A query that may see no key at all gets zero weights and a zero
 output on both paths and every device: its row is unblocked before the softmax (so no kernel ever meets a row of
 only -inf, which some CUDA kernels turn into NaN, in the forward or the backward pass) and zeroed after.
@@ -17,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attnviz.models.hooks import HookPoint
+from attnviz.models.randomness import dropout as drop
 
 
 @dataclass
@@ -91,7 +93,7 @@ class MultiHeadAttention(nn.Module):
             sees_nothing = blocked.all(dim=-1, keepdim=True)
             blocked = blocked & ~sees_nothing  # such a row sees every key for now: a finite softmax everywhere
         dropout = self.dropout if self.training else 0.0
-        if self.hook_pattern.active:
+        if self.hook_pattern.active or dropout > 0:  # the fused kernel's dropout would draw from the global RNG
             scores = (q / math.sqrt(self.d_head)) @ k.transpose(-2, -1)  # (B, H, Tq, Tk)
             if blocked is not None:  # adding a -inf bias in place is ~3x cheaper than masked_fill here
                 scores += torch.zeros(blocked.shape, dtype=scores.dtype, device=scores.device).masked_fill_(
@@ -100,13 +102,12 @@ class MultiHeadAttention(nn.Module):
             if sees_nothing is not None:
                 pattern = pattern.masked_fill(sees_nothing, 0.0)
             pattern = self.hook_pattern(pattern)
-            z = F.dropout(pattern, dropout, self.training) @ v  # (B, H, Tq, d_head)
+            z = drop(pattern, dropout, self.training) @ v  # (B, H, Tq, d_head)
         else:
             if exactly_causal:  # no mask tensor: SDPA may take a flash kernel
-                z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+                z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             else:
-                z = F.scaled_dot_product_attention(q, k, v, attn_mask=None if blocked is None else ~blocked,
-                                                   dropout_p=dropout)
+                z = F.scaled_dot_product_attention(q, k, v, attn_mask=None if blocked is None else ~blocked)
             if sees_nothing is not None:
                 z = z.masked_fill(sees_nothing, 0.0)  # (B, H, Tq, d_head)
         z = self.hook_z(z.transpose(1, 2))  # (B, Tq, H, d_head)

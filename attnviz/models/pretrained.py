@@ -14,7 +14,6 @@ the models trained here:
 """
 import importlib.util
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -127,13 +126,12 @@ def attention_module(layer):
 class MiniLM:
     """Our EncoderOnly holding all-MiniLM-L6-v2, with its WordPiece tokenizer.
 
-    One instance may serve every browser session; hooks live on the shared model, so a lock keeps one
-    session's capture or ablation out of another's forward pass.
+    One instance may serve every browser session at once: capture and ablation are context-local, so one
+    session's never reaches another's forward pass (no lock needed).
     """
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.lock = threading.Lock()
 
     def encode_batch(self, sentences):
         if isinstance(sentences, str) or not sentences:
@@ -164,21 +162,21 @@ class MiniLM:
             raise ValueError(f"Every sentence is longer than {max_tokens} tokens: shorten them.")
         return sentences[:max_sentences], notes
 
-    def _states(self, batch):  # callers hold self.lock
+    def _states(self, batch):
         with torch.no_grad():
             return self.model(batch.ids, padding_mask=batch.attention_mask == 0)  # (B, T, D)
 
     def run(self, sentences):
         """Token states and every layer's attention probabilities, captured through our hook points."""
         batch = self.encode_batch(sentences)
-        with self.lock, capture(self.model) as attentions:
+        with capture(self.model) as attentions:
             states = self._states(batch)
         return MiniLMRun(batch, states, attentions)
 
     def sentence_embeddings(self, sentences, ablate_heads=()):
         """(B, D) mean of the real tokens' states, L2-normalised; `ablate_heads`: {(attention module, head)}."""
         batch = self.encode_batch(sentences)
-        with self.lock, ablate(self.model, set(ablate_heads)):
+        with ablate(self.model, set(ablate_heads)):
             states = self._states(batch)  # (B, T, D)
         real = batch.attention_mask[..., None].to(states.dtype)  # (B, T, 1)
         mean = (states * real).sum(1) / real.sum(1)  # (B, D)

@@ -15,6 +15,7 @@ import torch
 from attnviz.data.tokenizers import BOS
 from attnviz.decoding import greedy
 from attnviz.models.hooks import capture
+from attnviz.models.randomness import using_generator
 from attnviz.training.device import autocast, autocast_plan, pick_device
 from attnviz.training.evaluation import evaluate_split, evaluating, position_losses
 
@@ -97,10 +98,14 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
     training time (benchmarks pass `time.process_time`, which other work on the machine hardly inflates).
     A NaN/inf loss or gradient stops the run with the last good weights restored. On CUDA the forward pass runs
     under bf16 autocast unless the model's recurrent cells fail it on this GPU (then fp32, and a note says so).
+    Dropout draws from the run's own
+    generator (seeded with `config.seed`), so runs training at once in one process do not disturb each other.
     """
-    result = result or TrainResult()
-    lock = lock or threading.Lock()
-    torch.manual_seed(config.seed)
+    with using_generator(torch.Generator().manual_seed(config.seed)):
+        return _train(model, task, config, result or TrainResult(), should_stop, lock or threading.Lock(), clock)
+
+
+def _train(model, task, config, result, should_stop, lock, clock):
     device = pick_device(config.device)
     model.to(device).train()
     use_autocast, notes = autocast_plan(device, model)

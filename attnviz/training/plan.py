@@ -5,8 +5,6 @@
 """
 from dataclasses import asdict, dataclass
 
-import torch
-
 from attnviz.models.architectures import architectures_for, check_size, kind_of, model_config
 from attnviz.training import checkpoint
 from attnviz.training.config import TrainConfig
@@ -61,11 +59,10 @@ def plan_run(task, architecture, sizes, train, name, owner="", preset="", regist
 
 
 def start(plan, registry=REGISTRY, rename_from=None):
-    """Build the model (seeded) and start its run; it saves itself under its name when it ends.
+    """Build the model (from its own seeded generator) and start its run; it saves itself under its name when it ends.
 
     If another tab took `plan.name` a moment ago, that is an error, unless `rename_from` gives a base for a
     free name instead (for a name the page suggested, not one the user typed)."""
-    torch.manual_seed(plan.train.seed)
     model, config = build(plan.task, plan.architecture, plan.sizes, asdict(plan.train))
     meta = {"preset": plan.preset or None, "arch": plan.architecture, "owner": plan.owner}
     with registry.condition:  # claim the name and register the run in one step

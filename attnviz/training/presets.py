@@ -67,14 +67,17 @@ PRESETS = {
 
 
 def build(task, architecture, sizes=None, train=None):
-    """(model, train config) for a task; checks that architecture and task fit and the size is allowed."""
+    """(model, train config) for a task; checks that architecture and task fit and the size is allowed.
+
+    The weights are drawn from a generator seeded with the train config's seed, never from the global RNG."""
     if kind_of(architecture) != task.kind:
         raise ValueError(f"the {architecture} architecture does not fit the {task.name} task "
                          f"({'a language model' if task.kind == 'lm' else 'sequence-to-sequence'}): "
                          f"choose {'lm' if task.kind == 'lm' else 'transformer or an RNN'}")
     config = model_config(architecture, task.tokenizer, **(sizes or {}))
     check_size(config)
-    return build_model(config), TrainConfig(**(train or {}))
+    train_config = TrainConfig(**(train or {}))
+    return build_model(config, torch.Generator().manual_seed(train_config.seed)), train_config
 
 
 def build_preset(name, seed=0):
@@ -83,6 +86,5 @@ def build_preset(name, seed=0):
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[name]
     task = make_task(preset.task, seed=seed, **preset.task_params)
-    torch.manual_seed(seed)
     model, config = build(task, preset.architecture, preset.sizes, {**preset.train, "seed": seed})
     return task, model, config
