@@ -10,6 +10,8 @@ from attnviz.interpret.comparison import (accuracy_by_length, alignment, by_leng
 from attnviz.interpret.contenders import (LABELS, TASKS, checkpoint_name, curve, find_contenders, runs_of, session_id,
                                           start_runs, stop_runs, summary)
 
+ui.sidebar(__file__)
+
 COST_LENGTHS = [16, 32, 64, 128, 256, 512, 1024]
 SOURCES = {"shipped": "Shipped checkpoints", "here": "Train all three here"}
 
