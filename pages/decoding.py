@@ -11,6 +11,8 @@ from attnviz.interpret.decoding_views import (attention_rows, beam_tree, compare
                                               top_choices)
 from attnviz.interpret.patterns import parse_pattern_name
 
+ui.sidebar(__file__)
+
 STOPS = {"eos": "ended with <eos>", "max_new_tokens": "reached the new-token limit",
          "max_len": "reached the longest sequence this model can read"}
 state = st.session_state

@@ -12,6 +12,7 @@ from attnviz.interpret.input_run import ablate_input
 from attnviz.interpret.patterns import attention_heads, patterns_of
 from attnviz.interpret.rollout import attention_rollout
 
+ui.sidebar(__file__)
 st.title("Attention explorer")
 picked = ui.model_or_stop()
 run = ui.input_run(picked)

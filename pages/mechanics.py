@@ -7,6 +7,8 @@ from attnviz.app.text import MECHANICS_FORMULAS
 from attnviz.interpret.mechanics import MECHANICS_AXES, head_mechanics
 from attnviz.interpret.patterns import attention_heads
 
+ui.sidebar(__file__)
+
 MAX_TOKENS = 12  # the numbers are written into the cells up to 12 x 12
 
 STEPS = {  # step -> (title, what it means)

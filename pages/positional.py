@@ -7,6 +7,7 @@ from attnviz.interpret.positional import (positional_ablation_summary, positiona
                                           shift_check)
 from attnviz.models.positional import sinusoidal_table
 
+ui.sidebar(__file__)
 st.title("Positional encodings")
 st.markdown(r"""
 Attention by itself ignores order: shuffle the tokens and every token gets the same mix of values, just

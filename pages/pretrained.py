@@ -9,6 +9,8 @@ from attnviz.interpret.head_stats import stat_matrix
 from attnviz.interpret.rollout import attention_rollout
 from attnviz.models import pretrained
 
+ui.sidebar(__file__)
+
 DEFAULT_SENTENCES = """The cat sat on the mat.
 A kitten was sleeping on the rug.
 The stock market fell sharply today.

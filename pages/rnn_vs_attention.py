@@ -11,6 +11,8 @@ from attnviz.interpret.contenders import (LABELS, TASKS, checkpoint_name, curve,
                                           start_runs, stop_runs, summary)
 from attnviz.training.device import pick_device
 
+ui.sidebar(__file__)
+
 COST_LENGTHS = [16, 32, 64, 128, 256, 512, 1024]
 SOURCES = {"shipped": "Shipped checkpoints", "here": "Train all three here"}
 

@@ -12,6 +12,8 @@ from attnviz.data.tasks import TASKS, make_task
 from attnviz.models.architectures import ARCHITECTURES
 from attnviz.training.plan import free_name, name_taken, plan_run, start
 
+ui.sidebar(__file__)
+
 registry = ui.training_registry()  # the same runs on every page, also after Streamlit reloads attnviz.training.runs
 st.title("Train live")
 slots = registry.max_concurrent

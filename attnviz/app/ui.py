@@ -13,7 +13,7 @@ from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.data.tokenizers import visible
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
 from attnviz.training import checkpoint
-from attnviz.training.device import describe, pick_device
+from attnviz.training.device import describe, pick_device, set_threads_once
 from attnviz.training.runs import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,32 +22,34 @@ ROOT = Path(__file__).resolve().parents[2]
 class PageInfo(NamedTuple):
     file: str  # relative to the repository root, like app.py
     title: str
-    icon: str
+    icon: str  # an emoji: it ships with the browser (a :material/...: page icon is fetched from Google's servers)
     blurb: str  # one line for the landing page
 
     @property
     def url_path(self):
-        return Path(self.file).stem
+        """Where Streamlit serves the page: "" (the root) for app.py, "explorer" for pages/explorer.py."""
+        return "" if self.file == HOME else Path(self.file).stem
 
 
-HOME = "pages/home.py"
+HOME = "app.py"
+APP_ICON = "👁️"  # the browser tab's icon: Streamlit draws an emoji as an inline SVG, so nothing is fetched for it
 
 # Every page of the app, in menu order. One line per page; a page shows up once its file exists.
 PAGES = [
-    PageInfo(HOME, "Home", ":material/home:", "What attnviz is, the models at hand and the device."),
-    PageInfo("pages/explorer.py", "Attention explorer", ":material/grid_view:",
+    PageInfo(HOME, "Home", "🏠", "What attnviz is, the models at hand and the device."),
+    PageInfo("pages/explorer.py", "Attention explorer", "🔍",
              "Every layer and head as a heatmap; head statistics, rollout, and switching heads off."),
-    PageInfo("pages/positional.py", "Positional encodings", ":material/waves:",
+    PageInfo("pages/positional.py", "Positional encodings", "🌊",
              "The sinusoidal table, how positions resemble each other, and what a model loses without them."),
-    PageInfo("pages/mechanics.py", "Attention mechanics", ":material/functions:",
+    PageInfo("pages/mechanics.py", "Attention mechanics", "🧮",
              "One head by hand with real numbers: Q, K, V, QKᵀ/√d, the mask, softmax, times V."),
-    PageInfo("pages/decoding.py", "Step-by-step decoding", ":material/skip_next:",
+    PageInfo("pages/decoding.py", "Step-by-step decoding", "⏭️",
              "Greedy, beam search and sampling one token at a time, with the attention behind each choice."),
-    PageInfo("pages/train.py", "Train live", ":material/model_training:",
+    PageInfo("pages/train.py", "Train live", "🏋️",
              "Train a small model and watch its loss fall and its attention pattern form."),
-    PageInfo("pages/rnn_vs_attention.py", "RNN vs attention", ":material/compare_arrows:",
+    PageInfo("pages/rnn_vs_attention.py", "RNN vs attention", "⚖️",
              "An LSTM with and without attention against a Transformer, on the same task."),
-    PageInfo("pages/pretrained.py", "Pretrained (MiniLM)", ":material/school:",
+    PageInfo("pages/pretrained.py", "Pretrained (MiniLM)", "🎓",
              "A real pretrained model (MiniLM-L6) running in our own encoder: its heads on your sentence."),
 ]
 
@@ -56,14 +58,41 @@ def available_pages():
     return [page for page in PAGES if (ROOT / page.file).exists()]
 
 
-def navigation():
-    """The st.navigation object over the pages that exist (Home is served at the root URL)."""
-    return st.navigation([st.Page(page.file, title=page.title, icon=page.icon, url_path=page.url_path,
-                                  default=page.file == HOME) for page in available_pages()])
+def page_of(script_path):
+    """The `PageInfo` of a page file (the page's `__file__`)."""
+    relative = Path(script_path).resolve().relative_to(ROOT).as_posix()
+    for page in PAGES:
+        if page.file == relative:
+            return page
+    raise ValueError(f"{relative} is not in attnviz.app.ui.PAGES: give it a line there (title, icon, blurb)")
 
 
 # ---------------------------------------------------------------------------------------------
 # Sidebar
+#
+# attnviz is a multipage app in Streamlit's pages-folder mode, used as Streamlit designs it: app.py is the Home
+# page at the root URL, and every file in pages/ is a page served at /<its file name> (/explorer, /train).
+# Streamlit picks that mode once per process, when the first session starts, because a `pages/` folder sits
+# beside app.py; nothing in attnviz ever changes it, so the thirtieth session of a class is served exactly like
+# the first, even when they all arrive at once. (`st.navigation` turns the mode off only when it is first
+# called, so sessions arriving before that ran a page file alone, under a menu of file names.) Streamlit's own
+# menu lists file names and is hidden (.streamlit/config.toml: client.showSidebarNavigation = false); instead
+# every page begins with `ui.sidebar(__file__)`, which draws the menu of titles from PAGES, the device and the
+# model picker.
+
+
+def sidebar(script_path):
+    """What every page starts with (`ui.sidebar(__file__)`): the tab's title and icon, then in the sidebar the
+    menu, the device badge and the model picker. Returns the picked `CheckpointInfo` (None when there is none)."""
+    st.set_page_config(page_title=page_of(script_path).title, page_icon=APP_ICON, layout="wide")
+    set_threads_once()  # process-wide: cores - 1, so the server keeps a core for the browser sessions
+    menu = st.sidebar.container(key="menu")
+    device_badge()
+    picked = model_picker()
+    for page in available_pages():  # each link carries the picked model, as a shared link does
+        menu.page_link(page.file, label=page.title, icon=page.icon,
+                       query_params={"model": picked.name} if picked else None)
+    return picked
 
 
 def device_badge():
@@ -88,6 +117,10 @@ def _checkpoints(folder_stamps):
     return checkpoint.list_checkpoints()
 
 
+def _keep_picked_model():
+    st.session_state["model_choice"] = st.session_state["model"]
+
+
 def model_picker():
     """Choose a checkpoint (shipped or your own); shared by all pages and kept in the URL as ?model=NAME.
 
@@ -98,10 +131,12 @@ def model_picker():
         st.session_state.pop("model_info", None)
         st.sidebar.info("No trained model yet: train one on **Train live** or with `python -m attnviz train`.")
         return None
-    if st.session_state.get("model") not in infos:  # first visit, a shared link, or the model was deleted
+    if st.session_state.get("model_choice") not in infos:  # first visit, a shared link, or the model was deleted
         wanted = st.query_params.get("model")
-        st.session_state["model"] = wanted if wanted in infos else default_model(infos.values())
+        st.session_state["model_choice"] = wanted if wanted in infos else default_model(infos.values())
+    st.session_state["model"] = st.session_state["model_choice"]  # a widget's own state ends with its page
     name = st.sidebar.selectbox("Model", list(infos), key="model", format_func=lambda n: model_label(infos[n]),
+                                on_change=_keep_picked_model,
                                 help="Every page uses this model. Shipped models come with attnviz; "
                                      "yours were trained here.")
     st.query_params["model"] = name
@@ -376,22 +411,3 @@ def table_or_caption(table, empty_note, **kwargs):
         st.caption(empty_note)
     else:
         st.dataframe(table, hide_index=True, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-# Streamlit treats a `pages/` folder beside app.py as an old-style multipage app until app.py first calls
-# st.navigation. So on a freshly started server, a link straight to a page (say /explorer) ran that page
-# file alone, without app.py: no sidebar, no model picker, the folder's file names as the menu, and it stayed
-# so until someone opened the root URL. A page importing this module switches that mode off and runs again
-# through app.py (this happens at most once per server process).
-
-
-def _leave_pages_folder_mode():
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-_leave_pages_folder_mode()

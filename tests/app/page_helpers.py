@@ -1,5 +1,5 @@
-"""Helpers for the page tests: open a page through app.py (with a shared link's query parameters) and read
-back the plotly figures it drew."""
+"""Helpers for the page tests: open a page as a link to it does (with the link's query parameters) and read back
+the plotly figures it drew."""
 import base64
 import json
 
@@ -10,10 +10,12 @@ APP = "../../app.py"  # relative to the test files
 
 
 def open_page(page, **query_params):
-    """Run app.py with `query_params` (as a shared link would), then switch to `page` ("pages/x.py")."""
+    """A new session's first run of `page` ("pages/x.py") with `query_params`, as a shared link opens it.
+
+    Like the server, AppTest runs app.py in Streamlit's pages-folder mode, so the page file runs by itself and
+    draws the sidebar with its own `ui.sidebar(__file__)`."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update(query_params)
-    at.run()
     return at.switch_page(page).run()
 
 

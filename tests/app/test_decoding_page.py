@@ -44,7 +44,6 @@ def trained():
 def open_page(**query_params):
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update(query_params)
-    at.run()
     return at.switch_page(PAGE).run()
 
 

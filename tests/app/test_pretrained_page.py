@@ -25,7 +25,6 @@ def minilm():
 def open_page(text=None, **query_params):
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params.update(query_params)
-    at.run()
     at.switch_page(PAGE).run()
     if text is not None:
         at.text_area(key="minilm_text").set_value(text).run()

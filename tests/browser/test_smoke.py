@@ -9,10 +9,6 @@ from attnviz.training import checkpoint
 from attnviz.training.device import describe, pick_device
 
 
-def url_path(page_info):
-    return "" if page_info.file == ui.HOME else page_info.url_path
-
-
 def test_landing_page(open_page, tmp_path):
     page = open_page("")
     expect(page).to_have_title(re.compile("Home"))
@@ -39,17 +35,17 @@ def test_model_picker_keeps_the_choice_in_the_url(open_page, make_checkpoint):
 
 
 def test_a_link_to_a_page_is_the_first_request_of_a_server(page, fresh_app_url):
-    # A `pages/` folder makes Streamlit start in its old folder mode; attnviz.app.ui leaves it (see there).
-    page.goto(f"{fresh_app_url}/home")
+    # Streamlit serves pages/ in its pages-folder mode from the first request on; each page draws the sidebar.
+    page.goto(f"{fresh_app_url}/explorer")
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("Trains on", timeout=90_000)
-    expect(page.locator('[data-testid="stSidebarNav"]')).not_to_contain_text("app")  # app.py is no page
-    expect(page.locator("h1").first).to_have_text("attnviz")
+    expect(page.locator(".st-key-menu")).to_contain_text("Home")  # the menu of titles, not of file names
+    expect(page.locator(".st-key-menu").get_by_text("explorer", exact=True)).to_have_count(0)  # no file name
+    expect(page.locator("h1").first).to_have_text("Attention explorer")
 
 
 @pytest.mark.parametrize("page_info", ui.available_pages(), ids=lambda p: p.url_path)
 def test_page_opens(open_page, page_info):
-    page = open_page(url_path(page_info))
+    page = open_page(page_info.url_path)
     expect(page).to_have_title(re.compile(re.escape(page_info.title)))
-    if len(ui.available_pages()) > 1:  # Streamlit shows no menu for a single page
-        expect(page.locator('[data-testid="stSidebarNav"]').get_by_text(page_info.title, exact=True)).to_be_visible()
+    expect(page.locator(".st-key-menu").get_by_text(page_info.title, exact=True)).to_be_visible()
     expect(page.locator(".stException")).to_have_count(0)
