@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from attnviz.training import checkpoint
 from attnviz.training.device import default_max_concurrent, pick_device
 from attnviz.training.evaluation import baseline_bits_per_char, evaluate_split
-from attnviz.training.executor import Job, Mirror, load_weights, local_executor
+from attnviz.training.executor import local_executor
+from attnviz.training.job import Job, Mirror, load_weights
 
 
 class RunRegistry:

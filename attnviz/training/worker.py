@@ -12,7 +12,7 @@ from attnviz.data.tasks import task_from_spec
 from attnviz.data.tokenizers import tokenizer_from_spec
 from attnviz.training.config import TrainConfig
 from attnviz.training.evaluation import evaluate_split
-from attnviz.training.executor import delta_since, rebuild_model, weights_bytes
+from attnviz.training.job import delta_since, rebuild_model, weights_bytes
 from attnviz.training.loop import TrainResult, train
 
 PUBLISH_EVERY = 0.2  # seconds between deltas

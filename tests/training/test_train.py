@@ -10,6 +10,7 @@ from attnviz.data.tasks import make_task
 from attnviz.models.architectures import check_size, model_config, parameter_count
 from attnviz.training.config import TrainConfig
 from attnviz.training.evaluation import evaluate_split as evaluate
+from attnviz.training.executor import ThreadExecutor
 from attnviz.training.loop import learning_rate, parameter_groups, train, training_losses
 from attnviz.training.presets import PRESETS, build, build_preset
 from attnviz.training.runs import RunRegistry, TrainingRun
@@ -332,7 +333,8 @@ def test_waiting_for_a_run_that_fails_fails_at_once_with_its_error(task, wait_fo
     def broken(*args):
         raise RuntimeError("the model broke at step 1")
     model.forward = broken
-    run = TrainingRun(model, task, quick(steps=10**6), name="broken", registry=RunRegistry(1)).start()
+    run = TrainingRun(model, task, quick(steps=10**6), name="broken", registry=RunRegistry(1),
+                      executor=ThreadExecutor()).start()  # in this process: the broken forward is this model's own
     started = time.monotonic()
     with pytest.raises(pytest.fail.Exception, match="ended failed .*RuntimeError: the model broke at step 1"):
         wait_for_run(run, lambda snap: snap.step >= 3, timeout=300, what="step 3")
