@@ -193,4 +193,3 @@ def test_a_broken_install_is_an_error_message_not_a_crash(monkeypatch, tmp_path)
     assert "MiniLM could not be loaded" in at.error[0].value and "model.safetensors" in at.error[0].value
     assert pretrained.INSTALL_HINT in at.code[0].value
     assert not at.get("plotly_chart")
-
