@@ -1,6 +1,6 @@
 """Checks that turn an impossible setting into a ValueError naming the field and the fix.
 
-Shared by every layer that validates what a user typed: model configs, training configs and task parameters.
+Shared by every layer that validates what a user typed: model configs, training configs, task parameters and text.
 """
 
 
@@ -43,3 +43,14 @@ def check_bool(config, names):
     for name in names:
         if not isinstance(getattr(config, name), bool):
             reject(name, getattr(config, name), "use True or False")
+
+
+def check_text(text):
+    """`text`, if it is a str that UTF-8 can hold; a ValueError otherwise (tokenizers fail on anything else)."""
+    if not isinstance(text, str):
+        raise ValueError(f"a tokenizer reads text, not a {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate, which no file or text box can hold
+        raise ValueError(f"the text has an invalid character (lone surrogate) at position {error.start}") from None
+    return text

@@ -79,8 +79,8 @@ def training_plan(args):
                "lr": args.lr, "device": args.device}
     train = {**(preset.train if preset else {}), **{k: v for k, v in options.items() if v is not None},
              "seed": args.seed}
-    name = args.name or (args.preset or f"{task_name}-{arch}").replace("+", "-")
-    out = Path(args.out) if args.out else USER_DIR / name
+    name = validate_name(args.name) if args.name else (args.preset or f"{task_name}-{arch}").replace("+", "-")
+    out = Path(args.out) if args.out else USER_DIR / name  # a --name is a name; a path is given with --out
     validate_name(out.name)  # before training, not after
     model, config = build(task, arch, sizes, train)
     return task, model, config, out, {"preset": args.preset, "arch": arch}

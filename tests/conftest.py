@@ -18,6 +18,17 @@ os.environ["ATTNVIZ_USER_DIR"] = USER_DIR
 torch.set_num_threads(1)  # tiny models train faster on one thread, and tests share the machine
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true",
+                     help="fuzz every entry point with many examples (a release check; see tests/fuzzing.py)")
+
+
+def pytest_configure(config):
+    if config.getoption("--fuzz-long"):
+        from fuzzing import LONG_EXAMPLES
+        os.environ.setdefault("ATTNVIZ_FUZZ_EXAMPLES", str(LONG_EXAMPLES))
+
+
 def pytest_unconfigure(config):
     executor = sys.modules.get("attnviz.training.executor")
     if executor is not None and executor._LOCAL is not None:

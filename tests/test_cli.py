@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import example, given, settings
+from fuzzing import fuzz
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from attnviz import cli as cli_module
@@ -19,6 +20,7 @@ from attnviz.__main__ import main
 from attnviz.cli import decode, decode_command, training_plan
 from attnviz.data.tasks import make_task
 from attnviz.data.tokenizers import BOS, EOS
+from attnviz.models.architectures import MAX_PARAMETERS
 from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from attnviz.training.presets import PRESETS, build
 
@@ -203,3 +205,56 @@ def test_decode_command_exits_0_or_2(user_dir, text):
     with redirect_stdout(out), redirect_stderr(err):
         code = decode_command(args)
     assert code == 0 or (code == 2 and err.getvalue().startswith("error: "))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--name", "../../x"], "'../../x' cannot name a checkpoint"),
+    (["--name", "a/b"], "'a/b' cannot name a checkpoint"),
+    (["--size", "bogus=1"], "bogus is not a setting of the transformer architecture"),
+    (["--size", "src_vocab_size=5"], "src_vocab_size comes from the tokenizer"),
+    (["--size", "pad_id=99"], "pad_id comes from the tokenizer"),
+    (["--size", "max_len=100000000"], "max_len=100000000 is not possible"),
+    (["--size", "max_len=1000000"], "positional tables (max_len=1000000"),
+    (["--arch", "lstm", "--size", "hidden_size=1000000000"], "hidden_size=1000000000 is not possible"),
+    (["--arch", "lstm", "--size", "embed_dim=9223372036854775808"], "embed_dim=9223372036854775808 is not possible"),
+    (["--size", "embed_dim=9223372036854775808"], "embed_dim is not a setting of the transformer architecture"),
+    (["--size", "n_encoder_layers=1000000000"], "n_encoder_layers=1000000000 is not possible"),
+    (["--size", "n_encoder_layers=200"], "encoder layers (n_encoder_layers=200"),
+    (["--size", "d_model=NaN"], "d_model=nan is not possible"),
+])
+def test_bad_names_and_sizes_are_one_error_line_and_nothing_written(capsys, monkeypatch, tmp_path, argv, message):
+    users = tmp_path / "a" / "b" / "users"
+    users.mkdir(parents=True)
+    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", users)
+    assert main(["train", "--task", "reverse", *SMALL_TASK, "--steps", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert [p for p in tmp_path.rglob("*") if p != users and p not in users.parents] == []
+
+
+SIZE_KEYS = ["d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff", "max_len", "embed_dim",
+             "hidden_size", "n_layers", "dropout", "positional", "pad_id", "src_vocab_size", "bogus"]
+PLAUSIBLE = st.sampled_from([1, 2, 4, 8, 16, 32]).map(str)
+SIZE_VALUES = (PLAUSIBLE | PLAUSIBLE | st.integers(-2, 300).map(str) | st.integers().map(str) | st.sampled_from(["1e9", "NaN", "-Infinity",
+               "true", "null", "[]", "{}", '"64"', "learned", ""]) | st.text(max_size=8))
+
+
+@fuzz(40)
+@given(arch=st.sampled_from(["transformer", "lstm+attention", "gru+attention", "lstm"]),
+       sizes=st.lists(st.tuples(st.sampled_from(SIZE_KEYS) | st.text(min_size=1, max_size=5), SIZE_VALUES), max_size=3))
+def test_training_plan_with_random_sizes_is_a_model_or_a_value_error(arch, sizes):
+    argv = ["train", "--task", "reverse", *SMALL_TASK, "--arch", arch]
+    for key, value in sizes:
+        argv += ["--size", f"{key.replace('=', '')}={value}"]
+    try:
+        args = parse(argv)
+    except SystemExit:  # argparse's own message and exit code 2 for a KEY=VALUE it cannot split
+        return
+    try:
+        task, model, config, out, extra = training_plan(args)
+    except ValueError as error:
+        assert str(error)
+        event("refused")
+    else:
+        assert sum(p.numel() for p in model.parameters()) <= MAX_PARAMETERS
+        event("built")

@@ -12,6 +12,8 @@ import io
 
 import sentencepiece as spm
 
+from attnviz.checks import check_text, is_whole, reject
+
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIAL_LABELS = ("<pad>", "<bos>", "<eos>", "<unk>")
 UNK_TEXT = "\ufffd"  # how decode shows an UNK token
@@ -105,9 +107,12 @@ class SentencePieceTokenizer(Tokenizer):
         """Train on an iterable of strings (lines or paragraphs; long ones are cut). Takes ~0.05 s for BPE."""
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type={model_type!r} is not possible: choose one of {', '.join(MODEL_TYPES)}")
+        if not is_whole(vocab_size):
+            reject("vocab_size", vocab_size, "use a whole number such as 512")
+        lines = [check_text(line).replace("\0", "") for line in lines]  # sentencepiece skips NULs; bytes spell them
         chunks = [line[i:i + _TRAIN_CHUNK_CHARS] for line in lines for i in range(0, len(line), _TRAIN_CHUNK_CHARS)]
         if not any(chunk.strip() for chunk in chunks):
-            raise ValueError("there is no text to train a tokenizer on")
+            raise ValueError("there is no text to train a tokenizer on (only spaces, line breaks or NUL characters)")
         needed = len(SPECIAL_LABELS) + 256 + len(set("".join(chunks)))
         if vocab_size < needed:
             raise ValueError(f"vocab_size={vocab_size} is too small for this text: it needs at least {needed} "
@@ -122,11 +127,7 @@ class SentencePieceTokenizer(Tokenizer):
         return cls(model.getvalue(), model_type)
 
     def encode(self, text):
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:  # a lone surrogate, which no file or text box can hold
-            raise ValueError(f"the text has an invalid character (lone surrogate) at position {error.start}") from None
-        parts = self._sp.encode(text.split(SP_SPACE))
+        parts = self._sp.encode(check_text(text).split(SP_SPACE))
         ids = parts[0]
         for part in parts[1:]:
             ids += self._space_bytes + part

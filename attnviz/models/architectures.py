@@ -2,10 +2,12 @@
 
     config = model_config("transformer", tokenizer, d_model=64)     # TransformerConfig for that vocabulary
     model = build_model(config)                                       # EncoderDecoder, LanguageModel, ...
-    check_size(config)                                                # parameters counted, nothing allocated
+    check_size(config)                                                # parameters counted, nothing built
 
 `CONFIG_FAMILIES` names the config classes a checkpoint can hold (meta["architecture"]).
 """
+from dataclasses import fields
+
 import torch
 
 from attnviz.models.config import RNNConfig, TransformerConfig
@@ -46,20 +48,42 @@ def architectures_for(kind):
     return [a for a in ARCHITECTURES if kind_of(a) == kind]
 
 
+FROM_TOKENIZER = ("src_vocab_size", "tgt_vocab_size", "pad_id")
+
+
+def _fixed_by(architecture):
+    """The config class of `architecture` and the fields the architecture itself sets."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+    if architecture == "transformer":
+        return TransformerConfig, {"encoder_only"}
+    if architecture == "lm":
+        return TransformerConfig, {"encoder_only", "n_encoder_layers"}
+    return RNNConfig, {"cell", "attention"}
+
+
+def size_keys(architecture):
+    """The config fields a user may set for `architecture`: all but those the tokenizer and the architecture fix."""
+    config_class, fixed = _fixed_by(architecture)
+    return [f.name for f in fields(config_class) if f.name not in fixed and f.name not in FROM_TOKENIZER]
+
+
 def model_config(architecture, tokenizer, **sizes):
-    """The config of `architecture` for a tokenizer's vocabulary; `sizes` override the defaults."""
+    """The config of `architecture` for a tokenizer's vocabulary; `sizes` override the defaults (a ValueError
+    names a key that is not one of `size_keys(architecture)`)."""
+    config_class, fixed = _fixed_by(architecture)
+    for key in sizes:
+        if key not in size_keys(architecture):
+            why = ("comes from the tokenizer" if key in FROM_TOKENIZER else
+                   f"is set by the architecture {architecture!r}" if key in fixed else
+                   f"is not a setting of the {architecture} architecture")
+            raise ValueError(f"{key} {why}; the sizes you can set are {', '.join(size_keys(architecture))}")
     vocab = {"src_vocab_size": tokenizer.vocab_size, "tgt_vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id}
-    if architecture in ("transformer", "lm"):
+    if config_class is TransformerConfig:
         layers = {"n_encoder_layers": 0} if architecture == "lm" else {}
         return TransformerConfig(**vocab, **{**TRANSFORMER_SIZES, **layers, **sizes})
-    if architecture in ARCHITECTURES:
-        fixed = sorted({"cell", "attention"} & set(sizes))
-        if fixed:
-            raise ValueError(f"the architecture name sets {' and '.join(fixed)}: choose another architecture "
-                             f"instead of the size {fixed[0]}")
-        cell, _, attention = architecture.partition("+")
-        return RNNConfig(**vocab, cell=cell, attention=RNN_ATTENTION_OF[attention], **{**RNN_SIZES, **sizes})
-    raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+    cell, _, attention = architecture.partition("+")
+    return RNNConfig(**vocab, cell=cell, attention=RNN_ATTENTION_OF[attention], **{**RNN_SIZES, **sizes})
 
 
 def family_of(config):
@@ -90,16 +114,115 @@ def build_model(config, generator=None):
     return use_own_dropout(model)
 
 
-def parameter_count(config):
-    """Parameters the model of `config` would have, counted on the meta device (nothing is allocated)."""
+# ---------------------------------------------------------------------------------------------- size, by arithmetic
+# The size of the model a config describes, counted from the config alone: building it, even on the meta device,
+# takes seconds for thousands of layers, and a sinusoidal table is a buffer that no parameter count sees. Each
+# count follows the modules that transformer.py and rnn.py build, one line per module; a test compares them with
+# real models. Numbers are kept per part of the model, labelled with the config fields that size it, so that a
+# refusal can say which fields to make smaller.
+
+
+def linear(n_in, n_out, bias=True):
+    return n_in * n_out + (n_out if bias else 0)
+
+
+class Tally:
+    """Numbers a model holds, per part: {label: parameters} and {label: buffer values}."""
+
+    def __init__(self):
+        self.parameters, self.buffers = {}, {}
+
+    def add(self, part, parameters=0, buffers=0):
+        self.parameters[part] = self.parameters.get(part, 0) + parameters
+        self.buffers[part] = self.buffers.get(part, 0) + buffers
+
+    def total(self):
+        return sum(self.parameters.values()) + sum(self.buffers.values())
+
+    def largest(self):
+        return max(self.parameters, key=lambda part: self.parameters[part] + self.buffers[part])
+
+
+def _transformer_embedding(tally, config, vocab_field):
+    """Embedding: token table, positional table (learned: parameters; sinusoidal: a buffer), token types, norm."""
+    D = config.d_model
+    tally.add(f"token embeddings ({vocab_field}={getattr(config, vocab_field)} x d_model={D})",
+              getattr(config, vocab_field) * D)
+    table = config.max_len * D if config.positional != "none" else 0
+    tally.add(f"positional tables (max_len={config.max_len} x d_model={D})",
+              **{"parameters" if config.positional == "learned" else "buffers": table})
+    tally.add(f"token-type embeddings (n_token_types={config.n_token_types} x d_model={D})", config.n_token_types * D)
+    tally.add(f"layer norms (d_model={D})", 2 * D if config.embedding_norm else 0)
+
+
+def _transformer_tally(config):
+    D, tally = config.d_model, Tally()
+    attention = 4 * linear(D, D)  # q_proj, k_proj, v_proj, out_proj
+    norm = 2 * D
+    feed_forward = linear(D, config.d_ff) + linear(config.d_ff, D) + norm if config.d_ff else 0  # + its norm
+    final_norm = norm if config.norm_first else 0
+    widths = f"d_model={D}, d_ff={config.d_ff}"
+    if not config.is_language_model:  # the encoder
+        _transformer_embedding(tally, config, "src_vocab_size")
+        tally.add(f"encoder layers (n_encoder_layers={config.n_encoder_layers}, {widths})",
+                  config.n_encoder_layers * (attention + feed_forward + norm))
+        tally.add(f"layer norms (d_model={D})", final_norm)
+    if not config.encoder_only:  # the decoder and its output projection
+        cross = 0 if config.is_language_model else attention
+        _transformer_embedding(tally, config, "tgt_vocab_size")
+        tally.add(f"decoder layers (n_decoder_layers={config.n_decoder_layers}, {widths})",
+                  config.n_decoder_layers * (attention + cross + feed_forward + 2 * norm))
+        tally.add(f"layer norms (d_model={D})", final_norm)
+        tally.add(f"output projection (d_model={D} x tgt_vocab_size={config.tgt_vocab_size})",
+                  0 if config.tie_embeddings else D * config.tgt_vocab_size)  # lm_head, no bias
+    return tally
+
+
+RNN_GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per layer in torch.nn.RNN, GRU, LSTM
+
+
+def rnn_stack(cell, input_size, hidden_size, n_layers, directions=1):
+    """Parameters of torch.nn.RNN/GRU/LSTM: per layer and direction W_ih, W_hh, b_ih, b_hh for each gate."""
+    gates, total = RNN_GATES[cell], 0
+    for layer in range(n_layers):
+        layer_input = input_size if layer == 0 else hidden_size * directions
+        total += directions * gates * hidden_size * (layer_input + hidden_size + 2)
+    return total
+
+
+def _rnn_tally(config):
+    """An RNN encoder-decoder counted on the meta device (nothing is allocated): its sizes are bounded by RNNConfig,
+    and its attention variants (Bahdanau, Luong dot/general/concat, input feeding) make a closed form long."""
     with torch.device("meta"):
-        return sum(p.numel() for p in build_model(config).parameters())
+        model = RNNSeq2Seq(config)
+    tally = Tally()
+    for name, module in model.named_children():
+        tally.add(f"{name} (embed_dim={config.embed_dim}, hidden_size={config.hidden_size}, "
+                  f"n_layers={config.n_layers})", sum(p.numel() for p in module.parameters()))
+    return tally
+
+
+def tally(config):
+    """The `Tally` of the model `config` describes, counted without building anything."""
+    if isinstance(config, TransformerConfig):
+        return _transformer_tally(config)
+    if isinstance(config, RNNConfig):
+        return _rnn_tally(config)
+    raise TypeError(f"no model for a config of type {type(config).__name__}")
+
+
+def parameter_count(config):
+    """Parameters the model of `config` would have (each shared tensor once), counted from the config alone."""
+    return sum(tally(config).parameters.values())
 
 
 def check_size(config, limit=MAX_PARAMETERS):
-    """The parameter count of `config`, or a ValueError when it is above `limit`."""
-    n = parameter_count(config)
-    if n > limit:
-        raise ValueError(f"this model would have {n:,} parameters; the limit here is {limit:,}: "
-                         f"make d_model, d_ff or the number of layers smaller")
+    """The parameter count of `config`, or a ValueError naming the field to shrink when its parameters and buffers
+    together are above `limit`."""
+    counted = tally(config)
+    n, buffers = sum(counted.parameters.values()), sum(counted.buffers.values())
+    if counted.total() > limit:
+        raise ValueError(f"this model would have {n:,} parameters" + (f" and {buffers:,} buffer values" if buffers else "")
+                         + f"; the limit here is {limit:,} in all. Most are in the {counted.largest()}: "
+                           "make those smaller")
     return n

@@ -3,12 +3,21 @@
 A checkpoint stores `asdict(config)` and rebuilds it with `Config(**d)`: unknown keys are refused,
 so a typo or a checkpoint from another version fails loudly instead of training something else.
 """
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 from attnviz.checks import check_bool, check_choice, check_number, check_whole, is_whole, reject
 
 POSITIONAL_KINDS = ("sinusoidal", "learned", "none")
 ACTIVATIONS = ("relu", "gelu")
+# Upper bounds far above anything this app trains (MiniLM: vocabulary 30,522, width 384, 512 positions), so that
+# a config with absurd values cannot even be made; the size a model may reach is checked by
+# attnviz.models.architectures.check_size, which counts its parameters and buffers.
+MAX_VOCAB = 1_000_000
+MAX_WIDTH = 65_536  # d_model, d_ff, embed_dim, hidden_size
+MAX_HEADS = 256
+MAX_LAYERS = 256
+MAX_POSITIONS = 1_000_000  # max_len
+MAX_TOKEN_TYPES = 1024
 
 
 def _check_pad_id(config):
@@ -25,10 +34,15 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise ValueError(f"a {cls.__name__} is read from a dict of settings, not a {type(d).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - known, key=str)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in d]
+        if missing:
+            raise ValueError(f"a {cls.__name__} needs {', '.join(missing)}")
         return cls(**d)
 
 
@@ -58,9 +72,13 @@ class TransformerConfig(ConfigBase):
     encoder_only: bool = False  # a BERT-like encoder without decoder (needs n_decoder_layers=0)
 
     def __post_init__(self):
-        check_whole(self, ["src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "max_len"])
-        check_whole(self, ["d_ff"], minimum=0)
-        check_whole(self, ["n_encoder_layers", "n_decoder_layers", "n_token_types"], minimum=0)
+        check_whole(self, ["src_vocab_size", "tgt_vocab_size"], maximum=MAX_VOCAB)
+        check_whole(self, ["d_model"], maximum=MAX_WIDTH)
+        check_whole(self, ["d_ff"], minimum=0, maximum=MAX_WIDTH)  # 0: attention only
+        check_whole(self, ["n_heads"], maximum=MAX_HEADS)
+        check_whole(self, ["max_len"], maximum=MAX_POSITIONS)
+        check_whole(self, ["n_encoder_layers", "n_decoder_layers"], minimum=0, maximum=MAX_LAYERS)
+        check_whole(self, ["n_token_types"], minimum=0, maximum=MAX_TOKEN_TYPES)
         if self.encoder_only:
             if self.n_encoder_layers == 0:
                 reject("n_encoder_layers", 0, "an encoder-only model needs 1 or more encoder layers")
@@ -70,9 +88,7 @@ class TransformerConfig(ConfigBase):
             reject("n_decoder_layers", 0, "every model needs a decoder; use 1 or more "
                     "(n_encoder_layers=0 makes a decoder-only language model, "
                     "encoder_only=True an encoder without decoder)")
-        eps = self.layer_norm_eps
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
-            reject("layer_norm_eps", self.layer_norm_eps, "use a small positive number such as 1e-5")
+        check_number(self, "layer_norm_eps", 0, 1, "use a small positive number such as 1e-5", low_open=True)
         if self.d_model % self.n_heads:
             reject("d_model", self.d_model, f"it must be divisible by n_heads={self.n_heads}, "
                     f"e.g. d_model={self.n_heads * max(1, self.d_model // self.n_heads)}")
@@ -116,7 +132,10 @@ class RNNConfig(ConfigBase):
     pad_id: int = 0
 
     def __post_init__(self):
-        check_whole(self, ["src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_size", "n_layers", "max_len"])
+        check_whole(self, ["src_vocab_size", "tgt_vocab_size"], maximum=MAX_VOCAB)
+        check_whole(self, ["embed_dim", "hidden_size"], maximum=MAX_WIDTH)
+        check_whole(self, ["n_layers"], maximum=MAX_LAYERS)
+        check_whole(self, ["max_len"], maximum=MAX_POSITIONS)
         check_choice(self, "cell", RNN_CELLS)
         check_choice(self, "attention", RNN_ATTENTION)
         if self.input_feeding is None:  # resolved here, so a checkpoint stores what the model does

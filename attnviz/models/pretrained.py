@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from attnviz.checks import check_text
 from attnviz.models.config import TransformerConfig
 from attnviz.models.hooks import ablate, capture
 from attnviz.models.transformer import EncoderOnly
@@ -136,7 +137,7 @@ class MiniLM:
     def encode_batch(self, sentences):
         if isinstance(sentences, str) or not sentences:
             raise ValueError("give a list of one or more sentences")
-        encodings = self.tokenizer.encode_batch(list(sentences))
+        encodings = self.tokenizer.encode_batch([check_text(s) for s in sentences])
         ids = torch.tensor([e.ids for e in encodings])  # (B, T)
         attention_mask = torch.tensor([e.attention_mask for e in encodings])  # (B, T)
         labels = [[t for t, real in zip(e.tokens, e.attention_mask) if real] for e in encodings]
@@ -144,12 +145,12 @@ class MiniLM:
 
     def token_counts(self, sentences):
         """Tokens per sentence, [CLS] and [SEP] included (capped at the tokenizer's truncation length)."""
-        return [sum(e.attention_mask) for e in self.tokenizer.encode_batch(list(sentences))]
+        return [sum(e.attention_mask) for e in self.tokenizer.encode_batch([check_text(s) for s in sentences])]
 
     def fit_sentences(self, text, max_sentences=MAX_SENTENCES, max_tokens=MAX_TOKENS):
         """(sentences, notes): the non-empty lines of `text` with at most `max_tokens` tokens, the first
         `max_sentences` of them, and a note on each thing left out. ValueError when no sentence is left."""
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [line.strip() for line in check_text(text).splitlines() if line.strip()]
         if not lines:
             raise ValueError("Write at least one sentence, one per line.")
         counts = self.token_counts(lines)

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from attnviz.data.tasks import task_from_spec
 from attnviz.data.tokenizers import tokenizer_from_spec
-from attnviz.models.architectures import CONFIG_FAMILIES, MAX_PARAMETERS, build_model, family_of, parameter_count
+from attnviz.models.architectures import CONFIG_FAMILIES, build_model, check_size, family_of
 
 try:
     import fcntl  # serialises two saves to one name; absent on Windows, where saves are not locked
@@ -75,7 +75,7 @@ def find_checkpoint(name_or_path, dirs=None):
     dirs = (USER_DIR, SHIPPED_DIR) if dirs is None else dirs
     for d in dirs:
         path = Path(d) / name
-        if path.is_dir() or _trash(path).is_dir():
+        if path.is_dir() or _trash(path).is_dir() or path.is_symlink():
             return path
     known = sorted({info.name for info in list_checkpoints(dirs)})
     raise CheckpointError(f"no checkpoint named {name!r} in {', '.join(map(str, dirs))}; "
@@ -226,24 +226,43 @@ def save_checkpoint(path, model, tokenizer, meta):
 
 # ---------------------------------------------------------------------------------------------- loading
 
+def _not_a_link(path):
+    """`path`, unless it is a symbolic link: a link in a checkpoint folder could point anywhere on the machine."""
+    if path.is_symlink():
+        raise CheckpointError(f"{path} is a symbolic link: checkpoints are read only from real folders and files")
+    return path
+
+
 def _existing(path):
     """The folder to read for `path`: itself, or the old copy a crash mid-replace left as trash."""
-    if path.is_dir():
-        return path
-    if _trash(path).is_dir():
-        return _trash(path)
+    for folder in (path, _trash(path)):
+        if _not_a_link(folder).is_dir():
+            return folder
     raise CheckpointError(f"no checkpoint folder at {path}")
+
+
+def _read_file(file, limit, what):
+    """The bytes of a regular file of at most `limit` bytes, opened without following a link."""
+    if not _not_a_link(file).is_file():
+        raise CheckpointError(f"{what} {file} is missing")
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))  # a link swapped in meanwhile is refused
+        with os.fdopen(fd, "rb") as f:
+            if os.fstat(f.fileno()).st_size > limit:
+                raise CheckpointError(f"{what} {file} is larger than {limit // 2**20} MB: refusing to read it")
+            return f.read(limit + 1)
+    except OSError as e:
+        raise CheckpointError(f"cannot read {what} {file}: {e.strerror or e}") from None
 
 
 def read_meta(path):
     """meta.json of a checkpoint folder, checked for size, JSON syntax, format version and architecture."""
     meta_path = _existing(Path(path)) / META
-    if not meta_path.is_file():
+    if not meta_path.is_file() and not meta_path.is_symlink():
         raise CheckpointError(f"{meta_path} is missing: the folder is not a checkpoint")
-    if meta_path.stat().st_size > MAX_META_BYTES:
-        raise CheckpointError(f"{meta_path} is larger than {MAX_META_BYTES // 2**20} MB: refusing to read it")
+    data = _read_file(meta_path, MAX_META_BYTES, "the metadata")
     try:
-        meta = json.loads(meta_path.read_bytes())
+        meta = json.loads(data)
     except (ValueError, RecursionError) as e:
         raise CheckpointError(f"{meta_path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict):
@@ -269,12 +288,9 @@ def _config(meta, folder):
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"the model config in {folder / META} is invalid: {e}") from None
     try:
-        n_parameters = parameter_count(config)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"cannot build the model described in {folder / META}: {e}") from None
-    if n_parameters > MAX_PARAMETERS:
-        raise CheckpointError(f"the config in {folder / META} describes {n_parameters:,} parameters; "
-                              f"refusing to build more than {MAX_PARAMETERS:,}")
+        check_size(config)  # counted from the config: nothing is built or allocated yet
+    except ValueError as e:
+        raise CheckpointError(f"refusing to build the model described in {folder / META}: {e}") from None
     return config
 
 
@@ -284,22 +300,25 @@ def _tokenizer(meta, folder):
         raise CheckpointError(f"tokenizer_files in {folder / META} must be a list of file names")
     files = {}
     for name in names:
-        file = folder / validate_name(name)
-        if not file.is_file():
-            raise CheckpointError(f"the tokenizer file {file} is missing")
-        if file.stat().st_size > MAX_TOKENIZER_FILE_BYTES:
-            raise CheckpointError(f"the tokenizer file {file} is larger than "
-                                  f"{MAX_TOKENIZER_FILE_BYTES // 2**20} MB: refusing to read it")
-        files[name] = file.read_bytes()
+        files[name] = _read_file(folder / validate_name(name), MAX_TOKENIZER_FILE_BYTES, "the tokenizer file")
     try:
         return tokenizer_from_spec(meta["tokenizer"], files)
     except Exception as e:  # a corrupt tokenizer file can fail anywhere inside sentencepiece
         raise CheckpointError(f"cannot rebuild the tokenizer of {folder}: {e}") from None
 
 
+def _check_vocabulary(config, tokenizer, folder):
+    """The model's embeddings and output must have one row per token id the tokenizer can produce."""
+    for key, value in (("src_vocab_size", tokenizer.vocab_size), ("tgt_vocab_size", tokenizer.vocab_size),
+                       ("pad_id", tokenizer.pad_id)):
+        if getattr(config, key) != value:
+            raise CheckpointError(f"the config in {folder / META} has {key}={getattr(config, key)!r}, but its "
+                                  f"tokenizer's is {value}: the two must be equal")
+
+
 def _load_weights(model, file):
     """Copy the tensors of `file` into `model`, naming any missing, unexpected or misshapen tensor."""
-    if not file.is_file():
+    if not _not_a_link(file).is_file():
         raise CheckpointError(f"{file} is missing")
     with open(file, "rb") as f:
         head = f.read(4)
@@ -357,6 +376,7 @@ def load_checkpoint(path):
     meta = read_meta(folder)
     config = _config(meta, folder)
     tokenizer = _tokenizer(meta, folder)
+    _check_vocabulary(config, tokenizer, folder)
     model = build_model(config)
     _load_weights(model, folder / WEIGHTS)
     return Checkpoint(path.name, path, model.eval(), tokenizer, meta)
@@ -388,7 +408,7 @@ def list_checkpoints(dirs=None):
         if not d.is_dir():
             continue
         shipped = d.resolve() == SHIPPED_DIR.resolve()
-        names = {p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        names = {p.name for p in d.iterdir() if (p.is_dir() or p.is_symlink()) and not p.name.startswith(".")}
         names |= {p.name[1:-4] for p in d.glob(".*.old") if p.is_dir()}  # a replace cut short by a crash
         for name in sorted(names):
             try:

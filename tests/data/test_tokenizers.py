@@ -2,11 +2,13 @@ import json
 import random
 
 import pytest
+from fuzzing import fuzz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnviz.data.corpora import pydoc_text as _pydoc_text
-from attnviz.data.tokenizers import BOS, EOS, PAD, UNK, CharTokenizer, SentencePieceTokenizer, tokenizer_from_spec
+from attnviz.data.tokenizers import (BOS, EOS, MODEL_TYPES, PAD, UNK, CharTokenizer, SentencePieceTokenizer,
+                                    tokenizer_from_spec)
 
 ALPHABET = "abc xyz\n0123456789"
 # Characters that tend to break normalising tokenizers: sentencepiece's own space symbol, whitespace runs,
@@ -195,3 +197,34 @@ def test_tokenizer_from_spec_errors(bpe):
         tokenizer_from_spec(bpe.spec(), {"tokenizer.model": b"not a model"})
     with pytest.raises(ValueError, match="unknown tokenizer kind"):
         tokenizer_from_spec({"kind": "wordpiece"}, {})
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["\x00" * 50], "no text"),
+    (["\x00 \x00", "\x00\n"], "no text"),
+    (["ab\ud800cd" * 10], "lone surrogate"),
+    (["fine", "\udfff"], "lone surrogate"),
+    ([b"bytes"], "reads text, not a bytes"),
+])
+def test_sentencepiece_training_on_text_it_cannot_take_is_a_value_error(lines, message):
+    with pytest.raises(ValueError, match=message):
+        SentencePieceTokenizer.train(lines, vocab_size=300)
+
+
+def test_sentencepiece_trained_with_nuls_still_spells_them():
+    tok = SentencePieceTokenizer.train(["xy\x00zw" * 50], vocab_size=300)
+    assert tok.decode(tok.encode("a\x00b\x00")) == "a\x00b\x00"
+
+
+@fuzz(25)
+@given(lines=st.lists(st.text(max_size=40) | st.text(alphabet=TRICKY, max_size=40)
+                      | st.text(st.characters(exclude_categories=()), max_size=10), min_size=1, max_size=4),
+       vocab_size=st.integers(250, 400) | st.sampled_from([0, -1, 2**40]), model_type=st.sampled_from(MODEL_TYPES))
+def test_sentencepiece_training_on_random_text_is_a_tokenizer_or_a_value_error(lines, vocab_size, model_type):
+    try:
+        tok = SentencePieceTokenizer.train(lines, vocab_size=vocab_size, model_type=model_type)
+    except ValueError as error:
+        assert str(error)
+    else:
+        for line in lines:
+            assert tok.decode(tok.encode(line)) == line

@@ -1,9 +1,13 @@
-"""TransformerConfig refuses every impossible value with a ValueError that names the field."""
-from dataclasses import FrozenInstanceError, asdict
+"""Configs refuse every impossible value with a ValueError that names the field."""
+from dataclasses import FrozenInstanceError, asdict, fields
 
 import pytest
+from fuzzing import fuzz
+from hypothesis import given
+from hypothesis import strategies as st
 
-from attnviz import TransformerConfig
+from attnviz import RNNConfig, TransformerConfig
+from attnviz.training.config import TrainConfig
 
 BASE = dict(src_vocab_size=20, tgt_vocab_size=30)
 
@@ -59,3 +63,63 @@ def test_asdict_round_trip(overrides):
 def test_config_is_frozen():
     with pytest.raises(FrozenInstanceError):
         TransformerConfig(**BASE).d_model = 8
+
+
+@pytest.mark.parametrize("config_class, field, value", [
+    (TransformerConfig, "max_len", 100_000_000),  # a sinusoidal table of 25.6 GB
+    (TransformerConfig, "n_encoder_layers", 1_000_000_000),
+    (TransformerConfig, "src_vocab_size", 10**7),
+    (TransformerConfig, "d_model", 2**17),
+    (TransformerConfig, "d_ff", 2**63),
+    (TransformerConfig, "n_token_types", 10**6),
+    (TransformerConfig, "layer_norm_eps", float("inf")),
+    (TransformerConfig, "pad_id", "0"),
+    (RNNConfig, "hidden_size", 1_000_000_000),
+    (RNNConfig, "embed_dim", 9223372036854775808),
+    (RNNConfig, "n_layers", 10**4),
+    (RNNConfig, "max_len", 10**9),
+    (RNNConfig, "tgt_vocab_size", "64"),
+])
+def test_absurd_sizes_cannot_make_a_config(config_class, field, value):
+    with pytest.raises(ValueError, match=f"{field}=.* at most|{field}="):
+        config_class(**{**BASE, field: value})
+
+
+def test_bounds_are_said_in_the_message():
+    with pytest.raises(ValueError, match="max_len=100000000 is not possible: .* at most 1,000,000"):
+        TransformerConfig(**BASE, max_len=100_000_000)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=6)
+
+
+def settings_of(config_class):
+    """A dict of a config's keys (and a few others) to random JSON values, sometimes plausible numbers."""
+    keys = [f.name for f in fields(config_class)]
+    value = JSON | st.integers(-2, 300) | st.sampled_from(["relu", "gelu", "lstm", "gru", "bahdanau", "none", "cpu"])
+    return st.dictionaries(st.sampled_from(keys) | st.text(max_size=6), value, max_size=len(keys))
+
+
+@fuzz(150)
+@given(config_class=st.sampled_from([TransformerConfig, RNNConfig, TrainConfig]), data=st.data())
+def test_configs_from_random_json_are_made_or_refused_with_a_value_error(config_class, data):
+    d = data.draw(settings_of(config_class) | JSON)
+    try:
+        config = config_class.from_dict(d)
+    except ValueError as error:
+        assert str(error)
+    else:
+        assert config_class.from_dict(asdict(config)) == config
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: TrainConfig(label_smoothing="64"), "label_smoothing"),
+    (lambda: TrainConfig(lr="3e-3"), "lr"),
+    (lambda: TransformerConfig(**BASE, pad_id="64"), "pad_id"),
+    (lambda: RNNConfig(**BASE, dropout="0.1"), "dropout"),
+])
+def test_a_string_where_a_number_belongs_is_a_value_error(make, field):
+    with pytest.raises(ValueError, match=f"{field}='"):
+        make()

@@ -251,3 +251,10 @@ def test_encoder_only_model_padding_and_token_types():
         segment_b = model(ids, token_types=torch.ones_like(ids))
     assert (alone - with_padding[:, :6]).abs().max() < 1e-5
     assert (alone - segment_b).abs().max() > 1e-3  # token types reach the states
+
+
+def test_a_lone_surrogate_is_a_value_error_not_a_type_error(minilm):
+    for call in (lambda: minilm.fit_sentences("fine\nab\ud800c"), lambda: minilm.encode_batch(["\udfff"]),
+                 lambda: minilm.token_counts(["ok", "\ud800"])):
+        with pytest.raises(ValueError, match="lone surrogate"):
+            call()

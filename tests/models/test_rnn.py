@@ -112,7 +112,7 @@ def test_luong_input_feeding_can_be_switched_off_by_a_size():
 
 @pytest.mark.parametrize("size", ["attention", "cell"])
 def test_sizes_cannot_contradict_the_architecture_name(size):
-    with pytest.raises(ValueError, match=f"architecture name sets {size}"):
+    with pytest.raises(ValueError, match=f"{size} is set by the architecture .lstm.bahdanau."):
         model_config("lstm+bahdanau", CharTokenizer("abc"), **{size: "gru" if size == "cell" else "luong-dot"})
 
 

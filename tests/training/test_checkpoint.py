@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from fuzzing import fuzz
+from hypothesis import given
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from attnviz import RNNConfig, TransformerConfig, build_model
@@ -286,3 +289,108 @@ def test_sigkill_while_saving_over_a_name_leaves_a_loadable_checkpoint(tmp_path)
         assert all(torch.all(p == i) for p in ck.model.parameters()), f"weights do not match iteration {i}"
         iterations.append(i)
     assert all(a < b for a, b in zip([0] + iterations, iterations))  # each child saved at least once
+
+
+# ---------------------------------------------------------------------------------------------- links and sizes
+
+def link_into(path, name, outside):
+    """Replace `path / name` by a symbolic link to `outside` (a copy of the real file, so only the link differs)."""
+    (path / name).rename(outside)
+    (path / name).symlink_to(outside)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "meta.json", "tokenizer.model"])
+def test_a_linked_file_inside_a_checkpoint_is_refused(tmp_path, name):
+    task = make_task("text", text="the cat sat on the mat. " * 20, tokenizer="bpe", vocab_size=300, block_size=8)
+    model = build_model(TransformerConfig(task.tokenizer.vocab_size, task.tokenizer.vocab_size, d_model=8, n_heads=2,
+                                          d_ff=16, n_encoder_layers=0))
+    path = save_checkpoint(tmp_path / "listed" / "m", model, task.tokenizer, {"task": task.spec()})
+    (tmp_path / "elsewhere").mkdir()
+    link_into(path, name, tmp_path / "elsewhere" / name)
+    with pytest.raises(CheckpointError, match=f"{name} is a symbolic link"):
+        load_checkpoint(path)
+    if name == "meta.json":
+        found = list_checkpoints([tmp_path / "listed"])
+        assert list(found) == [] and [p.name for p, _ in found.problems] == ["m"]
+
+
+def test_a_linked_checkpoint_folder_is_refused_and_listed_as_a_problem(tmp_path):
+    real, users = saved(tmp_path / "real"), tmp_path / "users"
+    users.mkdir()
+    (users / "linked").symlink_to(real, target_is_directory=True)
+    (users / ".other.old").symlink_to(real, target_is_directory=True)  # a crash-left trash name, linked
+    for name in ("linked", "other"):
+        with pytest.raises(CheckpointError, match="is a symbolic link"):
+            load_checkpoint(users / name)
+    found = list_checkpoints([users])
+    assert list(found) == []
+    assert sorted(p.name for p, message in found.problems if "symbolic link" in message) == ["linked", "other"]
+
+
+def test_loading_by_name_refuses_a_link_in_the_user_folder(tmp_path, monkeypatch):
+    from attnviz.training import checkpoint
+
+    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path / "users")
+    (tmp_path / "users").mkdir()
+    (tmp_path / "users" / "sneaky").symlink_to(saved(tmp_path / "real"), target_is_directory=True)
+    with pytest.raises(CheckpointError, match="sneaky is a symbolic link"):
+        load_checkpoint("sneaky")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"max_len": 100_000_000}, "max_len=100000000 is not possible"),  # 25.6 GB of positions, refused unbuilt
+    ({"max_len": 900_000}, r"refusing to build .*positional tables \(max_len=900000"),
+    ({"n_encoder_layers": 20_000}, "n_encoder_layers=20000 is not possible"),
+    ({"n_encoder_layers": 256, "d_model": 64, "d_ff": 512}, r"refusing to build .*n_encoder_layers=256"),
+    ({"src_vocab_size": 5, "tgt_vocab_size": 5}, "src_vocab_size=5, but its tokenizer's is 10"),
+    ({"tgt_vocab_size": 12, "tie_embeddings": False}, "tgt_vocab_size=12, but its tokenizer's is 10"),
+    ({"pad_id": 3}, "pad_id=3, but its tokenizer's is 0"),
+])
+def test_a_crafted_config_is_refused_before_anything_is_built(tmp_path, change, message):
+    edit_meta(saved(tmp_path / "m"), config={**vars(SMALL), **change})
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "m")
+
+
+META_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                     max_size=3), max_leaves=5)
+
+
+def mutate(meta, data):
+    """meta.json with one key of it, or of its config or tokenizer, set to a random JSON value (or removed)."""
+    where = data.draw(st.sampled_from([meta, meta["config"], meta["tokenizer"]]))
+    key = data.draw(st.sampled_from(sorted(where)) | st.text(max_size=6))
+    if data.draw(st.booleans()):
+        where.pop(key, None)
+    else:
+        where[key] = data.draw(META_VALUES | st.integers(-3, 10**9))
+    return meta
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pristine") / "m"
+    saved(path)
+    return path
+
+
+@fuzz(80)
+@given(data=st.data())
+def test_random_and_mutated_meta_json_load_or_fail_with_a_checkpoint_error(pristine, tmp_path_factory, data):
+    import shutil
+
+    path = tmp_path_factory.mktemp("fuzz") / "m"
+    shutil.copytree(pristine, path)
+    meta = json.loads((path / "meta.json").read_text())
+    if data.draw(st.booleans()):
+        (path / "meta.json").write_text(json.dumps(mutate(meta, data)))
+    else:
+        (path / "meta.json").write_bytes(data.draw(st.binary(max_size=64) | META_VALUES.map(json.dumps).map(str.encode)))
+    try:
+        loaded = load_checkpoint(path)
+    except CheckpointError as error:
+        assert str(error)
+    else:
+        assert isinstance(loaded.model, torch.nn.Module)
+    shutil.rmtree(path)
