@@ -13,6 +13,7 @@ TIMEOUT_MS = 120_000
 
 def test_a_preset_run_moves_the_curve_and_is_saved(open_page, tmp_path):
     page = open_page("train")
+    expect(page.locator(".st-key-train_name input")).not_to_have_value("", timeout=TIMEOUT_MS)  # the suggested name
     name = page.locator(".st-key-train_name input").input_value()
     page.locator(".st-key-train_start button").click()
     expect(page).to_have_url(re.compile(rf"[?&]run={re.escape(name)}"), timeout=TIMEOUT_MS)
