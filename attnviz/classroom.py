@@ -236,7 +236,7 @@ def click_latency(quick, n_tabs=10):
     except ImportError:
         chromium = None
     if chromium is None:
-        return [dict(skipped="needs Debian's chromium and the playwright package (see NOTES.md)")]
+        return [dict(skipped="needs Debian's chromium (apt-get install chromium) and the playwright package")]
     clicks_per_tab = 4 if quick else 12
     with tempfile.TemporaryDirectory() as user_dir, streamlit_server({"ATTNVIZ_USER_DIR": user_dir}) as url, \
             sync_playwright() as playwright:
