@@ -5,7 +5,7 @@ The run is fully determined by the input, the method's settings, the forced toke
 taken, so the session keeps only those (`dec_taken`, `dec_forced`) and decodes again (cached) on every run."""
 import streamlit as st
 
-from attnviz.app import figures, ui
+from attnviz.app import figures, markdown, ui
 from attnviz.decoding.search import METHODS
 from attnviz.interpret.decoding_views import (attention_rows, beam_tree, compare_methods, hypotheses_table, steps_table,
                                               top_choices)
@@ -87,8 +87,8 @@ state.dec_step = min(max(state.get("dec_step", len(output)), 1), len(output))
 if len(output) > 1:
     st.slider("Step to look at", 1, len(output), key="dec_step")
 t = state.dec_step - 1
-prompt = "" if model.has_encoder else " ".join(map(ui.code, tokenizer.labels(ids[0]))) + " →"  # then the new tokens
-chips = " ".join(ui.marked(label) if i == t else ui.code(label)
+prompt = "" if model.has_encoder else " ".join(map(markdown.code, tokenizer.labels(ids[0]))) + " →"  # then the new tokens
+chips = " ".join(markdown.marked(label) if i == t else markdown.code(label)
                  for i, label in enumerate(tokenizer.labels(output)))
 st.markdown(f"**Output so far** “{tokenizer.decode(output).replace(chr(10), ' ⏎ ')}”: {prompt} {chips}")
 

@@ -2,7 +2,7 @@
 statistics, rollout, switching heads off, and the captured weights as files."""
 import streamlit as st
 
-from attnviz.app import figures, ui
+from attnviz.app import figures, markdown, ui
 from attnviz.app.text import ROLLOUT_CAPTION
 from attnviz.interpret.ablation import ablation_summary, single_head_effects
 from attnviz.interpret.export import npz_bytes, patterns_table
@@ -71,8 +71,8 @@ with ablation_tab:  # drawn first in code: the grid marks the heads switched off
     if off:
         effect = input_effect(picked, ui.model_key(picked), run, run.text, off_modules)
         before, after = st.columns(2)
-        before.markdown(f"**Output, all heads on:** {ui.code(run.output)}")
-        after.markdown(f"**Output, {len(off)} head{'s' if len(off) > 1 else ''} off:** {ui.code(effect.output_after)}")
+        before.markdown(f"**Output, all heads on:** {markdown.code(run.output)}")
+        after.markdown(f"**Output, {len(off)} head{'s' if len(off) > 1 else ''} off:** {markdown.code(effect.output_after)}")
         st.plotly_chart(figures.probability_bars(
             picked.tokenizer.labels(run.tgt_out[0]), {"all heads on": effect.probs_before, "heads off": effect.probs_after},
             title="Probability of each output token (teacher-forced on the original output)"), key="ablate_probs")

@@ -23,8 +23,8 @@ st.markdown(
     "encoder state with its previous state and feeds the weighted sum into its next step, and a **plain LSTM** "
     "(Sutskever et al., 2014), whose decoder starts from the encoder's final state and sees nothing else of the "
     "input: one fixed-size vector for the whole of it.")
-task_key = ui.url_choice("Task", TASKS, "rnn_task", st.radio, format_func=TASKS.get, horizontal=True)
-source = ui.url_choice("Models", SOURCES, "rnn_source", st.radio, format_func=SOURCES.get, horizontal=True)
+task_key = ui.choice("Task", TASKS, "rnn_task", st.radio, "rnn_task", format_func=TASKS.get, horizontal=True)
+source = ui.choice("Models", SOURCES, "rnn_source", st.radio, "rnn_source", format_func=SOURCES.get, horizontal=True)
 owner, registry = "", ui.training_registry()
 if source == "here":  # your runs are saved under names with this id, kept in the URL (a reload finds them)
     owner = st.session_state.setdefault("rnn_session", session_id(st.query_params.get("rnn_session")))

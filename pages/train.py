@@ -66,7 +66,7 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
     task_name = left.selectbox("Task", list(TASKS), key="train_task", format_func=lambda t: f"{t}: {TASKS[t]}")
     upload = right.file_uploader(f"Your {USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
         if task_name in USER_TASKS else None
-    architecture = ui.kept_choice("Architecture", task_architectures(task_name), "train_architecture",
+    architecture = ui.choice("Architecture", task_architectures(task_name), "train_architecture",
                                   left.selectbox, format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
     fixed = preset_fixed_sizes(st.session_state["train_preset"], architecture)  # e.g. learned positions
     sizes = fixed | ui.number_inputs(size_fields(architecture), "train_")
@@ -119,13 +119,13 @@ def timelapse(run, snapshots):
                             disabled=(follow and not run.done) or len(steps) < 2)
     patterns = snapshots[steps.index(step)]["patterns"]
     controls, heatmap, outputs = st.columns([1, 2, 1.3])
-    probe = ui.kept_choice("Probe input", range(len(task.probes)), "lapse_probe", controls.selectbox,
+    probe = ui.choice("Probe input", range(len(task.probes)), "lapse_probe", controls.selectbox,
                            format_func=lambda i: probe_label(task, i))
     kinds = attention_kinds(patterns)  # the default is the last kind: cross-attention when there is one
-    kind = ui.kept_choice("Attention", kinds, "lapse_kind", controls.radio, -1, format_func=ui.KIND_LABELS.get)
-    layer = ui.kept_choice("Layer", range(kinds[kind]), "lapse_layer", controls.selectbox)
+    kind = ui.choice("Attention", kinds, "lapse_kind", controls.radio, fallback=-1, format_func=ui.KIND_LABELS.get)
+    layer = ui.choice("Layer", range(kinds[kind]), "lapse_layer", controls.selectbox)
     weights, queries, keys, masked = lapse_pattern(task, patterns, probe, kind, layer)
-    head = ui.kept_choice("Head", range(len(weights)), "lapse_head", controls.selectbox)
+    head = ui.choice("Head", range(len(weights)), "lapse_head", controls.selectbox)
     heatmap.plotly_chart(figures.attention_heatmap(
         weights[head], queries, keys, f"Step {step}: {kind} attention, layer {layer}, head {head}", masked=masked),
         key="lapse_heatmap")

@@ -3,14 +3,13 @@
 The only module of attnviz that imports streamlit. Pages call these instead of repeating them, so the
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
-import re
 from pathlib import Path
 from typing import NamedTuple
 
 import streamlit as st
 
+from attnviz.app.markdown import code
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
-from attnviz.data.tokenizers import visible
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
 from attnviz.training import checkpoint
 from attnviz.training.device import describe, pick_device, set_threads_once
@@ -224,29 +223,32 @@ def task_or_stop(picked):
     return task
 
 
-def url_choice(label, options, key, widget=None, **kwargs):
-    """A choice (a selectbox, or e.g. `st.radio`) kept in the URL as ?key=..., so a shared link restores it.
+def choice(label, options, key, widget=st.selectbox, param=None, fallback=0, **kwargs):
+    """A choice (`widget`: a selectbox, a radio, ...) kept in the session under `key` and, given `param`, in the
+    URL as ?param=..., so a reload or a shared link restores it.
 
-    A value the options do not hold (another model has fewer layers) falls back to the first option."""
+    A value the options do not hold (another model has fewer layers, heads or probes) falls back to the URL's value
+    when the options hold that, else to options[fallback]."""
     options = list(options)
     if st.session_state.get(key) not in options:
         by_text = {str(option): option for option in options}
-        st.session_state[key] = by_text.get(st.query_params.get(key), options[0])
-    value = (widget or st.selectbox)(label, options, key=key, **kwargs)
-    st.query_params[key] = str(value)
+        st.session_state[key] = by_text.get(st.query_params.get(param) if param else None, options[fallback])
+    value = widget(label, options, key=key, **kwargs)
+    if param:
+        st.query_params[param] = str(value)
     return value
 
 
 def attention_kind(kinds):
     """Encoder self-, decoder self- or cross-attention, among those the model has (kept in the URL)."""
-    return url_choice("Attention", kinds, "attention", st.radio, horizontal=True, format_func=KIND_LABELS.get)
+    return choice("Attention", kinds, "attention", st.radio, "attention", horizontal=True, format_func=KIND_LABELS.get)
 
 
 def layer_and_head(n_layers, n_heads, where=st):
     """Layer and head pickers side by side (kept in the URL): (layer, head)."""
     left, right = where.columns(2)
-    return (url_choice("Layer", range(n_layers), "layer", left.selectbox),
-            url_choice("Head", range(n_heads), "head", right.selectbox))
+    return (choice("Layer", range(n_layers), "layer", left.selectbox, "layer"),
+            choice("Head", range(n_heads), "head", right.selectbox, "head"))
 
 
 def example_input(task):
@@ -299,19 +301,6 @@ def input_run(picked, label="Input", max_tokens=MAX_SHOWN_TOKENS, max_new_tokens
     return run
 
 
-def code(text):
-    """`text` as inline code in markdown, on one line: newlines and other control characters written as escapes."""
-    return f"`` {visible(text)} ``"  # double backticks: a backtick inside cannot end the span
-
-
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}()#+.!|~<>:$[\]-])")
-
-
-def marked(text):
-    """`text` as an orange badge with an arrow, to point at one token among `code` chips (markdown escaped)."""
-    return ":orange-badge[:material/arrow_downward: **" + MARKDOWN_SPECIAL.sub(r"\\\1", visible(text)) + "**]"
-
-
 def show_tokens(run):
     """The tokens the model reads, and its greedy output."""
     chips = lambda labels: " ".join(map(code, labels))
@@ -328,7 +317,7 @@ def decoding_controls(vocab_size, room):
     """The decoding method (kept in the URL) and its settings in one row: (method, max new tokens, view, settings).
 
     `view` (temperature, top_k, top_p) reshapes the distribution shown; `settings` are the method's own arguments."""
-    method = url_choice("Method", DECODING_METHODS, "method", st.radio, horizontal=True,
+    method = choice("Method", DECODING_METHODS, "method", st.radio, "method", horizontal=True,
                         format_func=DECODING_METHODS.get)
     st.session_state.dec_max_new = min(st.session_state.get("dec_max_new", 40), room)
     limit, temperature_box, top_k_box, top_p_box, extra, extra2 = st.columns(6)
@@ -367,15 +356,6 @@ def linked_state(key, param):
     if value:
         st.query_params[param] = value
     return value
-
-
-def kept_choice(label, options, key, widget=st.selectbox, fallback=0, **kwargs):
-    """A choice (`widget`: a selectbox, a radio, ...) that falls back to options[fallback] when its value is not
-    among the options (another run has fewer layers, heads or probes)."""
-    options = list(options)
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = options[fallback]
-    return widget(label, options, key=key, **kwargs)
 
 
 def number_inputs(fields, prefix, where=st):

@@ -7,6 +7,7 @@ import torch
 from page_helpers import charts, z_of
 from page_helpers import open_page as open_any_page
 
+from attnviz.app import markdown
 from attnviz.app.text import ROLLOUT_CAPTION
 from attnviz.interpret.ablation import ablation_summary
 from attnviz.interpret.head_stats import head_stats
@@ -193,8 +194,7 @@ def test_another_model_gets_its_own_example_input(page_models):
 
 
 def test_output_with_newlines_and_backticks_stays_on_one_line():
-    from attnviz.app import ui
-    assert ui.code("a\nb`c") == "`` a\\nb`c ``"
+    assert markdown.code("a\nb`c") == "`` a\\nb`c ``"
 
 
 def test_a_language_model_shows_its_head_types(page_models):
