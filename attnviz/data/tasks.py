@@ -104,7 +104,7 @@ _BUILDERS = {
     "sort": synthetic.seq2seq_task(synthetic.sort_letters, synthetic.alphabet_param),
     "addition": synthetic.seq2seq_task(synthetic.addition, lambda params: "0123456789+"),
     "dates": synthetic.seq2seq_task(dates.generate, lambda params: dates.alphabet()),
-    "zh-numbers": synthetic.seq2seq_task(chinese_numbers.generate, lambda params: chinese_numbers.ALPHABET),
+    "zh-numbers": chinese_numbers.task,
     "induction": synthetic.induction_task,
     "pydoc": corpora.pydoc_task,
     "prose": corpora.prose_task,
