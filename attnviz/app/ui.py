@@ -9,6 +9,7 @@ from typing import NamedTuple
 import streamlit as st
 
 from attnviz.app.markdown import code
+from attnviz.i18n import LANGUAGES, N_, _, preferred_language, use_language
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
 from attnviz.training import checkpoint
@@ -35,21 +36,21 @@ APP_ICON = "👁️"  # the browser tab's icon: Streamlit draws an emoji as an i
 
 # Every page of the app, in menu order. One line per page; a page shows up once its file exists.
 PAGES = [
-    PageInfo(HOME, "Home", "🏠", "What attnviz is, the models at hand and the device."),
-    PageInfo("pages/explorer.py", "Attention explorer", "🔍",
-             "Every layer and head as a heatmap; head statistics, rollout, and switching heads off."),
-    PageInfo("pages/positional.py", "Positional encodings", "🌊",
-             "The sinusoidal table, how positions resemble each other, and what a model loses without them."),
-    PageInfo("pages/mechanics.py", "Attention mechanics", "🧮",
-             "One head by hand with real numbers: Q, K, V, QKᵀ/√d, the mask, softmax, times V."),
-    PageInfo("pages/decoding.py", "Step-by-step decoding", "⏭️",
-             "Greedy, beam search and sampling one token at a time, with the attention behind each choice."),
-    PageInfo("pages/train.py", "Train live", "🏋️",
-             "Train a small model and watch its loss fall and its attention pattern form."),
-    PageInfo("pages/rnn_vs_attention.py", "RNN vs attention", "⚖️",
-             "An LSTM with and without attention against a Transformer, on the same task."),
-    PageInfo("pages/pretrained.py", "Pretrained (MiniLM)", "🎓",
-             "A real pretrained model (MiniLM-L6) running in our own encoder: its heads on your sentence."),
+    PageInfo(HOME, N_("Home"), "🏠", N_("What attnviz is, the models at hand and the device.")),
+    PageInfo("pages/explorer.py", N_("Attention explorer"), "🔍",
+             N_("Every layer and head as a heatmap; head statistics, rollout, and switching heads off.")),
+    PageInfo("pages/positional.py", N_("Positional encodings"), "🌊",
+             N_("The sinusoidal table, how positions resemble each other, and what a model loses without them.")),
+    PageInfo("pages/mechanics.py", N_("Attention mechanics"), "🧮",
+             N_("One head by hand with real numbers: Q, K, V, QKᵀ/√d, the mask, softmax, times V.")),
+    PageInfo("pages/decoding.py", N_("Step-by-step decoding"), "⏭️",
+             N_("Greedy, beam search and sampling one token at a time, with the attention behind each choice.")),
+    PageInfo("pages/train.py", N_("Train live"), "🏋️",
+             N_("Train a small model and watch its loss fall and its attention pattern form.")),
+    PageInfo("pages/rnn_vs_attention.py", N_("RNN vs attention"), "⚖️",
+             N_("An LSTM with and without attention against a Transformer, on the same task.")),
+    PageInfo("pages/pretrained.py", N_("Pretrained (MiniLM)"), "🎓",
+             N_("A real pretrained model (MiniLM-L6) running in our own encoder: its heads on your sentence.")),
 ]
 
 
@@ -81,24 +82,50 @@ def page_of(script_path):
 
 
 def sidebar(script_path):
-    """What every page starts with (`ui.sidebar(__file__)`): the tab's title and icon, then in the sidebar the
-    menu, the device badge and the model picker. Returns the picked `CheckpointInfo` (None when there is none)."""
-    st.set_page_config(page_title=page_of(script_path).title, page_icon=APP_ICON, layout="wide")
+    """What every page starts with (`ui.sidebar(__file__)`): the session's language, the tab's title and icon, then
+    in the sidebar the menu, the language, the device badge and the model picker. Returns the picked
+    `CheckpointInfo` (None when there is none)."""
+    use_language(session_language())
+    st.set_page_config(page_title=_(page_of(script_path).title), page_icon=APP_ICON, layout="wide")
     set_threads_once()  # process-wide: cores - 1, so the server keeps a core for the browser sessions
     menu = st.sidebar.container(key="menu")
+    language_picker()
     device_badge()
     picked = model_picker()
-    for page in available_pages():  # each link carries the picked model, as a shared link does
-        menu.page_link(page.file, label=page.title, icon=page.icon,
-                       query_params={"model": picked.name} if picked else None)
+    carried = {"lang": st.session_state["language_choice"]} | ({"model": picked.name} if picked else {})
+    for page in available_pages():  # each link carries the picked model and the language, as a shared link does
+        menu.page_link(page.file, label=_(page.title), icon=page.icon, query_params=carried)
     return picked
+
+
+def session_language():
+    """This session's language: the one picked before, else ?lang= (a shared link), else the browser's preference
+    (navigator.language, then the Accept-Language header), else English."""
+    if st.session_state.get("language_choice") not in LANGUAGES:
+        wanted = st.query_params.get("lang")
+        st.session_state["language_choice"] = wanted if wanted in LANGUAGES else preferred_language(
+            st.context.locale or st.context.headers.get("Accept-Language"))
+    return st.session_state["language_choice"]
+
+
+def _keep_picked_language():
+    st.session_state["language_choice"] = st.session_state["language"]
+
+
+def language_picker():
+    """English or 简体中文, kept in the URL as ?lang= (the page reruns in the new language at once)."""
+    st.session_state["language"] = st.session_state["language_choice"]  # a widget's own state ends with its page
+    language = st.sidebar.selectbox("Language · 语言", list(LANGUAGES), key="language", format_func=LANGUAGES.get,
+                                    on_change=_keep_picked_language)
+    st.query_params["lang"] = language
+    return language
 
 
 def device_badge():
     """Which device training will use: CUDA, then Apple MPS, then the CPU."""
     device = pick_device("auto")
     color = {"cuda": "green", "mps": "violet"}.get(device.type, "gray")
-    st.sidebar.caption(f":material/memory: Trains on :{color}[**{describe(device)}**]")
+    st.sidebar.caption(":material/memory: " + _("Trains on {device}").format(device=f":{color}[**{describe(device)}**]"))
     return device
 
 
@@ -128,16 +155,16 @@ def model_picker():
     infos = {info.name: info for info in checkpoints()}
     if not infos:
         st.session_state.pop("model_info", None)
-        st.sidebar.info("No trained model yet: train one on **Train live** or with `python -m attnviz train`.")
+        st.sidebar.info(_("No trained model yet: train one on **Train live** or with `python -m attnviz train`."))
         return None
     if st.session_state.get("model_choice") not in infos:  # first visit, a shared link, or the model was deleted
         wanted = st.query_params.get("model")
         st.session_state["model_choice"] = wanted if wanted in infos else default_model(infos.values())
     st.session_state["model"] = st.session_state["model_choice"]  # a widget's own state ends with its page
-    name = st.sidebar.selectbox("Model", list(infos), key="model", format_func=lambda n: model_label(infos[n]),
+    name = st.sidebar.selectbox(_("Model"), list(infos), key="model", format_func=lambda n: model_label(infos[n]),
                                 on_change=_keep_picked_model,
-                                help="Every page uses this model. Shipped models come with attnviz; "
-                                     "yours were trained here.")
+                                help=_("Every page uses this model. Shipped models come with attnviz; "
+                                       "yours were trained here."))
     st.query_params["model"] = name
     st.session_state["model_info"] = infos[name]
     return infos[name]
@@ -157,7 +184,8 @@ def default_model(infos):
 
 def model_label(info):
     task = (info.meta.get("task") or {}).get("name", "?")
-    return f"{info.name} ({task}{'' if info.shipped else ', yours'})"
+    mine = "" if info.shipped else _(", yours")
+    return f"{info.name} ({task}{mine})"
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")

@@ -6,7 +6,7 @@ names, defaults and parameter bounds.
 import string
 
 from attnviz.checks import reject
-from attnviz.data import corpora, dates, synthetic
+from attnviz.data import chinese_numbers, corpora, dates, synthetic
 
 
 TASKS = {
@@ -15,6 +15,7 @@ TASKS = {
     "sort": "Sort the letters of a string: attention has to find each letter's place.",
     "addition": 'Add two whole numbers: "123+45" -> "168" (digits are aligned right to left).',
     "dates": 'Rewrite dates in many human formats as ISO: "Mon 23 Nov 2026" -> "2026-11-23".',
+    "zh-numbers": 'Chinese number words to digits: "三百零五" -> "305", "二万零三百" -> "20300".',
     "pydoc": "Language model over Python's own documentation (pydoc_data.topics, ~465,000 characters).",
     "prose": "Language model over English that ships with Python: the documentation topics and the standard "
              "library's docstrings (~2.2 million characters).",
@@ -36,6 +37,7 @@ DEFAULTS = {
     "sort": {"min_len": 8, "max_len": 12, "alphabet": string.ascii_lowercase, **_SPLIT_SIZES},
     "addition": {"min_len": 1, "max_len": 3, **_SPLIT_SIZES},  # lengths count the digits of each number
     "dates": {"min_year": 1950, "max_year": 2049, **_SPLIT_SIZES, "n_train": 10000},
+    "zh-numbers": {"min_len": 1, "max_len": chinese_numbers.MAX_DIGITS, **_SPLIT_SIZES, "n_train": 20000},
     "induction": {"min_len": 12, "max_len": 20, "max_prefix": 8, "alphabet": INDUCTION_ALPHABET, **_SPLIT_SIZES},
     "pydoc": dict(_LM),
     "prose": {**_LM, "vocab_size": 1024, "block_size": 128},
@@ -102,6 +104,7 @@ _BUILDERS = {
     "sort": synthetic.seq2seq_task(synthetic.sort_letters, synthetic.alphabet_param),
     "addition": synthetic.seq2seq_task(synthetic.addition, lambda params: "0123456789+"),
     "dates": synthetic.seq2seq_task(dates.generate, lambda params: dates.alphabet()),
+    "zh-numbers": chinese_numbers.task,
     "induction": synthetic.induction_task,
     "pydoc": corpora.pydoc_task,
     "prose": corpora.prose_task,

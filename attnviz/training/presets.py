@@ -49,6 +49,9 @@ PRESETS = {
                                    {"n_encoder_layers": 2, "n_decoder_layers": 2}, {**FAST, "lr": 5e-3, "steps": 3000}),
     "dates-transformer": Preset("Normalise dates to ISO format: the cross-attention alignments are the lesson",
                                 "dates", "transformer", {}, {**FAST, "steps": 1500}),
+    "zh-numbers-transformer": Preset("Read Chinese number words (三百零五 -> 305): cross-attention finds each "
+                                     "digit's word, and 零 stands for a run of zeros", "zh-numbers", "transformer",
+                                     {"n_encoder_layers": 2}, {**FAST, "steps": 3000}),
     "dates-lstm+bahdanau": Preset("Normalise dates with an LSTM and Bahdanau attention",
                                   "dates", "lstm+bahdanau", {}, {**FAST, "steps": 1500}),
     "dates-lstm": Preset("Normalise dates with a plain LSTM (no attention)", "dates", "lstm", {}, {**FAST, "steps": 1500}),

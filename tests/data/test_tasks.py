@@ -40,7 +40,7 @@ def sources(examples):
 # ---------------------------------------------------------------- names, defaults, determinism, splits
 
 def test_every_task_has_a_description_and_defaults():
-    assert set(TASKS) == set(DEFAULTS) == {"copy", "reverse", "sort", "addition", "dates", "induction", "pydoc",
+    assert set(TASKS) == set(DEFAULTS) == {"copy", "reverse", "sort", "addition", "dates", "zh-numbers", "induction", "pydoc",
                                            "prose", "code", "text", "pairs"}
     assert all(isinstance(text, str) and text for text in TASKS.values())
     task = make_task("reverse")

@@ -5,6 +5,7 @@ import functools
 import pytest
 
 from attnviz.data.stdlib import code_documents, prose_documents
+from attnviz.decoding.search import greedy
 from attnviz.interpret.contenders import LABELS, TASKS, checkpoint_name
 from attnviz.interpret.continuations import PROMPTS, continue_prompt, real_word_share
 from attnviz.training.checkpoint import SHIPPED_DIR, list_checkpoints, load_checkpoint
@@ -19,7 +20,8 @@ FLOORS = {"reverse": 0.99, "reverse-long": 0.97, "dates": 0.99}  # exact match t
 MARGIN, ERROR_RATIO = 0.15, 0.25
 SEQ2SEQ = {checkpoint_name(task, a): (task, a) for task in TASKS for a in LABELS}
 LANGUAGE_MODELS = {"prose-lm": 0.3, "code-lm": 0.35}  # token accuracy at least
-EXPECTED = sorted(SEQ2SEQ) + sorted(LANGUAGE_MODELS)
+CHINESE = "zh-numbers-transformer"  # Chinese number words to digits: 99% exact match promised
+EXPECTED = sorted(SEQ2SEQ) + sorted(LANGUAGE_MODELS) + [CHINESE]
 
 
 @functools.cache
@@ -73,3 +75,14 @@ def test_language_models_beat_a_character_ngram_and_write_real_words(name):
     corpus = "\n".join(text for _, text in (prose_documents() if kind == "prose" else code_documents()))
     share, words = real_word_share(texts, corpus)
     assert words >= 50 and share >= 0.9
+
+
+def test_the_chinese_model_reads_chinese_number_words():
+    assert measured(CHINESE)[1]["exact_match"] >= 0.99
+    checkpoint = load_checkpoint(SHIPPED_DIR / CHINESE)
+    task = checkpoint.task()
+    for words, digits in (("三百零五", "305"), ("二万零三百", "20300"), ("一千零一十", "1010"), ("十五万", "150000"),
+                          ("十", "10"), ("一万", "10000"), ("零", "0")):
+        src = task.encode_source(words, max_len=checkpoint.model.config.max_len)  # (1, S)
+        output = greedy(checkpoint.model, task.tokenizer, src[0].tolist(), max_new_tokens=12, trace=False)
+        assert task.tokenizer.decode(output.ids()) == digits, words
