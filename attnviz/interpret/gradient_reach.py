@@ -1,5 +1,6 @@
-"""gradient_by_distance(model, src_ids, tgt_in, token=None) -> DataFrame: how much the last output step depends on
-each source position, as the gradient norm of its log-probability w.r.t. that position's input embedding.
+"""gradient_by_distance(model, src_ids, tgt_in, token=None, of="logit") -> DataFrame: how much the last output step
+depends on each source position, as the gradient norm of the chosen token's logit (or log-probability) w.r.t. that
+position's input embedding. text_gradient_by_distance(model, tokenizer, src_text, tgt_text) does it for texts.
 
 The RNN's limit, measured (Bengio et al. 1994; Hochreiter 1991): in a recurrent model the last output reaches source
 position j only through every step in between, and the gradient is a product of one Jacobian per step, so it tends
@@ -14,6 +15,7 @@ model is used as it is (a loaded checkpoint is in eval mode: no dropout).
 import pandas as pd
 import torch
 
+from attnviz.interpret.comparison import source_ids
 from attnviz.models.hooks import forward_hooks
 
 
@@ -60,3 +62,14 @@ def gradient_by_distance(model, src_ids, tgt_in, token=None, of="logit"):
     positions = torch.arange(S)
     return pd.DataFrame({"position": positions.numpy(), "distance": (S + T - 1 - positions).numpy(),
                          "gradient": norms.numpy(), "relative": (norms / norms.max().clamp(min=1e-30)).numpy()})
+
+
+def text_gradient_by_distance(model, tokenizer, src_text, tgt_text):
+    """`gradient_by_distance` for the last token of `tgt_text` (teacher-forced: the decoder reads BOS and the tokens
+    before it), so models compared on one target are measured at the same output step."""
+    target = tokenizer.encode(tgt_text)
+    if not target:
+        raise ValueError("the target is empty: there is no output step to take the gradient of")
+    src = torch.tensor(source_ids(tokenizer, src_text, model.config.max_len))  # (S,)
+    tgt_in = torch.tensor([tokenizer.bos_id] + target[:-1])  # (T,)
+    return gradient_by_distance(model, src, tgt_in, token=target[-1])

@@ -65,7 +65,9 @@ def model_dot_product_stats(model, src, tgt_in):
     (1, T)): `module`, `head`, d_k, the variance of its q·k over the query-key pairs it may use, softmax entropy and
     largest gradient with the scaling the model uses and without it. Queries and keys are the ones the model itself
     computed (`head_mechanics`, checked there against the model's hooks)."""
-    run = lambda: model.logits(src, tgt_in)
+    device = next(model.parameters()).device
+    src = None if src is None else src.to(device)
+    run = lambda: model.logits(src, tgt_in.to(device))
     rows = []
     for kind, layer, module, n_heads in attention_heads(model):
         for head in range(n_heads):

@@ -5,7 +5,9 @@ import torch
 from torch.autograd.functional import jacobian
 
 from attnviz import build_model
-from attnviz.interpret.gradient_reach import gradient_by_distance
+from attnviz.data.tasks import make_task
+from attnviz.interpret.gradient_reach import gradient_by_distance, text_gradient_by_distance
+from attnviz.models.architectures import model_config
 from attnviz.models.config import RNNConfig, TransformerConfig
 
 VOCAB, PAD = 12, 0
@@ -83,3 +85,18 @@ def test_refuses_a_batch_and_a_language_model():
                                        n_encoder_layers=0, n_decoder_layers=1, d_ff=16))
     with pytest.raises(ValueError, match="no source"):
         gradient_by_distance(lm, torch.tensor([[3, 4]]), torch.tensor([[1, 3]]))
+
+
+def test_texts_are_measured_at_the_targets_last_token():
+    task = make_task("reverse", min_len=2, max_len=6, alphabet="abcdef", n_train=10, n_val=2, n_test=2)
+    torch.manual_seed(0)
+    model = build_model(model_config("lstm+bahdanau", task.tokenizer, embed_dim=8, hidden_size=16)).eval()
+    frame = text_gradient_by_distance(model, task.tokenizer, "abcd", "dcba")
+    ids = {c: task.tokenizer.encode(c)[0] for c in "abcd"}
+    src = torch.tensor([[ids["a"], ids["b"], ids["c"], ids["d"], task.tokenizer.eos_id]])
+    tgt_in = torch.tensor([[task.tokenizer.bos_id, ids["d"], ids["c"], ids["b"]]])  # the step that writes "a"
+    expected = reference_norms(model, src, tgt_in, ids["a"], "logit")
+    assert frame["gradient"].to_numpy() == pytest.approx(expected.numpy(), rel=1e-4)
+    assert list(frame["distance"]) == [5 + 4 - 1 - j for j in range(5)]
+    with pytest.raises(ValueError, match="target is empty"):
+        text_gradient_by_distance(model, task.tokenizer, "abcd", "")
