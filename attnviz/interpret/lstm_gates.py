@@ -1,5 +1,6 @@
 """lstm_gates(model, src_ids, layer=0) -> {"input", "forget", "output", "candidate", "cell", "hidden": (T, hidden)
 numpy arrays}: the encoder LSTM's gates at every time step of one source, computed from the module's own weights.
+text_lstm_gates(model, tokenizer, text, layer=0) -> (that dict, the token labels); is_lstm(model) says if it applies.
 
 The LSTM equations as torch.nn.LSTM writes them (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al.
 2000), one time step t of one layer, x_t its input, h_{t-1} and c_{t-1} its state (zeros at t = 0):
@@ -18,13 +19,20 @@ the forward direction of `layer`.
 """
 import torch
 
+from attnviz.interpret.comparison import source_ids
+
 GATES = ("input", "forget", "candidate", "output")  # nn.LSTM's order of the row blocks: i, f, g, o
+
+
+def is_lstm(model):
+    """True when the model's encoder is an nn.LSTM (the models `lstm_gates` takes apart)."""
+    return isinstance(getattr(getattr(model, "encoder", None), "rnn", None), torch.nn.LSTM)
 
 
 def encoder_lstm(model):
     """The model's encoder nn.LSTM, or a ValueError that says what the model has instead."""
     rnn = getattr(getattr(model, "encoder", None), "rnn", None)
-    if not isinstance(rnn, torch.nn.LSTM):
+    if not is_lstm(model):
         raise ValueError("lstm_gates needs a model with an LSTM encoder; this one has "
                          f"{type(rnn).__name__ if rnn is not None else 'no recurrent encoder'}")
     return rnn
@@ -72,3 +80,9 @@ def lstm_gates(model, src_ids, layer=0):
             x = torch.cat([forward["hidden"], backward], dim=-1)  # (T, 2H)
         else:
             x = forward["hidden"]  # (T, H)
+
+
+def text_lstm_gates(model, tokenizer, text, layer=0):
+    """`lstm_gates` of `text` read as the model's source (its tokens + EOS), with the label of each token."""
+    src = torch.tensor(source_ids(tokenizer, text, model.config.max_len))  # (S,)
+    return lstm_gates(model, src, layer), tokenizer.labels(src)
