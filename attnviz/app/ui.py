@@ -84,8 +84,8 @@ def page_of(script_path):
 
 # The choices every page keeps in the session and in the URL: {session key: query parameter}.
 LINKED_STATE = {"model_choice": "model", "input_text": "text", "attention": "attention", "layer": "layer",
-                "head": "head", "method": "method", "lesson": "lesson", "rnn_task": "rnn_task",
-                "rnn_source": "rnn_source"}
+                "head": "head", "method": "method", "lesson": "lesson", "course_lesson": "lesson",
+                "rnn_task": "rnn_task", "rnn_source": "rnn_source"}
 
 
 def sidebar(script_path):
@@ -421,14 +421,17 @@ def table_or_caption(table, empty_note, **kwargs):
 
 
 def lesson_picker(lessons):
-    """The lesson to show, kept in the URL as ?lesson=slug (?lesson=3 opens the third and becomes its slug)."""
+    """The lesson to show, kept in the URL as ?lesson=slug (?lesson=3 opens the third and becomes its slug) and in
+    the session, so the menu's link back to the course finds the learner's lesson."""
     by_slug = {lesson.slug: lesson for lesson in lessons}
     slugs = list(by_slug)
     wanted = st.query_params.get("lesson", "")
     if wanted.isdigit() and 1 <= int(wanted) <= len(slugs):
         st.query_params["lesson"] = slugs[int(wanted) - 1]
-    slug = choice("Lesson", slugs, "lesson", param="lesson",
-                  format_func=lambda s: f"{slugs.index(s) + 1}. {by_slug[s].title}")
+    if "lesson" not in st.session_state and "course_lesson" in st.session_state:  # a widget's state ends with its page
+        st.session_state["lesson"] = st.session_state["course_lesson"]
+    slug = st.session_state["course_lesson"] = choice(
+        "Lesson", slugs, "lesson", param="lesson", format_func=lambda s: f"{slugs.index(s) + 1}. {by_slug[s].title}")
     return by_slug[slug]
 
 
