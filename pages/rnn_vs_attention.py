@@ -201,10 +201,10 @@ else:
 lstms = {label: c for label, c in contenders.items() if is_lstm(c.model)}
 if lstms:
     st.subheader("The LSTM's gates, step by step")
-    st.markdown("The encoder LSTM reading the same input, one column per token, one row per unit: the input gate "
-                "i_t (how much of the candidate is written), the forget gate f_t (how much of the old cell is "
-                "kept), the output gate o_t (how much of the cell is shown) and the cell state c_t = f_t ⊙ c_{t−1} + "
-                "i_t ⊙ g_t, computed from the module's own weights.")
+    st.markdown(r"The encoder LSTM reading the same input, one column per token, one row per unit: the input gate "
+                r"$i_t$ (how much of the candidate $g_t$ is written), the forget gate $f_t$ (how much of the old cell "
+                r"is kept), the output gate $o_t$ (how much of the cell is shown) and the cell state "
+                r"$c_t = f_t \odot c_{t-1} + i_t \odot g_t$, computed from the module's own weights.")
     gate_model = st.radio("Model", list(lstms), key="rnn_gates_model", horizontal=True)
     try:
         values, tokens = gates(lstms[gate_model], lstms[gate_model].key, reach_text)

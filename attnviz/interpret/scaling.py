@@ -1,5 +1,6 @@
-"""Why attention divides by √d_k. dot_product_stats(d_ks, n=500, generator=None, n_keys=16) -> DataFrame for random
-Gaussian q and k; model_dot_product_stats(model, src, tgt_in) -> DataFrame for a model's own queries and keys.
+"""Why attention divides by √d_k. dot_product_stats(d_ks, n=500, generator=None, n_keys=16, seed=0) -> DataFrame
+for random Gaussian q and k; model_dot_product_stats(model, src, tgt_in) -> DataFrame for a model's own queries and
+keys.
 
 For q and k with independent N(0, 1) entries, q·k = sum_{m=1..d_k} q_m k_m is a sum of d_k products of mean 0 and
 variance 1, so Var(q·k) = d_k (Vaswani et al. 2017, footnote 4): the scores spread like √d_k. A softmax over scores
@@ -51,11 +52,11 @@ def gaussian_scores(d_k, n, n_keys, generator, block=64):
     return torch.cat(scores)  # (n, K)
 
 
-def dot_product_stats(d_ks, n=500, generator=None, n_keys=16):
-    """One row per d_k of `gaussian_scores` drawn from `generator` (a torch.Generator; None uses a fresh one seeded
-    0). Columns: d_k, variance of q·k and of q·k/√d_k, the closed form d_k ("expected variance"), softmax entropy
+def dot_product_stats(d_ks, n=500, generator=None, n_keys=16, seed=0):
+    """One row per d_k of `gaussian_scores` drawn from `generator` (a torch.Generator; None: a fresh one seeded with
+    `seed`). Columns: d_k, variance of q·k and of q·k/√d_k, the closed form d_k ("expected variance"), softmax entropy
     and largest gradient, raw and scaled."""
-    generator = generator or torch.Generator().manual_seed(0)
+    generator = generator or torch.Generator().manual_seed(seed)
     return pd.DataFrame([{**stats_row(gaussian_scores(d_k, n, n_keys, generator), d_k),
                           "expected variance": float(d_k)} for d_k in d_ks])
 
