@@ -52,9 +52,10 @@ class Lesson:
         return {i.key: i.default for i in self.inputs}
 
 
-def explorer_at(page, model, kind, layer=0, head=0, label="Open the full page"):
-    """A link to an attention page (explorer or mechanics) at one model, input, kind, layer and head."""
-    return lambda values: [Link(page, label, {"model": model, "text": values["text"], "attention": kind,
+def explorer_at(page, model, kind, layer=0, head=0, text="attention", label="Open the full page"):
+    """A link to an attention page (explorer or mechanics) at one model, input, kind, layer and head (the
+    lesson's own text and head when it has those inputs)."""
+    return lambda values: [Link(page, label, {"model": model, "text": values.get("text", text), "attention": kind,
                                               "layer": str(layer), "head": str(values.get("head", head))})]
 
 
@@ -85,6 +86,43 @@ LESSONS = [
         "looks ahead.",
         comparison_at("reverse"), r"h_t = f(x_t, h_{t-1})", (Input("text", "Letters (a to z)", "abcdefgh"),)),
     Lesson(
+        "rnn-limits", "The RNN and its limits",
+        "Training follows the gradient of the loss back to every input. In a recurrent network the output at the "
+        "last step reaches the input of step $j$ only through every state in between, so its gradient is a product "
+        "of one Jacobian $\\partial h_{t}/\\partial h_{t-1}$ per step: it tends to shrink (or explode) with the "
+        "distance, and what lies far back is learnt slowly or not at all. And whatever the decoder needs must fit "
+        "into the one fixed-size state. Below: three shipped models reversing the same letters, so the last output "
+        "copies the first, farthest letter; the gradient of that output with respect to each input, measured with "
+        "autograd.",
+        live.gradient_reach,
+        "Type 24 letters. For each model, how does the gradient on the first letter (the one the last output "
+        "copies) compare with the gradient on the last letter?",
+        "The Transformer and the LSTM with attention put about 4 to 100 times more gradient on the first letter "
+        "than on the last: attention reaches it in one step. The plain LSTM gives the first letter no more, often "
+        "less (a ratio below 1): through 48 steps of recurrence it cannot single out the one letter it needs.",
+        comparison_at("reverse-long"),
+        r"\frac{\partial y_T}{\partial x_j} = \frac{\partial y_T}{\partial h_T} \prod_{t=j+1}^{T} "
+        r"\frac{\partial h_t}{\partial h_{t-1}} \, \frac{\partial h_j}{\partial x_j}",
+        (Input("text", "Letters (a to z, 4 to 24 of them)", "thequickbrownfoxjumps"),)),
+    Lesson(
+        "lstm-gates", "The LSTM and its gates",
+        "The LSTM (Hochreiter and Schmidhuber 1997) adds a **cell state** $c_t$ beside the hidden state and three "
+        "**gates**, each a sigmoid between 0 and 1 for every unit: the **forget** gate $f_t$ decides how much of "
+        "the old cell is kept, the **input** gate $i_t$ how much of the new candidate $g_t$ is written, the "
+        "**output** gate $o_t$ how much of the cell is shown as $h_t$. The cell is updated by addition, not by a "
+        "squashing matrix product, so with $f_t$ near 1 a memory and its gradient pass many steps unchanged. Below: "
+        "the gates of the shipped LSTM encoder at each step of your input, computed from its weights.",
+        live.lstm_gates,
+        "Choose the cell state and type a long word. What happens to the largest values as the word goes on?",
+        "They grow step by step (for `attention` from about 0.8 to 7.8): the forget gate stays mostly open (near 1 "
+        "by the end), so the cell adds up what it writes instead of overwriting it, a memory a plain RNN's "
+        "$\\tanh$ state cannot keep.",
+        comparison_at("reverse"),
+        r"c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)",
+        (Input("text", "Letters (a to z)", "attention"),
+         Input("gate", "Show", "forget", options={"input": "input gate", "forget": "forget gate",
+                                                  "output": "output gate", "cell": "cell state"}))),
+    Lesson(
         "query-key-value", "Query, key and value",
         "Attention replaces the hidden state's bottleneck by a lookup. Every token's vector $x$ is projected three "
         "ways: a **query** $q$ (what it is looking for), a **key** $k$ (what it offers to be found by) and a "
@@ -98,6 +136,24 @@ LESSONS = [
         "encoding, so the same letter at two places asks slightly different questions (lesson 7 shows why).",
         explorer_at("pages/mechanics.py", "reverse-transformer", "encoder self"),
         r"Q = XW^Q, \quad K = XW^K, \quad V = XW^V", (LETTERS, HEAD)),
+    Lesson(
+        "scaled-dot-product", "Scaled dot-product attention, and why √d_k",
+        "Scaled dot-product attention scores every query against every key at once, $QK^\\top$, divides by "
+        "$\\sqrt{d_k}$, applies a softmax to each row and takes the weighted sum of the values. Why the division? "
+        "If the $d_k$ entries of $q$ and $k$ are independent with mean 0 and variance 1, $q \\cdot k$ is a sum of "
+        "$d_k$ such products and has variance $d_k$. Scores that far apart make the softmax put almost all weight "
+        "on one key, and its gradient $p_i(\\delta_{ij} - p_j)$ all but vanishes: the head stops learning. Divided "
+        "by $\\sqrt{d_k}$, the scores keep variance 1 for every $d_k$. Below: random $q$ and $k$ of growing $d_k$.",
+        live.scaling,
+        "Show the entropy. What is it at d_k = 512 without the division, and with it?",
+        "Without it about 0.12 nats: nearly all weight on one of the 16 keys. With it about 2.35 nats, close to the "
+        "2.77 of even weights, the same as at d_k = 1: the division keeps the softmax where it can still learn.",
+        explorer_at("pages/mechanics.py", "reverse-transformer", "encoder self"),
+        r"\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V, \qquad "
+        r"\mathrm{Var}(q \cdot k) = d_k",
+        (Input("statistic", "Show", "variance", options={"variance": "variance of q·k", "entropy": "softmax entropy",
+                                                          "gradient": "largest softmax gradient"}),
+         Input("keys", "Keys per query", 16, 2, 64, 1), Input("seed", "Random seed", 0, 0, 9999, 1))),
     Lesson(
         "multi-head", "Multi-head attention",
         "One head gives each query one set of weights, so it can only look for one kind of thing at a time. "
@@ -177,6 +233,24 @@ LESSONS = [
         "pairs. The full page measures the time and memory this costs on this machine.",
         comparison_at("reverse-long"), "",
         (Input("length", "Sequence length n", 64, 2, 4096, 1), Input("kernel", "CNN kernel width k", 3, 2, 15, 1))),
+    Lesson(
+        "padding", "Variable-length sequences and padding",
+        "Sentences differ in length, but a batch is a rectangle: shorter sequences are filled up with a **PAD** "
+        "token. The model must not read it. A **key-padding mask** (True at PAD) gives each padded key $-\\infty$ "
+        "before the softmax, so its weight is exactly 0 and nothing of it reaches a real position; in the decoder "
+        "the causal mask already keeps real positions from the later PAD ones. Below: your lines as one padded "
+        "batch of the shipped reverse Transformer, and the proof on real numbers: each line run alone and in the "
+        "batch, with and without the mask (in float64, so rounding is about $10^{-14}$).",
+        live.padding,
+        "Add a line of two letters. How large is its change with the mask, and without it?",
+        "With the mask about $10^{-14}$, rounding: padding changes nothing. Without the mask, PAD is read as a "
+        "token and the logits move by whole units, enough to change the output. The longest line needs no "
+        "padding, so it is the same either way.",
+        lambda values: explorer_at("pages/mechanics.py", "reverse-transformer", "encoder self")(
+            {"text": values["lines"].splitlines()[0].strip() if values["lines"].strip() else ""}),
+        r"\mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}} + M\right), \quad M_{ij} = -\infty "
+        r"\text{ where key } j \text{ is PAD}",
+        (Input("lines", "Inputs, one per line (a to z)", "attention\nabcdefgh\ntransformers", lines=True),)),
     Lesson(
         "pretrained-downstream", "Pretrained models downstream",
         "Training a large model from scratch takes data and compute few have; instead, a model **pretrained** on a "

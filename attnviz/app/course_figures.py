@@ -1,5 +1,5 @@
-"""The live figures of the course's lessons that come from library functions on shipped models (the RNN's limits,
-the LSTM's gates, the √d_k and padding lessons draw theirs in `lesson_figures`).
+"""The live figures of the course's lessons, from library functions on shipped models (the RNN's limits, the LSTM's
+gates, the √d_k and padding lessons draw the figures of `lesson_figures`).
 
 Every figure function takes the lesson's input values ({input key: value}) and returns a `LessonFigure`: one plotly
 figure and a sentence of what it shows, with the numbers. They compute on the shipped checkpoints, loaded once per
@@ -13,19 +13,26 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from attnviz.app import figures
+from attnviz.app import figures, lesson_figures
 from attnviz.app.markdown import code
 from attnviz.data.tokenizers import BOS, PAD, SPECIAL_LABELS
 from attnviz.decoding.sampling import distribution
+from attnviz.interpret.gradient_reach import text_gradient_by_distance
 from attnviz.interpret.head_types import induction_score, self_attention_patterns
 from attnviz.interpret.input_run import run_input
+from attnviz.interpret.lstm_gates import text_lstm_gates
 from attnviz.interpret.mechanics import head_mechanics
+from attnviz.interpret.padding import padding_check
 from attnviz.interpret.patterns import patterns_of
+from attnviz.interpret.scaling import dot_product_stats
 from attnviz.models.positional import sinusoidal_table
 from attnviz.training import checkpoint
 
 MAX_TOKENS = 12  # the numbers of a 12 x 12 heatmap still fit into its cells
 TOP_TOKENS = 10  # bars in the next-token chart
+D_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # the √d_k lesson's key sizes
+CONTENDERS = {"Transformer": "reverse-long-transformer", "LSTM + Bahdanau attention": "reverse-long-lstm-bahdanau",
+              "Plain LSTM": "reverse-long-lstm"}  # trained on the same 4 to 24 letters
 
 
 @dataclass
@@ -71,6 +78,36 @@ def hidden_states(values, model_name="reverse-lstm"):
                                     show_values=False)
     return LessonFigure(figure, f"{model_name}'s encoder, {states.shape[2]} units, {len(labels)} steps: row t is "
                                 f"what it carries after reading token t." + unknown_note(task, values["text"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The RNN's limits and the LSTM's gates
+
+
+def gradient_reach(values):
+    """The gradient of the last output w.r.t. each input, by distance, for a Transformer and two LSTMs reversing the
+    same letters (the last output is the first letter, the farthest input)."""
+    text = values["text"]
+    frames = {label: text_gradient_by_distance(shipped(name).model, shipped(name).tokenizer, text, text[::-1])
+              for label, name in CONTENDERS.items()}
+    ratios = {label: frame["gradient"].iloc[0] / frame["gradient"].iloc[-2] for label, frame in frames.items()}
+    return LessonFigure(lesson_figures.gradient_reach(frames),
+                        f"The last output copies the first of the {len(text)} letters, "
+                        f"{frames['Plain LSTM']['distance'].max()} steps away. Gradient on the first letter ÷ "
+                        "gradient on the last letter: "
+                        + ", ".join(f"{label} {ratio:.2g}" for label, ratio in ratios.items()) + ".")
+
+
+def lstm_gates(values, model_name="reverse-lstm"):
+    """One gate (or the cell state) of the plain LSTM's encoder at each step of the input: units x steps."""
+    picked = shipped(model_name)
+    gates, tokens = text_lstm_gates(picked.model, picked.tokenizer, values["text"])
+    gate = values["gate"]
+    forget, cell = gates["forget"].mean(1), np.abs(gates["cell"]).max(1)  # (T,) each
+    return LessonFigure(lesson_figures.lstm_gate_maps({gate: gates[gate]}, tokens)[gate],
+                        f"{model_name}'s encoder, {gates[gate].shape[1]} units. Mean forget gate {forget[0]:.2f} at "
+                        f"the first step, {forget[-1]:.2f} at the last; the largest |c_t| grows from {cell[0]:.1f} "
+                        f"to {cell[-1]:.1f}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +159,20 @@ def attention_kinds(values, model_name="reverse-transformer"):
              "cross": "each output position looks at the encoder's source tokens"}
     return LessonFigure(figure, f"{sides[kind].capitalize()}. Output: {code(run.output)}."
                         + unknown_note(picked.task(), values["text"]))
+
+
+def scaling(values):
+    """Variance of q·k, softmax entropy or its largest gradient by d_k, for random Gaussian q and k, with and
+    without the division by √d_k."""
+    n_keys = int(values["keys"])
+    stats = dot_product_stats(D_KS, n_keys=n_keys, seed=int(values["seed"]))
+    last = stats.iloc[-1]
+    return LessonFigure(lesson_figures.scaling_curves(stats)[values["statistic"]],
+                        f"500 queries, each against {n_keys} keys. At d_k = {D_KS[-1]}: variance of q·k "
+                        f"{last['variance']:.0f} (closed form: {D_KS[-1]}), of q·k/√d_k {last['scaled variance']:.2f}; "
+                        f"entropy {last['entropy']:.2f} nats without the division, {last['scaled entropy']:.2f} with "
+                        f"it (even weights: ln {n_keys} = {math.log(n_keys):.2f}); largest gradient "
+                        f"{last['max gradient']:.3f} against {last['scaled max gradient']:.3f}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,6 +238,22 @@ def path_lengths(values):
     return LessonFigure(figure, f"At n = {n}: an RNN needs {longest_path('RNN', n, kernel)} sequential steps, a stack "
                                 f"of convolutions {longest_path('CNN', n, kernel)} layers, self-attention "
                                 f"{longest_path('attention', n, kernel)} (but it scores all {n * n:,} pairs).")
+
+
+# ---------------------------------------------------------------------------------------------
+# Variable-length sequences: a padded batch
+
+
+def padding(values, model_name="reverse-transformer"):
+    """The learner's lines as one padded batch of the reverse Transformer, its mask, and what padding changes."""
+    picked = shipped(model_name)
+    texts = [line.strip() for line in values["lines"].splitlines() if line.strip()]
+    check = padding_check(picked.model, texts, picked.task())
+    rows = check.table.to_dict("records")
+    return LessonFigure(lesson_figures.padded_batch(check),
+                        "Largest change of a logit at a real position, batch against alone: "
+                        + "; ".join(f"input {b} ({row['padding']} PAD) {row['max |difference|']:.0e} with the mask, "
+                                    f"{row['without the mask']:.2g} without" for b, row in enumerate(rows)) + ".")
 
 
 # ---------------------------------------------------------------------------------------------

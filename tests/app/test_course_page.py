@@ -298,3 +298,13 @@ def test_the_shipped_lab_model_has_formed_induction_heads():
     assert max(scores) > 0.8
     chance = float(re.search(r"evenly scores (\d\.\d\d)", caption).group(1))
     assert chance == pytest.approx(np.mean([1 / (half + j + 1) for j in range(1, half)]), abs=0.006)
+
+
+def test_the_variance_of_q_dot_k_is_d_k_and_the_scaled_one_is_one():
+    """Var(q·k) = d_k for q, k with independent N(0, 1) entries (a sum of d_k products of variance 1)."""
+    curves = {trace["name"]: (array(trace["x"]), array(trace["y"]))
+              for trace in figure(open_lesson("scaled-dot-product", statistic="variance"))["data"]}
+    d_k, raw = curves["q·k"]
+    _, scaled = curves["q·k / √d_k"]
+    assert list(d_k) == [2 ** i for i in range(10)]
+    assert np.allclose(raw, d_k, rtol=0.15) and np.allclose(scaled, 1.0, atol=0.15)
