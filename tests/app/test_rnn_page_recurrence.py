@@ -1,17 +1,25 @@
 """The "Inside the recurrence" section of the RNN vs attention page: the gradient by distance of every model against
 torch.autograd.functional.jacobian, and the LSTM's cell state and output gate against nn.LSTM run one step at a
 time."""
+import shutil
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from page_helpers import array, charts, z_of
-from test_rnn_page import LABELS, dirs, open_page, shipped_dir  # noqa: F401 (fixtures)
+import test_rnn_page
+from test_rnn_page import LABELS, open_page, tiny
 from torch.autograd.functional import jacobian
 
+from attnviz import build_model
 from attnviz.interpret import contenders
 from attnviz.interpret.comparison import reference
 from attnviz.interpret.contenders import checkpoint_name
 from attnviz.training import checkpoint
+
+
+shipped_dir, dirs = test_rnn_page.shipped_dir, test_rnn_page.dirs  # the page test's tiny shipped models
 
 
 def load(folder, architecture):
@@ -79,3 +87,25 @@ def test_lstm_gates_of_the_chosen_model(dirs, architecture):
     assert np.abs(z_of(figures["rnn_gate_output"]) * np.tanh(cells.T) - hiddens.T).max() < 1e-6  # h = o tanh(c)
     assert figures["rnn_gate_cell"]["layout"]["xaxis"]["ticktext"] == \
         [label.replace("<", "&lt;").replace(">", "&gt;") for label in tokenizer.labels(ids[0])]
+
+
+def test_a_shipped_plain_rnn_of_the_task_joins_the_gradients(dirs):
+    shipped, _ = dirs
+    task, model, config = tiny("reverse-long", "lstm")
+    plain = build_model(replace(model.config, cell="rnn")).eval()  # a tanh RNN, same sizes
+    checkpoint.save_checkpoint(shipped / checkpoint_name("reverse-long", "rnn"), plain, task.tokenizer,
+                               {"task": task.spec()})
+    try:
+        at = open_page(rnn_task="reverse-long")
+        text = at.text_input(key="rnn_input_reverse-long").value
+        reach = charts(at)["rnn_reach"]
+        assert [trace["name"] for trace in reach["data"]] == LABELS + ["Plain RNN, no attention"]
+        tokenizer = task.tokenizer
+        target = reference(task, text)
+        src = torch.tensor([tokenizer.encode(text) + [tokenizer.eos_id]])  # (1, S)
+        tgt_in = torch.tensor([[tokenizer.bos_id] + tokenizer.encode(target)[:-1]])  # (1, T)
+        expected = jacobian_norms(plain, src, tgt_in, tokenizer.encode(target)[-1])
+        assert array(reach["data"][-1]["y"]) == pytest.approx(expected, rel=1e-4)
+        assert "plain tanh RNN" in " ".join(m.value for m in at.markdown)
+    finally:
+        shutil.rmtree(shipped / checkpoint_name("reverse-long", "rnn"))

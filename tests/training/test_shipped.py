@@ -19,7 +19,8 @@ FLOORS = {"reverse": 0.99, "reverse-long": 0.97, "dates": 0.99}  # exact match t
 MARGIN, ERROR_RATIO = 0.15, 0.25
 SEQ2SEQ = {checkpoint_name(task, a): (task, a) for task in TASKS for a in LABELS}
 LANGUAGE_MODELS = {"prose-lm": 0.3, "code-lm": 0.35}  # token accuracy at least
-EXPECTED = sorted(SEQ2SEQ) + sorted(LANGUAGE_MODELS)
+PLAIN_RNN = ["reverse-long-rnn"]  # a tanh RNN without attention, for the gradient by distance (gradient_reach.py)
+EXPECTED = sorted(SEQ2SEQ) + sorted(LANGUAGE_MODELS) + PLAIN_RNN
 
 
 @functools.cache
