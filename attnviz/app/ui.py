@@ -441,19 +441,21 @@ def _lesson_figure(_lesson, slug, values):
 
 
 def lesson_inputs(lesson):
-    """The lesson's declared inputs in one row (a text area on its own): {input key: value}."""
-    values, columns = {}, st.columns(len(lesson.inputs)) if lesson.inputs else []
-    for column, field in zip(columns, lesson.inputs):
+    """The lesson's declared inputs in one row: {input key: value}. Kept in the session beyond the widgets' own
+    state, which ends with the page, so a learner back from a full page finds the lesson as they left it."""
+    values, kept = {}, st.session_state.setdefault("lesson_inputs", {})
+    for column, field in zip(st.columns(len(lesson.inputs)) if lesson.inputs else [], lesson.inputs):
         key, help_text = f"lesson_{lesson.slug}_{field.key}", field.help or None
+        st.session_state.setdefault(key, kept.get(key, field.default))
         if field.options:
-            values[field.key] = column.selectbox(field.label, list(field.options), list(field.options).index(
-                field.default), format_func=field.options.get, key=key, help=help_text)
+            value = column.selectbox(field.label, list(field.options), format_func=field.options.get, key=key,
+                                     help=help_text)
         elif isinstance(field.default, str):
             box = column.text_area if field.lines else column.text_input
-            values[field.key] = box(field.label, field.default, max_chars=MAX_INPUT_CHARS, key=key, help=help_text)
+            value = box(field.label, max_chars=MAX_INPUT_CHARS, key=key, help=help_text)
         else:
-            values[field.key] = column.number_input(field.label, field.low, field.high, field.default, field.step,
-                                                    key=key, help=help_text)
+            value = column.number_input(field.label, field.low, field.high, step=field.step, key=key, help=help_text)
+        values[field.key] = kept[key] = value
     return values
 
 

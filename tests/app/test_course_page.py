@@ -110,13 +110,15 @@ def test_the_link_follows_the_learners_input():
                                                     "attention": "decoder self", "layer": "0", "head": "2"})
 
 
-def test_in_the_learners_own_session_the_link_wins_over_earlier_choices():
+def test_in_the_learners_own_session_the_link_wins_over_earlier_choices_and_the_lesson_is_kept():
     """A learner who looked at another model and input first: following the lesson's link (the same session, as a
     click does) still shows the lesson's model, input, attention kind, layer and head."""
     at = open_page("pages/explorer.py", model="dates-transformer", text="1 May 1999", attention="encoder self")
     at.query_params = {"lesson": "query-key-value"}
     at.switch_page(COURSE).run()
+    at.selectbox(key="lesson_query-key-value_head").set_value(3).run()
     page, params = links(at)[0]
+    assert params["head"] == "3"
     at.query_params = dict(params)
     at.switch_page(page).run()
     assert not at.exception
@@ -124,6 +126,7 @@ def test_in_the_learners_own_session_the_link_wins_over_earlier_choices():
     at.query_params = {"model": "reverse-transformer"}  # the menu's link back: the course keeps its lesson
     at.switch_page(COURSE).run()
     assert at.header[0].value.endswith(BY_SLUG["query-key-value"].title)
+    assert at.selectbox(key="lesson_query-key-value_head").value == 3  # the lesson as the learner left it
 
 
 # ---------------------------------------------------------------------------------------------
