@@ -38,10 +38,14 @@ def one_row(ids, name):
 
 def gradient_by_distance(model, src_ids, tgt_in, token=None, of="logit"):
     """One row per source position j: `position`, `distance` (time steps from j to the last output, see above),
-    `gradient` = ||d log p(token | last step) / d embed(src_j)||_2 and `relative` = gradient / its largest value.
+    `gradient` = ||d score / d embed(src_j)||_2 and `relative` = gradient / its largest value.
 
-    `token` is the output token whose log-probability is differentiated; by default the one the model picks at the
-    last step (its argmax). `src_ids` is one source (S,) or (1, S) (no padding), `tgt_in` the decoder's input."""
+    The score is the last step's logit of `token` (`of="logit"`) or its log-probability (`of="log_prob"`, which
+    also fades wherever the model is sure: its gradient carries a factor 1 - p). `token` defaults to the one the
+    model picks at the last step (its argmax). `src_ids` is one source (S,) or (1, S) (no padding), `tgt_in` the
+    decoder's input."""
+    if of not in ("logit", "log_prob"):
+        raise ValueError(f"of={of!r}: choose 'logit' or 'log_prob'")
     device = next(model.parameters()).device
     src, tgt = one_row(src_ids, "src_ids").to(device), one_row(tgt_in, "tgt_in").to(device)
     S, T = src.shape[1], tgt.shape[1]
@@ -51,7 +55,8 @@ def gradient_by_distance(model, src_ids, tgt_in, token=None, of="logit"):
         embedded["x"] = output.detach().requires_grad_(True)  # (1, S, E)
         return embedded["x"]
 
-    # cuDNN's RNN backward runs only in training mode: the plain kernels give the same gradient in eval mode
+    # cuDNN's RNN backward runs only in training mode: the plain kernels give the same gradient in eval mode (the
+    # switch is process-wide for the block; a pass of another session meanwhile gets the same numbers either way)
     with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False), \
             forward_hooks([(source_embedding(model), as_leaf)]):
         logits = model(src, tgt)[0, -1].float()  # (V,) the last step

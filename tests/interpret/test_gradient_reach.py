@@ -82,6 +82,8 @@ def test_the_shared_model_is_left_as_it_was():
 def test_refuses_a_batch_and_a_language_model():
     with pytest.raises(ValueError, match="one sequence"):
         gradient_by_distance(tiny("lstm"), torch.tensor([[3, 4], [5, 6]]), torch.tensor([[1], [1]]))
+    with pytest.raises(ValueError, match="choose 'logit' or 'log_prob'"):
+        gradient_by_distance(tiny("lstm"), torch.tensor([[3, 4]]), torch.tensor([[1]]), of="probability")
     lm = build_model(TransformerConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, pad_id=PAD, d_model=8, n_heads=2,
                                        n_encoder_layers=0, n_decoder_layers=1, d_ff=16))
     with pytest.raises(ValueError, match="no source"):
