@@ -56,8 +56,9 @@ def scaling_curves(stats):
     for name, (title, column, extra) in pairs.items():
         series = {"q·k": stats[column].to_numpy(), "q·k / √d_k": stats[f"scaled {column}"].to_numpy(),
                   **{label: values.to_numpy() for label, values in extra.items()}}
-        fig = curves(d_k, series, title, "d_k", log_y=name == "variance")
-        charts[name] = fig.update_xaxes(type="log").update_traces(mode="lines+markers")
+        fig = curves(d_k, series, title, "d_k", log_y=name == "variance").update_traces(mode="lines+markers")
+        fig.update_traces(selector=dict(name="closed form d_k"), mode="lines", line=dict(dash="dash", color="#888"))
+        charts[name] = fig.update_xaxes(type="log")
     return charts
 
 
