@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import torch
 
 from attnviz.app import figures, lesson_figures
+from attnviz.app.lesson_figures import escaped
 from attnviz.app.markdown import code
 from attnviz.data.tokenizers import BOS, PAD, SPECIAL_LABELS
 from attnviz.decoding.sampling import distribution
@@ -72,7 +73,7 @@ def hidden_states(values, model_name="reverse-lstm"):
     task = picked.task()
     src = task.encode_source(values["text"], MAX_TOKENS + 1)  # (1, S): letters + EOS
     states, _ = picked.model.encoder(src, src == PAD)  # (1, S, H)
-    labels = task.tokenizer.labels(src[0])
+    labels = escaped(task.tokenizer.labels(src[0]))
     figure = figures.matrix_heatmap(states[0], labels, None, "Hidden state h_t after each step", x_title="unit",
                                     y_title="step (token read)", value_name="h_t", diverging=True,
                                     show_values=False)
@@ -106,8 +107,8 @@ def lstm_gates(values, model_name="reverse-lstm"):
     forget, cell = gates["forget"].mean(1), np.abs(gates["cell"]).max(1)  # (T,) each
     return LessonFigure(lesson_figures.lstm_gate_maps({gate: gates[gate]}, tokens)[gate],
                         f"{model_name}'s encoder, {gates[gate].shape[1]} units. Mean forget gate {forget[0]:.2f} at "
-                        f"the first step, {forget[-1]:.2f} at the last; the largest |c_t| grows from {cell[0]:.1f} "
-                        f"to {cell[-1]:.1f}.")
+                        f"the first step, {forget[-1]:.2f} at the last; the largest |c_t| goes from {cell[0]:.1f} at "
+                        f"the first step to {cell[-1]:.1f} at the last.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,16 +124,15 @@ def query_key_value(values, model_name="reverse-transformer", module="encoder.la
     """One head's attention weights softmax(QKᵀ/√d_k) on the input, computed step by step from its weights."""
     picked, run = transformer_run(model_name, values["text"])
     head = int(values["head"])
-    steps = head_mechanics(picked.model, lambda: run.forward(picked.model), module, head)
-    mechanics = steps.steps
-    d_k = mechanics["Q"].shape[1]
-    labels = run.src_labels
-    figure = figures.attention_heatmap(mechanics["weights"], labels, labels, f"Encoder self-attention, head {head}",
+    by_hand = head_mechanics(picked.model, lambda: run.forward(picked.model), module, head)
+    d_k = by_hand.steps["Q"].shape[1]
+    labels = escaped(run.src_labels)
+    figure = figures.attention_heatmap(by_hand.steps["weights"], labels, labels, f"Encoder self-attention, head {head}",
                                        show_values=len(labels) <= MAX_TOKENS)
     return LessonFigure(figure, f"Each row is one token's query scored against every key, divided by √{d_k} = "
                                 f"{math.sqrt(d_k):.0f} and passed through the softmax: its weights sum to 1. Computed "
-                                f"here from W^Q and W^K; the model's own weights differ by at most "
-                                f"{steps.weights_error:.0e}." + unknown_note(picked.task(), values["text"]))
+                                f"here from W^Q and W^K; the weights the model's hook captured differ by at most "
+                                f"{by_hand.weights_error:.0e}." + unknown_note(picked.task(), values["text"]))
 
 
 def multi_head(values, model_name="dates-transformer"):
@@ -150,7 +150,7 @@ def attention_kinds(values, model_name="reverse-transformer"):
     """One head of one attention kind: encoder self (all to all), decoder self (causal) or cross."""
     picked, run = transformer_run(model_name, values["text"])
     kind, head = values["attention"], int(values["head"])
-    queries, keys = run.labels(kind)
+    queries, keys = map(escaped, run.labels(kind))
     figure = figures.attention_heatmap(patterns_of(run.cache, kind)[0, head], queries, keys,
                                        f"{kind.capitalize()} attention, layer 0, head {head}", run.blocked(kind),
                                        x_title="key", y_title="query")
@@ -169,7 +169,8 @@ def scaling(values):
     last = stats.iloc[-1]
     return LessonFigure(lesson_figures.scaling_curves(stats)[values["statistic"]],
                         f"500 queries, each against {n_keys} keys. At d_k = {D_KS[-1]}: variance of q·k "
-                        f"{last['variance']:.0f} (closed form: {D_KS[-1]}), of q·k/√d_k {last['scaled variance']:.2f}; "
+                        f"{last['variance']:.0f} (closed form: {D_KS[-1]}), of q·k/√d_k "
+                        f"{last['scaled variance']:.2f}; "
                         f"entropy {last['entropy']:.2f} nats without the division, {last['scaled entropy']:.2f} with "
                         f"it (even weights: ln {n_keys} = {math.log(n_keys):.2f}); largest gradient "
                         f"{last['max gradient']:.3f} against {last['scaled max gradient']:.3f}.")
@@ -205,7 +206,7 @@ def next_token(values, model_name="prose-lm"):
     logits = picked.model.logits(None, ids)[0, -1]  # (V,)
     plain, tempered = distribution(logits), distribution(logits, temperature)  # (V,)
     shown = plain.topk(TOP_TOKENS).indices.tolist()
-    labels = picked.tokenizer.labels(shown)
+    labels = escaped(picked.tokenizer.labels(shown))
     series = {"temperature 1": plain[shown], f"temperature {temperature:g}": tempered[shown]}
     return LessonFigure(figures.probability_bars(labels, series, chosen=0, title="The next token"),
                         f"The {TOP_TOKENS} likeliest next tokens of {model_name}: the top one has "
@@ -302,7 +303,7 @@ def induction_head(values, model_name="induction-lm"):
     layer, head, half = int(values["layer"]), int(values["head"]), int(values["half"])
     patterns = self_attention_patterns(picked.model, tokens)  # {layer: (1, H, T, T)}
     scores = induction_score(patterns[layer], half)  # (H,)
-    labels = picked.tokenizer.labels(tokens[0])
+    labels = escaped(picked.tokenizer.labels(tokens[0]))
     T = tokens.shape[1]
     chance = float(induction_score(torch.ones(T, T).tril().div(torch.arange(1, T + 1)[:, None])[None, None], half))
     figure = figures.attention_heatmap(patterns[layer][0, head], labels, labels, f"Layer {layer}, head {head}",

@@ -3,6 +3,7 @@ link opens that page at the state the lesson names (as a fresh link and in the l
 numbers of the live figures agree with independent computations (torch.nn.MultiheadAttention and the LSTM equations
 on the shipped models' weights, the sinusoidal formula, a search over the connections of an RNN, a CNN and
 self-attention, sentence-transformers)."""
+import html
 import inspect
 import re
 from urllib.parse import parse_qs
@@ -98,7 +99,7 @@ def test_next_and_previous_walk_the_lessons_in_order_and_the_url_follows():
 @pytest.mark.parametrize("slug", list(BY_SLUG))
 def test_the_link_opens_the_full_page_at_the_lessons_state(slug):
     page, params = links(open_lesson(slug))[0]
-    at = open_page(page, **params)
+    at = open_page(page, timeout=180, **params)  # the decoding page builds the prose corpus first
     assert not at.exception
     assert shown_state(at, [p for p in params if p in WIDGETS]) == {p: params[p] for p in params if p in WIDGETS}
 
@@ -199,7 +200,8 @@ def test_each_kind_of_attention_equals_torch_and_only_the_future_is_masked(kind,
 
 def lstm_by_hand(lstm, x):
     """(S, H) top-layer hidden states of an nn.LSTM over x (S, E), from the LSTM equations and its own weights:
-    i, f, g, o = σ, σ, tanh, σ of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)."""
+    i, f, g, o = σ, σ, tanh, σ of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;
+    c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)."""
     for layer in range(lstm.num_layers):
         W_ih, W_hh = getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}")
         b = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
@@ -243,7 +245,8 @@ def test_next_token_bars_are_the_softmax_at_each_temperature():
     bars = figure(at)["data"]
     assert np.allclose(array(bars[0]["y"]), top.values.numpy(), atol=1e-6)
     assert np.allclose(array(bars[1]["y"]), torch.softmax(logits / 0.5, -1)[top.indices].numpy(), atol=1e-6)
-    assert list(bars[0]["customdata"]) == picked.tokenizer.labels(top.indices)
+    assert list(bars[0]["customdata"]) == [html.escape(label, quote=False) for label in
+                                           picked.tokenizer.labels(top.indices)]
 
 
 def shortest_path(n, step):
