@@ -35,13 +35,14 @@ def test_walk_every_lesson_with_the_next_button(open_page):
 def expect_explorer_at(page, head):
     """The explorer showing what the encoder-decoder lesson names: reverse-transformer, "attention",
     cross-attention, layer 0 and `head`."""
-    settled(page)
     expect(page.locator("h1").first).to_have_text("Attention explorer", timeout=TIMEOUT_MS)
-    expect(page.get_by_role("combobox", name="Model")).to_have_value(re.compile(r"^reverse-transformer "))
-    expect(page.locator(".st-key-input_box input")).to_have_value("attention")
-    expect(page.get_by_role("radio", name="Cross-attention (decoder → encoder)")).to_be_checked()
-    expect(page.locator(".st-key-layer input")).to_have_value("0")
-    expect(page.locator(".st-key-head input")).to_have_value(str(head))
+    shown = {page.get_by_role("combobox", name="Model"): re.compile(r"^reverse-transformer "),
+             page.locator(".st-key-input_box input"): "attention", page.locator(".st-key-layer input"): "0",
+             page.locator(".st-key-head input"): str(head)}
+    for widget, value in shown.items():  # a busy machine may still be running the page: each waits its turn
+        expect(widget).to_have_value(value, timeout=TIMEOUT_MS)
+    expect(page.get_by_role("radio", name="Cross-attention (decoder → encoder)")).to_be_checked(timeout=TIMEOUT_MS)
+    settled(page)
 
 
 def test_a_lessons_link_opens_the_full_page_at_its_state_in_the_same_session(open_page):
