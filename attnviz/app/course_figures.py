@@ -33,7 +33,7 @@ MAX_TOKENS = 12  # the numbers of a 12 x 12 heatmap still fit into its cells
 TOP_TOKENS = 10  # bars in the next-token chart
 D_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # the √d_k lesson's key sizes
 CONTENDERS = {"Transformer": "reverse-long-transformer", "LSTM + Bahdanau attention": "reverse-long-lstm-bahdanau",
-              "Plain LSTM": "reverse-long-lstm"}  # trained on the same 4 to 24 letters
+              "Plain LSTM": "reverse-long-lstm", "Plain RNN (tanh)": "reverse-long-rnn"}  # the same 4 to 24 letters
 
 
 @dataclass
@@ -86,8 +86,8 @@ def hidden_states(values, model_name="reverse-lstm"):
 
 
 def gradient_reach(values):
-    """The gradient of the last output w.r.t. each input, by distance, for a Transformer and two LSTMs reversing the
-    same letters (the last output is the first letter, the farthest input)."""
+    """The gradient of the last output w.r.t. each input, by distance, for a Transformer, two LSTMs and a plain RNN
+    reversing the same letters (the last output is the first letter, the farthest input)."""
     text = values["text"]
     frames = {label: text_gradient_by_distance(shipped(name).model, shipped(name).tokenizer, text, text[::-1])
               for label, name in CONTENDERS.items()}
