@@ -2,10 +2,11 @@
 and checked against what the model itself computed."""
 import streamlit as st
 
-from attnviz.app import figures, ui
+from attnviz.app import figures, lesson_figures, ui
 from attnviz.app.text import MECHANICS_FORMULAS
 from attnviz.interpret.mechanics import MECHANICS_AXES, head_mechanics
 from attnviz.interpret.patterns import attention_heads
+from attnviz.interpret.scaling import dot_product_stats, model_dot_product_stats
 
 ui.sidebar(__file__)
 
@@ -103,3 +104,33 @@ for step in result.steps:
     elif step == row[0]:
         for text, chart, side_step in zip(st.columns(len(row)), st.columns(len(row)), row):  # charts aligned
             show_step(side_step, text, chart, height=420)
+
+D_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing random queries and keys…")
+def gaussian_stats(n_keys, seed):
+    return dot_product_stats(D_KS, n_keys=n_keys, seed=seed)
+
+
+@st.cache_data(max_entries=64, show_spinner="Measuring every head…")
+def own_stats(_picked, key, _run, text):
+    return model_dot_product_stats(_picked.model, _run.src, _run.tgt_in)
+
+
+st.header("Why divide by √d_k")
+st.markdown(r"For queries and keys with independent $N(0, 1)$ entries, $q\cdot k=\sum_{m=1}^{d_k} q_m k_m$ has "
+            r"variance $d_k$: the scores spread like $\sqrt{d_k}$. A softmax over scores that far apart puts almost "
+            r"all weight on one key, its entropy falls, and its gradient $\partial p_i/\partial s_j = p_i(\delta_{ij}"
+            r" - p_j)$ goes to zero with it. Divided by $\sqrt{d_k}$, the scores keep variance 1 for every $d_k$.")
+keys_box, seed_box = st.columns(2)
+n_keys = keys_box.slider("Keys per query", 2, 64, 16, key="scaling_keys")
+seed = seed_box.number_input("Seed", 0, 9999, 0, key="scaling_seed", help="500 random queries per d_k.")
+ui.chart_rows(lesson_figures.scaling_curves(gaussian_stats(n_keys, seed)), (("variance", "entropy", "gradient"),),
+              "scaling_")
+st.markdown("This model's own heads on the input above: the variance of their q·k, and the softmax with and "
+            "without the division the model makes.")
+st.dataframe(own_stats(picked, ui.model_key(picked), run, run.text), hide_index=True, key="scaling_model",
+             column_config={c: st.column_config.NumberColumn(format="%.3g") for c in
+                            ("variance", "scaled variance", "entropy", "scaled entropy", "max gradient",
+                             "scaled max gradient")})

@@ -2,13 +2,16 @@
 import pandas as pd
 import streamlit as st
 
-from attnviz.app import figures, ui
+from attnviz.app import figures, lesson_figures, ui
+from attnviz.app.markdown import code, escape
 from attnviz.app.tables import marked_html
 from attnviz.app.text import BEYOND_TEXT, COST_NOTE, GROUPED_TEXT, LENGTH_CLAIM, LENGTH_SOURCES, MARKS_NOTE, trend
 from attnviz.interpret.comparison import (accuracy_by_length, alignment, by_length, forward_cost, lengths_up_to,
                                           reference, trained_lengths, translate)
-from attnviz.interpret.contenders import (LABELS, TASKS, checkpoint_name, curve, find_contenders, runs_of, session_id,
-                                          start_runs, stop_runs, summary)
+from attnviz.interpret.contenders import (LABELS, TASKS, Contender, checkpoint_name, curve, find_contenders, runs_of,
+                                          session_id, start_runs, stop_runs, summary)
+from attnviz.interpret.gradient_reach import text_gradient_by_distance
+from attnviz.interpret.lstm_gates import is_lstm, text_lstm_gates
 from attnviz.training.device import pick_device
 
 ui.sidebar(__file__)
@@ -163,3 +166,55 @@ for column, (metric, title, scale) in zip(st.columns(len(charts)), charts):
     fig = figures.curves([], by_length(costs, metric, scale), title, "length", log_y=True)
     column.plotly_chart(fig.update_xaxes(type="log", tickvals=chosen).update_yaxes(dtick=1), key=f"rnn_cost_{metric}")
 st.caption(COST_NOTE)
+
+
+
+@st.cache_data(max_entries=32, show_spinner="Taking gradients…")
+def reach(_contender, key, text, target):
+    return text_gradient_by_distance(_contender.model, _contender.task.tokenizer, text, target)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def gates(_contender, key, text):
+    return text_lstm_gates(_contender.model, _contender.task.tokenizer, text)
+
+
+PLAIN_RNN = "Plain RNN, no attention"  # a shipped tanh RNN of the task, where there is one: the gradient fades
+st.header("Inside the recurrence: gradients and gates")
+st.subheader("How far back the gradient reaches")
+reach_text = st.session_state.get(f"rnn_input_{task_key}") or task.test[0][0]
+try:
+    first = contenders.get("Transformer") or next(iter(contenders.values()))
+    reach_target = reference(task, reach_text) or translate(first.model, task.tokenizer, reach_text)
+    plain = {info.name: info for info in ui.checkpoints() if info.shipped}.get(checkpoint_name(task_key, "rnn"))
+    reaching = contenders | ({PLAIN_RNN: Contender.from_checkpoint(PLAIN_RNN, ui.load_model(plain))} if plain else {})
+    frames = {label: reach(c, c.key, reach_text, reach_target) for label, c in reaching.items()}
+except ValueError as error:
+    st.error(escape(str(error)))
+else:
+    st.markdown(
+        f"The gradient of the last output token ({code(reach_target[-1:])}, the decoder reading the right output "
+        "before it) with respect to each input token's embedding, by the time steps between them. A recurrent "
+        "model reaches an input only through every step in between: the gradient is a product of one Jacobian per "
+        "step and tends to fade with the distance. Attention links every input to every output in one step."
+        + (" The plain tanh RNN (no attention, shipped for this task) shows the fading most clearly." if plain else ""))
+    scale = st.radio("Gradient", ["gradient", "relative"], key="rnn_reach_scale", horizontal=True,
+                     format_func={"gradient": "as measured", "relative": "each model's largest = 1"}.get)
+    st.plotly_chart(lesson_figures.gradient_reach(frames, scale), key="rnn_reach")
+
+lstms = {label: c for label, c in contenders.items() if is_lstm(c.model)}
+if lstms:
+    st.subheader("The LSTM's gates, step by step")
+    st.markdown(r"The encoder LSTM reading the same input, one column per token, one row per unit: the input gate "
+                r"$i_t$ (how much of the candidate $g_t$ is written), the forget gate $f_t$ (how much of the old cell "
+                r"is kept), the output gate $o_t$ (how much of the cell is shown) and the cell state "
+                r"$c_t = f_t \odot c_{t-1} + i_t \odot g_t$, computed from the module's own weights.")
+    gate_model = st.radio("Model", list(lstms), key="rnn_gates_model", horizontal=True)
+    try:
+        values, tokens = gates(lstms[gate_model], lstms[gate_model].key, reach_text)
+    except ValueError as error:
+        st.error(escape(str(error)))
+    else:
+        maps = lesson_figures.lstm_gate_maps({name: values[name] for name in ("input", "forget", "output", "cell")},
+                                             tokens)
+        ui.chart_rows(maps, (("input", "forget"), ("output", "cell")), "rnn_gate_")

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from attnviz.app.markdown import code
+from attnviz.app.markdown import code, escape
 from attnviz.i18n import LANGUAGES, N_, _, preferred_language, use_language
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
@@ -37,6 +37,9 @@ APP_ICON = "👁️"  # the browser tab's icon: Streamlit draws an emoji as an i
 # Every page of the app, in menu order. One line per page; a page shows up once its file exists.
 PAGES = [
     PageInfo(HOME, N_("Home"), "🏠", N_("What attnviz is, the models at hand and the device.")),
+    PageInfo("pages/course.py", N_("Course"), "🧭",
+             N_("The story from sequences and the RNN's limits to the Transformer, one short lesson and live figure "
+                "at a time.")),
     PageInfo("pages/explorer.py", N_("Attention explorer"), "🔍",
              N_("Every layer and head as a heatmap; head statistics, rollout, and switching heads off.")),
     PageInfo("pages/positional.py", N_("Positional encodings"), "🌊",
@@ -80,13 +83,20 @@ def page_of(script_path):
 # every page begins with `ui.sidebar(__file__)`, which draws the menu of titles from PAGES, the device and the
 # model picker.
 
+# The choices every page keeps in the session and in the URL: {session key: query parameter}.
+LINKED_STATE = {"model_choice": "model", "input_text": "text", "attention": "attention", "layer": "layer",
+                "head": "head", "method": "method", "lesson": "lesson", "course_lesson": "lesson",
+                "rnn_task": "rnn_task", "rnn_source": "rnn_source"}
+
 
 def sidebar(script_path):
     """What every page starts with (`ui.sidebar(__file__)`): the session's language, the tab's title and icon, then
     in the sidebar the menu, the language, the device badge and the model picker. Returns the picked
     `CheckpointInfo` (None when there is none)."""
+    page = page_of(script_path)
     use_language(session_language())
-    st.set_page_config(page_title=_(page_of(script_path).title), page_icon=APP_ICON, layout="wide")
+    st.set_page_config(page_title=_(page.title), page_icon=APP_ICON, layout="wide")
+    arrive(page)
     set_threads_once()  # process-wide: cores - 1, so the server keeps a core for the browser sessions
     menu = st.sidebar.container(key="menu")
     language_picker()
@@ -119,6 +129,19 @@ def language_picker():
                                     on_change=_keep_picked_language)
     st.query_params["lang"] = language
     return language
+
+
+def arrive(page):
+    """On a page's first run after another page, the link that led here wins: each `LINKED_STATE` choice its URL
+    names is forgotten by the session, so the page reads it from the URL (a lesson's "open the full page" link
+    opens the page at the lesson's model, input, attention, layer and head). A rerun of the same page keeps the
+    session's choices; the menu's links name only the model the session already has."""
+    if st.session_state.get("page_shown") == page.file:
+        return
+    st.session_state["page_shown"] = page.file
+    for key, param in LINKED_STATE.items():
+        if param in st.query_params:
+            st.session_state.pop(key, None)
 
 
 def device_badge():
@@ -419,3 +442,82 @@ def table_or_caption(table, empty_note, **kwargs):
         st.caption(empty_note)
     else:
         st.dataframe(table, hide_index=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The course: any lesson of attnviz.app.course, drawn from its data
+
+
+def lesson_picker(lessons):
+    """The lesson to show, kept in the URL as ?lesson=slug (?lesson=3 opens the third and becomes its slug) and in
+    the session, so the menu's link back to the course finds the learner's lesson."""
+    by_slug = {lesson.slug: lesson for lesson in lessons}
+    slugs = list(by_slug)
+    wanted = st.query_params.get("lesson", "")
+    if wanted.isdigit() and 1 <= int(wanted) <= len(slugs):
+        st.query_params["lesson"] = slugs[int(wanted) - 1]
+    if "lesson" not in st.session_state and "course_lesson" in st.session_state:  # a widget's state ends with its page
+        st.session_state["lesson"] = st.session_state["course_lesson"]
+    slug = st.session_state["course_lesson"] = choice(
+        "Lesson", slugs, "lesson", param="lesson", format_func=lambda s: f"{slugs.index(s) + 1}. {by_slug[s].title}")
+    return by_slug[slug]
+
+
+@st.cache_data(max_entries=256, show_spinner="Computing the lesson's figure…")
+def _lesson_figure(_lesson, slug, values):
+    return _lesson.figure(dict(values))
+
+
+def lesson_inputs(lesson):
+    """The lesson's declared inputs in one row: {input key: value}. Kept in the session beyond the widgets' own
+    state, which ends with the page, so a learner back from a full page finds the lesson as they left it."""
+    values, kept = {}, st.session_state.setdefault("lesson_inputs", {})
+    for column, field in zip(st.columns(len(lesson.inputs)) if lesson.inputs else [], lesson.inputs):
+        key, help_text = f"lesson_{lesson.slug}_{field.key}", field.help or None
+        st.session_state.setdefault(key, kept.get(key, field.default))
+        if field.options:
+            value = column.selectbox(field.label, list(field.options), format_func=field.options.get, key=key,
+                                     help=help_text)
+        elif isinstance(field.default, str):
+            box = column.text_area if field.lines else column.text_input
+            value = box(field.label, max_chars=MAX_INPUT_CHARS, key=key, help=help_text)
+        else:
+            value = column.number_input(field.label, field.low, field.high, step=field.step, key=key, help=help_text)
+        values[field.key] = kept[key] = value
+    return values
+
+
+def _go_to_lesson(slug):
+    st.session_state["lesson"] = slug
+
+
+def show_lesson(lesson, lessons):
+    """A lesson: its text and formula, its inputs, its live figure, "try this" with the answer on demand, the links
+    to the full pages, and the previous and next lessons."""
+    st.header(f"{lessons.index(lesson) + 1}. {lesson.title}")
+    st.markdown(lesson.text)
+    if lesson.formula:
+        st.latex(lesson.formula)
+    values = lesson_inputs(lesson)
+    try:
+        drawn = _lesson_figure(lesson, lesson.slug, tuple(sorted(values.items())))
+    except (ValueError, ImportError) as error:  # input the models cannot take, or MiniLM not installed
+        st.warning(escape(error))
+    else:
+        st.plotly_chart(drawn.figure, key="lesson_figure")
+        st.caption(drawn.caption)
+    st.markdown(f"**Try this.** {lesson.try_this}")
+    if st.toggle("Show the answer", key=f"lesson_{lesson.slug}_answer"):
+        st.success(lesson.answer, icon=":material/lightbulb:")
+    titles = {page.file: page for page in PAGES}
+    for link in lesson.links(values):
+        st.page_link(link.page, label=f"{link.label}: {titles[link.page].title}", icon=titles[link.page].icon,
+                     query_params=link.params or None)
+    index = lessons.index(lesson)
+    back, forward = st.columns(2)
+    if index > 0:
+        back.button(f"← {lessons[index - 1].title}", key="lesson_back", on_click=_go_to_lesson,
+                    args=(lessons[index - 1].slug,))
+    if index + 1 < len(lessons):
+        forward.button(f"{lessons[index + 1].title} →", key="lesson_next", on_click=_go_to_lesson,
+                       args=(lessons[index + 1].slug,), type="primary")

@@ -29,6 +29,7 @@ ARCHITECTURES = {
     "gru+bahdanau": "GRU encoder-decoder with Bahdanau attention",
     "gru+luong": "GRU encoder-decoder with Luong global attention ('general' score, input feeding)",
     "rnn+bahdanau": "Plain RNN encoder-decoder with Bahdanau attention",
+    "rnn": "Plain (tanh) RNN encoder-decoder without attention: the classic case of the fading gradient",
 }
 RNN_ATTENTION_OF = {"": "none", "bahdanau": "bahdanau", "luong": "luong-general", "luong-dot": "luong-dot",
                     "luong-concat": "luong-concat"}  # the part of an RNN architecture after "+" -> RNNConfig.attention

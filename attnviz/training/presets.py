@@ -41,6 +41,8 @@ PRESETS = {
                                          "lstm+bahdanau", {}, {**FAST, "lr": 1e-2, "steps": 1500}, LONG),
     "reverse-long-lstm": Preset("Reverse 4 to 24 letters with a plain LSTM: accuracy falls with length",
                                 "reverse", "lstm", {}, {**FAST, "lr": 1e-2, "steps": 1500}, LONG),
+    "reverse-long-rnn": Preset("Reverse 4 to 24 letters with a plain tanh RNN (no attention): the gradient fades "
+                               "with the distance", "reverse", "rnn", {}, {**FAST, "lr": 3e-3, "steps": 1500}, LONG),
     "copy-transformer": Preset("Copy letters: the diagonal forms in cross-attention",
                                "copy", "transformer", {}, {**FAST, "steps": 400}),
     "sort-transformer": Preset("Sort letters with a Transformer", "sort", "transformer",

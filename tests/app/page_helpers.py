@@ -9,12 +9,13 @@ from streamlit.testing.v1 import AppTest
 APP = "../../app.py"  # relative to the test files
 
 
-def open_page(page, **query_params):
-    """A new session's first run of `page` ("pages/x.py") with `query_params`, as a shared link opens it.
+def open_page(page, timeout=60, **query_params):
+    """A new session's first run of `page` ("pages/x.py") with `query_params`, as a shared link opens it (each run
+    within `timeout` seconds).
 
     Like the server, AppTest runs app.py in Streamlit's pages-folder mode, so the page file runs by itself and
     draws the sidebar with its own `ui.sidebar(__file__)`."""
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=timeout)
     at.query_params.update(query_params)
     return at.switch_page(page).run()
 

@@ -21,7 +21,8 @@ MARGIN, ERROR_RATIO = 0.15, 0.25
 SEQ2SEQ = {checkpoint_name(task, a): (task, a) for task in TASKS for a in LABELS}
 LANGUAGE_MODELS = {"prose-lm": 0.3, "code-lm": 0.35}  # token accuracy at least
 CHINESE = "zh-numbers-transformer"  # Chinese number words to digits: 99% exact match promised
-EXPECTED = sorted(SEQ2SEQ) + sorted(LANGUAGE_MODELS) + [CHINESE]
+PLAIN_RNN = ["reverse-long-rnn"]  # a tanh RNN without attention, for the gradient by distance (gradient_reach.py)
+EXPECTED = sorted(SEQ2SEQ) + sorted(LANGUAGE_MODELS) + PLAIN_RNN + [CHINESE]
 
 
 @functools.cache
