@@ -152,7 +152,8 @@ def save_anyway(run):
 def run_panel(run, live, mine):
     """One run: its status, numbers, curves and attention time-lapse; Stop and Save anyway for its owner only."""
     snap = run.snapshot()
-    st.subheader(f"Run {escape(run.name)}" + ("" if mine or not snap.trained_by else f" by {escape(snap.trained_by)}"))
+    by = "" if mine or not snap.trained_by else f" by {escape(snap.trained_by)}"  # who, if not you
+    st.subheader(f"Run {escape(run.name)}{by}")
     for column, (label, value) in zip(st.columns([1, 1, 1, 1, 1.6]), run_metrics(run, snap, live).items()):
         column.metric(label, value)
     for level, text in run_notices(run, snap):
@@ -201,8 +202,8 @@ yours = [info.name for info in ui.checkpoints() if not info.shipped and owner_of
 if yours:
     st.subheader("Your models")
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    doomed = left.selectbox("Model to delete", yours, key="train_delete_choice",
-                            help="Only models you trained in this browser are listed; shipped ones stay.")
+    doomed = left.selectbox("Trained in this browser", yours, key="train_delete_choice",
+                            help="Only the models you trained here are listed: you delete yours, nobody else's.")
     right.button("Delete", key="train_delete", on_click=delete_model, args=(doomed,), icon=":material/delete:")
 if "train_deleted" in st.session_state:
     st.success(f"Deleted {escape(st.session_state.pop('train_deleted'))}.")
