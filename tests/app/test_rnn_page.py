@@ -180,8 +180,8 @@ def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_pre
     assert list(at.dataframe[0].value["steps"]) == [30, 30, 30]
     names = [f"reverse-{a}-{short_id('tab1')}" for a in ("transformer", "lstm-bahdanau", "lstm")]
     assert all((user / name / "meta.json").exists() for name in names)
-    picker = at.selectbox(key="model").options  # the model picker lists them, as "NAME (task, yours)"
-    assert all(any(option.startswith(f"{name} (") for option in picker) for name in names)
+    picker = at.selectbox(key="model").options  # the model picker lists them as yours
+    assert all(f"{name} (reverse, yours)" in picker for name in names)
 
     monkeypatch.setattr(REGISTRY, "runs", [])  # the server restarted: only the saved checkpoints remain
     at = open_page(owner="tab1", rnn_source="here")
