@@ -11,8 +11,9 @@ cookie itself is never stored, shown or compared:
 
     owner_token(st.context.cookies)   # '9f86d081884c7d659a2feaa0c55ad015' (None without the cookie)
 
-Without the cookie (XSRF protection turned off, or AppTest) attnviz.app.ui falls back to a token per session,
-which a reload loses.
+It is a session cookie: ownership lasts until the browser is closed (a student's models stay listed, they are
+just nobody's "yours" afterwards). Without the cookie (XSRF protection turned off, or AppTest) attnviz.app.ui
+falls back to a token per session, which a reload loses.
 """
 import binascii
 import hashlib

@@ -90,8 +90,8 @@ class NameClaim:
     writer is refused, it does not queue up to replace the first) and released by the kernel if its process dies.
     Lock files stay: removing one while another writer opens it would let two writers hold the name."""
 
-    def __init__(self, path, owner, file):
-        self.path, self.owner, self._file = path, owner, file
+    def __init__(self, path, file):
+        self.path, self._file = path, file
 
     @property
     def held(self):
@@ -112,7 +112,7 @@ def _hold(path, owner):
     saved there."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        claim = NameClaim(path, owner, open(path.with_name(f".{path.name}.lock"), "a"))
+        claim = NameClaim(path, open(path.with_name(f".{path.name}.lock"), "a"))
     except OSError as e:
         raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
     try:

@@ -214,7 +214,8 @@ class TrainingRun:
         with self.lock:
             r = self.result
             return RunSnapshot(
-                name=self.name, trained_by=self.trained_by, status=r.status, queue_position=self.registry.position(self),
+                name=self.name, trained_by=self.trained_by, status=r.status,
+                queue_position=self.registry.position(self),
                 step=r.step, steps=self.config.steps, elapsed=r.elapsed, history=copy.deepcopy(r.history),
                 evals=copy.deepcopy(r.evals), metrics=dict(r.metrics), snapshots=list(r.snapshots), error=r.error,
                 saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at)
