@@ -80,12 +80,12 @@ def training_plan(args):
     train = {**(preset.train if preset else {}), **{k: v for k, v in options.items() if v is not None},
              "seed": args.seed}
     name = validate_name(args.name) if args.name else (args.preset or f"{task_name}-{arch}").replace("+", "-")
-    if not args.name and not args.out and (SHIPPED_DIR / name).is_dir():  # it would hide the shipped model
-        raise ValueError(f"{name!r} is the name of a shipped model: give yours its own, e.g. --name my-{name} "
-                         "(or --out PATH)")
     out = Path(args.out) if args.out else USER_DIR / name  # a --name is a name; a path is given with --out
     validate_name(out.name)  # before training, not after
     model, config = build(task, arch, sizes, train)
+    if not args.name and not args.out and (SHIPPED_DIR / name).is_dir():  # it would hide the shipped model
+        raise ValueError(f"{name!r} is the name of a shipped model: give yours its own, e.g. --name my-{name} "
+                         "(or --out PATH)")
     return task, model, config, out, {"preset": args.preset, "arch": arch}
 
 

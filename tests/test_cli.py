@@ -316,7 +316,7 @@ SIZE_VALUES = (PLAUSIBLE | PLAUSIBLE | st.integers(-2, 300).map(str) | st.intege
 @given(arch=st.sampled_from(["transformer", "lstm+attention", "gru+attention", "lstm"]),
        sizes=st.lists(st.tuples(st.sampled_from(SIZE_KEYS) | st.text(min_size=1, max_size=5), SIZE_VALUES), max_size=3))
 def test_training_plan_with_random_sizes_is_a_model_or_a_value_error(arch, sizes):
-    argv = ["train", "--task", "reverse", *SMALL_TASK, "--arch", arch]
+    argv = ["train", "--task", "reverse", *SMALL_TASK, "--arch", arch, "--name", "fuzzed"]  # not a shipped name
     for key, value in sizes:
         argv += ["--size", f"{key.replace('=', '')}={value}"]
     try:
