@@ -34,8 +34,8 @@ st.subheader(_("Models"))
 infos = ui.checkpoints()
 if infos:
     st.caption(_("Pick one in the sidebar; every page uses it. *Shipped* models come with attnviz; "
-                 "*yours* are the ones trained here."))
-    st.dataframe(models_table(infos), hide_index=True, key="models")
+                 "*yours* are the ones you trained here, in this browser; the others say who trained them."))
+    st.dataframe(models_table(infos, ui.browser_owner()), hide_index=True, key="models")
 else:
     st.info(_("No trained model yet. Train one on **Train live**, or from a terminal: "
               "`python -m attnviz train --help`."))

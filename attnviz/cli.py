@@ -58,7 +58,7 @@ def read_user_file(path):
 def training_plan(args):
     """(task, model, train config, output path, extra meta) from the options, a preset filling what is unsaid."""
     from attnviz.data.tasks import make_task
-    from attnviz.training.checkpoint import USER_DIR, validate_name
+    from attnviz.training.checkpoint import SHIPPED_DIR, USER_DIR, validate_name
     from attnviz.training.presets import PRESETS, build
 
     preset = PRESETS[args.preset] if args.preset else None
@@ -83,6 +83,9 @@ def training_plan(args):
     out = Path(args.out) if args.out else USER_DIR / name  # a --name is a name; a path is given with --out
     validate_name(out.name)  # before training, not after
     model, config = build(task, arch, sizes, train)
+    if not args.name and not args.out and (SHIPPED_DIR / name).is_dir():  # it would hide the shipped model
+        raise ValueError(f"{name!r} is the name of a shipped model: give yours its own, e.g. --name my-{name} "
+                         "(or --out PATH)")
     return task, model, config, out, {"preset": args.preset, "arch": arch}
 
 
@@ -104,15 +107,23 @@ def format_metrics(metrics):
 
 @user_errors
 def train_command(args):
-    from tqdm import tqdm
-
-    from attnviz.training.checkpoint import save_checkpoint
+    from attnviz.training.checkpoint import claim_name
     from attnviz.training.device import set_threads_once
-    from attnviz.training.executor import ThreadExecutor
-    from attnviz.training.runs import RunRegistry, TrainingRun, run_meta
 
     set_threads_once()  # cores - 1: one thread beats two for models this small, and leaves a core free
     task, model, config, out, extra = training_plan(args)
+    with claim_name(out) as claim:  # held until saved: a page run or another command cannot take the name meanwhile
+        return train_and_save(task, model, config, out, extra, claim)
+
+
+def train_and_save(task, model, config, out, extra, claim):
+    """Train in this process with a progress bar (Ctrl-C stops and saves), then save under `claim`."""
+    from tqdm import tqdm
+
+    from attnviz.training.checkpoint import save_checkpoint
+    from attnviz.training.executor import ThreadExecutor
+    from attnviz.training.runs import RunRegistry, TrainingRun, run_meta
+
     n_parameters = sum(p.numel() for p in model.parameters())
     print(f"training {extra['arch']} ({n_parameters:,} parameters) on {task.name} for up to {config.steps} steps"
           + (f" or {config.time_budget:g} s" if config.time_budget else "") + "; Ctrl-C stops and saves")
@@ -136,7 +147,7 @@ def train_command(args):
     if result.error:
         print(f"warning: {result.error}", file=sys.stderr)
     meta = run_meta(model, task, config, result, extra)
-    path = save_checkpoint(out, model, task.tokenizer, meta)
+    path = save_checkpoint(out, model, task.tokenizer, meta, claim=claim)
     print(f"saved {path} after {result.step} steps ({result.elapsed:.1f} s of training)")
     print(f"test: {format_metrics(meta['metrics'])}")
 

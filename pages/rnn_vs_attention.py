@@ -9,7 +9,7 @@ from attnviz.app.text import BEYOND_TEXT, COST_NOTE, GROUPED_TEXT, LENGTH_CLAIM,
 from attnviz.interpret.comparison import (accuracy_by_length, alignment, by_length, forward_cost, lengths_up_to,
                                           reference, trained_lengths, translate)
 from attnviz.interpret.contenders import (LABELS, TASKS, Contender, checkpoint_name, curve, find_contenders, runs_of,
-                                          session_id, start_runs, stop_runs, summary)
+                                          start_runs, stop_runs, summary)
 from attnviz.interpret.gradient_reach import text_gradient_by_distance
 from attnviz.interpret.lstm_gates import is_lstm, text_lstm_gates
 from attnviz.training.device import pick_device
@@ -28,18 +28,28 @@ st.markdown(
     "input: one fixed-size vector for the whole of it.")
 task_key = ui.choice("Task", TASKS, "rnn_task", st.radio, "rnn_task", format_func=TASKS.get, horizontal=True)
 source = ui.choice("Models", SOURCES, "rnn_source", st.radio, "rnn_source", format_func=SOURCES.get, horizontal=True)
+
+
+def train_all_three(task_key, owner, seed, registry):
+    try:
+        start_runs(task_key, owner, seed, registry)
+    except ValueError as error:  # a name being written right now, or holding someone else's model
+        st.session_state["rnn_train_error"] = str(error)
+
+
 owner, registry = "", ui.training_registry()
-if source == "here":  # your runs are saved under names with this id, kept in the URL (a reload finds them)
-    owner = st.session_state.setdefault("rnn_session", session_id(st.query_params.get("rnn_session")))
-    st.query_params["rnn_session"] = owner
+if source == "here":  # your browser's runs, saved under names with its short id (a reload finds them)
+    owner = ui.browser_owner()
     runs = runs_of(task_key, owner, registry)
     running = any(not run.done for run in runs.values())
     left, right = st.columns([1, 3])
     seed = left.number_input("Seed", 0, 9999, 0, key="rnn_seed", disabled=running)
-    left.button("Train all three", on_click=start_runs, args=(task_key, owner, seed, registry), key="rnn_train",
+    left.button("Train all three", on_click=train_all_three, args=(task_key, owner, seed, registry), key="rnn_train",
                 disabled=running, type="primary", help="Three runs of the presets, queued with everyone else's "
-                f"training runs, saved as {checkpoint_name(task_key, 'transformer', owner)} and alike.")
-    left.button("Stop", on_click=stop_runs, args=(runs,), key="rnn_stop", disabled=not running)
+                f"training runs, saved as {escape(checkpoint_name(task_key, 'transformer', owner))} and alike.")
+    left.button("Stop", on_click=stop_runs, args=(runs, owner), key="rnn_stop", disabled=not running)
+    if "rnn_train_error" in st.session_state:
+        st.error(escape(st.session_state.pop("rnn_train_error")))
 
     @st.fragment(run_every=1.0 if running else None)
     def progress():
@@ -50,7 +60,7 @@ if source == "here":  # your runs are saved under names with this id, kept in th
             st.progress(snap.step / snap.steps, text=f"{LABELS[architecture]}: {where}, step {snap.step}/"
                         f"{snap.steps}" + (f", validation exact match {exact:.0%}" if exact is not None else ""))
             if snap.error:
-                st.error(snap.error)
+                st.error(escape(snap.error))
         if running and all(run.done for run in runs.values()):
             st.rerun()
 

@@ -1,20 +1,25 @@
 """Train live: pick a task, a model and its settings (or a class preset), start, and watch the loss fall and the
-attention form. Runs belong to the server, not to the tab: a reload or another page finds yours again (?run=NAME),
-and a run whose tab is gone finishes and is saved."""
+attention form. Runs live on the server, not in the tab: a reload or another page finds yours again (?run=NAME),
+and a run whose tab is gone finishes and is saved. A run and its model belong to the browser that started it
+(ui.browser_owner): anyone with the link may watch, only the owner stops, saves or deletes."""
 import streamlit as st
 
 from attnviz.app import figures, ui
+from attnviz.app.markdown import escape
 from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, USER_TASKS, attention_kinds, curve_figures,
                                     induction_figures, lapse_pattern, output_history, preset_fixed_sizes,
                                     preset_labels, preset_name, preset_settings, probe_label, probe_target,
                                     run_metrics, run_notices, runs_table, size_fields, size_note, task_architectures)
 from attnviz.data.tasks import TASKS, make_task
 from attnviz.models.architectures import ARCHITECTURES
+from attnviz.training import checkpoint
+from attnviz.training.owners import owner_of
 from attnviz.training.plan import free_name, name_taken, plan_run, start
 
 ui.sidebar(__file__)
 
 registry = ui.training_registry()  # the same runs on every page, also after Streamlit reloads attnviz.training.runs
+owner_token = ui.browser_owner()  # never shown: runs and models say who trained them by the name given
 st.title("Train live")
 slots = registry.max_concurrent
 st.caption("Train a small model on this server and watch its loss fall and its attention pattern form. "
@@ -41,7 +46,8 @@ def apply_preset():
 def start_run(plan):
     suggested = plan.name == st.session_state.get("train_name_suggested")
     try:
-        run = start(plan, registry, rename_from=st.session_state["train_name_base"] if suggested else None)
+        run = start(plan, owner_token, registry,
+                    rename_from=st.session_state["train_name_base"] if suggested else None)
         st.session_state["train_run"] = run.name
     except ValueError as error:  # someone took the name the user typed a moment ago
         st.session_state["train_start_error"] = str(error)
@@ -51,7 +57,9 @@ def start_run(plan):
 # The run this tab follows: from the session, else from the link (a reload, or a link shared in class).
 run_name = ui.linked_state("train_run", "run")
 run = registry.find(run_name) if run_name else None
-active = run is not None and not run.done
+live = run is not None and not run.done
+mine = run is not None and run.owner == owner_token
+active = live and mine  # your own run is going: one at a time
 if "train_preset" not in st.session_state:
     st.session_state["train_preset"] = preset_labels()[0]
     apply_preset()
@@ -98,13 +106,13 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
     st.button("Start training", type="primary", key="train_start", on_click=start_run, args=(plan,),
               disabled=plan is None or active, icon=":material/play_arrow:")
     if "train_start_error" in st.session_state:
-        st.error(st.session_state.pop("train_start_error"))
+        st.error(escape(st.session_state.pop("train_start_error")))
     if active:
         st.caption("Your run is going: stop it, or let it finish, to start another.")
 
 if run_name and run is None:
-    st.info(f"The run {run_name!r} is not on this server any more (it restarted). If it had finished, it was saved: "
-            "look for it in the model picker.")
+    st.info(f"The run {escape(repr(run_name))} is not on this server any more (it restarted). If it had finished, "
+            "it was saved: look for it in the model picker.")
 
 
 def timelapse(run, snapshots):
@@ -134,19 +142,29 @@ def timelapse(run, snapshots):
                       key="lapse_outputs", height=360)
 
 
-def run_panel(run, active):
-    """One run: its status, numbers, curves and attention time-lapse."""
+def save_anyway(run):
+    try:
+        run.save_anyway(owner_token)
+    except ValueError as error:  # someone took the name while the run stood unsaved
+        st.session_state["train_save_error"] = str(error)
+
+
+def run_panel(run, live, mine):
+    """One run: its status, numbers, curves and attention time-lapse; Stop and Save anyway for its owner only."""
     snap = run.snapshot()
-    st.subheader(f"Run {run.name}" + (f" by {run.owner}" if run.owner else ""))
-    for column, (label, value) in zip(st.columns([1, 1, 1, 1, 1.6]), run_metrics(run, snap, active).items()):
+    by = "" if mine or not snap.trained_by else f" by {escape(snap.trained_by)}"  # who, if not you
+    st.subheader(f"Run {escape(run.name)}{by}")
+    for column, (label, value) in zip(st.columns([1, 1, 1, 1, 1.6]), run_metrics(run, snap, live).items()):
         column.metric(label, value)
     for level, text in run_notices(run, snap):
         getattr(st, level)(text)  # st.info, st.error or st.success
-    if active:
-        st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"timeout": 0}, icon=":material/stop:")
-    mine = st.session_state.get("train_run") == run.name
+    if live and mine:
+        st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"owner": owner_token, "timeout": 0},
+                  icon=":material/stop:")
     if mine and run.done and snap.status == "diverged" and not snap.saved_path:
-        st.button("Save anyway", key="train_save_anyway", on_click=run.save_anyway, icon=":material/save:")
+        st.button("Save anyway", key="train_save_anyway", on_click=save_anyway, args=(run,), icon=":material/save:")
+        if "train_save_error" in st.session_state:
+            st.error(escape(st.session_state.pop("train_save_error")))
     elif snap.status == "diverged" and snap.saved_path:
         st.text(f"Saved anyway as {run.name}.")
     if snap.history["step"]:  # none while queued: nothing to draw, and no work for a busy server
@@ -159,14 +177,35 @@ def run_panel(run, active):
 
 # One fragment redraws the page's live part: two fragments polling on one page, with a full rerun between, made
 # the browser fail ("'setIn' cannot be called on an ElementNode") and show a blank page.
-@st.fragment(run_every=1.0 if active else 2.0 if any(not r.done for r in registry.runs) else None)
+@st.fragment(run_every=1.0 if live else 2.0 if any(not r.done for r in registry.runs) else None)
 def live_view():
-    if active and run.done:
+    if live and run.done:
         st.rerun()  # the run ended: redraw the page once (the sidebar lists the saved model) and stop polling
     if run is not None:
-        run_panel(run, active)
+        run_panel(run, live, mine)
     st.subheader("Runs on this server")
-    ui.table_or_caption(runs_table(registry), "No runs yet.", key="runs_table")
+    ui.table_or_caption(runs_table(owner_token, registry), "No runs yet.", key="runs_table")
 
 
 live_view()
+
+
+def delete_model(name):
+    try:
+        checkpoint.delete_checkpoint(name, owner_token)
+        st.session_state["train_deleted"] = name
+    except ValueError as error:  # being trained or saved right now
+        st.session_state["train_delete_error"] = str(error)
+
+
+yours = [info.name for info in ui.checkpoints() if not info.shipped and owner_of(info.meta) == owner_token]
+if yours:
+    st.subheader("Your models")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    doomed = left.selectbox("Trained in this browser", yours, key="train_delete_choice",
+                            help="Only the models you trained here are listed: you delete yours, nobody else's.")
+    right.button("Delete", key="train_delete", on_click=delete_model, args=(doomed,), icon=":material/delete:")
+if "train_deleted" in st.session_state:
+    st.success(f"Deleted {escape(st.session_state.pop('train_deleted'))}.")
+if "train_delete_error" in st.session_state:
+    st.error(escape(st.session_state.pop("train_delete_error")))

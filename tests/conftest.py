@@ -45,7 +45,8 @@ def seeded():
 
 @pytest.fixture
 def make_checkpoint():
-    """make_checkpoint(folder, task=...) saves a tiny untrained Transformer there and returns the model.
+    """make_checkpoint(folder, task=..., owner=...) saves a tiny untrained Transformer there (further keywords go
+    into its meta) and returns the model.
 
     The folders are deleted after the test (USER_DIR is shared by the whole session).
     """
@@ -55,11 +56,11 @@ def make_checkpoint():
 
     made = []
 
-    def make(folder, task="reverse", metrics=None):
+    def make(folder, task="reverse", metrics=None, **meta):
         tokenizer = CharTokenizer("abc")
         config = TransformerConfig(tokenizer.vocab_size, tokenizer.vocab_size, d_model=8, n_heads=2, d_ff=16)
         model = build_model(config)
-        meta = {"task": {"name": task}, "metrics": metrics or {"exact_match": 0.5, "token_accuracy": 0.75}}
+        meta = {"task": {"name": task}, "metrics": metrics or {"exact_match": 0.5, "token_accuracy": 0.75}, **meta}
         made.append(save_checkpoint(folder, model, tokenizer, meta))
         return model
 

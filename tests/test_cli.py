@@ -4,6 +4,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -15,14 +16,17 @@ from fuzzing import fuzz
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
+from attnviz import TransformerConfig, build_model
 from attnviz import cli as cli_module
 from attnviz.__main__ import main
 from attnviz.cli import decode, decode_command, training_plan
 from attnviz.data.tasks import make_task
-from attnviz.data.tokenizers import BOS, EOS
+from attnviz.data.tokenizers import BOS, EOS, CharTokenizer
 from attnviz.models.architectures import MAX_PARAMETERS
-from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint import SHIPPED_DIR, CheckpointError, load_checkpoint, save_checkpoint
+from attnviz.training.executor import ThreadExecutor
 from attnviz.training.presets import PRESETS, build
+from attnviz.training.runs import RunRegistry, TrainingRun
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_TASK = ["--task-param", "n_train=64", "--task-param", "n_val=8", "--task-param", "n_test=8"]
@@ -74,8 +78,8 @@ def parse(argv):
 
 def test_options_override_the_preset_piece_by_piece():
     task, model, config, out, extra = training_plan(parse(
-        ["train", "--preset", "reverse-lstm+bahdanau", "--steps", "7", "--size", "hidden_size=32"]))
-    assert out.name == "reverse-lstm-bahdanau" and extra == {"preset": "reverse-lstm+bahdanau", "arch": "lstm+bahdanau"}
+        ["train", "--preset", "reverse-lstm+bahdanau", "--steps", "7", "--size", "hidden_size=32", "--name", "mine"]))
+    assert out.name == "mine" and extra == {"preset": "reverse-lstm+bahdanau", "arch": "lstm+bahdanau"}
     assert (model.config.cell, model.config.attention, model.config.hidden_size) == ("lstm", "bahdanau", 32)
     assert (config.steps, config.lr, config.seed) == (7, PRESETS["reverse-lstm+bahdanau"].train["lr"], 0)
     task, model, config, out, extra = training_plan(parse(
@@ -161,6 +165,75 @@ def test_bad_input_in_process(capsys, monkeypatch, user_dir, argv, message):
     assert err.startswith("error: ") and message in err
 
 
+def test_a_preset_without_a_name_does_not_hide_the_shipped_model(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", tmp_path)
+    assert main(["train", "--preset", "reverse-transformer", *SMALL_TASK, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: 'reverse-transformer' is the name of a shipped model: give yours its own, e.g. "
+                   "--name my-reverse-transformer (or --out PATH)\n")
+    assert main(["train", "--preset", "reverse-transformer", *SMALL_TASK, "--steps", "1",
+                 "--name", "reverse-transformer"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'reverse-transformer' is the name of a shipped model") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+    assert load_checkpoint("reverse-transformer").path.parent == SHIPPED_DIR  # what eval and the picker find
+
+
+def test_a_name_someone_else_trained_is_refused(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", tmp_path)
+    tokenizer = CharTokenizer("abc")
+    model = build_model(TransformerConfig(tokenizer.vocab_size, tokenizer.vocab_size, d_model=8, n_heads=2, d_ff=16))
+    save_checkpoint("adas", model, tokenizer, {"owner": "ada-browser", "trained_by": "Ada"})
+    before = (tmp_path / "adas" / "meta.json").read_bytes()
+    assert main(["train", "--task", "reverse", *SMALL_TASK, "--steps", "1", "--name", "adas"]) == 2
+    assert capsys.readouterr().err == "error: the name 'adas' is taken: it holds a model trained by Ada. " \
+                                      "Choose another name\n"
+    assert (tmp_path / "adas" / "meta.json").read_bytes() == before
+
+
+def tiny_page_run(name, owner):
+    """A page's run (saving, owned by a browser) of a tiny reverse Transformer that trains until stopped."""
+    task = make_task("reverse", n_train=64, n_val=8, n_test=8)
+    model, config = build(task, "transformer", {"d_model": 16, "n_heads": 2, "d_ff": 32},
+                          {"steps": 10**6, "eval_every": 10**6, "snapshot_every": 0, "batch_size": 8})
+    return TrainingRun(model, task, config, name=name, owner=owner, save=True, registry=RunRegistry(1),
+                       executor=ThreadExecutor())
+
+
+def test_the_command_line_is_refused_a_name_a_page_run_holds(monkeypatch, tmp_path, wait_for_run):
+    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", tmp_path)
+    run = tiny_page_run("race", "ada-browser").start()
+    wait_for_run(run, lambda snap: snap.step >= 1, what="step 1")
+    done = cli("train", "--task", "reverse", *SMALL_TASK, "--steps", "1", "--name", "race", user_dir=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: the name 'race' is taken: a model is being trained or saved under it")
+    run.stop("ada-browser", timeout=60)
+    assert load_checkpoint(tmp_path / "race").meta["owner"] == "ada-browser"  # the page's save, not replaced
+
+
+def test_a_page_run_is_refused_a_name_the_command_line_is_training(monkeypatch, tmp_path):
+    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", tmp_path)
+    env = {**os.environ, "ATTNVIZ_USER_DIR": str(tmp_path), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    trainer = subprocess.Popen([sys.executable, "-m", "attnviz", "train", "--task", "reverse", *SMALL_TASK,
+                                "--size", "d_model=16", "--size", "d_ff=32", "--steps", "1000000", "--time-budget",
+                                "120", "--name", "race"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # the time budget bounds the test
+    try:
+        assert trainer.stdout.readline().startswith("training transformer")  # printed while holding the name
+        progress = ""
+        while "loss=" not in progress and trainer.poll() is None:  # the bar shows a loss: it trains, Ctrl-C saves
+            progress += trainer.stderr.read(1)
+        with pytest.raises(CheckpointError, match="'race' is taken: a model is being trained or saved under it"):
+            tiny_page_run("race", "ada-browser").start()
+    finally:
+        trainer.send_signal(signal.SIGINT)  # Ctrl-C: the command line stops and saves
+        out, err = trainer.communicate(timeout=120)
+    assert trainer.returncode == 0, err
+    assert load_checkpoint(tmp_path / "race").meta.get("owner") is None  # the command line's model
+    with pytest.raises(CheckpointError, match="'race' is taken: it holds a model trained by command line"):
+        tiny_page_run("race", "ada-browser").start()
+
+
 def test_a_bad_option_is_exit_code_2(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["train", "--steps", "many"])
@@ -243,7 +316,7 @@ SIZE_VALUES = (PLAUSIBLE | PLAUSIBLE | st.integers(-2, 300).map(str) | st.intege
 @given(arch=st.sampled_from(["transformer", "lstm+attention", "gru+attention", "lstm"]),
        sizes=st.lists(st.tuples(st.sampled_from(SIZE_KEYS) | st.text(min_size=1, max_size=5), SIZE_VALUES), max_size=3))
 def test_training_plan_with_random_sizes_is_a_model_or_a_value_error(arch, sizes):
-    argv = ["train", "--task", "reverse", *SMALL_TASK, "--arch", arch]
+    argv = ["train", "--task", "reverse", *SMALL_TASK, "--arch", arch, "--name", "fuzzed"]  # not a shipped name
     for key, value in sizes:
         argv += ["--size", f"{key.replace('=', '')}={value}"]
     try:

@@ -4,6 +4,7 @@ import html
 import pandas as pd
 
 from attnviz.interpret.comparison import error_marks
+from attnviz.training.owners import owner_of, trained_by
 
 
 MARK_STYLES = {"ok": "", "wrong": "background:#f6b8b8", "extra": "background:#fcd9a8",
@@ -17,14 +18,15 @@ def marked_html(output, expected=None):
                               for ch, status in marks) + "</code>"
 
 
-def models_table(infos):
-    """One row per checkpoint: where it comes from, what it is, and how well it did on its test split."""
+def models_table(infos, owner):
+    """One row per checkpoint: where it comes from (shipped, yours for `owner`'s, else who trained it), what it is,
+    and how well it did on its test split."""
     rows = []
     for info in infos:
         meta, config = info.meta, info.meta.get("config") or {}
         rows.append({
             "model": info.name,
-            "from": "shipped" if info.shipped else "yours",
+            "from": "shipped" if info.shipped else "yours" if owner_of(meta) == owner else f"by {trained_by(meta)}",
             "architecture": meta.get("architecture", "?"),
             "task": (meta.get("task") or {}).get("name", "?"),
             "size": model_size(config),

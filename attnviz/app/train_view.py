@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from attnviz.app import figures
+from attnviz.app.markdown import escape
 from attnviz.data.tasks import LM_TASKS
 from attnviz.data.tokenizers import BOS, EOS
 from attnviz.interpret.head_types import induction_over_training
@@ -162,9 +163,9 @@ def run_notices(run, snap):
     if snap.status == "queued":
         notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."))
     if snap.error:
-        notices.append(("error", snap.error))
+        notices.append(("error", escape(snap.error)))
     if snap.saved_path and snap.status != "diverged":
-        notices.append(("success", f"Saved as **{run.name}**: pick it in the model picker in the sidebar, "
+        notices.append(("success", f"Saved as **{escape(run.name)}**: pick it in the model picker in the sidebar, "
                                    "on every page."))
     return notices
 
@@ -250,24 +251,25 @@ def output_history(task, snapshots, probe, upto):
     return table if task.kind == "seq2seq" else table.drop(columns="right")
 
 
-def run_row(run):
-    """One line of the runs table, read under the run's lock without copying its history."""
+def run_row(run, viewer):
+    """One line of the runs table, read under the run's lock without copying its history: who trained it ("you"
+    for the `viewer`'s own runs, else the name they gave or their anonymous label; never a token)."""
     position = run.registry.position(run)
     with run.lock:
         result = run.result
         status, step, elapsed = result.status, result.step, result.elapsed
         best = " ".join(best_metric(result.evals, run.task.kind) or ())
-    return {"who": run.owner or "–", "model": run.name, "task": run.task.name,
+    return {"who": "you" if run.owner == viewer else run.trained_by or "–", "model": run.name, "task": run.task.name,
             "architecture": run.extra_meta.get("arch", "?"), "status": status_text(run, status, position),
             "step": f"{step}/{run.config.steps}", "best": best, "time": f"{elapsed:.0f} s",
             "started": datetime.fromtimestamp(run.started_at).strftime("%H:%M")}
 
 
-def runs_table(registry=REGISTRY, limit=50):
-    """The latest runs of this server (of any tab), newest first."""
+def runs_table(viewer, registry=REGISTRY, limit=50):
+    """The latest runs of this server (of any tab), newest first, as the browser with owner token `viewer` sees them."""
     with registry.condition:
         runs = list(registry.runs)[-limit:][::-1]
-    return pd.DataFrame([run_row(run) for run in runs],
+    return pd.DataFrame([run_row(run, viewer) for run in runs],
                         columns=["who", "model", "task", "architecture", "status", "step", "best", "time", "started"])
 
 

@@ -3,17 +3,20 @@
 The only module of attnviz that imports streamlit. Pages call these instead of repeating them, so the
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
+import secrets
 from pathlib import Path
 from typing import NamedTuple
 
 import streamlit as st
 
 from attnviz.app.markdown import code, escape
+from attnviz.app.owner import owner_token
 from attnviz.i18n import LANGUAGES, N_, _, preferred_language, use_language
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
 from attnviz.training import checkpoint
 from attnviz.training.device import describe, pick_device, set_threads_once
+from attnviz.training.owners import owner_of, trained_by
 from attnviz.training.runs import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +187,8 @@ def model_picker():
         wanted = st.query_params.get("model")
         st.session_state["model_choice"] = wanted if wanted in infos else default_model(infos.values())
     st.session_state["model"] = st.session_state["model_choice"]  # a widget's own state ends with its page
-    name = st.sidebar.selectbox(_("Model"), list(infos), key="model", format_func=lambda n: model_label(infos[n]),
+    owner = browser_owner()
+    name = st.sidebar.selectbox(_("Model"), list(infos), key="model", format_func=lambda n: model_label(infos[n], owner),
                                 on_change=_keep_picked_model,
                                 help=_("Every page uses this model. Shipped models come with attnviz; "
                                        "yours were trained here."))
@@ -205,10 +209,18 @@ def default_model(infos):
     return ranked[0].name
 
 
-def model_label(info):
+def model_label(info, owner):
+    """'NAME (task)' for a shipped model, 'NAME (task, yours)' for one `owner` trained, else 'NAME (task, by WHO)'."""
     task = (info.meta.get("task") or {}).get("name", "?")
-    mine = "" if info.shipped else _(", yours")
-    return f"{info.name} ({task}{mine})"
+    whose = "" if info.shipped else _(", yours") if owner_of(info.meta) == owner else \
+        _(", by {owner}").format(owner=trained_by(info.meta))
+    return f"{info.name} ({task}{whose})"
+
+
+def browser_owner():
+    """This browser's owner token (see attnviz.app.owner for why the XSRF cookie): the same after a reload and in
+    every tab of the browser, never in a link. Without the cookie, a random token for this session."""
+    return owner_token(st.context.cookies) or st.session_state.setdefault("owner_token", secrets.token_hex(16))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")

@@ -2,17 +2,20 @@
 checkpoints, or trained here by one owner, with the record of their training side by side.
 
     found = find_contenders("reverse-long")                            # the three shipped models of a task
-    runs = start_runs("reverse", owner="3f2a9c1b", seed=0)           # or train all three here (saved when done)
+    runs = start_runs("reverse", owner=token, seed=0)                  # or train all three here (saved when done)
+
+An owner's three models are named after their short id (reverse-lstm-4b1e0c, attnviz.training.owners): one set per
+browser, claimed before they train, so nobody's comparison can replace another's.
 """
 import statistics
 import time
-import uuid
 from dataclasses import dataclass, replace
 
 import torch
 
 from attnviz.training import checkpoint
 from attnviz.training.loop import train
+from attnviz.training.owners import anonymous_label, owner_of, short_id
 from attnviz.training.presets import build_preset
 from attnviz.training.runs import REGISTRY, TrainingRun
 
@@ -26,9 +29,9 @@ TASKS = {"reverse": "Reverse letters (abc → cba)", "reverse-long": "Reverse, l
 
 
 def checkpoint_name(task_key, architecture, owner=""):
-    """Where `python -m attnviz train --preset TASK-ARCHITECTURE` saves (e.g. reverse-lstm-bahdanau), with
-    `-owner` added for the runs trained on the page (reverse-lstm-bahdanau-3f2a9c1b)."""
-    return f"{task_key}-{architecture.replace('+', '-')}" + (f"-{owner}" if owner else "")
+    """The shipped model of a preset TASK-ARCHITECTURE (e.g. reverse-lstm-bahdanau), or with the owner's short id
+    added, that owner's model trained on the page (reverse-lstm-bahdanau-4b1e0c)."""
+    return f"{task_key}-{architecture.replace('+', '-')}" + (f"-{short_id(owner)}" if owner else "")
 
 
 @dataclass
@@ -103,33 +106,44 @@ def time_to_target(preset, seed=0, target=0.99, clock=time.perf_counter, device=
             "val_exact_match": result.evals["exact_match"][-1]}
 
 
-def session_id(text=None):
-    """`text` if it can end a checkpoint name (letters, digits, up to 16), else a new random id."""
-    return text if text and text.isalnum() and text.isascii() and len(text) <= 16 else uuid.uuid4().hex[:8]
+def claim_names(task_key, owner):
+    """{architecture: NameClaim} on the three names of `owner`'s models of `task_key`, all or none: a
+    CheckpointError (and nothing held) when one is being written now or holds someone else's model."""
+    claims = {}
+    try:
+        for architecture in LABELS:
+            claims[architecture] = checkpoint.claim_name(checkpoint_name(task_key, architecture, owner), owner)
+    except checkpoint.CheckpointError:
+        for claim in claims.values():
+            claim.release()
+        raise
+    return claims
 
 
 def start_runs(task_key, owner, seed=0, registry=REGISTRY):
-    """Start the three presets of `task_key` (same data, same seed) in the training queue: {architecture: run}.
-    Each run saves itself as `checkpoint_name(task_key, architecture, owner)` when it ends."""
+    """Start the three presets of `task_key` (same data, same seed) for `owner` (a browser's token) in the
+    training queue: {architecture: run}. Their names are claimed first (`claim_names`); each run saves itself as
+    `checkpoint_name(task_key, architecture, owner)` when it ends, replacing only the owner's own earlier model."""
+    claims = claim_names(task_key, owner)
     runs = {}
-    for architecture in LABELS:
+    for architecture, claim in claims.items():
         preset = f"{task_key}-{architecture}"
         task, model, config = build_preset(preset, seed)
-        runs[architecture] = TrainingRun(model, task, config, name=checkpoint_name(task_key, architecture, owner),
-                                         owner=owner, save=True, registry=registry,
-                                         extra_meta={"preset": preset, "arch": architecture, "owner": owner})
+        runs[architecture] = TrainingRun(model, task, config, name=claim.path.name, owner=owner, save=True,
+                                         registry=registry, extra_meta={"preset": preset, "arch": architecture},
+                                         trained_by=anonymous_label(owner), claim=claim)
     return {architecture: run.start() for architecture, run in runs.items()}
 
 
 def runs_of(task_key, owner, registry=REGISTRY):
-    """{architecture: the newest run of this process under its page name} (architectures without one left out)."""
+    """{architecture: the newest run of this process of `owner`'s models} (architectures without one left out)."""
     runs = {a: registry.find(checkpoint_name(task_key, a, owner)) for a in LABELS}
-    return {a: run for a, run in runs.items() if run is not None}
+    return {a: run for a, run in runs.items() if run is not None and run.owner == owner}
 
 
-def stop_runs(runs):
+def stop_runs(runs, owner):
     for run in runs.values():
-        run.stop(0)
+        run.stop(owner, 0)
 
 
 def find_contenders(task_key, owner="", load=None, registry=REGISTRY):
@@ -139,11 +153,12 @@ def find_contenders(task_key, owner="", load=None, registry=REGISTRY):
     the saved checkpoint, loaded by `load(info)` from its `CheckpointInfo` (the app passes `ui.load_model`, which
     caches; by default `checkpoint.load_checkpoint`)."""
     load = load or (lambda info: checkpoint.load_checkpoint(info.path))
-    infos = {info.name: info for info in checkpoint.list_checkpoints() if info.shipped == (not owner)}
-    found = {}
+    infos = {info.name: info for info in checkpoint.list_checkpoints()
+             if (info.shipped if not owner else not info.shipped and owner_of(info.meta) == owner)}
+    runs, found = runs_of(task_key, owner, registry) if owner else {}, {}
     for architecture, label in LABELS.items():
         name = checkpoint_name(task_key, architecture, owner)
-        run = registry.find(name) if owner else None
+        run = runs.get(architecture)
         if run is not None:
             contender = Contender.from_run(label, run) if run.done else None
         else:

@@ -10,6 +10,10 @@ anything with a path separator is a path. Saving writes a hidden temporary folde
 renames it into place. Replacing a checkpoint renames the old one to a hidden trash name first, so a crash
 at any moment leaves the old or the new checkpoint readable under the name (loading falls back to the trash
 if the crash came between the two renames; the next save tidies up).
+
+Every writer holds the name it writes (`claim_name`) from before its run starts until the save: one lock per
+name across threads and processes, refusing a name another writer holds now, a name under which someone else's
+model is saved, and (in USER_DIR) a shipped model's name. Only a model's owner deletes it (`delete_checkpoint`).
 """
 import json
 import math
@@ -28,9 +32,10 @@ from safetensors.torch import save_file
 from attnviz.data.tasks import task_from_spec
 from attnviz.data.tokenizers import tokenizer_from_spec
 from attnviz.models.architectures import CONFIG_FAMILIES, build_model, check_size, family_of
+from attnviz.training.owners import owner_of, trained_by
 
 try:
-    import fcntl  # serialises two saves to one name; absent on Windows, where saves are not locked
+    import fcntl  # holds a name against other writers; absent on Windows, where names are not locked
 except ImportError:
     fcntl = None
 
@@ -65,6 +70,96 @@ def _is_bare_name(path):
 
 def _trash(path):
     return path.with_name(f".{path.name}.old")
+
+
+def _target(path):
+    """The folder a save writes: USER_DIR / name for a bare name, else the path; its name validated."""
+    path = USER_DIR / validate_name(path) if _is_bare_name(path) else Path(path)
+    validate_name(path.name)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- who holds a name
+
+class NameClaim:
+    """One writer's hold on a checkpoint name, from before its run starts until its checkpoint is saved.
+
+    Every writer (Train live, the comparison's "Train all three", the command line, any save) holds the name it
+    writes, so two of them never train or save under one name at once, in one process or in several: the hold is
+    an exclusive `flock` on the hidden file `.NAME.lock` beside the folder, taken without waiting (the second
+    writer is refused, it does not queue up to replace the first) and released by the kernel if its process dies.
+    Lock files stay: removing one while another writer opens it would let two writers hold the name."""
+
+    def __init__(self, path, file):
+        self.path, self._file = path, file
+
+    @property
+    def held(self):
+        return not self._file.closed
+
+    def release(self):
+        self._file.close()  # closing the file releases its lock
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _hold(path, owner):
+    """A NameClaim on `path` for `owner`, refused while another writer holds it or when someone else's model is
+    saved there."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        claim = NameClaim(path, open(path.with_name(f".{path.name}.lock"), "a"))
+    except OSError as e:
+        raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
+    try:
+        if fcntl:
+            fcntl.flock(claim._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        claim.release()
+        raise CheckpointError(f"the name {path.name!r} is taken: a model is being trained or saved under it right "
+                              "now. Choose another name") from None
+    try:
+        if path.exists() or path.is_symlink() or _trash(path).is_dir():
+            meta = read_meta(path)
+            if owner_of(meta) != owner:
+                raise CheckpointError(f"the name {path.name!r} is taken: it holds a model trained by "
+                                      f"{trained_by(meta)}. Choose another name")
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+def claim_name(name_or_path, owner=""):
+    """Hold a name (a bare name: in USER_DIR) for `owner` (a browser's token; "" the command line) until the
+    claim is released, or raise a CheckpointError saying why not: a shipped model's name (reserved in USER_DIR, so
+    that the shipped model stays visible), a writer holding it right now, or someone else's model saved under it.
+    The owner's own model under the name may be replaced."""
+    path = _target(name_or_path)
+    if path.parent.resolve() == USER_DIR.resolve() and (SHIPPED_DIR / path.name).is_dir():
+        raise CheckpointError(f"{path.name!r} is the name of a shipped model, reserved so that the shipped model "
+                              f"stays visible: choose another name (e.g. 'my-{path.name}')")
+    return _hold(path, owner)
+
+
+def delete_checkpoint(name, owner):
+    """Delete the model `name` of USER_DIR if `owner` trained it; a CheckpointError for a shipped model, someone
+    else's, or one being trained or saved right now. It is renamed away first, so it vanishes in one step."""
+    path = USER_DIR / validate_name(name)
+    if not (path.is_dir() or _trash(path).is_dir()):
+        raise CheckpointError(f"{name!r} is a shipped model: it cannot be deleted" if (SHIPPED_DIR / name).is_dir()
+                              else f"there is no model named {name!r} to delete")
+    with _hold(path, owner):
+        for folder in (path, _trash(path)):
+            if folder.is_dir():
+                gone = path.with_name(f".{name}.deleted-{uuid.uuid4().hex[:8]}")
+                os.rename(folder, gone)
+                _fsync(path.parent)
+                shutil.rmtree(gone, ignore_errors=True)
 
 
 def find_checkpoint(name_or_path, dirs=None):
@@ -134,21 +229,6 @@ def _write(path, data):
         os.fsync(f.fileno())
 
 
-class _NameLock:
-    """An exclusive lock on one checkpoint name, held by a hidden lock file beside it."""
-
-    def __init__(self, path):
-        self.file = open(path.with_name(f".{path.name}.lock"), "a") if fcntl else None
-
-    def __enter__(self):
-        if self.file:
-            fcntl.flock(self.file, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc):
-        if self.file:
-            self.file.close()  # closing releases the lock
-
-
 def _tidy(path):
     """Finish a replace a crash interrupted: restore a lone trash folder, drop stale ones and temporaries."""
     trash = _trash(path)
@@ -173,15 +253,15 @@ def _write_folder(folder, weights, files, meta_bytes):
     _fsync(folder)
 
 
-def save_checkpoint(path, model, tokenizer, meta):
+def save_checkpoint(path, model, tokenizer, meta, claim=None):
     """Save `model` and `tokenizer` with `meta` (task, train, history, metrics, snapshots) as a checkpoint.
 
     `path` is a folder path or a bare name (saved in USER_DIR). The keys format_version, architecture,
     config, tokenizer and tokenizer_files are filled in from the model and tokenizer; "created" if absent.
-    Returns the checkpoint's path.
+    The name must be held: by `claim` (a run holds its name from its start), or else it is claimed here for
+    meta["owner"] ("" for the command line), which refuses a name someone else holds. Returns the checkpoint's path.
     """
-    path = USER_DIR / validate_name(path) if _is_bare_name(path) else Path(path)
-    validate_name(path.name)
+    path = _target(path)
     files = tokenizer.files()
     for file_name in files:
         if validate_name(file_name) in (WEIGHTS, META):
@@ -200,25 +280,32 @@ def save_checkpoint(path, model, tokenizer, meta):
         raise CheckpointError(f"meta.json would be {len(meta_bytes) / 2**20:.0f} MB; keep it under "
                               f"{MAX_META_BYTES // 2**20} MB (fewer attention snapshots?)")
     weights = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in _unique_state(model).items()}
+    if claim is None:
+        with claim_name(path, owner_of(meta)) as claim:
+            return _replace(path, claim, weights, files, meta_bytes)
+    return _replace(path, claim, weights, files, meta_bytes)
 
+
+def _replace(path, claim, weights, files, meta_bytes):
+    """Write the checkpoint folder beside `path` and rename it into place (see the module text), under `claim`."""
+    if not claim.held or claim.path != path:
+        raise CheckpointError(f"saving {path} needs a claim on its name, held while saving")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _NameLock(path):
-            _tidy(path)
-            if path.exists() and not (path / META).is_file():
-                raise CheckpointError(f"{path} exists and is not a checkpoint: refusing to replace it")
-            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-            try:
-                _write_folder(tmp, weights, files, meta_bytes)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            if path.exists():
-                os.rename(path, _trash(path))
-                _fsync(path.parent)
-            os.rename(tmp, path)
+        _tidy(path)
+        if path.exists() and not (path / META).is_file():
+            raise CheckpointError(f"{path} exists and is not a checkpoint: refusing to replace it")
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            _write_folder(tmp, weights, files, meta_bytes)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if path.exists():
+            os.rename(path, _trash(path))
             _fsync(path.parent)
-            shutil.rmtree(_trash(path), ignore_errors=True)
+        os.rename(tmp, path)
+        _fsync(path.parent)
+        shutil.rmtree(_trash(path), ignore_errors=True)
     except OSError as e:
         raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
     return path

@@ -1,13 +1,14 @@
 """A training run checked before it starts, and started under a name nobody else holds.
 
     plan = plan_run(task, "transformer", sizes, {"steps": 600}, name="rev-1")   # ValueError says what is wrong
-    run = start(plan)                                                            # a TrainingRun in REGISTRY
+    run = start(plan, owner="9f86d081")                                          # a TrainingRun in REGISTRY
 """
 from dataclasses import asdict, dataclass
 
 from attnviz.models.architectures import architectures_for, check_size, kind_of, model_config
 from attnviz.training import checkpoint
 from attnviz.training.config import TrainConfig
+from attnviz.training.owners import anonymous_label
 from attnviz.training.presets import build
 from attnviz.training.runs import REGISTRY, TrainingRun
 
@@ -20,7 +21,7 @@ class Plan:
     sizes: dict
     train: TrainConfig
     name: str
-    owner: str
+    trained_by: str  # the name the student typed, shown to others ("" for an anonymous label)
     preset: str
     n_parameters: int
 
@@ -40,13 +41,14 @@ def check_name(name, registry=REGISTRY):
     return name
 
 
-def free_name(base, registry=REGISTRY):
-    """`base` (made a valid name), or base-2, base-3, ... whichever is free."""
+def free_name(base, registry=REGISTRY, avoid=()):
+    """`base` (made a valid name), or base-2, base-3, ... whichever is free (and not in `avoid`)."""
     base = "".join(c if c.isalnum() or c in "._-" else "-" for c in base).strip(".-") or "run"
-    return next(n for n in [base] + [f"{base}-{i}" for i in range(2, 10_000)] if not name_taken(n, registry))
+    return next(n for n in [base] + [f"{base}-{i}" for i in range(2, 10_000)]
+                if n not in avoid and not name_taken(n, registry))
 
 
-def plan_run(task, architecture, sizes, train, name, owner="", preset="", registry=REGISTRY):
+def plan_run(task, architecture, sizes, train, name, trained_by="", preset="", registry=REGISTRY):
     """Check everything before a run starts; a ValueError names what to change."""
     if kind_of(architecture) != task.kind:
         raise ValueError(f"the {architecture} architecture does not fit the {task.name} task: choose one of "
@@ -55,17 +57,28 @@ def plan_run(task, architecture, sizes, train, name, owner="", preset="", regist
     sizes = {**sizes, "max_len": max(128, longest + 8)}  # positions for the longest example, and room to decode
     n_parameters = check_size(model_config(architecture, task.tokenizer, **sizes))
     config = TrainConfig(**train)
-    return Plan(task, architecture, sizes, config, check_name(name, registry), owner.strip()[:40], preset, n_parameters)
+    return Plan(task, architecture, sizes, config, check_name(name, registry), trained_by.strip()[:40], preset,
+                n_parameters)
 
 
-def start(plan, registry=REGISTRY, rename_from=None):
-    """Build the model (from its own seeded generator) and start its run; it saves itself under its name when it ends.
+def start(plan, owner, registry=REGISTRY, rename_from=None):
+    """Build the model (from its own seeded generator) and start its run for `owner` (a browser's token: the run
+    and its model are theirs); it saves itself under its name when it ends.
 
-    If another tab took `plan.name` a moment ago, that is an error, unless `rename_from` gives a base for a
-    free name instead (for a name the page suggested, not one the user typed)."""
+    The run claims its name (attnviz.training.checkpoint.claim_name): if another writer, in this process or another,
+    took `plan.name` a moment ago, that is a ValueError, unless `rename_from` gives a base for a free name instead
+    (for a name the page suggested, not one the user typed)."""
     model, config = build(plan.task, plan.architecture, plan.sizes, asdict(plan.train))
-    meta = {"preset": plan.preset or None, "arch": plan.architecture, "owner": plan.owner}
-    with registry.condition:  # claim the name and register the run in one step
-        name = free_name(rename_from, registry) if rename_from and name_taken(plan.name, registry) else plan.name
-        return TrainingRun(model, plan.task, config, name=check_name(name, registry), owner=plan.owner, save=True,
-                           registry=registry, extra_meta=meta).start()
+    meta = {"preset": plan.preset or None, "arch": plan.architecture}
+    trained_by = plan.trained_by or anonymous_label(owner)
+    name, tried = plan.name, set()
+    with registry.condition:  # no other tab of this server picks a free name between our check and our claim
+        while True:
+            try:
+                return TrainingRun(model, plan.task, config, name=check_name(name, registry), owner=owner,
+                                   trained_by=trained_by, save=True, registry=registry, extra_meta=meta).start()
+            except ValueError:
+                if not rename_from or len(tried) >= 100:
+                    raise
+                tried.add(name)
+                name = free_name(rename_from, registry, avoid=tried)

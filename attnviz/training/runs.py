@@ -68,10 +68,11 @@ class RunRegistry:
             return next((r for r in reversed(self.runs) if r.name == name), None)
 
     def stop_all(self, timeout=10.0):
+        """Stop every run (the server shutting down, a test ending), whoever started it."""
         with self.condition:
             runs = list(self.runs)
         for run in runs:
-            run.stop()
+            run.stop(run.owner)
         for run in runs:
             run.join(timeout)
 
@@ -83,7 +84,7 @@ REGISTRY = RunRegistry()
 class RunSnapshot:
     """A consistent copy of a run's state, safe to read while the run goes on."""
     name: str
-    owner: str
+    trained_by: str
     status: str
     queue_position: int
     step: int
@@ -102,12 +103,17 @@ class RunSnapshot:
 class TrainingRun:
     """One training run, waited for by its own daemon thread here; saved under `name` when it ends (if `save`).
 
-    `executor` trains it (default: the local pool of worker processes); `model` holds the trained weights after."""
+    `executor` trains it (default: the local pool of worker processes); `model` holds the trained weights after.
+    The run and its checkpoint belong to `owner` (a browser's token, never shown; "" for this process's own
+    runs, such as the command line's): only the owner stops it. `trained_by` is the name shown to others. A run that
+    saves holds its name from `start` until it is saved (`claim`, or claimed by `start`): no other writer, here or
+    in another process, can take the name meanwhile."""
 
     def __init__(self, model, task, config, name="run", owner="", save=False, registry=None, extra_meta=None,
-                 executor=None):
+                 executor=None, trained_by="", claim=None):
         self.model, self.task, self.config = model, task, config
         self.name, self.owner, self.save, self.extra_meta = name, owner, save, extra_meta or {}
+        self.trained_by, self.claim = trained_by, claim
         self.registry = registry or REGISTRY
         self.executor = executor or local_executor()
         self.stop_requested = threading.Event()
@@ -125,6 +131,9 @@ class TrainingRun:
         return self.mirror.result
 
     def start(self):
+        """Queue the run (claiming its name first if it saves and holds no claim: a CheckpointError if taken)."""
+        if self.save and self.claim is None:
+            self.claim = checkpoint.claim_name(self.name, self.owner)
         self.started_at = time.time()
         self.registry.add(self)
         self.thread.start()
@@ -134,6 +143,7 @@ class TrainingRun:
         if not self.registry.acquire(self):
             with self.lock:
                 self.result.status = "stopped"
+            self._release_name()
             return
         try:
             handle = self.executor.submit(Job.of(self.model, self.task, self.config))
@@ -154,23 +164,37 @@ class TrainingRun:
                 self.result.status, self.result.error = "failed", f"{type(error).__name__}: {error}"
         finally:
             self.registry.release()
+            self._release_name()
 
-    def save_anyway(self):
-        """Save a run that ended diverged (the user asked to keep it); its path."""
+    def _release_name(self):
+        if self.claim is not None:
+            self.claim.release()
+
+    def save_anyway(self, owner=""):
+        """Save a run that ended diverged (its owner asked to keep it); its path. The name is claimed again: it was
+        free while the run stood unsaved."""
+        self._check_owner(owner, "save")
         if not self.done or self.result.status != "diverged" or self.saved_path:
             raise ValueError(f"the run {self.name!r} is not a finished, diverged, unsaved run")
-        self._save()
+        with checkpoint.claim_name(self.name, self.owner) as self.claim:
+            self._save()
         return self.saved_path
 
     def _save(self):
-        path = checkpoint.USER_DIR / self.name
-        meta = run_meta(self.model, self.task, self.config, self.result, self.extra_meta, self.test_metrics)
-        checkpoint.save_checkpoint(path, self.model, self.task.tokenizer, meta)
+        meta = run_meta(self.model, self.task, self.config, self.result,
+                        {**self.extra_meta, "owner": self.owner, "trained_by": self.trained_by}, self.test_metrics)
+        path = checkpoint.save_checkpoint(self.claim.path, self.model, self.task.tokenizer, meta, claim=self.claim)
         with self.lock:
             self.saved_path = str(path)
 
-    def stop(self, timeout=1.0):
-        """Ask the run to stop and wait up to `timeout` seconds for it to end."""
+    def _check_owner(self, owner, what):
+        if owner != self.owner:
+            raise ValueError(f"only the one who started the run {self.name!r} can {what} it; you can watch it")
+
+    def stop(self, owner="", timeout=1.0):
+        """Ask the run to stop, if `owner` started it (a ValueError if not), and wait up to `timeout` seconds for
+        it to end."""
+        self._check_owner(owner, "stop")
         self.stop_requested.set()
         with self.lock:
             handle = self.handle
@@ -190,7 +214,8 @@ class TrainingRun:
         with self.lock:
             r = self.result
             return RunSnapshot(
-                name=self.name, owner=self.owner, status=r.status, queue_position=self.registry.position(self),
+                name=self.name, trained_by=self.trained_by, status=r.status,
+                queue_position=self.registry.position(self),
                 step=r.step, steps=self.config.steps, elapsed=r.elapsed, history=copy.deepcopy(r.history),
                 evals=copy.deepcopy(r.evals), metrics=dict(r.metrics), snapshots=list(r.snapshots), error=r.error,
                 saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at)

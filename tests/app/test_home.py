@@ -11,8 +11,12 @@ from attnviz.training.device import describe, pick_device
 APP = "../../app.py"
 
 
-def run_app(**query_params):
+def run_app(owner=None, **query_params):
+    """A new session of Home; `owner` is its browser's owner token (AppTest sends no cookies: ui.browser_owner
+    then takes the session's "owner_token")."""
     at = AppTest.from_file(APP, default_timeout=60)
+    if owner:
+        at.session_state["owner_token"] = owner
     at.query_params.update(query_params)
     return at.run()
 
@@ -47,12 +51,13 @@ def test_without_models_the_page_says_how_to_make_one(model_dirs):
 def test_models_are_listed_and_picked(model_dirs, make_checkpoint):
     shipped, user = model_dirs
     make_checkpoint(shipped / "reverse")
-    make_checkpoint(user / "my-dates", task="dates")
-    at = run_app()
+    make_checkpoint(user / "my-dates", task="dates", owner="my-browser", trained_by="Ada")
+    at = run_app(owner="my-browser")
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["model"]) == ["reverse", "my-dates"]
     assert list(table["from"]) == ["shipped", "yours"]
+    assert list(run_app(owner="another-browser").dataframe[0].value["from"]) == ["shipped", "by Ada"]
     assert list(table["task"]) == ["reverse", "dates"]
     assert list(table["test result"]) == ["exact match 50.0%"] * 2
     assert list(table["size"]) == ["d_model 8, 2 heads, 1 encoder + 1 decoder layers"] * 2

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from page_helpers import array, charts
-from page_helpers import open_page as open_any_page
+from page_helpers import APP, array, charts
+from streamlit.testing.v1 import AppTest
 
 from attnviz import build_model
 from attnviz.data.tasks import make_task
@@ -17,6 +17,7 @@ from attnviz.models.architectures import model_config
 from attnviz.training import checkpoint
 from attnviz.training.config import TrainConfig
 from attnviz.training.loop import train
+from attnviz.training.owners import short_id
 from attnviz.training.runs import REGISTRY, run_meta
 
 PAGE = "pages/rnn_vs_attention.py"
@@ -57,8 +58,14 @@ def dirs(tmp_path, monkeypatch, shipped_dir):
     return shipped_dir, tmp_path
 
 
-def open_page(**query_params):
-    at = open_any_page(PAGE, **query_params)
+def open_page(owner=None, **query_params):
+    """The page in a new session; `owner` sets its browser's owner token (AppTest sends no cookies, so
+    ui.browser_owner takes the session's "owner_token"): the same owner is the same browser after a reload."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    if owner:
+        at.session_state["owner_token"] = owner
+    at.query_params.update(query_params)
+    at = at.switch_page(PAGE).run()
     assert not at.exception
     return at
 
@@ -161,7 +168,7 @@ def tiny_presets(monkeypatch):
 
 def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_presets, monkeypatch, wait_for_run):
     _, user = dirs
-    at = open_page(rnn_source="here", rnn_session="tab1")
+    at = open_page(owner="tab1", rnn_source="here")
     assert not at.get("plotly_chart")
     at.button(key="rnn_train").click().run()
     runs = runs_of("reverse", "tab1")
@@ -171,13 +178,13 @@ def test_train_all_three_here_saves_them_and_a_restart_finds_them(dirs, tiny_pre
     at.run()
     assert not at.exception
     assert list(at.dataframe[0].value["steps"]) == [30, 30, 30]
-    names = [f"reverse-{a}-tab1" for a in ("transformer", "lstm-bahdanau", "lstm")]
+    names = [f"reverse-{a}-{short_id('tab1')}" for a in ("transformer", "lstm-bahdanau", "lstm")]
     assert all((user / name / "meta.json").exists() for name in names)
-    picker = at.selectbox(key="model").options  # the model picker lists them, as "NAME (task, yours)"
-    assert all(any(option.startswith(f"{name} (") for option in picker) for name in names)
+    picker = at.selectbox(key="model").options  # the model picker lists them as yours
+    assert all(f"{name} (reverse, yours)" in picker for name in names)
 
     monkeypatch.setattr(REGISTRY, "runs", [])  # the server restarted: only the saved checkpoints remain
-    at = open_page(rnn_source="here", rnn_session="tab1")
+    at = open_page(owner="tab1", rnn_source="here")
     assert list(at.dataframe[0].value["model"]) == LABELS and list(at.dataframe[0].value["steps"]) == [30, 30, 30]
 
 
@@ -185,7 +192,7 @@ def test_stop_leaves_out_models_that_never_trained(dirs, tiny_presets, monkeypat
     _, user = dirs
     tiny_presets["n"] = 100_000
     monkeypatch.setattr(REGISTRY, "max_concurrent", 1)  # the Transformer trains, the LSTMs wait in the queue
-    at = open_page(rnn_source="here", rnn_session="tab2")
+    at = open_page(owner="tab2", rnn_source="here")
     at.button(key="rnn_train").click().run()
     runs = runs_of("reverse", "tab2")
     wait_for_run(runs["transformer"], lambda snap: snap.step >= 2, what="step 2")
@@ -196,4 +203,39 @@ def test_stop_leaves_out_models_that_never_trained(dirs, tiny_presets, monkeypat
     assert not at.exception
     assert [run.result.step > 0 for run in runs.values()] == [True, False, False]
     assert list(at.dataframe[0].value["model"]) == ["Transformer"]
-    assert not (user / "reverse-lstm-tab2").exists()
+    assert not (user / checkpoint_name("reverse", "lstm", "tab2")).exists()
+
+
+def saved_lstm(name, meta):
+    """A briefly trained plain LSTM of the reverse task saved under `name` with `meta` (an owner); its meta.json."""
+    task, model, config = tiny("reverse", "lstm", steps=2)
+    path = checkpoint.save_checkpoint(name, model, task.tokenizer, {**run_meta(model, task, config,
+                                                                              train(model, task, config)), **meta})
+    return path / "meta.json"
+
+
+def test_the_url_cannot_make_you_another_owner(dirs, tiny_presets, wait_for_run):
+    """The attack of issue 13: ?rnn_session=victim1 made "Train all three" replace reverse-lstm-victim1."""
+    victims = [saved_lstm("reverse-lstm-victim1", {"owner": "victim1"}),
+               saved_lstm(checkpoint_name("reverse", "lstm", "victim1"), {"owner": "victim1"})]
+    before = [meta.read_bytes() for meta in victims]
+    at = open_page(owner="mallory", rnn_source="here", rnn_session="victim1", rnn_task="reverse")
+    at.button(key="rnn_train").click().run()
+    runs = runs_of("reverse", "mallory")
+    assert [run.name for run in runs.values()] == [checkpoint_name("reverse", a, "mallory") for a in contenders.LABELS]
+    assert runs_of("reverse", "victim1") == {}
+    for run in runs.values():
+        wait_for_run(run, timeout=60)
+    assert [meta.read_bytes() for meta in victims] == before
+
+
+def test_a_name_holding_someone_elses_model_is_refused_and_nothing_starts(dirs, tiny_presets):
+    _, user = dirs
+    taken = checkpoint_name("reverse", "lstm", "eve")  # say, two browsers whose short ids collide
+    meta = saved_lstm(taken, {"owner": "someone", "trained_by": "Ada"})
+    before = meta.read_bytes()
+    at = open_page(owner="eve", rnn_source="here")
+    at.button(key="rnn_train").click().run()
+    assert any("is taken: it holds a model trained by Ada" in e.value.replace("\\", "") for e in at.error)
+    assert runs_of("reverse", "eve") == {} and meta.read_bytes() == before
+    assert not (user / checkpoint_name("reverse", "transformer", "eve")).exists()  # all three or none

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from attnviz.app.markdown import escape
 from attnviz.app.train_view import preset_labels, preset_name
 from attnviz.models.architectures import RNN_SIZES
 from attnviz.training import checkpoint
 from attnviz.training.plan import free_name
 from attnviz.training.presets import PRESETS
 from attnviz.training.executor import ThreadExecutor
+from attnviz.training.owners import anonymous_label
 from attnviz.training.runs import REGISTRY, TrainingRun
 
 APP = "../../app.py"
@@ -26,8 +28,13 @@ TINY = {"d_model": 16, "n_heads": 2, "d_ff": 32, "steps": 20, "eval_every": 10, 
         "time_budget": 0}
 
 
-def open_page(**query_params):
+def open_page(owner=None, **query_params):
+    """A new session of the page; `owner` gives it a browser's owner token (AppTest sends no cookies, so
+    ui.browser_owner falls back to the session's "owner_token", which this sets): the same owner is the same
+    browser after a reload. Without one, a browser of its own."""
     at = AppTest.from_file(APP, default_timeout=60)
+    if owner:
+        at.session_state["owner_token"] = owner
     at.query_params.update(query_params)
     at.switch_page(PAGE)
     return at.run()
@@ -89,7 +96,7 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved, wait_for_run):
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "done" and metrics["Step"] == "20 / 20"
-    assert any("Saved as **page-tiny**" in s.value for s in at.success)
+    assert any(f"Saved as **{escape('page-tiny')}**" in s.value for s in at.success)
     assert (checkpoint.USER_DIR / "page-tiny" / "meta.json").exists()
 
     loss = traces(at, "curve_loss")
@@ -110,7 +117,7 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved, wait_for_run):
     table = table_with(at, "who")
     row = table[table["model"] == "page-tiny"].iloc[0]
     assert (row["who"], row["task"], row["architecture"], row["status"], row["step"]) == \
-        ("Ada", "reverse", "transformer", "done", "20/20")
+        ("you", "reverse", "transformer", "done", "20/20")
     assert row["best"].startswith("exact match")
 
     picker = at.sidebar.selectbox(key="model")  # the saved model is in every page's picker at once
@@ -119,7 +126,7 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved, wait_for_run):
 
 
 def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved, wait_for_run):
-    first = open_page()
+    first = open_page(owner="ada-browser")
     run = start_tiny(first, "page-shared", saved)
     del first  # the tab is gone: its run goes on in the registry, finishes, and is saved
     wait_for_run(run, timeout=120)
@@ -129,8 +136,8 @@ def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved, wait_for_ru
     assert "page-shared" in list(table_with(second, "who")["model"])
     assert not any(s.value.startswith("Run ") for s in second.subheader)  # it follows no run of its own
 
-    reloaded = open_page(run="page-shared")  # a reload keeps ?run= in the URL
-    assert any(s.value == "Run page-shared" for s in reloaded.subheader)
+    reloaded = open_page(owner="ada-browser", run="page-shared")  # a reload keeps ?run= in the URL
+    assert any(s.value == f"Run {escape('page-shared')}" for s in reloaded.subheader)
     assert {m.label: m.value for m in reloaded.metric}["Status"] == "done"
 
 
@@ -146,7 +153,7 @@ def test_stop_ends_the_run_and_saves_it(saved, wait_for_run):
     at.run()
     assert run.snapshot().status == "stopped" and run.snapshot().step < 20_000
     assert {m.label: m.value for m in at.metric}["Status"] == "stopped"
-    assert any("Saved as **page-stop**" in s.value for s in at.success)
+    assert any(f"Saved as **{escape('page-stop')}**" in s.value for s in at.success)
 
 
 def test_a_queued_user_sees_their_place(saved, monkeypatch):
@@ -157,7 +164,7 @@ def test_a_queued_user_sees_their_place(saved, monkeypatch):
     start_tiny(at, "page-waiting", saved)
     assert {m.label: m.value for m in at.metric}["Status"] == "queued"
     assert any("number 1 in the queue" in i.value for i in at.info)
-    busy.stop()
+    busy.stop(other.session_state["owner_token"])
 
 
 @pytest.mark.parametrize("numbers, name, message", [
@@ -225,12 +232,99 @@ def test_a_diverged_run_shows_the_hint(saved):
 
     model.lm_head.register_forward_hook(nan_from_step_3)
     saved.append("page-nan")
-    run = TrainingRun(model, task, config, name="page-nan", save=True, executor=ThreadExecutor()).start()  # the hook
+    run = TrainingRun(model, task, config, name="page-nan", owner="ada-browser", save=True,
+                      executor=ThreadExecutor()).start()  # in this process: the hook is this model's own
     run.join(120)
-    at = open_page(run="page-nan")
+    assert "train_save_anyway" not in [b.key for b in open_page(run="page-nan").button]  # only Ada saves it
+    at = open_page(owner="ada-browser", run="page-nan")
     assert {m.label: m.value for m in at.metric}["Status"] == "diverged"
     assert any("at step 3" in e.value and "Lower the learning rate" in e.value for e in at.error)
     assert not at.success and run.snapshot().saved_path == ""  # no green "Saved": kept only if the user asks
     at.button(key="train_save_anyway").click().run()
     assert run.snapshot().saved_path.endswith("page-nan")  # with the weights of step 2
     assert any("Saved anyway as page-nan" in t.value for t in at.text)
+
+
+# ---------------------------------------------------------------------------------------------- whose is what
+
+def test_another_browser_watches_a_run_but_cannot_stop_it(saved, wait_for_run):
+    ada = open_page(owner="ada-browser")
+    ada.text_input(key="train_owner").set_value("Ada")
+    run = start_tiny(ada, "page-watched", saved, steps=20_000)
+    wait_for_run(run, lambda snap: snap.step >= 2, what="step 2")
+
+    bob = open_page(owner="bob-browser", run="page-watched")  # a link Ada shared in class
+    assert not bob.exception
+    assert any(s.value == f"Run {escape('page-watched')} by Ada" for s in bob.subheader)
+    assert {m.label: m.value for m in bob.metric}["Status"] == "training"
+    assert "train_stop" not in [b.key for b in bob.button]
+    assert not bob.button(key="train_start").disabled  # watching is not running one of your own
+    row = table_with(bob, "who").set_index("model").loc["page-watched"]
+    assert row["who"] == "Ada"
+    step = run.snapshot().step
+    wait_for_run(run, lambda snap: snap.step > step, what="a step after Bob looked")
+
+    reloaded = open_page(owner="ada-browser", run="page-watched")  # Ada's reload: her browser, her run
+    assert table_with(reloaded, "who").set_index("model").loc["page-watched", "who"] == "you"
+    reloaded.button(key="train_stop").click().run()
+    wait_for_run(run, timeout=120)
+    assert run.snapshot().status == "stopped"
+
+
+def test_an_anonymous_run_shows_a_label_never_the_token(saved):
+    at = open_page(owner="0123456789abcdef0123456789abcdef")
+    run = start_tiny(at, "page-anonymous", saved, steps=20_000)
+    other = open_page(owner="bob-browser")
+    who = table_with(other, "who").set_index("model").loc["page-anonymous", "who"]
+    assert who == anonymous_label("0123456789abcdef0123456789abcdef") and "0123456789" not in who
+    run.stop("0123456789abcdef0123456789abcdef", timeout=60)
+
+
+@pytest.fixture
+def two_students_models():
+    """'page-adas' trained by Ada's browser and 'page-bobs' by Bob's (named Bob), in the user folder."""
+    from attnviz import TransformerConfig, build_model
+    from attnviz.data.tokenizers import CharTokenizer
+
+    tokenizer = CharTokenizer("abc")
+    config = TransformerConfig(tokenizer.vocab_size, tokenizer.vocab_size, d_model=8, n_heads=2, d_ff=16)
+    for name, owner, who in (("page-adas", "ada-browser", "Ada"), ("page-bobs", "bob-browser", "Bob")):
+        checkpoint.save_checkpoint(name, build_model(config), tokenizer,
+                                   {"task": {"name": "reverse"}, "owner": owner, "trained_by": who})
+    yield
+    for name in ("page-adas", "page-bobs"):
+        shutil.rmtree(checkpoint.USER_DIR / name, ignore_errors=True)
+
+
+def test_the_picker_and_home_say_yours_only_for_your_models(two_students_models):
+    at = open_page(owner="ada-browser")
+    options = at.sidebar.selectbox(key="model").options
+    assert "page-adas (reverse, yours)" in options and "page-bobs (reverse, by Bob)" in options
+    assert "reverse-transformer (reverse)" in options  # shipped
+    home = AppTest.from_file(APP, default_timeout=60)
+    home.session_state["owner_token"] = "bob-browser"
+    home.run()
+    models = next(d.value for d in home.dataframe if "from" in d.value.columns).set_index("model")["from"]
+    assert (models["page-adas"], models["page-bobs"], models["reverse-transformer"]) == ("by Ada", "yours", "shipped")
+
+
+def test_you_delete_your_own_models_and_only_yours(two_students_models):
+    at = open_page(owner="ada-browser")
+    assert at.selectbox(key="train_delete_choice").options == ["page-adas"]  # not Bob's, not the shipped ones
+    at.button(key="train_delete").click().run()
+    assert not at.exception
+    assert any(escape("page-adas") in s.value and "Deleted" in s.value for s in at.success)
+    assert not (checkpoint.USER_DIR / "page-adas").exists() and (checkpoint.USER_DIR / "page-bobs").is_dir()
+    assert not any(o.startswith("page-adas ") for o in at.sidebar.selectbox(key="model").options)
+    assert "train_delete" not in [b.key for b in at.button]  # nothing of Ada's left to delete
+
+
+def test_a_name_another_process_holds_is_refused_at_start(saved):
+    at = open_page()
+    set_numbers(at, **TINY)
+    at.text_input(key="train_name").set_value("page-held").run()
+    with checkpoint.claim_name("page-held"):  # say, the command line training under this name right now
+        at.button(key="train_start").click().run()
+    assert REGISTRY.find("page-held") is None
+    assert any("is taken: a model is being trained or saved under it right now" in e.value.replace("\\", "")
+               for e in at.error), [e.value for e in at.error]

@@ -115,7 +115,7 @@ def test_plan_checks_before_anything_runs(task):
         plan_run(task, "transformer", {}, {"lr": 5.0}, "live-plan", registry=registry)
     plan = plan_run(task, "lstm+bahdanau", {"hidden_size": 16}, {"steps": 5}, "live-plan", "  Ada ",
                          registry=registry)
-    assert plan.owner == "Ada" and plan.train.steps == 5 and plan.n_parameters > 0
+    assert plan.trained_by == "Ada" and plan.train.steps == 5 and plan.n_parameters > 0
 
 
 def test_every_preset_fills_every_field():
@@ -137,8 +137,8 @@ def test_a_name_taken_meanwhile_is_refused_or_renamed(task, make_checkpoint, wai
                          registry=registry)
     make_checkpoint(checkpoint.USER_DIR / "live-race")  # another tab's run, saved after this plan was checked
     with pytest.raises(ValueError, match="exists already"):
-        start(plan, registry)
-    run = start(plan, registry, rename_from="live-race")  # a suggested name: the next free one instead
+        start(plan, "tab-a", registry)
+    run = start(plan, "tab-a", registry, rename_from="live-race")  # a suggested name: the next free one instead
     assert run.name == "live-race-2"
     wait_for_run(run, timeout=60)
     assert (checkpoint.USER_DIR / "live-race-2" / "meta.json").exists()

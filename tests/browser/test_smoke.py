@@ -22,15 +22,15 @@ def test_landing_page(open_page, tmp_path):
 def test_model_picker_keeps_the_choice_in_the_url(open_page, make_checkpoint):
     # The server reads the same ATTNVIZ_USER_DIR (tests/conftest.py), and lists models on every run.
     make_checkpoint(checkpoint.USER_DIR / "smoke-a")
-    make_checkpoint(checkpoint.USER_DIR / "smoke-b", task="dates")
+    make_checkpoint(checkpoint.USER_DIR / "smoke-b", task="dates")  # made outside any browser: nobody's "yours"
     page = open_page("")
     page.get_by_role("combobox", name="Model").click()
-    page.get_by_role("option", name="smoke-b (dates, yours)").click()
+    page.get_by_role("option", name="smoke-b (dates, by command line)").click()
     expect(page).to_have_url(re.compile(r"\?model=smoke-b$"))
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("Trains on")  # the sidebar survived the rerun
 
     page = open_page("?model=smoke-b")  # a shared link
-    expect(page.get_by_role("combobox", name="Model")).to_have_value("smoke-b (dates, yours)")
+    expect(page.get_by_role("combobox", name="Model")).to_have_value("smoke-b (dates, by command line)")
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()  # the landing page's model table
 
 

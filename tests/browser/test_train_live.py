@@ -32,3 +32,44 @@ def test_a_preset_run_moves_the_curve_and_is_saved(open_page, tmp_path):
     expect(page.locator(".stException")).to_have_count(0)
     assert (checkpoint.USER_DIR / name / "meta.json").exists()
     shutil.rmtree(checkpoint.USER_DIR / name, ignore_errors=True)
+
+
+def loaded(page, url):
+    page.goto(url)
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_be_attached(
+        timeout=TIMEOUT_MS)
+    return page
+
+
+def test_a_run_belongs_to_the_browser_that_started_it(browser, app_url):
+    """Two browsers (two playwright contexts, two cookie jars): Ada starts a run, keeps its Stop after a reload;
+    Bob opens her link and watches it, without a Stop; the link carries no owner."""
+    ada, bob = (browser.new_page(viewport={"width": 1400, "height": 1000}) for _ in range(2))
+    name = None
+    try:
+        loaded(ada, f"{app_url}/train")
+        expect(ada.locator(".st-key-train_name input")).not_to_have_value("", timeout=TIMEOUT_MS)
+        ada.locator(".st-key-train_time_budget input").fill("120")  # time to look before Ada stops it
+        ada.locator(".st-key-train_time_budget input").press("Enter")
+        name = ada.locator(".st-key-train_name input").input_value()
+        ada.locator(".st-key-train_start button").click()
+        expect(ada).to_have_url(re.compile(rf"[?&]run={re.escape(name)}"), timeout=TIMEOUT_MS)
+        expect(ada.locator(".st-key-train_stop button")).to_be_visible(timeout=TIMEOUT_MS)
+        link = ada.url
+
+        ada.reload()  # the same browser: the run is still hers
+        expect(ada.locator(".st-key-train_stop button")).to_be_visible(timeout=TIMEOUT_MS)
+
+        loaded(bob, link)  # another student opens the shared link
+        expect(bob.get_by_role("heading", name=re.compile(rf"^Run {re.escape(name)} by student "))).to_be_visible(
+            timeout=TIMEOUT_MS)
+        expect(bob.get_by_text("Status")).to_be_visible()
+        expect(bob.locator(".st-key-train_stop")).to_have_count(0)
+
+        ada.locator(".st-key-train_stop button").click()
+        expect(ada.get_by_text(f"Saved as {name}")).to_be_visible(timeout=TIMEOUT_MS)
+        assert checkpoint.load_checkpoint(name).meta["owner"] and bob.locator(".stException").count() == 0
+    finally:
+        ada.close(), bob.close()
+        if name:
+            shutil.rmtree(checkpoint.USER_DIR / name, ignore_errors=True)

@@ -1,4 +1,6 @@
 """Comparing models: accuracy by length against decoding each example, cost counts against formulas, helpers."""
+import re
+
 import pytest
 import torch
 import torch.nn as nn
@@ -12,7 +14,7 @@ from attnviz.interpret import contenders
 from attnviz.interpret.comparison import (accuracy_by_length, activation_bytes, alignment, error_marks,
                                           examples_of_length, forward_cost, lengths_up_to, reference, translate)
 from attnviz.interpret.contenders import (LABELS, TASKS, Contender, checkpoint_name, curve, find_contenders, runs_of,
-                                          session_id, summary, time_to_target)
+                                          summary, time_to_target)
 from attnviz.models.architectures import model_config
 from attnviz.training import checkpoint
 from attnviz.training.config import TrainConfig
@@ -202,11 +204,12 @@ def test_marked_html_escapes_and_colours_each_character():
     assert marked_html("ab") == '<code><span style="">a</span><span style="">b</span></code>'
 
 
-def test_session_id_keeps_a_safe_id_and_replaces_anything_else():
-    assert session_id("tab1") == "tab1"
-    for bad in (None, "", "../x", "a" * 17, "é1"):
-        new = session_id(bad)
-        assert new != bad and new.isalnum() and len(new) == 8
+def test_an_owners_models_are_named_by_a_short_id_never_by_the_token():
+    token = "9f86d081884c7d659a2feaa0c55ad015"
+    name = checkpoint_name("reverse", "lstm+bahdanau", token)
+    assert re.fullmatch(r"reverse-lstm-bahdanau-[0-9a-f]{6}", name) and name[-6:] not in token
+    assert name != checkpoint_name("reverse", "lstm+bahdanau", token[:-1] + "6")
+    assert checkpoint_name("reverse", "lstm+bahdanau") == "reverse-lstm-bahdanau"  # the shipped one
 
 
 class FakeRun:
@@ -217,7 +220,7 @@ class FakeRun:
     def snapshot(self):
         return self  # history and evals, as a RunSnapshot has them
 
-    evals, model, task, name, started_at = {}, torch.nn.Linear(1, 1), None, "fake", 0.0
+    evals, model, task, name, started_at, owner = {}, torch.nn.Linear(1, 1), None, "fake", 0.0, "me"
 
 
 def test_contenders_come_from_shipped_checkpoints_or_from_yours(tmp_path, monkeypatch):
@@ -227,10 +230,12 @@ def test_contenders_come_from_shipped_checkpoints_or_from_yours(tmp_path, monkey
     monkeypatch.setattr(checkpoint, "USER_DIR", user)
     task = make_task("reverse", seed=0, **SMALL)
     history = {"step": [1, 2], "loss": [2.0, 1.0], "time": [0.1, 0.2]}
-    for folder, architecture in [(shipped, "transformer"), (shipped, "lstm"), (user, "lstm")]:
-        name = checkpoint_name("reverse", architecture, "" if folder == shipped else "me")
+    for folder, architecture, owner in [(shipped, "transformer", ""), (shipped, "lstm", ""), (user, "lstm", "me"),
+                                        (user, "transformer", "someone else")]:  # a name of mine, not my model
+        name = checkpoint_name("reverse", architecture, "me" if folder == user else "")
         model = build_model(tiny_config(architecture))
-        checkpoint.save_checkpoint(folder / name, model, task.tokenizer, {"task": task.spec(), "history": history})
+        checkpoint.save_checkpoint(folder / name, model, task.tokenizer,
+                                   {"task": task.spec(), "history": history, "owner": owner})
     registry = RunRegistry()
     found = find_contenders("reverse", registry=registry)
     plain = LABELS["lstm"]
