@@ -5,11 +5,14 @@ AppTest never fires `run_every` fragments, so the tests join the run (it lives i
 and run the page again, as the fragment would.
 """
 import base64
+import html
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from attnviz.app.train_view import preset_labels, preset_name
@@ -31,6 +34,16 @@ def open_page(**query_params):
     at.query_params.update(query_params)
     at.switch_page(PAGE)
     return at.run()
+
+
+def shown(markdown_text):
+    """What a reader sees of a Markdown string: rendered by a CommonMark renderer, tags dropped, entities read."""
+    return html.unescape(re.sub(r"<[^>]*>", "", MarkdownIt("commonmark").render(markdown_text))).strip()
+
+
+def shown_in(elements):
+    """The text each element (st.error, st.success, st.subheader, ...) shows."""
+    return [shown(element.value) for element in elements]
 
 
 def set_numbers(at, **values):
@@ -89,7 +102,7 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved, wait_for_run):
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "done" and metrics["Step"] == "20 / 20"
-    assert any("Saved as **page-tiny**" in s.value for s in at.success)
+    assert any("Saved as page-tiny:" in text for text in shown_in(at.success))
     assert (checkpoint.USER_DIR / "page-tiny" / "meta.json").exists()
 
     loss = traces(at, "curve_loss")
@@ -127,10 +140,10 @@ def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved, wait_for_ru
     second = open_page()  # another browser tab: a session of its own
     assert any(option.startswith("page-shared ") for option in second.sidebar.selectbox(key="model").options)
     assert "page-shared" in list(table_with(second, "who")["model"])
-    assert not any(s.value.startswith("Run ") for s in second.subheader)  # it follows no run of its own
+    assert not any(text.startswith("Run ") for text in shown_in(second.subheader))  # it follows no run of its own
 
     reloaded = open_page(run="page-shared")  # a reload keeps ?run= in the URL
-    assert any(s.value == "Run page-shared" for s in reloaded.subheader)
+    assert "Run page-shared" in shown_in(reloaded.subheader)
     assert {m.label: m.value for m in reloaded.metric}["Status"] == "done"
 
 
@@ -146,7 +159,7 @@ def test_stop_ends_the_run_and_saves_it(saved, wait_for_run):
     at.run()
     assert run.snapshot().status == "stopped" and run.snapshot().step < 20_000
     assert {m.label: m.value for m in at.metric}["Status"] == "stopped"
-    assert any("Saved as **page-stop**" in s.value for s in at.success)
+    assert any("Saved as page-stop:" in text for text in shown_in(at.success))
 
 
 def test_a_queued_user_sees_their_place(saved, monkeypatch):
@@ -170,7 +183,7 @@ def test_invalid_settings_are_shown_before_starting(numbers, name, message):
     set_numbers(at, **numbers)
     at.text_input(key="train_name").set_value(name).run()
     assert not at.exception
-    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert any(message in text for text in shown_in(at.error)), shown_in(at.error)
     assert at.button(key="train_start").disabled
 
 
@@ -178,7 +191,7 @@ def test_a_taken_name_is_refused(make_checkpoint):
     make_checkpoint(checkpoint.USER_DIR / "page-taken")
     at = open_page()
     at.text_input(key="train_name").set_value("page-taken").run()
-    assert any("'page-taken' exists already" in e.value for e in at.error)
+    assert any("'page-taken' exists already" in text for text in shown_in(at.error))
     assert at.button(key="train_start").disabled
 
 
@@ -189,13 +202,13 @@ def test_a_bad_upload_names_the_line():
     assert any("Upload a TSV file" in i.value for i in at.info) and at.button(key="train_start").disabled
     at.file_uploader(key="train_upload").upload("pairs.tsv", b"abc\tcba\nno tab here\n", "text/tab-separated-values")
     at.run()
-    assert any("pairs.tsv: line 2 of the TSV file" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("pairs.tsv: line 2 of the TSV file" in text for text in shown_in(at.error)), shown_in(at.error)
 
     at.selectbox(key="train_task").set_value("text").run()
     assert [option.split(":")[0] for option in at.selectbox(key="train_architecture").options] == ["lm"]
     at.file_uploader(key="train_upload").upload("notes.txt", b"fine\n\xff\n", "text/plain")
     at.run()
-    assert any("line 2 of the text is not UTF-8" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("line 2 of the text is not UTF-8" in text for text in shown_in(at.error)), shown_in(at.error)
 
 
 def test_a_preset_fills_the_settings():
@@ -229,7 +242,7 @@ def test_a_diverged_run_shows_the_hint(saved):
     run.join(120)
     at = open_page(run="page-nan")
     assert {m.label: m.value for m in at.metric}["Status"] == "diverged"
-    assert any("at step 3" in e.value and "Lower the learning rate" in e.value for e in at.error)
+    assert any("at step 3" in text and "Lower the learning rate" in text for text in shown_in(at.error))
     assert not at.success and run.snapshot().saved_path == ""  # no green "Saved": kept only if the user asks
     at.button(key="train_save_anyway").click().run()
     assert run.snapshot().saved_path.endswith("page-nan")  # with the weights of step 2
