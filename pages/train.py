@@ -37,8 +37,8 @@ def keep_name_suggested(base):
     """Until the user types a name, the name box holds a free name made from `base`: a new one when the task or the
     architecture change `base`, or when someone else took the one suggested."""
     name = st.session_state.get("train_name")
-    if name is None or name == st.session_state.get("train_name_suggested") and (
-            base != st.session_state.get("train_name_base") or name_taken(name, registry)):
+    untouched = name == st.session_state.get("train_name_suggested")
+    if name is None or (untouched and (base != st.session_state.get("train_name_base") or name_taken(name, registry))):
         suggest_name(base)
 
 
