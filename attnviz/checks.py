@@ -4,8 +4,19 @@ Shared by every layer that validates what a user typed: model configs, training 
 """
 
 
+class SettingError(ValueError):
+    """A setting that cannot work, naming its field, so that a form can show the message next to that field."""
+
+    def __init__(self, field, value, fix):
+        super().__init__(f"{field}={value!r} is not possible: {fix}")
+        self.field, self.value, self.fix = field, value, fix
+
+    def __reduce__(self):  # pickled by its fields: it crosses from a training worker to the server
+        return type(self), (self.field, self.value, self.fix)
+
+
 def reject(field, value, fix):
-    raise ValueError(f"{field}={value!r} is not possible: {fix}")
+    raise SettingError(field, value, fix)
 
 
 def is_whole(value):

@@ -5,11 +5,12 @@ and a run whose tab is gone finishes and is saved. A run and its model belong to
 import streamlit as st
 
 from attnviz.app import figures, ui
-from attnviz.app.markdown import escape
+from attnviz.app.markdown import code, escape
 from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, USER_TASKS, attention_kinds, curve_figures,
-                                    induction_figures, lapse_pattern, output_history, preset_fixed_sizes,
-                                    preset_labels, preset_name, preset_settings, probe_label, probe_target,
-                                    run_metrics, run_notices, runs_table, size_fields, size_note, task_architectures)
+                                    induction_figures, lapse_pattern, name_base, output_history, preset_fixed_sizes,
+                                    preset_for_task, preset_labels, preset_name, preset_settings, probe_label,
+                                    probe_target, refused_field, run_metrics, run_notices, runs_table, size_fields,
+                                    size_note, task_architectures)
 from attnviz.data.tasks import TASKS, make_task
 from attnviz.models.architectures import ARCHITECTURES
 from attnviz.training import checkpoint
@@ -36,11 +37,28 @@ def suggest_name(base):
     st.session_state["train_name"] = st.session_state["train_name_suggested"] = free_name(base, registry)
 
 
+def keep_name_suggested(base):
+    """Until the user types a name, the name box holds a free name made from `base`: a new one when the task or the
+    architecture change `base`, or when someone else took the one suggested."""
+    name = st.session_state.get("train_name")
+    untouched = name == st.session_state.get("train_name_suggested")
+    if name is None or (untouched and (base != st.session_state.get("train_name_base") or name_taken(name, registry))):
+        suggest_name(base)
+
+
 def apply_preset():
-    label = st.session_state["train_preset"]
-    for key, value in preset_settings(label).items():
+    for key, value in preset_settings(st.session_state["train_preset"]).items():
         st.session_state[f"train_{key}"] = value
-    suggest_name(preset_name(label))
+
+
+def follow_task():
+    """A new task: the preset box moves to a preset for it, whose settings fill the form (the chosen task stays)."""
+    task_name = st.session_state["train_task"]
+    label = preset_for_task(st.session_state["train_preset"], task_name)
+    if label != st.session_state["train_preset"]:
+        st.session_state["train_preset"] = label
+        apply_preset()
+        st.session_state["train_task"] = task_name
 
 
 def start_run(plan):
@@ -60,59 +78,69 @@ run = registry.find(run_name) if run_name else None
 live = run is not None and not run.done
 mine = run is not None and run.owner == owner_token
 active = live and mine  # your own run is going: one at a time
-if "train_preset" not in st.session_state:
-    st.session_state["train_preset"] = preset_labels()[0]
-    apply_preset()
-elif st.session_state.get("train_name") == st.session_state.get("train_name_suggested") and name_taken(
-        st.session_state["train_name"], registry):
-    suggest_name(st.session_state["train_name_base"])  # someone else took the name we suggested: another one
 
+# The form is a link: the preset, task, architecture and every number are in the URL (a teacher hands out one link
+# per exercise), and a new session starts from the link's values, the preset's where the link has none.
 with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
-    st.selectbox("Preset", preset_labels(), key="train_preset", on_change=apply_preset,
-                 help="Fills in every setting below; change any of them afterwards.")
+    label = ui.choice("Preset", preset_labels(), "train_preset", st.selectbox, "preset", on_change=apply_preset,
+                      help="Fills in every setting below; change any of them afterwards.")
+    preset = preset_settings(label)
     left, right = st.columns(2)
-    task_name = left.selectbox("Task", list(TASKS), key="train_task", format_func=lambda t: f"{t}: {TASKS[t]}")
+    tasks = list(TASKS)
+    task_name = ui.choice("Task", tasks, "train_task", left.selectbox, "task", tasks.index(preset["task"]),
+                          on_change=follow_task, format_func=lambda t: f"{t}: {TASKS[t]}")
     upload = right.file_uploader(f"Your {USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
         if task_name in USER_TASKS else None
-    architecture = ui.choice("Architecture", task_architectures(task_name), "train_architecture",
-                                  left.selectbox, format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
-    fixed = preset_fixed_sizes(st.session_state["train_preset"], architecture)  # e.g. learned positions
-    sizes = fixed | ui.number_inputs(size_fields(architecture), "train_")
+    architectures = task_architectures(task_name)
+    architecture = ui.choice("Architecture", architectures, "train_architecture", left.selectbox, "architecture",
+                             architectures.index(preset["architecture"]) if preset["architecture"] in architectures
+                             else 0, format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
+    fixed = preset_fixed_sizes(label, architecture)  # e.g. learned positions
+    fields = size_fields(architecture)
+    sizes, notes = ui.number_inputs(fields, "train_", preset, linked=True)  # each with a container under it
     if fixed:
         st.caption("From the preset as well: " + ", ".join(f"{key} = {value}" for key, value in fixed.items()))
-    train = ui.number_inputs(TRAIN_FIELDS, "train_")
+    train, train_notes = ui.number_inputs(TRAIN_FIELDS, "train_", preset, linked=True)
     with st.popover("More settings", icon=":material/settings:"):
-        train |= ui.number_inputs(MORE_FIELDS[:3], "train_") | ui.number_inputs(MORE_FIELDS[3:], "train_")
+        more, more_notes = ui.number_inputs(MORE_FIELDS, "train_", preset, linked=True, per_row=3)
+    train, notes = train | more, notes | train_notes | more_notes
+    base = name_base(label, task_name, architecture)
+    keep_name_suggested(base)
     left, right = st.columns(2)
     name = left.text_input("Save as", key="train_name", help="The model is saved under this name when the run ends.")
     owner = right.text_input("Your name (optional)", key="train_owner", max_chars=40,
                              help="Shown in the table of runs on this server.")
-    task = plan = None
+    task = plan = refused = None
     if task_name in USER_TASKS and upload is None:
         st.info(f"Upload a {USER_TASKS[task_name]} to train on.")
     else:
         try:
             task = cached_task(task_name, upload.getvalue() if upload else None)
         except ValueError as error:  # an upload's problem names its line
-            st.error(f"{upload.name}: {error}" if upload else str(error))
+            st.error(escape(f"{upload.name}: {error}" if upload else error))
     if task is not None:
         try:
-            plan = plan_run(task, architecture, sizes, train, name, owner,
-                                 preset_name(st.session_state["train_preset"]), registry)
+            plan = plan_run(task, architecture, fixed | sizes, train, name, owner,
+                            preset_name(label) if base == preset_name(label) else "", registry)
             st.caption(f":material/check_circle: {size_note(plan.n_parameters)}; "
                        f"{len(task.train):,} training examples")
-        except ValueError as error:  # settings that cannot work, a size above the limit, a taken name
-            st.error(str(error))
+        except ValueError as error:  # a setting that cannot work, a size above the limit, a taken name
+            refused = refused_field(error, fields + TRAIN_FIELDS + MORE_FIELDS)
+            (notes[refused.key] if refused else st).error(escape(error), icon=":material/block:")
+    why_not = refused and (f"Start is off until {refused.label} holds a possible value: see the message under it"
+                           + (" (in More settings)." if refused in MORE_FIELDS else "."))
     st.button("Start training", type="primary", key="train_start", on_click=start_run, args=(plan,),
-              disabled=plan is None or active, icon=":material/play_arrow:")
+              disabled=plan is None or active, icon=":material/play_arrow:", help=why_not)
+    if why_not:
+        st.caption(f":material/block: {escape(why_not)}")
     if "train_start_error" in st.session_state:
         st.error(escape(st.session_state.pop("train_start_error")))
     if active:
         st.caption("Your run is going: stop it, or let it finish, to start another.")
 
 if run_name and run is None:
-    st.info(f"The run {escape(repr(run_name))} is not on this server any more (it restarted). If it had finished, "
-            "it was saved: look for it in the model picker.")
+    st.info(f"The run {code(run_name)} is not on this server any more (it restarted). If it had finished, it was "
+            "saved: look for it in the model picker.")
 
 
 def timelapse(run, snapshots):
@@ -152,8 +180,8 @@ def save_anyway(run):
 def run_panel(run, live, mine):
     """One run: its status, numbers, curves and attention time-lapse; Stop and Save anyway for its owner only."""
     snap = run.snapshot()
-    by = "" if mine or not snap.trained_by else f" by {escape(snap.trained_by)}"  # who, if not you
-    st.subheader(f"Run {escape(run.name)}{by}")
+    by = "" if mine or not snap.trained_by else f" by {snap.trained_by}"  # who, if not you
+    st.subheader(escape(f"Run {run.name}{by}"))
     for column, (label, value) in zip(st.columns([1, 1, 1, 1, 1.6]), run_metrics(run, snap, live).items()):
         column.metric(label, value)
     for level, text in run_notices(run, snap):

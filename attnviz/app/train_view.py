@@ -24,39 +24,39 @@ from attnviz.training.runs import REGISTRY, thin
 
 @dataclass(frozen=True)
 class Field:
-    """One number the user sets: its widget label, bounds, step and a one-line help."""
+    """One number the user sets: its widget label, step and a one-line help. It has no bounds of its own: the
+    library's configs (TrainConfig, the model configs, check_size) decide what is possible, and the page shows their
+    refusal next to the field, so a value the user typed is never replaced by another."""
     key: str
     label: str
-    low: float
-    high: float
     step: float = 1
     help: str = ""
 
 
 SIZE_FIELDS = {
-    "transformer": [Field("d_model", "d_model", 8, 512, 8, "width of every token vector"),
-                    Field("n_heads", "heads", 1, 16, 1, "attention heads per layer; must divide d_model"),
-                    Field("n_encoder_layers", "encoder layers", 1, 6),
-                    Field("n_decoder_layers", "decoder layers", 1, 6),
-                    Field("d_ff", "d_ff", 0, 2048, 8, "width of the feed-forward layer; 0: none (attention only)")],
-    "rnn": [Field("embed_dim", "embedding size", 8, 512, 8),
-            Field("hidden_size", "hidden size", 8, 1024, 8, "the state the RNN carries from token to token"),
-            Field("n_layers", "layers", 1, 4)],
+    "transformer": [Field("d_model", "d_model", 8, "width of every token vector"),
+                    Field("n_heads", "heads", 1, "attention heads per layer; must divide d_model"),
+                    Field("n_encoder_layers", "encoder layers", 1),
+                    Field("n_decoder_layers", "decoder layers", 1),
+                    Field("d_ff", "d_ff", 8, "width of the feed-forward layer; 0: none (attention only)")],
+    "rnn": [Field("embed_dim", "embedding size", 8),
+            Field("hidden_size", "hidden size", 8, "the state the RNN carries from token to token"),
+            Field("n_layers", "layers", 1)],
 }
 TRAIN_FIELDS = [
-    Field("steps", "steps", 1, 20_000, 50, "optimiser steps (the run may end earlier: time limit)"),
-    Field("time_budget", "time limit (s)", 0, 600, 10, "seconds of training at most; 0 = no limit"),
-    Field("batch_size", "batch size", 1, 512, 8),
-    Field("lr", "learning rate", 1e-5, 1.0, 1e-4, "peak learning rate; too high and the loss becomes NaN"),
-    Field("warmup", "warm-up steps", 0, 2_000, 10, "linear warm-up, then cosine decay to 10%"),
-    Field("seed", "seed", 0, 1_000_000, 1, "the same seed and settings train the same model"),
+    Field("steps", "steps", 50, "optimiser steps (the run may end earlier: time limit)"),
+    Field("time_budget", "time limit (s)", 10, "seconds of training at most; 0 = no limit"),
+    Field("batch_size", "batch size", 8),
+    Field("lr", "learning rate", 1e-4, "peak learning rate; too high and the loss becomes NaN"),
+    Field("warmup", "warm-up steps", 10, "linear warm-up, then cosine decay to 10%"),
+    Field("seed", "seed", 1, "the same seed and settings train the same model"),
 ]
 MORE_FIELDS = [
-    Field("weight_decay", "weight decay", 0.0, 1.0, 0.01),
-    Field("label_smoothing", "label smoothing", 0.0, 0.5, 0.05),
-    Field("clip", "gradient clipping", 0.0, 100.0, 0.5, "largest gradient norm; 0 = off"),
-    Field("eval_every", "validate every (steps)", 1, 5_000, 10),
-    Field("snapshot_every", "attention snapshot every (steps)", 1, 1_000, 5),
+    Field("weight_decay", "weight decay", 0.01),
+    Field("label_smoothing", "label smoothing", 0.05),
+    Field("clip", "gradient clipping", 0.5, "largest gradient norm; 0 = off"),
+    Field("eval_every", "validate every (steps)", 10),
+    Field("snapshot_every", "attention snapshot every (steps)", 5, "0 = no snapshots (no time-lapse)"),
 ]
 
 
@@ -97,6 +97,22 @@ def preset_settings(label):
             for key, value in settings.items() if key != "max_len"}
 
 
+def preset_for_task(label, task_name):
+    """The preset to show once the task is `task_name`: `label` if its preset trains that task, else the first
+    preset that does, else (your own text or pairs) the first whose architecture fits the task."""
+    fits = [l for l in preset_labels() if PRESETS[preset_name(l)].task == task_name] or \
+        [l for l in preset_labels() if PRESETS[preset_name(l)].architecture in task_architectures(task_name)]
+    return label if label in fits else fits[0]
+
+
+def name_base(label, task_name, architecture):
+    """What a run's suggested name starts with: the preset's name while the form trains its task and architecture,
+    else task-architecture ("dates-lstm")."""
+    preset = PRESETS[preset_name(label)]
+    return preset_name(label) if (preset.task, preset.architecture) == (task_name, architecture) \
+        else f"{task_name}-{architecture}"
+
+
 def preset_fixed_sizes(label, architecture):
     """The sizes a preset sets that have no field (say positional="learned"), while its own architecture is chosen:
     they go with the fields' values into the run (max_len is worked out from the task)."""
@@ -113,6 +129,12 @@ def preset_labels():
 
 def preset_name(label):
     return CLASS_PRESETS.get(label, (label,))[0]
+
+
+def refused_field(error, fields):
+    """The field among `fields` that a refusal is about (the library's SettingError names its config field), or
+    None when it is about the form as a whole (the model's size, the name, the task)."""
+    return next((f for f in fields if f.key == getattr(error, "field", None)), None)
 
 
 def size_note(n_parameters):
@@ -158,11 +180,11 @@ def run_metrics(run, snap, active):
 
 
 def run_notices(run, snap):
-    """[(level, text)] to show under a run's numbers, level being "info", "error" or "success"."""
+    """[(level, Markdown)] to show under a run's numbers, level being "info", "error" or "success"."""
     notices = []
     if snap.status == "queued":
         notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."))
-    if snap.error:
+    if snap.error:  # it may quote what the user typed (a worker's exception)
         notices.append(("error", escape(snap.error)))
     if snap.saved_path and snap.status != "diverged":
         notices.append(("success", f"Saved as **{escape(run.name)}**: pick it in the model picker in the sidebar, "

@@ -3,6 +3,7 @@
 The only module of attnviz that imports streamlit. Pages call these instead of repeating them, so the
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
+import math
 import secrets
 from pathlib import Path
 from typing import NamedTuple
@@ -291,11 +292,15 @@ def choice(label, options, key, widget=st.selectbox, param=None, fallback=0, **k
     URL as ?param=..., so a reload or a shared link restores it.
 
     A value the options do not hold (another model has fewer layers, heads or probes) falls back to the URL's value
-    when the options hold that, else to options[fallback]."""
+    when the options hold that, else to options[fallback]; a link's value that is not among the options is said so."""
     options = list(options)
     if st.session_state.get(key) not in options:
         by_text = {str(option): option for option in options}
-        st.session_state[key] = by_text.get(st.query_params.get(param) if param else None, options[fallback])
+        wanted = st.query_params.get(param) if param else None
+        if wanted is not None and wanted not in by_text and key not in st.session_state:  # a link's, not ours
+            st.warning(f"The link asks for {param} {code(wanted)}, which is not one of the choices here: "
+                       f"{code(options[fallback])} instead.", icon=":material/link_off:")
+        st.session_state[key] = by_text.get(wanted, options[fallback])
     value = widget(label, options, key=key, **kwargs)
     if param:
         st.query_params[param] = str(value)
@@ -421,13 +426,48 @@ def linked_state(key, param):
     return value
 
 
-def number_inputs(fields, prefix, where=st):
-    """A row of number inputs, one per field (`.key`, `.label`, `.low`, `.high`, `.step`, `.help`) keyed
-    prefix + field.key: {field.key: value}."""
-    columns = where.columns(len(fields))
-    return {f.key: column.number_input(f.label, f.low, f.high, step=f.step, key=prefix + f.key, help=f.help or None,
-                                       format="%g" if isinstance(f.step, float) else None)
-            for f, column in zip(fields, columns)}
+def number_inputs(fields, prefix, defaults, where=st, linked=False, per_row=None):
+    """Number inputs side by side (in rows of `per_row`), one per field (`.key`, `.label`, `.step`, `.help`), keyed
+    prefix + field.key. Returns ({field.key: value}, {field.key: a container under its input}): the page says there
+    what is wrong with a value.
+
+    The inputs have no bounds: Streamlit's bounds refuse a typed value in the browser and keep the last one, so the
+    form would go on with a number the user no longer sees. Every value reaches the page, which checks it. A field
+    the session has no value for starts at defaults[field.key], or with `linked` at the URL's ?<field.key>= when
+    that is a number for the field (a link's value that is not is said so under the field); `linked` also keeps the
+    value in the URL."""
+    values, notes = {}, {}
+    per_row = per_row or len(fields)
+    columns = [column for i in range(0, len(fields), per_row) for column in where.columns(per_row)]
+    for f, column in zip(fields, columns):
+        key, whole = prefix + f.key, not isinstance(f.step, float)
+        wanted = st.query_params.get(f.key) if linked else None
+        if key not in st.session_state:
+            value = _number(wanted, whole) if wanted is not None else None
+            st.session_state[key] = defaults[f.key] if value is None else value
+        values[f.key] = column.number_input(f.label, step=f.step, key=key, help=f.help or None,
+                                            format=None if whole else "%g")
+        notes[f.key] = column.container()
+        if wanted is not None and _number(wanted, whole) is None:
+            notes[f.key].warning(f"The link's {f.key} {code(wanted)} is not a {'whole ' if whole else ''}number: "
+                                 f"{values[f.key]} instead.", icon=":material/link_off:")
+        if linked:
+            st.query_params[f.key] = str(values[f.key])
+    return values, notes
+
+
+MAX_WHOLE = 2**53 - 1  # what a number input can hold exactly (the browser's safe integers)
+
+
+def _number(text, whole):
+    """A URL value as the number a field holds (int for a whole-number field), or None when it is none."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or (whole and not (value.is_integer() and abs(value) <= MAX_WHOLE)):
+        return None
+    return int(value) if whole else value
 
 
 def newest_slider(label, values, key, follow, source=None, **kwargs):

@@ -10,6 +10,7 @@ from dataclasses import fields
 
 import torch
 
+from attnviz.checks import reject
 from attnviz.models.config import RNNConfig, TransformerConfig
 from attnviz.models.randomness import initialise, use_own_dropout
 from attnviz.models.rnn import RNNSeq2Seq
@@ -81,6 +82,9 @@ def model_config(architecture, tokenizer, **sizes):
             raise ValueError(f"{key} {why}; the sizes you can set are {', '.join(size_keys(architecture))}")
     vocab = {"src_vocab_size": tokenizer.vocab_size, "tgt_vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id}
     if config_class is TransformerConfig:
+        if architecture == "transformer" and sizes.get("n_encoder_layers") == 0:  # that config is the "lm" one
+            reject("n_encoder_layers", 0, "an encoder-decoder needs 1 or more encoder layers "
+                   "(the lm architecture is the decoder-only Transformer)")
         layers = {"n_encoder_layers": 0} if architecture == "lm" else {}
         return TransformerConfig(**vocab, **{**TRANSFORMER_SIZES, **layers, **sizes})
     cell, _, attention = architecture.partition("+")

@@ -5,15 +5,18 @@ AppTest never fires `run_every` fragments, so the tests join the run (it lives i
 and run the page again, as the fragment would.
 """
 import base64
+import html
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from attnviz.app.markdown import escape
-from attnviz.app.train_view import preset_labels, preset_name
+from attnviz.app.train_view import preset_labels, preset_name, preset_settings
 from attnviz.models.architectures import RNN_SIZES
 from attnviz.training import checkpoint
 from attnviz.training.plan import free_name
@@ -38,6 +41,16 @@ def open_page(owner=None, **query_params):
     at.query_params.update(query_params)
     at.switch_page(PAGE)
     return at.run()
+
+
+def shown(markdown_text):
+    """What a reader sees of a Markdown string: rendered by a CommonMark renderer, tags dropped, entities read."""
+    return html.unescape(re.sub(r"<[^>]*>", "", MarkdownIt("commonmark").render(markdown_text))).strip()
+
+
+def shown_in(elements):
+    """The text each element (st.error, st.success, st.subheader, ...) shows."""
+    return [shown(element.value) for element in elements]
 
 
 def set_numbers(at, **values):
@@ -96,7 +109,7 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved, wait_for_run):
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "done" and metrics["Step"] == "20 / 20"
-    assert any(f"Saved as **{escape('page-tiny')}**" in s.value for s in at.success)
+    assert any("Saved as page-tiny:" in text for text in shown_in(at.success))
     assert (checkpoint.USER_DIR / "page-tiny" / "meta.json").exists()
 
     loss = traces(at, "curve_loss")
@@ -134,10 +147,10 @@ def test_a_second_tab_and_a_reload_find_the_run_and_its_model(saved, wait_for_ru
     second = open_page()  # another browser tab: a session of its own
     assert any(option.startswith("page-shared ") for option in second.sidebar.selectbox(key="model").options)
     assert "page-shared" in list(table_with(second, "who")["model"])
-    assert not any(s.value.startswith("Run ") for s in second.subheader)  # it follows no run of its own
+    assert not any(text.startswith("Run ") for text in shown_in(second.subheader))  # it follows no run of its own
 
     reloaded = open_page(owner="ada-browser", run="page-shared")  # a reload keeps ?run= in the URL
-    assert any(s.value == f"Run {escape('page-shared')}" for s in reloaded.subheader)
+    assert "Run page-shared" in shown_in(reloaded.subheader)
     assert {m.label: m.value for m in reloaded.metric}["Status"] == "done"
 
 
@@ -153,7 +166,7 @@ def test_stop_ends_the_run_and_saves_it(saved, wait_for_run):
     at.run()
     assert run.snapshot().status == "stopped" and run.snapshot().step < 20_000
     assert {m.label: m.value for m in at.metric}["Status"] == "stopped"
-    assert any(f"Saved as **{escape('page-stop')}**" in s.value for s in at.success)
+    assert any("Saved as page-stop:" in text for text in shown_in(at.success))
 
 
 def test_a_queued_user_sees_their_place(saved, monkeypatch):
@@ -177,7 +190,7 @@ def test_invalid_settings_are_shown_before_starting(numbers, name, message):
     set_numbers(at, **numbers)
     at.text_input(key="train_name").set_value(name).run()
     assert not at.exception
-    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert any(message in text for text in shown_in(at.error)), shown_in(at.error)
     assert at.button(key="train_start").disabled
 
 
@@ -185,7 +198,7 @@ def test_a_taken_name_is_refused(make_checkpoint):
     make_checkpoint(checkpoint.USER_DIR / "page-taken")
     at = open_page()
     at.text_input(key="train_name").set_value("page-taken").run()
-    assert any("'page-taken' exists already" in e.value for e in at.error)
+    assert any("'page-taken' exists already" in text for text in shown_in(at.error))
     assert at.button(key="train_start").disabled
 
 
@@ -196,13 +209,13 @@ def test_a_bad_upload_names_the_line():
     assert any("Upload a TSV file" in i.value for i in at.info) and at.button(key="train_start").disabled
     at.file_uploader(key="train_upload").upload("pairs.tsv", b"abc\tcba\nno tab here\n", "text/tab-separated-values")
     at.run()
-    assert any("pairs.tsv: line 2 of the TSV file" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("pairs.tsv: line 2 of the TSV file" in text for text in shown_in(at.error)), shown_in(at.error)
 
     at.selectbox(key="train_task").set_value("text").run()
     assert [option.split(":")[0] for option in at.selectbox(key="train_architecture").options] == ["lm"]
     at.file_uploader(key="train_upload").upload("notes.txt", b"fine\n\xff\n", "text/plain")
     at.run()
-    assert any("line 2 of the text is not UTF-8" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("line 2 of the text is not UTF-8" in text for text in shown_in(at.error)), shown_in(at.error)
 
 
 def test_a_preset_fills_the_settings():
@@ -238,7 +251,7 @@ def test_a_diverged_run_shows_the_hint(saved):
     assert "train_save_anyway" not in [b.key for b in open_page(run="page-nan").button]  # only Ada saves it
     at = open_page(owner="ada-browser", run="page-nan")
     assert {m.label: m.value for m in at.metric}["Status"] == "diverged"
-    assert any("at step 3" in e.value and "Lower the learning rate" in e.value for e in at.error)
+    assert any("at step 3" in text and "Lower the learning rate" in text for text in shown_in(at.error))
     assert not at.success and run.snapshot().saved_path == ""  # no green "Saved": kept only if the user asks
     at.button(key="train_save_anyway").click().run()
     assert run.snapshot().saved_path.endswith("page-nan")  # with the weights of step 2
@@ -328,3 +341,163 @@ def test_a_name_another_process_holds_is_refused_at_start(saved):
     assert REGISTRY.find("page-held") is None
     assert any("is taken: a model is being trained or saved under it right now" in e.value.replace("\\", "")
                for e in at.error), [e.value for e in at.error]
+
+
+# ------------------------------------------------------------------------------------------ the form refuses, never clamps
+
+
+def column_of(at, key):
+    """The column that holds the widget with this key: what the page shows next to the field."""
+    return next(c for c in at.columns if any(w.key == key for w in c.number_input))
+
+
+def refusals_beside(at, key):
+    return shown_in(column_of(at, f"train_{key}").error)
+
+
+@pytest.mark.parametrize("key, value, label", [
+    ("n_encoder_layers", 0, "encoder layers"), ("n_decoder_layers", 0, "decoder layers"), ("steps", 0, "steps"),
+    ("batch_size", 0, "batch size"), ("lr", 0.0, "learning rate"), ("lr", -0.001, "learning rate"),
+    ("d_model", 0, "d_model"), ("eval_every", 0, "validate every (steps)"),
+])
+def test_a_value_out_of_range_is_refused_at_its_field_and_blocks_start(key, value, label):
+    at = open_page()
+    good = at.number_input(key=f"train_{key}").value
+    set_numbers(at, **{key: value}).run()
+    assert not at.exception
+    assert at.number_input(key=f"train_{key}").value == value  # kept as typed, not replaced by a bound
+    assert any(text.startswith(f"{key}={value!r} is not possible") for text in refusals_beside(at, key)), \
+        shown_in(at.error)
+    start = at.button(key="train_start")
+    assert start.disabled and label in start.help
+    assert any(f"until {label} holds a possible value" in text for text in shown_in(at.caption))
+    set_numbers(at, **{key: good}).run()
+    assert not at.error and not at.button(key="train_start").disabled
+
+
+def test_an_over_size_model_blocks_start_and_names_its_fields():
+    at = open_page()
+    set_numbers(at, d_model=512, d_ff=2048, n_encoder_layers=40).run()
+    assert any("the limit here is" in text and "n_encoder_layers=40" in text for text in shown_in(at.error))
+    assert at.button(key="train_start").disabled
+    set_numbers(at, d_model=64, d_ff=128, n_encoder_layers=1).run()
+    assert not at.error and not at.button(key="train_start").disabled
+
+
+def test_a_diverging_run_started_from_the_form_is_diverged_and_not_saved(saved):
+    at = open_page()
+    run = start_tiny(at, "page-diverge", saved, lr=1.0, warmup=0)  # seed 0: the loss ends above its first loss
+    run.join(120)  # wait_for_run fails on a diverged run: here that is the point
+    assert run.done
+    at.run()
+    snap = run.snapshot()
+    assert snap.history["loss"][-1] > snap.history["loss"][0]  # it did diverge (an independent look at the run)
+    assert {m.label: m.value for m in at.metric}["Status"] == "diverged"
+    assert any("lower the learning rate (it was 1)" in text for text in shown_in(at.error))
+    assert not at.success and not (checkpoint.USER_DIR / "page-diverge").exists()
+    assert at.button(key="train_save_anyway")  # kept only if the user asks
+
+
+# ------------------------------------------------------------------------------------------ a configuration is a link
+
+
+def form(at):
+    """Every setting the form shows: the preset, task and architecture boxes and each number."""
+    boxes = {key: at.selectbox(key=f"train_{key}").value for key in ("preset", "task", "architecture")}
+    return boxes | {n.key.removeprefix("train_"): n.value for n in at.number_input if n.key.startswith("train_")}
+
+
+def link(at):
+    return {key: at.query_params[key] for key in at.query_params if key not in ("model", "run")}
+
+
+def test_a_shared_link_fills_a_fresh_form_exactly():
+    at = open_page()
+    dates = next(l for l in preset_labels() if preset_name(l) == "dates-transformer")
+    at.selectbox(key="train_preset").set_value(dates).run()
+    at.selectbox(key="train_architecture").set_value("lstm+bahdanau").run()
+    set_numbers(at, hidden_size=48, n_layers=2, steps=123, lr=0.0025, clip=2.5, snapshot_every=7).run()
+    assert at.query_params["steps"] == "123" and at.query_params["lr"] == "0.0025"  # a change updates the URL
+    shared = form(at)
+    assert shared["architecture"] == "lstm+bahdanau" and shared["hidden_size"] == 48
+
+    fresh = open_page(**link(at))  # another student's browser, opening the teacher's link
+    assert not fresh.exception and not fresh.warning
+    assert form(fresh) == shared
+    assert link(fresh) == link(at)
+
+
+def test_a_link_that_sets_a_few_settings_takes_the_rest_from_its_preset():
+    label = next(l for l in preset_labels() if preset_name(l) == "copy-transformer")
+    at = open_page(preset=label, steps="40", n_heads="2")
+    expected = {k: v for k, v in preset_settings(label).items() if k in form(at)} | {"steps": 40, "n_heads": 2}
+    assert form(at) == {"preset": label, **expected}
+
+
+@pytest.mark.parametrize("params, field, fallback", [
+    ({"steps": "many"}, "steps", 350), ({"batch_size": "1.5"}, "batch_size", 64), ({"lr": "nan"}, "lr", 0.007),
+    ({"d_model": "1e400"}, "d_model", 64),
+])
+def test_a_link_value_that_is_no_number_falls_back_with_a_note(params, field, fallback):
+    at = open_page(**params)  # the first preset: reverse letters, 350 steps, lr 0.007
+    assert not at.exception
+    assert at.number_input(key=f"train_{field}").value == fallback
+    notes = shown_in(column_of(at, f"train_{field}").warning)
+    assert notes == [f"The link's {field} {params[field]} is not a {'' if field == 'lr' else 'whole '}number: "
+                     f"{fallback} instead."]
+    assert not at.button(key="train_start").disabled
+
+
+def test_a_link_value_out_of_range_is_shown_and_refused_at_its_field():
+    at = open_page(n_encoder_layers="0")
+    assert at.number_input(key="train_n_encoder_layers").value == 0
+    assert any(text.startswith("n_encoder_layers=0 is not possible") for text in refusals_beside(at, "n_encoder_layers"))
+    assert at.button(key="train_start").disabled
+
+
+def test_an_unknown_task_or_architecture_in_a_link_falls_back_with_a_note():
+    at = open_page(task="nonsense", architecture="lm")  # lm does not fit reverse
+    assert not at.exception
+    assert (at.selectbox(key="train_task").value, at.selectbox(key="train_architecture").value) == \
+        ("reverse", "transformer")
+    notes = shown_in(at.warning)
+    assert "The link asks for task nonsense, which is not one of the choices here: reverse instead." in notes
+    assert "The link asks for architecture lm, which is not one of the choices here: transformer instead." in notes
+
+
+HOSTILE = "![x](http://127.0.0.1:9/a.png) <img src=x onerror=alert(1)> **bold**"
+
+
+def test_user_text_on_the_page_is_shown_as_text():
+    at = open_page(task=HOSTILE, steps=HOSTILE, run=HOSTILE)
+    assert not at.exception
+    for element in [*at.warning, *at.info, *at.error]:
+        rendered = MarkdownIt("commonmark", {"html": True}).render(element.value)
+        assert "<img" not in rendered and "<strong>" not in rendered, element.value
+    assert any(HOSTILE in text for text in shown_in(at.info))  # the ?run= name, as typed
+    assert sum(HOSTILE in text for text in shown_in(at.warning)) == 2  # the task and the steps
+
+    at.selectbox(key="train_task").set_value("pairs").run()
+    at.file_uploader(key="train_upload").upload(f"{HOSTILE}.tsv", b"abc\tcba\nno tab\n", "text/tab-separated-values")
+    at.run()
+    assert any(text.startswith(f"{HOSTILE}.tsv: line 2") for text in shown_in(at.error)), shown_in(at.error)
+
+
+def test_the_preset_and_the_suggested_name_follow_the_task():
+    at = open_page()
+    at.selectbox(key="train_task").set_value("dates").run()
+    dates = next(l for l in preset_labels() if preset_name(l) == "dates-transformer")  # its first preset
+    assert at.selectbox(key="train_preset").value == dates and at.query_params["preset"] == dates
+    assert at.number_input(key="train_steps").value == PRESETS["dates-transformer"].train["steps"]
+    assert at.text_input(key="train_name").value == free_name("dates-transformer")
+    at.selectbox(key="train_architecture").set_value("lstm").run()
+    assert at.text_input(key="train_name").value == free_name("dates-lstm")
+
+    at.selectbox(key="train_task").set_value("text").run()  # no preset trains your own text: a language model's
+    assert at.selectbox(key="train_architecture").value == "lm"
+    assert PRESETS[preset_name(at.selectbox(key="train_preset").value)].architecture == "lm"
+    assert at.text_input(key="train_name").value == free_name("text-lm")
+
+    at.text_input(key="train_name").set_value("my-own").run()
+    at.selectbox(key="train_task").set_value("copy").run()
+    assert at.text_input(key="train_name").value == "my-own"  # a typed name is the user's

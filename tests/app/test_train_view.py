@@ -12,7 +12,9 @@ from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, attention_kinds, 
                                     output_history, preset_fixed_sizes, preset_labels, preset_name, preset_settings,
                                     probe_ids, size_fields, smoothed, task_architectures, time_left)
 from attnviz.data.tasks import make_task
+from attnviz.data.tokenizers import CharTokenizer
 from attnviz.decoding.search import greedy
+from attnviz.models.architectures import check_size, model_config
 from attnviz.training import checkpoint
 from attnviz.training.config import TrainConfig
 from attnviz.training.loop import attention_snapshot, probe_outputs
@@ -125,8 +127,10 @@ def test_every_preset_fills_every_field():
         assert (settings["task"], settings["architecture"]) == (preset.task, preset.architecture)
         fields = size_fields(preset.architecture) + TRAIN_FIELDS + MORE_FIELDS
         for field in fields:
-            value = settings[field.key]
-            assert type(value) is type(field.step) and field.low <= value <= field.high, (label, field.key, value)
+            assert type(settings[field.key]) is type(field.step), (label, field.key, settings[field.key])
+        sizes = {f.key: settings[f.key] for f in size_fields(preset.architecture)}  # what the form starts at
+        check_size(model_config(preset.architecture, CharTokenizer("abcdefgh"), **sizes))  # the library accepts it
+        TrainConfig(**{f.key: settings[f.key] for f in TRAIN_FIELDS + MORE_FIELDS})
         assert task_architectures(preset.task)[0] in ("transformer", "lm")
         assert preset.architecture in task_architectures(preset.task)
 

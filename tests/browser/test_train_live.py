@@ -1,5 +1,6 @@
 """Train live in a real browser: start a preset run, watch the loss curve grow without touching the page (the
-fragment polls the run), see the attention time-lapse, stop, and find the run saved."""
+fragment polls the run), see the attention time-lapse, stop, and find the run saved; a typed value out of range
+refused at its field; a configuration link that opens the same form in another browser."""
 import re
 import shutil
 
@@ -73,3 +74,49 @@ def test_a_run_belongs_to_the_browser_that_started_it(browser, app_url):
         ada.close(), bob.close()
         if name:
             shutil.rmtree(checkpoint.USER_DIR / name, ignore_errors=True)
+
+
+FORM = ["preset", "task", "architecture", "d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff",
+        "steps", "time_budget", "batch_size", "lr", "warmup", "seed"]  # what the form shows, boxes and numbers
+
+
+def form_values(page):
+    """{key: the text in its box}: a select box shows its option, a number input its number."""
+    return {key: page.locator(f".st-key-train_{key} input").input_value() for key in FORM}
+
+
+def test_a_configuration_link_opens_the_same_form_in_a_fresh_browser(open_page, browser):
+    page = open_page("train")
+    page.get_by_role("combobox", name="Task").click()
+    page.get_by_role("option", name=re.compile(r"^dates: ")).click()  # the preset follows: dates to ISO
+    expect(page).to_have_url(re.compile(r"[?&]task=dates(&|$)"), timeout=TIMEOUT_MS)
+    for key, value in (("steps", "123"), ("lr", "0.0025"), ("d_model", "48")):
+        page.locator(f".st-key-train_{key} input").fill(value)
+        page.locator(f".st-key-train_{key} input").press("Enter")
+        expect(page).to_have_url(re.compile(rf"[?&]{key}={re.escape(value)}(&|$)"), timeout=TIMEOUT_MS)
+    shared = form_values(page)
+    assert shared["preset"].startswith("2 minutes: dates to ISO") and shared["steps"] == "123"
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # another student: nothing shared
+    try:
+        fresh = context.new_page()
+        fresh.goto(page.url)
+        for key, value in shared.items():
+            expect(fresh.locator(f".st-key-train_{key} input")).to_have_value(value, timeout=TIMEOUT_MS)
+        expect(fresh.locator(".stException")).to_have_count(0)
+    finally:
+        context.close()
+
+
+def test_a_typed_value_out_of_range_reaches_the_page_and_blocks_start(open_page):
+    page = open_page("train")
+    field = page.locator(".st-key-train_n_encoder_layers input")
+    field.fill("0")
+    field.press("Enter")  # the browser sends it (the input has no bounds), the library refuses it
+    expect(page.get_by_text("n_encoder_layers=0 is not possible")).to_be_visible(timeout=TIMEOUT_MS)
+    start = page.get_by_role("button", name="Start training", exact=True)
+    expect(start).to_be_disabled()
+    expect(field).to_have_value("0")
+    field.fill("1")
+    field.press("Enter")
+    expect(start).to_be_enabled(timeout=TIMEOUT_MS)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from attnviz.data.tokenizers import CharTokenizer
 from attnviz.models.architectures import (ARCHITECTURES, MAX_PARAMETERS, build_model, check_size, model_config,
                                           parameter_count, size_keys, tally)
+from attnviz.checks import SettingError
 from attnviz.models.config import RNNConfig, TransformerConfig
 
 
@@ -99,3 +100,10 @@ def test_size_keys_are_what_model_config_accepts():
     for architecture in ARCHITECTURES:
         config = model_config(architecture, tokenizer)
         assert model_config(architecture, tokenizer, **{k: getattr(config, k) for k in size_keys(architecture)}) == config
+
+
+def test_an_encoder_decoder_without_encoder_layers_is_refused_by_name():
+    with pytest.raises(SettingError, match="n_encoder_layers=0 is not possible") as refused:
+        model_config("transformer", CharTokenizer("abc"), n_encoder_layers=0)
+    assert refused.value.field == "n_encoder_layers"
+    assert model_config("lm", CharTokenizer("abc")).is_language_model  # the decoder-only one is "lm"

@@ -1,4 +1,5 @@
 """Configs refuse every impossible value with a ValueError that names the field."""
+import pickle
 from dataclasses import FrozenInstanceError, asdict, fields
 
 import pytest
@@ -7,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attnviz import RNNConfig, TransformerConfig
+from attnviz.checks import SettingError
 from attnviz.training.config import TrainConfig
 
 BASE = dict(src_vocab_size=20, tgt_vocab_size=30)
@@ -123,3 +125,16 @@ def test_configs_from_random_json_are_made_or_refused_with_a_value_error(config_
 def test_a_string_where_a_number_belongs_is_a_value_error(make, field):
     with pytest.raises(ValueError, match=f"{field}='"):
         make()
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: TrainConfig(steps=0), "steps"), (lambda: TrainConfig(lr=0.0), "lr"),
+    (lambda: TransformerConfig(**BASE, n_decoder_layers=0), "n_decoder_layers"),
+    (lambda: RNNConfig(**BASE, n_layers=0), "n_layers"),
+])
+def test_a_refusal_carries_its_field_also_across_processes(make, field):
+    with pytest.raises(SettingError) as refused:
+        make()
+    copy = pickle.loads(pickle.dumps(refused.value))  # as a worker process sends it back
+    assert (refused.value.field, copy.field, str(copy)) == (field, field, str(refused.value))
+    assert str(copy).startswith(f"{field}=")
