@@ -104,23 +104,37 @@ def format_metrics(metrics):
 
 @user_errors
 def train_command(args):
+    from attnviz.training import distributed
+
+    if distributed.launched():  # one rank of `torchrun -m attnviz train ...`
+        with distributed.joined_ranks(args.device or "auto") as ranks:
+            return train_here(args, ranks)
+    return train_here(args)
+
+
+def train_here(args, ranks=None):
+    """Train in this process (one rank of a DDP run if `ranks`), show progress, save: rank 0 alone speaks and saves."""
     from tqdm import tqdm
 
     from attnviz.training.checkpoint import save_checkpoint
     from attnviz.training.device import set_threads_once
     from attnviz.training.executor import ThreadExecutor
+    from attnviz.training.loop import ONE_PROCESS
     from attnviz.training.runs import RunRegistry, TrainingRun, run_meta
 
+    ranks = ranks or ONE_PROCESS
     set_threads_once()  # cores - 1: one thread beats two for models this small, and leaves a core free
     task, model, config, out, extra = training_plan(args)
     n_parameters = sum(p.numel() for p in model.parameters())
-    print(f"training {extra['arch']} ({n_parameters:,} parameters) on {task.name} for up to {config.steps} steps"
-          + (f" or {config.time_budget:g} s" if config.time_budget else "") + "; Ctrl-C stops and saves")
+    if ranks.is_main:
+        print(f"training {extra['arch']} ({n_parameters:,} parameters) on {task.name} for up to {config.steps} steps"
+              + (f" or {config.time_budget:g} s" if config.time_budget else "")
+              + (f" on {ranks.world} processes" if ranks is not ONE_PROCESS else "") + "; Ctrl-C stops and saves")
     # In this process, in a thread: the CLI does nothing else while it trains (no GIL to share with pages), and a
     # worker would only add its start-up (spawn and import torch, about 2 s).
     run = TrainingRun(model, task, config, name=out.name, registry=RunRegistry(max_concurrent=1),
-                      executor=ThreadExecutor()).start()
-    with tqdm(total=config.steps, unit="step", dynamic_ncols=True) as bar:
+                      executor=ThreadExecutor(ranks)).start()
+    with tqdm(total=config.steps, unit="step", dynamic_ncols=True, disable=not ranks.is_main) as bar:
         try:
             while not run.done:
                 show_progress(bar, run.snapshot())
@@ -133,9 +147,11 @@ def train_command(args):
     if result.status == "failed":
         print(f"training failed: {result.error}", file=sys.stderr)
         return 1
+    if not ranks.is_main:
+        return 0
     if result.error:
         print(f"warning: {result.error}", file=sys.stderr)
-    meta = run_meta(model, task, config, result, extra)
+    meta = run_meta(model, task, config, result, extra, run.test_metrics)
     path = save_checkpoint(out, model, task.tokenizer, meta)
     print(f"saved {path} after {result.step} steps ({result.elapsed:.1f} s of training)")
     print(f"test: {format_metrics(meta['metrics'])}")
