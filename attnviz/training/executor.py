@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, replace
 
 from attnviz.training import worker
+from attnviz.training.device import default_max_concurrent
 from attnviz.training.job import Mirror
 from attnviz.training.loop import ONE_PROCESS
 
@@ -176,3 +177,9 @@ def default_executor():
         return local_executor()
     from attnviz.training.ray_executor import ray_executor  # only here: no Ray start-up cost without a cluster
     return ray_executor(address)
+
+
+def default_slots():
+    """How many runs a server lets train at once: all of them on a cluster (Ray's free resources queue them, not
+    a second queue here), else the local cap (attnviz.training.device.default_max_concurrent)."""
+    return 10**6 if os.environ.get(RAY_ADDRESS_VARIABLE, "").strip() else default_max_concurrent()
