@@ -118,10 +118,14 @@ def size_note(n_parameters):
     return f"{n_parameters:,} parameters (the limit here is {MAX_PARAMETERS:,})"
 
 
+CLUSTER_WAIT = "waiting for a free worker on the cluster"
+
+
 def status_text(run, status, queue_position):
-    """'training', 'queued (place 2)', 'saving' (ended, checkpoint being written), 'done', 'stopped', ..."""
+    """'training', 'queued (place 2)', 'waiting for a free worker on the cluster' (queued by Ray, not here),
+    'saving' (ended, checkpoint being written), 'done', 'stopped', ..."""
     if status == "queued":
-        return f"queued (place {queue_position})"
+        return f"queued (place {queue_position})" if queue_position else CLUSTER_WAIT
     if status in ("done", "stopped") and not run.done:
         return "saving"
     return "training" if status == "running" else status
@@ -153,14 +157,17 @@ def run_metrics(run, snap, active):
             "Step": f"{snap.step} / {snap.steps}",
             "Time left": "–" if left is None or not active else f"~{left:.0f} s",
             f"Best {best[0]}" if best else "Best so far": best[1] if best else "–",
-            "Device": snap.device.upper()}
+            "Device": snap.device.upper() + (f" on {snap.node}" if snap.node else "")}
 
 
 def run_notices(run, snap):
     """[(level, text)] to show under a run's numbers, level being "info", "error" or "success"."""
     notices = []
     if snap.status == "queued":
-        notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."))
+        notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."
+                        if snap.queue_position else f"{CLUSTER_WAIT.capitalize()}: every worker is busy."))
+    if snap.node:
+        notices.append(("info", f"Training on the cluster node {snap.node}."))
     if snap.error:
         notices.append(("error", snap.error))
     if snap.saved_path and snap.status != "diverged":

@@ -150,7 +150,11 @@ class RayExecutor:
 
     def __init__(self, address=None, weights_every=WEIGHTS_EVERY):
         if not ray.is_initialized():
-            ray.init(address=address, namespace=run_board.NAMESPACE, log_to_driver=False)
+            try:
+                ray.init(address=address, namespace=run_board.NAMESPACE, log_to_driver=False)
+            except ConnectionError as error:
+                raise ValueError(f"no Ray cluster answers at {address!r} ({error}): start one with `ray start "
+                                 "--head`, or set $ATTNVIZ_RAY_ADDRESS to its address") from None
         self.weights_every, self.board = weights_every, run_board.connect()
 
     def submit(self, job):
