@@ -138,3 +138,17 @@ def test_the_address_variable_alone_brings_in_ray(cluster, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != executor.RAY_ADDRESS_VARIABLE}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_cli_trains_on_ray_from_another_process_and_the_registry_shows_it(cluster, tmp_path):
+    address = ray.get_runtime_context().gcs_address  # a second driver joins the fixture's cluster, as a server would
+    env = {**os.environ, executor.RAY_ADDRESS_VARIABLE: address, "ATTNVIZ_USER_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "attnviz", "train", "--task", "reverse", "--task-param", "n_train=200",
+                           "--size", "d_model=16", "--size", "n_heads=2", "--size", "d_ff=32", "--steps", "5",
+                           "--device", "cpu", "--on-ray", "--name", "from-cli"], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"trained on the cluster node {ray.util.get_node_ip_address()}" in done.stdout
+    assert (tmp_path / "from-cli" / "model.safetensors").is_file()  # the weights came back and were saved there
+    record = next(r for r in run_board.connect().runs() if r["name"] == "from-cli")
+    assert record["status"] == "done" and record["step"] == 5
