@@ -16,6 +16,7 @@ from attnviz.interpret.head_types import induction_over_training
 from attnviz.interpret.patterns import parse_pattern_name
 from attnviz.models.architectures import MAX_PARAMETERS, RNN_SIZES, TRANSFORMER_SIZES, architectures_for
 from attnviz.training.config import TrainConfig
+from attnviz.training.executor import class_runs
 from attnviz.training.loop import LM_PROMPT_TOKENS
 from attnviz.training.presets import PRESETS
 from attnviz.training.runs import REGISTRY, thin
@@ -270,12 +271,26 @@ def run_row(run):
             "started": datetime.fromtimestamp(run.started_at).strftime("%H:%M")}
 
 
-def runs_table(registry=REGISTRY, limit=50):
-    """The latest runs of this server (of any tab), newest first."""
+def other_server_row(record):
+    """A run of another web server of the class, as its record on the cluster's registry tells it."""
+    status = CLUSTER_WAIT if record["status"] == "queued" else \
+        "training" if record["status"] == "running" else record["status"]
+    return {"who": record["owner"] or "–", "model": record["name"], "task": "–", "architecture": "–",
+            "status": status + (f" on {record['node']}" if record["node"] else ""),
+            "step": f"{record['step']}/{record['steps']}", "best": "", "time": "",
+            "started": f"on {record['server']}"}
+
+
+def runs_table(registry=REGISTRY, limit=50, shared=class_runs):
+    """The latest runs of this server (of any tab), newest first; on a Ray cluster, then those of the class's
+    other web servers (`shared()` gives their records)."""
     with registry.condition:
         runs = list(registry.runs)[-limit:][::-1]
-    return pd.DataFrame([run_row(run) for run in runs],
-                        columns=["who", "model", "task", "architecture", "status", "step", "best", "time", "started"])
+    rows = [run_row(run) for run in runs]
+    ours = {run.name for run in runs}
+    rows += [other_server_row(r) for r in (shared() or [])[:limit] if r["name"] not in ours]
+    return pd.DataFrame(rows, columns=["who", "model", "task", "architecture", "status", "step", "best", "time",
+                                       "started"])
 
 
 def induction_figures(task, snapshots):

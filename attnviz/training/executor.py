@@ -183,3 +183,11 @@ def default_slots():
     """How many runs a server lets train at once: all of them on a cluster (Ray's free resources queue them, not
     a second queue here), else the local cap (attnviz.training.device.default_max_concurrent)."""
     return 10**6 if os.environ.get(RAY_ADDRESS_VARIABLE, "").strip() else default_max_concurrent()
+
+
+def class_runs():
+    """On a Ray cluster, the records of every run of the class, from all its web servers (newest first: name,
+    owner, server, status, step, steps, node; see attnviz.training.run_board); None when runs train here."""
+    if not os.environ.get(RAY_ADDRESS_VARIABLE, "").strip():
+        return None
+    return default_executor().board.runs()

@@ -12,6 +12,7 @@ import pytest
 import ray
 import torch
 
+from attnviz.app.train_view import runs_table
 from attnviz.data.tasks import make_task
 from attnviz.training import executor, ray_executor, run_board
 from attnviz.training.config import TrainConfig
@@ -113,13 +114,16 @@ def test_a_killed_actor_fails_its_run_as_worker_lost_and_keeps_its_last_weights(
     assert after.snapshot().status == "done"
 
 
-def test_two_servers_see_one_run_through_the_named_registry(cluster, task):
+def test_two_servers_see_one_run_through_the_named_registry(cluster, task, monkeypatch):
     run = TrainingRun(tiny(task), task, forever(), name="shared", owner="ada", registry=RunRegistry(2),
                       executor=cluster).start()
     other = run_board.connect(server="another-web-node")  # a second server's client of the same detached actor
     wait_until(lambda: any(r["name"] == "shared" and r["step"] >= 3 for r in other.runs()), 120, "the run seen")
     seen = next(r for r in other.runs() if r["name"] == "shared")
     assert seen["owner"] == "ada" and seen["status"] == "running" and seen["node"] == ray.util.get_node_ip_address()
+    monkeypatch.setenv(executor.RAY_ADDRESS_VARIABLE, "auto")
+    table = runs_table(RunRegistry(1))  # the Train live page's table of a server that did not start the run
+    assert "shared" in table["model"].tolist()
     job = Job.of(tiny(task), task, forever(), name="shared", owner="bob")
     with pytest.raises(ValueError, match="training on another server"):
         other.claim(job)
