@@ -7,8 +7,8 @@
 a worker that dies ends its job "failed: worker lost" and is replaced by a fresh one on the next submit.
 `ThreadExecutor` trains in a thread of this process (the CLI, one rank of a torchrun, and the bench's
 side-by-side). `default_executor()` picks the local pool, or Ray's cluster (attnviz.training.ray_executor) when
-$ATTNVIZ_RAY_ADDRESS is set; Ray is imported only then. What crosses a process boundary is plain data: the job as dicts and
-safetensors bytes, deltas of numbers and numpy arrays back, the final weights as safetensors bytes.
+$ATTNVIZ_RAY_ADDRESS is set; Ray is imported only then. What crosses a process boundary is plain data: the job as
+dicts and safetensors bytes, deltas of numbers and numpy arrays back, the final weights as safetensors bytes.
 """
 import multiprocessing
 import os

@@ -172,7 +172,8 @@ def _train(model, task, config, result, should_stop, lock, clock, ranks):
         optimizer.zero_grad(set_to_none=True)
         (loss * weight).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.clip or float("inf"))
-        cross_entropy, finite = ranks.batch_mean(cross_entropy * weight, torch.isfinite(loss) & torch.isfinite(grad_norm))
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        cross_entropy, finite = ranks.batch_mean(cross_entropy * weight, finite)  # the whole batch's, on every rank
         if not finite:
             restore(params, last_good)
             with lock:
@@ -198,7 +199,8 @@ def _train(model, task, config, result, should_stop, lock, clock, ranks):
         if step % config.eval_every == 0 or step == config.steps:
             if ranks.is_main:
                 record_eval(model, task, config, result, lock, step, elapsed)
-            reached = bool(config.target_exact_match) and result.metrics.get("exact_match", 0) >= config.target_exact_match
+            target = config.target_exact_match
+            reached = bool(target) and result.metrics.get("exact_match", 0) >= target
             if ranks.agree(BUDGET_SPENT if reached else GO_ON) != GO_ON:
                 with lock:
                     result.status = "done"

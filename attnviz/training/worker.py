@@ -30,7 +30,8 @@ def run_job(job, result, should_stop, lock, ranks=ONE_PROCESS):
     try:
         model, task = job.live or rebuild(job)
         train(model, task, TrainConfig(**job.train), result, should_stop, lock, ranks=ranks)
-        return (None if job.live else weights_bytes(model)), evaluate_split(model, task, "test") if ranks.is_main else None
+        test_metrics = evaluate_split(model, task, "test") if ranks.is_main else None
+        return (None if job.live else weights_bytes(model)), test_metrics
     except Exception as error:  # shown to the user in the page; the worker goes on with the next job
         with lock:
             result.status, result.error = "failed", f"{type(error).__name__}: {error}"
