@@ -127,10 +127,11 @@ class RayHandle:
             result.error = f"worker lost: the run's Ray actor ended ({type(error).__name__}); {kept}. Start it again."
 
     def stop(self):
-        if not self.placed.is_set():  # still waiting for a worker: take it out of Ray's queue
+        if self.placed.is_set():
+            self.actor.stop.remote()
+        else:  # still waiting for a worker: take it out of Ray's queue
             self.cancelled.set()
             ray.kill(self.actor)
-        self.actor.stop.remote()
 
     def result(self, timeout=None):
         """(TrainResult, weights as safetensors bytes or None, test metrics or None) once the run ended; a lost
