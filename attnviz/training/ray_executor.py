@@ -16,6 +16,7 @@ them in its checkpoint folder, as for a local worker. Runs are published to the 
 Importing this module imports Ray: attnviz.training.executor.default_executor does so only when
 $ATTNVIZ_RAY_ADDRESS is set.
 """
+import contextlib
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ from dataclasses import replace
 
 import ray
 import torch
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import RayError
 
 from attnviz.training import run_board
 from attnviz.training.job import Mirror, apply_delta, delta_since, weights_bytes
@@ -101,11 +102,15 @@ class RayHandle:
                 if ended:
                     self.weights, self.test_metrics = ray.get(self.done_ref, timeout=CALL_TIMEOUT)
                     break
-        except (RayActorError, GetTimeoutError) as error:  # killed, out of memory, node lost: this run fails
+        except RayError as error:  # killed, out of memory, node lost, no answer: this run fails, nothing else
             self._end_lost(error)
+        except Exception as error:  # shown in the page; the server goes on
+            with self.mirror.lock:
+                self.mirror.result.status, self.mirror.result.error = "failed", f"{type(error).__name__}: {error}"
         finally:
-            ray.kill(self.actor)  # gives its CPU (or GPU share) back to the cluster
-            self.executor.board.publish(self.job, self.mirror)
+            with contextlib.suppress(Exception):  # the cluster itself may be gone: the run has ended all the same
+                ray.kill(self.actor)  # gives its CPU (or GPU share) back to the cluster
+                self.executor.board.publish(self.job, self.mirror)
             self.finished.set()
 
     def _take(self, delta, kept):
