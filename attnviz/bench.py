@@ -288,6 +288,14 @@ def click_latency(quick, device):
     return classroom.click_latency(quick)
 
 
+@benchmark
+def cluster_runs(quick, device):
+    """The four reverse presets through the local executor vs a local Ray of 2 CPUs: runs completed per minute, and
+    per run the start-up, the interval between updates of the server's view, the stop; Ray's set-up and memory."""
+    from attnviz import cluster
+    return cluster.cluster_runs(quick)
+
+
 def run(names=None, quick=False, threads=1, device="cpu"):
     """Run the named benchmarks (all by default) on `threads` torch threads and `device`; a JSON-able report."""
     device = pick_device(device)

@@ -2,6 +2,8 @@
 
     python -m attnviz train --preset reverse-transformer --out checkpoints/reverse
     python -m attnviz train --task dates --arch lstm+bahdanau --size hidden_size=96 --time-budget 60
+    python -m attnviz train --preset reverse-transformer --on-ray          # a Ray actor on $ATTNVIZ_RAY_ADDRESS
+    torchrun --nproc_per_node=2 -m attnviz train --preset reverse-transformer   # one model, DDP on 2 processes
     python -m attnviz eval reverse
     python -m attnviz decode reverse "attention"
     python -m attnviz list
@@ -13,6 +15,7 @@ starting with "error:" and exit with code 2, as argparse does for bad options.
 import argparse
 import functools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -107,31 +110,56 @@ def format_metrics(metrics):
 
 @user_errors
 def train_command(args):
+    from attnviz.training import distributed
+
+    if distributed.launched():  # one rank of `torchrun -m attnviz train ...`
+        if args.on_ray:
+            raise ValueError("--on-ray trains one run as one Ray actor: start it with python, not torchrun")
+        with distributed.joined_ranks(args.device or "auto") as ranks:
+            return train_here(args, ranks)
+    return train_here(args)
+
+
+def train_here(args, ranks=None):
+    """Train in this process (one rank of a DDP run if `ranks`) or as a Ray actor (--on-ray). Rank 0 holds the
+    name from before training until saved: a page run or another command cannot take it meanwhile."""
     from attnviz.training.checkpoint import claim_name
     from attnviz.training.device import set_threads_once
+    from attnviz.training.loop import ONE_PROCESS
 
+    ranks = ranks or ONE_PROCESS
     set_threads_once()  # cores - 1: one thread beats two for models this small, and leaves a core free
     task, model, config, out, extra = training_plan(args)
-    with claim_name(out) as claim:  # held until saved: a page run or another command cannot take the name meanwhile
-        return train_and_save(task, model, config, out, extra, claim)
+    if not ranks.is_main:
+        return train_and_save(args, ranks, task, model, config, out, extra, claim=None)
+    with claim_name(out) as claim:
+        return train_and_save(args, ranks, task, model, config, out, extra, claim)
 
 
-def train_and_save(task, model, config, out, extra, claim):
-    """Train in this process with a progress bar (Ctrl-C stops and saves), then save under `claim`."""
+def train_and_save(args, ranks, task, model, config, out, extra, claim):
+    """Train with a progress bar (Ctrl-C stops and saves), then save under `claim`: rank 0 alone speaks and saves."""
     from tqdm import tqdm
 
     from attnviz.training.checkpoint import save_checkpoint
-    from attnviz.training.executor import ThreadExecutor
+    from attnviz.training.executor import RAY_ADDRESS_VARIABLE, ThreadExecutor
+    from attnviz.training.loop import ONE_PROCESS
     from attnviz.training.runs import RunRegistry, TrainingRun, run_meta
 
     n_parameters = sum(p.numel() for p in model.parameters())
-    print(f"training {extra['arch']} ({n_parameters:,} parameters) on {task.name} for up to {config.steps} steps"
-          + (f" or {config.time_budget:g} s" if config.time_budget else "") + "; Ctrl-C stops and saves")
+    if ranks.is_main:
+        print(f"training {extra['arch']} ({n_parameters:,} parameters) on {task.name} for up to {config.steps} steps"
+              + (f" or {config.time_budget:g} s" if config.time_budget else "")
+              + (f" on {ranks.world} processes" if ranks is not ONE_PROCESS else "") + "; Ctrl-C stops and saves")
     # In this process, in a thread: the CLI does nothing else while it trains (no GIL to share with pages), and a
-    # worker would only add its start-up (spawn and import torch, about 2 s).
+    # worker would only add its start-up (spawn and import torch, about 2 s). --on-ray: on the cluster's node.
+    if args.on_ray:
+        from attnviz.training.ray_executor import ray_executor
+        executor = ray_executor(os.environ.get(RAY_ADDRESS_VARIABLE, "").strip() or "auto")
+    else:
+        executor = ThreadExecutor(ranks)
     run = TrainingRun(model, task, config, name=out.name, registry=RunRegistry(max_concurrent=1),
-                      executor=ThreadExecutor()).start()
-    with tqdm(total=config.steps, unit="step", dynamic_ncols=True) as bar:
+                      executor=executor).start()
+    with tqdm(total=config.steps, unit="step", dynamic_ncols=True, disable=not ranks.is_main) as bar:
         try:
             while not run.done:
                 show_progress(bar, run.snapshot())
@@ -140,13 +168,17 @@ def train_and_save(task, model, config, out, extra, claim):
             bar.write("stopping: the model is saved as it is")
             run.stop(timeout=None)
         show_progress(bar, run.snapshot())
+    if run.snapshot().node:
+        print(f"trained on the cluster node {run.snapshot().node}")
     result = run.result
     if result.status == "failed":
         print(f"training failed: {result.error}", file=sys.stderr)
         return 1
+    if not ranks.is_main:
+        return 0
     if result.error:
         print(f"warning: {result.error}", file=sys.stderr)
-    meta = run_meta(model, task, config, result, extra)
+    meta = run_meta(model, task, config, result, extra, run.test_metrics)
     path = save_checkpoint(out, model, task.tokenizer, meta, claim=claim)
     print(f"saved {path} after {result.step} steps ({result.elapsed:.1f} s of training)")
     print(f"test: {format_metrics(meta['metrics'])}")
@@ -272,6 +304,9 @@ def add_parser(subparsers):
     where = train.add_mutually_exclusive_group()
     where.add_argument("--name", help="checkpoint name in the user folder (default: the preset or TASK-ARCH)")
     where.add_argument("--out", metavar="PATH", help="checkpoint folder to write instead")
+    train.add_argument("--on-ray", action="store_true",
+                       help="train as a Ray actor on the cluster at $ATTNVIZ_RAY_ADDRESS (default: auto, the local "
+                            "node's cluster); the weights come back and are saved here")
 
     evaluate = command("eval", "re-evaluate a checkpoint on its task's test split", (
         "Rebuild the checkpoint's task from its seed and evaluate the model on a split: loss, token accuracy,\n"

@@ -5,6 +5,7 @@ import streamlit as st
 from attnviz.app import figures, lesson_figures, ui
 from attnviz.app.markdown import code, escape
 from attnviz.app.tables import marked_html
+from attnviz.app.train_view import CLUSTER_WAIT
 from attnviz.app.text import BEYOND_TEXT, COST_NOTE, GROUPED_TEXT, LENGTH_CLAIM, LENGTH_SOURCES, MARKS_NOTE, trend
 from attnviz.interpret.comparison import (accuracy_by_length, alignment, by_length, forward_cost, lengths_up_to,
                                           reference, trained_lengths, translate)
@@ -56,7 +57,8 @@ if source == "here":  # your browser's runs, saved under names with its short id
         snapshots = {a: run.snapshot() for a, run in runs.items()}
         for architecture, snap in snapshots.items():
             exact = snap.metrics.get("exact_match")
-            where = f"waiting, #{snap.queue_position} in the queue" if snap.queue_position else snap.status
+            where = f"waiting, #{snap.queue_position} in the queue" if snap.queue_position else \
+                CLUSTER_WAIT if snap.status == "queued" else snap.status + (f" on {snap.node}" if snap.node else "")
             st.progress(snap.step / snap.steps, text=f"{LABELS[architecture]}: {where}, step {snap.step}/"
                         f"{snap.steps}" + (f", validation exact match {exact:.0%}" if exact is not None else ""))
             if snap.error:

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Each layer may import from the layers before it and from itself; models and data are side by side, apart.
 LAYERS = [{"checks", "i18n"}, {"models"}, {"data"}, {"decoding"}, {"training"}, {"interpret"}, {"app"},
-          {"cli", "bench", "classroom", "__main__"}]
+          {"cli", "bench", "classroom", "cluster", "__main__"}]
 APART = {("models", "data"), ("data", "models")}
 MODEL_INTERNALS = ("attnviz.models.attention", "attnviz.models.transformer", "attnviz.models.rnn",
                    "attnviz.models.hooks", "attnviz.models.config")

@@ -17,6 +17,7 @@ from attnviz.interpret.head_types import induction_over_training
 from attnviz.interpret.patterns import parse_pattern_name
 from attnviz.models.architectures import MAX_PARAMETERS, RNN_SIZES, TRANSFORMER_SIZES, architectures_for
 from attnviz.training.config import TrainConfig
+from attnviz.training.executor import class_runs
 from attnviz.training.loop import LM_PROMPT_TOKENS
 from attnviz.training.presets import PRESETS
 from attnviz.training.runs import REGISTRY, thin
@@ -141,10 +142,14 @@ def size_note(n_parameters):
     return f"{n_parameters:,} parameters (the limit here is {MAX_PARAMETERS:,})"
 
 
+CLUSTER_WAIT = "waiting for a free worker on the cluster"
+
+
 def status_text(run, status, queue_position):
-    """'training', 'queued (place 2)', 'saving' (ended, checkpoint being written), 'done', 'stopped', ..."""
+    """'training', 'queued (place 2)', 'waiting for a free worker on the cluster' (queued by Ray, not here),
+    'saving' (ended, checkpoint being written), 'done', 'stopped', ..."""
     if status == "queued":
-        return f"queued (place {queue_position})"
+        return f"queued (place {queue_position})" if queue_position else CLUSTER_WAIT
     if status in ("done", "stopped") and not run.done:
         return "saving"
     return "training" if status == "running" else status
@@ -176,14 +181,17 @@ def run_metrics(run, snap, active):
             "Step": f"{snap.step} / {snap.steps}",
             "Time left": "–" if left is None or not active else f"~{left:.0f} s",
             f"Best {best[0]}" if best else "Best so far": best[1] if best else "–",
-            "Device": snap.device.upper()}
+            "Device": snap.device.upper() + (f" on {snap.node}" if snap.node else "")}
 
 
 def run_notices(run, snap):
     """[(level, Markdown)] to show under a run's numbers, level being "info", "error" or "success"."""
     notices = []
     if snap.status == "queued":
-        notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."))
+        notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."
+                        if snap.queue_position else f"{CLUSTER_WAIT.capitalize()}: every worker is busy."))
+    if snap.node:
+        notices.append(("info", f"Training on the cluster node {escape(snap.node)}."))
     if snap.error:  # it may quote what the user typed (a worker's exception)
         notices.append(("error", escape(snap.error)))
     if snap.saved_path and snap.status != "diverged":
@@ -287,12 +295,26 @@ def run_row(run, viewer):
             "started": datetime.fromtimestamp(run.started_at).strftime("%H:%M")}
 
 
-def runs_table(viewer, registry=REGISTRY, limit=50):
-    """The latest runs of this server (of any tab), newest first, as the browser with owner token `viewer` sees them."""
+def other_server_row(record):
+    """A run of another web server of the class, as its record on the cluster's registry tells it."""
+    status = CLUSTER_WAIT if record["status"] == "queued" else \
+        "training" if record["status"] == "running" else record["status"]
+    return {"who": record["owner"] or "–", "model": record["name"], "task": "–", "architecture": "–",
+            "status": status + (f" on {record['node']}" if record["node"] else ""),
+            "step": f"{record['step']}/{record['steps']}", "best": "", "time": "",
+            "started": f"on {record['server']}"}
+
+
+def runs_table(viewer, registry=REGISTRY, limit=50, shared=class_runs):
+    """The latest runs of this server (of any tab), newest first, as the browser with owner token `viewer` sees
+    them; on a Ray cluster, then those of the class's other web servers (`shared()` gives their records)."""
     with registry.condition:
         runs = list(registry.runs)[-limit:][::-1]
-    return pd.DataFrame([run_row(run, viewer) for run in runs],
-                        columns=["who", "model", "task", "architecture", "status", "step", "best", "time", "started"])
+    rows = [run_row(run, viewer) for run in runs]
+    ours = {run.name for run in runs}
+    rows += [other_server_row(r) for r in (shared() or [])[:limit] if r["name"] not in ours]
+    return pd.DataFrame(rows, columns=["who", "model", "task", "architecture", "status", "step", "best", "time",
+                                       "started"])
 
 
 def induction_figures(task, snapshots):

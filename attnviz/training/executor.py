@@ -5,16 +5,20 @@
 
 `LocalExecutor` (the embedded default) keeps spawned worker processes and reuses them, one job at a time each;
 a worker that dies ends its job "failed: worker lost" and is replaced by a fresh one on the next submit.
-`ThreadExecutor` trains in a thread of this process (the CLI, and the bench's side-by-side). A cluster executor
-(Ray) implements the same two calls. What crosses a process boundary is plain data: the job as dicts and
-safetensors bytes, deltas of numbers and numpy arrays back, the final weights as safetensors bytes.
+`ThreadExecutor` trains in a thread of this process (the CLI, one rank of a torchrun, and the bench's
+side-by-side). `default_executor()` picks the local pool, or Ray's cluster (attnviz.training.ray_executor) when
+$ATTNVIZ_RAY_ADDRESS is set; Ray is imported only then. What crosses a process boundary is plain data: the job as
+dicts and safetensors bytes, deltas of numbers and numpy arrays back, the final weights as safetensors bytes.
 """
 import multiprocessing
+import os
 import threading
 from dataclasses import dataclass, replace
 
 from attnviz.training import worker
+from attnviz.training.device import default_max_concurrent
 from attnviz.training.job import Mirror
+from attnviz.training.loop import ONE_PROCESS
 
 
 class LocalHandle:
@@ -120,13 +124,13 @@ class LocalExecutor:
 class ThreadHandle:
     """A job trained in a thread of this process: the run's own model, in place (weights come back as None)."""
 
-    def __init__(self, job):
+    def __init__(self, job, ranks=ONE_PROCESS):
         self.mirror, self.stopping, self.weights, self.test_metrics = Mirror(), threading.Event(), None, None
-        self.thread = threading.Thread(target=self._work, args=(job,), name="attnviz-train-thread", daemon=True)
+        self.thread = threading.Thread(target=self._work, args=(job, ranks), name="attnviz-train-thread", daemon=True)
         self.thread.start()
 
-    def _work(self, job):
-        _, self.test_metrics = worker.run_job(job, self.mirror.result, self.stopping.is_set, self.mirror.lock)
+    def _work(self, job, ranks):
+        _, self.test_metrics = worker.run_job(job, self.mirror.result, self.stopping.is_set, self.mirror.lock, ranks)
 
     def stop(self):
         self.stopping.set()
@@ -137,10 +141,14 @@ class ThreadHandle:
 
 
 class ThreadExecutor:
-    """Trains in threads of this process: no start-up cost, but the GIL is shared with everything else here."""
+    """Trains in threads of this process: no start-up cost, but the GIL is shared with everything else here.
+    Under torchrun, `ranks` (attnviz.training.distributed.DataParallel) makes each run one rank of a DDP run."""
+
+    def __init__(self, ranks=ONE_PROCESS):
+        self.ranks = ranks
 
     def submit(self, job):
-        return ThreadHandle(job)
+        return ThreadHandle(job, self.ranks)
 
     def shutdown(self, timeout=10):
         pass
@@ -157,3 +165,29 @@ def local_executor():
         if _LOCAL is None:
             _LOCAL = LocalExecutor()
         return _LOCAL
+
+
+RAY_ADDRESS_VARIABLE = "ATTNVIZ_RAY_ADDRESS"  # auto, or ray://host:10001: every run becomes a Ray actor
+
+
+def default_executor():
+    """Where the app's runs train: Ray's cluster when $ATTNVIZ_RAY_ADDRESS is set, else the local pool."""
+    address = os.environ.get(RAY_ADDRESS_VARIABLE, "").strip()
+    if not address:
+        return local_executor()
+    from attnviz.training.ray_executor import ray_executor  # only here: no Ray start-up cost without a cluster
+    return ray_executor(address)
+
+
+def default_slots():
+    """How many runs a server lets train at once: all of them on a cluster (Ray's free resources queue them, not
+    a second queue here), else the local cap (attnviz.training.device.default_max_concurrent)."""
+    return 10**6 if os.environ.get(RAY_ADDRESS_VARIABLE, "").strip() else default_max_concurrent()
+
+
+def class_runs():
+    """On a Ray cluster, the records of every run of the class, from all its web servers (newest first: name,
+    owner, server, status, step, steps, node; see attnviz.training.run_board); None when runs train here."""
+    if not os.environ.get(RAY_ADDRESS_VARIABLE, "").strip():
+        return None
+    return default_executor().board.runs()

@@ -22,12 +22,14 @@ class Job:
     model_config: dict
     weights: bytes  # the initial weights (safetensors): the server seeds and builds, the worker trains
     train: dict  # asdict(TrainConfig)
+    name: str = ""  # the run's name and who trained it as others see it (never the owner's token), for a registry
+    owner: str = ""  # that several servers share
     live: tuple = field(default=None, compare=False, repr=False)  # (model, task) for an executor in this process
 
     @classmethod
-    def of(cls, model, task, config):
+    def of(cls, model, task, config, name="", owner=""):
         return cls(task.spec(), task.tokenizer.spec(), task.tokenizer.files(), family_of(model.config),
-                   asdict(model.config), weights_bytes(model), asdict(config), (model, task))
+                   asdict(model.config), weights_bytes(model), asdict(config), name, owner, (model, task))
 
 
 def weights_bytes(model):
@@ -47,9 +49,10 @@ def rebuild_model(job):
 class Mirror:
     """The server's copy of a job's TrainResult, grown by deltas (`apply`) and read under its lock."""
 
-    def __init__(self):
+    def __init__(self, status="running"):
         self.lock = threading.Lock()
-        self.result = TrainResult(status="running")
+        self.result = TrainResult(status=status)
+        self.node = ""  # where the job trains when that is not this machine: a cluster node's address
 
     def apply(self, delta):
         with self.lock:

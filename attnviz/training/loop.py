@@ -4,6 +4,10 @@
 
 `history["loss"]` is the plain cross entropy of each training batch, the same measure as the validation loss,
 whatever label smoothing the gradient uses.
+
+The loop trains in one process by default (`ONE_PROCESS`); attnviz.training.distributed passes a `DataParallel`
+instead, so the same loop trains one model on several ranks (each its shard of every batch, the gradients
+averaged by DistributedDataParallel, only rank 0 evaluating).
 """
 import math
 import threading
@@ -77,6 +81,31 @@ def probe_outputs(model, task, probe_batch):
     return [task.tokenizer.decode(decoded.ids(row)) for row in range(len(decoded.tokens))]
 
 
+class OneProcess:
+    """The loop's view of its ranks when there is one: the whole batch, nothing to agree on, this is rank 0."""
+    is_main = True
+
+    def wrap(self, model):
+        """The (B, T, V) logits call the loop trains through."""
+        return model.logits
+
+    def shard(self, batch):
+        """(this rank's part of the batch, the weight of its mean loss in the mean over the whole batch)."""
+        return batch, 1.0
+
+    def agree(self, code):
+        """The largest of every rank's code (so one rank's stop stops all)."""
+        return code
+
+    def batch_mean(self, weighted_loss, finite):
+        """(the whole batch's cross entropy, whether every rank's loss and gradients are finite)."""
+        return weighted_loss.item(), bool(finite)
+
+
+ONE_PROCESS = OneProcess()
+GO_ON, BUDGET_SPENT, STOP_ASKED = 0, 1, 2  # what a step's `agree` decides, the largest winning
+
+
 @dataclass
 class TrainResult:
     status: str = "running"  # queued | running | done | stopped | diverged | failed
@@ -91,7 +120,8 @@ class TrainResult:
     notes: list = field(default_factory=list)  # what the run changed about itself, e.g. bf16 autocast off
 
 
-def train(model, task, config, result=None, should_stop=lambda: False, lock=None, clock=time.perf_counter):
+def train(model, task, config, result=None, should_stop=lambda: False, lock=None, clock=time.perf_counter,
+          ranks=ONE_PROCESS):
     """Train in place and fill `result` (a TrainResult) as it goes; returns it.
 
     `lock` guards every write to `result` so another thread can copy it consistently. `clock` measures
@@ -100,66 +130,78 @@ def train(model, task, config, result=None, should_stop=lambda: False, lock=None
     under bf16 autocast unless the model's recurrent cells fail it on this GPU (then fp32, and a note says so).
     Dropout draws from the run's own
     generator (seeded with `config.seed`), so runs training at once in one process do not disturb each other.
+    `ranks` is this process's place among data-parallel processes (see attnviz.training.distributed).
     """
     with using_generator(torch.Generator().manual_seed(config.seed)):
-        return _train(model, task, config, result or TrainResult(), should_stop, lock or threading.Lock(), clock)
+        return _train(model, task, config, result or TrainResult(), should_stop, lock or threading.Lock(), clock,
+                      ranks)
 
 
-def _train(model, task, config, result, should_stop, lock, clock):
+def _train(model, task, config, result, should_stop, lock, clock, ranks):
     device = pick_device(config.device)
     model.to(device).train()
     use_autocast, notes = autocast_plan(device, model)
     pad_id = model.config.pad_id
+    logits_of = ranks.wrap(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98))
     params = list(model.parameters())
     last_good = [p.detach().clone() for p in params]
     batches = task.batches("train", config.batch_size, seed=config.seed)
-    probes = task.collate(task.probes).to(device) if config.snapshot_every else None
+    probes = task.collate(task.probes).to(device) if config.snapshot_every and ranks.is_main else None
     tokens_seen, started = 0, clock()
     eval_time = 0.0
     with lock:
         result.status = "running"
         result.notes += notes
     for step in range(1, config.steps + 1):
-        elapsed, stop_asked = clock() - started - eval_time, should_stop()
-        if stop_asked or (config.time_budget and elapsed >= config.time_budget):
+        elapsed = clock() - started - eval_time
+        spent = bool(config.time_budget) and elapsed >= config.time_budget
+        decision = ranks.agree(STOP_ASKED if should_stop() else BUDGET_SPENT if spent else GO_ON)
+        if decision != GO_ON:
             with lock:
-                result.status = "stopped" if stop_asked else "done"
+                result.status = "stopped" if decision == STOP_ASKED else "done"
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
         batch = next(batches).to(device)
+        batch_tokens = batch.n_tokens
+        batch, weight = ranks.shard(batch)
         with autocast(device, use_autocast):
-            logits = model.logits(batch.src, batch.tgt_in)  # (B, T, V)
+            logits = logits_of(batch.src, batch.tgt_in)  # (B, T, V)
         loss, cross_entropy = training_losses(logits, batch.tgt_out, config.label_smoothing, pad_id)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.clip or float("inf"))
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        cross_entropy, finite = ranks.batch_mean(cross_entropy * weight, finite)  # the whole batch's, on every rank
+        if not finite:
             restore(params, last_good)
             with lock:
                 result.status, result.step = "diverged", step
-                result.error = (f"the loss became {loss.item()} at step {step}: training stopped and the weights of "
+                result.error = (f"the loss became {cross_entropy} at step {step}: training stopped and the weights of "
                                 f"step {step - 1} were kept. Lower the learning rate (it was {config.lr:g}).")
             return result
         restore(last_good, params)  # these weights gave a finite loss and gradient
         optimizer.step()
-        tokens_seen += batch.n_tokens
+        tokens_seen += batch_tokens
         elapsed = clock() - started - eval_time
         with lock:
-            for key, value in (("step", step), ("loss", cross_entropy.item()), ("lr", optimizer.param_groups[0]["lr"]),
+            for key, value in (("step", step), ("loss", cross_entropy), ("lr", optimizer.param_groups[0]["lr"]),
                                ("tokens_per_s", tokens_seen / max(elapsed, 1e-9)), ("time", elapsed)):
                 result.history[key].append(value)
             result.step, result.elapsed = step, elapsed
         eval_started = clock()
-        if config.snapshot_every and (step % config.snapshot_every == 0 or step == 1):
+        if probes is not None and (step % config.snapshot_every == 0 or step == 1):
             patterns, outputs = attention_snapshot(model, probes), probe_outputs(model, task, probes)
             losses = position_losses(model, probes).half().numpy()  # (P, T): the loss at each probe position
             with lock:
                 result.snapshots.append({"step": step, "patterns": patterns, "outputs": outputs, "losses": losses})
         if step % config.eval_every == 0 or step == config.steps:
-            record_eval(model, task, config, result, lock, step, elapsed)
-            if config.target_exact_match and result.metrics.get("exact_match", 0) >= config.target_exact_match:
+            if ranks.is_main:
+                record_eval(model, task, config, result, lock, step, elapsed)
+            target = config.target_exact_match
+            reached = bool(target) and result.metrics.get("exact_match", 0) >= target
+            if ranks.agree(BUDGET_SPENT if reached else GO_ON) != GO_ON:
                 with lock:
                     result.status = "done"
                 break
@@ -167,7 +209,7 @@ def _train(model, task, config, result, should_stop, lock, clock):
     else:
         with lock:
             result.status = "done"
-    if not result.evals["step"] or result.evals["step"][-1] != result.step:
+    if ranks.is_main and (not result.evals["step"] or result.evals["step"][-1] != result.step):
         record_eval(model, task, config, result, lock, result.step, result.elapsed)
     return result
 

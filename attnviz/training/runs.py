@@ -4,7 +4,8 @@
     run.snapshot()                                                     # a consistent copy for the page
 
 The run's thread in this process only waits: for a slot, then on the executor's handle (by default a worker
-process of attnviz.training.executor's local pool), and at the end loads the trained weights into `model`.
+process of the local pool, or a Ray actor with $ATTNVIZ_RAY_ADDRESS set: attnviz.training.executor.default_executor),
+and at the end loads the trained weights into `model`.
 
 All runs of the process share one `REGISTRY`, which lets at most `max_concurrent` of them train at
 once and serves the rest in order (a class of thirty on one laptop).
@@ -16,17 +17,18 @@ import time
 from dataclasses import asdict, dataclass
 
 from attnviz.training import checkpoint
-from attnviz.training.device import default_max_concurrent, pick_device
+from attnviz.training.device import pick_device
 from attnviz.training.evaluation import baseline_bits_per_char, evaluate_split
-from attnviz.training.executor import local_executor
+from attnviz.training.executor import default_executor, default_slots
 from attnviz.training.job import Job, Mirror, load_weights
+from attnviz.training.owners import anonymous_label
 
 
 class RunRegistry:
     """Admits at most `max_concurrent` runs at once, first come first served, and remembers all runs."""
 
     def __init__(self, max_concurrent=None, keep_finished=30):
-        self.max_concurrent = max_concurrent or default_max_concurrent()
+        self.max_concurrent = max_concurrent or default_slots()
         self.keep_finished = keep_finished  # finished runs hold their model in memory: keep only the newest
         self.runs = []  # every run of this process, newest last
         self.waiting = []  # queued runs, in order
@@ -98,6 +100,7 @@ class RunSnapshot:
     saved_path: str
     device: str
     started_at: float
+    node: str = ""  # the cluster node it trains on (empty here)
 
 
 class TrainingRun:
@@ -115,7 +118,7 @@ class TrainingRun:
         self.name, self.owner, self.save, self.extra_meta = name, owner, save, extra_meta or {}
         self.trained_by, self.claim = trained_by, claim
         self.registry = registry or REGISTRY
-        self.executor = executor or local_executor()
+        self.executor = executor or default_executor()
         self.stop_requested = threading.Event()
         self.mirror, self.handle, self.test_metrics = Mirror(), None, None
         self.mirror.result.status = "queued"
@@ -146,7 +149,8 @@ class TrainingRun:
             self._release_name()
             return
         try:
-            handle = self.executor.submit(Job.of(self.model, self.task, self.config))
+            handle = self.executor.submit(Job.of(self.model, self.task, self.config, self.name,
+                                                 self.trained_by or anonymous_label(self.owner)))
             with self.lock:
                 self.handle = handle
                 self.mirror = handle.mirror
@@ -218,7 +222,8 @@ class TrainingRun:
                 queue_position=self.registry.position(self),
                 step=r.step, steps=self.config.steps, elapsed=r.elapsed, history=copy.deepcopy(r.history),
                 evals=copy.deepcopy(r.evals), metrics=dict(r.metrics), snapshots=list(r.snapshots), error=r.error,
-                saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at)
+                saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at,
+                node=self.mirror.node)
 
 
 def check_divergence(result, config, preset=None, task_name=""):

@@ -13,19 +13,25 @@ from attnviz.data.tokenizers import tokenizer_from_spec
 from attnviz.training.config import TrainConfig
 from attnviz.training.evaluation import evaluate_split
 from attnviz.training.job import delta_since, rebuild_model, weights_bytes
-from attnviz.training.loop import TrainResult, train
+from attnviz.training.loop import ONE_PROCESS, TrainResult, train
 
 PUBLISH_EVERY = 0.2  # seconds between deltas
 
 
-def run_job(job, result, should_stop, lock):
-    """Train a job into `result` (its live model in place if it has one, else one rebuilt from the spec);
-    (final weights bytes, test metrics), or (None, None) if it failed."""
+def rebuild(job):
+    """(model, task) from a job's plain data."""
+    return rebuild_model(job), task_from_spec(job.task, tokenizer_from_spec(job.tokenizer, job.tokenizer_files))
+
+
+def run_job(job, result, should_stop, lock, ranks=ONE_PROCESS):
+    """Train a job into `result` (its live model in place if it has one, else one rebuilt from the spec), as one
+    of data-parallel `ranks` if given; (final weights bytes, test metrics), or (None, None) if it failed (only
+    rank 0 evaluates on the test split: the others return None for the metrics)."""
     try:
-        model, task = job.live or (rebuild_model(job),
-                                   task_from_spec(job.task, tokenizer_from_spec(job.tokenizer, job.tokenizer_files)))
-        train(model, task, TrainConfig(**job.train), result, should_stop, lock)
-        return (None if job.live else weights_bytes(model)), evaluate_split(model, task, "test")
+        model, task = job.live or rebuild(job)
+        train(model, task, TrainConfig(**job.train), result, should_stop, lock, ranks=ranks)
+        test_metrics = evaluate_split(model, task, "test") if ranks.is_main else None
+        return (None if job.live else weights_bytes(model)), test_metrics
     except Exception as error:  # shown to the user in the page; the worker goes on with the next job
         with lock:
             result.status, result.error = "failed", f"{type(error).__name__}: {error}"

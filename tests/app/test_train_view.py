@@ -10,7 +10,9 @@ import torch
 from attnviz import TransformerConfig, build_model, capture
 from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, attention_kinds, best_metric, lapse_pattern,
                                     output_history, preset_fixed_sizes, preset_labels, preset_name, preset_settings,
-                                    probe_ids, size_fields, smoothed, task_architectures, time_left)
+                                    probe_ids, run_notices, runs_table, size_fields, smoothed, status_text,
+                                    task_architectures,
+                                    time_left)
 from attnviz.data.tasks import make_task
 from attnviz.data.tokenizers import CharTokenizer
 from attnviz.decoding.search import greedy
@@ -163,3 +165,29 @@ def test_a_preset_keeps_the_sizes_it_sets_without_a_field():
     assert preset_fixed_sizes(label, "lm") == {"positional": "learned"}
     assert preset_fixed_sizes(label, "transformer") == {}  # another architecture: the preset does not apply
     assert preset_settings(label)["d_ff"] == 0  # attention only, a value the d_ff field takes
+
+
+def test_a_run_queued_by_the_cluster_says_so_and_a_placed_one_names_its_node():
+    queued_here = RunSnapshot("r", "", "queued", 2, 0, 10, 0.0, {}, {}, {}, [], "", "", "cpu", 0.0)
+    on_cluster = RunSnapshot("r", "", "queued", 0, 0, 10, 0.0, {}, {}, {}, [], "", "", "cpu", 0.0)
+    placed = RunSnapshot("r", "", "running", 0, 3, 10, 1.0, {}, {}, {}, [], "", "", "cpu", 0.0, node="10.0.0.7")
+    assert status_text(None, "queued", 2) == "queued (place 2)"
+    assert status_text(None, "queued", 0) == "waiting for a free worker on the cluster"
+    assert [text for _, text in run_notices(None, queued_here)] == [
+        "Waiting for a free slot: you are number 2 in the queue."]
+    assert [text for _, text in run_notices(None, on_cluster)] == [
+        "Waiting for a free worker on the cluster: every worker is busy."]
+    assert [text for _, text in run_notices(None, placed)] == ["Training on the cluster node 10.0.0.7."]
+
+
+def test_the_runs_table_adds_the_runs_of_the_other_web_servers(task):
+    registry = RunRegistry(1)
+    theirs = [{"name": "elsewhere", "owner": "bob", "server": "web-2:77", "status": "running", "step": 12,
+               "steps": 350, "node": "10.0.0.9"},
+              {"name": "waiting", "owner": "", "server": "web-3:5", "status": "queued", "step": 0, "steps": 350,
+               "node": ""}]
+    table = runs_table(registry, shared=lambda: theirs)
+    assert table["model"].tolist() == ["elsewhere", "waiting"]
+    assert table["status"].tolist() == ["training on 10.0.0.9", "waiting for a free worker on the cluster"]
+    assert table["who"].tolist() == ["bob", "–"] and table["started"].tolist() == ["on web-2:77", "on web-3:5"]
+    assert runs_table(registry).empty  # here, with no cluster, only this server's runs (none)
