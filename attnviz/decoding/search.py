@@ -234,7 +234,8 @@ def greedy(model, tokenizer, ids, max_new_tokens=100, forced=None, trace=True, t
     `forced`: {step: token id} or a list (a forced prefix); decoding continues from the forced tokens.
     `trace=False` skips the per-step record (faster); `top`: how many top tokens each step records.
     """
-    return generate(model, tokenizer, ids, lambda t, logits: logits.float().softmax(-1), lambda t, probs: probs.argmax(-1),
+    return generate(model, tokenizer, ids, lambda t, logits: logits.float().softmax(-1),
+                    lambda t, probs: probs.argmax(-1),
                     max_new_tokens, forced, trace, top, "greedy", {})
 
 

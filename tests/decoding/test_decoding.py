@@ -272,7 +272,8 @@ def sampling_by_recomputation(model, source, context, n_steps, settings_at):
         if settings["seed"] != seed:
             seed = settings["seed"]
             generator = torch.Generator().manual_seed(seed)
-        probs = distribution(full_logits(model, source, sequence)[-1], **{k: v for k, v in settings.items() if k != "seed"})
+        view = {name: value for name, value in settings.items() if name != "seed"}
+        probs = distribution(full_logits(model, source, sequence)[-1], **view)  # (V,)
         sequence.append(int(torch.multinomial(probs[None], 1, generator=generator)[0, 0]))
         if sequence[-1] == EOS:
             break
