@@ -8,6 +8,8 @@ No streamlit here: pages only place what these return. Conventions shared by eve
   background (no padding around the plot area, so grey means masked and nothing else) and hover as "masked".
 - Attention weights use one fixed 0..1 colour scale so heads can be compared by eye, and square cells.
 """
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -270,7 +272,7 @@ def tree_positions(nodes):
 def beam_tree(nodes, title="Beam search tree"):
     """A search tree: one column per step, nodes coloured by fate (`FATE_COLORS`: kept as a beam, finished
     with EOS, pruned), the path of the best hypothesis in orange. `nodes`: dicts with id, parent (None for
-    the root), step, label, fate, best, and optional logprob/score for the hover (`decoding.beam_tree`)."""
+    the roots), step, label, fate, best, and optional logprob/score for the hover (`decoding_views.beam_tree`)."""
     nodes = sorted(nodes, key=lambda n: -n.get("score", 0.0))  # best candidates at the top of their parent
     y, by_id = tree_positions(nodes), {n["id"]: n for n in nodes}
     fig = go.Figure()
@@ -288,7 +290,7 @@ def beam_tree(nodes, title="Beam search tree"):
         fig.add_trace(go.Scatter(
             x=[n["step"] for n in group], y=[y[n["id"]] for n in group], name=fate,
             mode="markers" if fate == "pruned" else "markers+text",  # most nodes: their labels on hover only
-            text=[n["label"] for n in group], textposition="middle right", textfont=dict(size=11),
+            text=[html.escape(n["label"]) for n in group], textposition="middle right", textfont=dict(size=11),
             marker=dict(color=color, size=6 if fate == "pruned" else 9,
                         line=dict(width=[2 if n["best"] else 0 for n in group], color=BEST_COLOR)),
             customdata=[[n.get("logprob", 0.0), n.get("score", 0.0)] for n in group],
@@ -297,4 +299,4 @@ def beam_tree(nodes, title="Beam search tree"):
     fig.update_xaxes(title="step", tickformat="d", dtick=1, showgrid=False, zeroline=False)
     fig.update_yaxes(visible=False, autorange="reversed")
     leaves = len(nodes) - len({n["parent"] for n in nodes if n["parent"] is not None})
-    return compact_layout(fig, title, min(max(12 * leaves + 120, 300), 1200), background="white")
+    return compact_layout(fig, title, max(12 * leaves + 120, 300), background="white")  # 12 px a leaf: labels fit

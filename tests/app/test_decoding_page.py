@@ -7,10 +7,12 @@ import shutil
 
 import numpy as np
 import plotly.io
+import pyarrow
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from attnviz.app.markdown import code
 from attnviz.decoding.search import METHODS
 from attnviz.interpret.decoding_views import beam_tree
 from attnviz.training import checkpoint
@@ -62,6 +64,11 @@ def array(value):
     return np.asarray(value, dtype=float)
 
 
+def displayed(static_table):
+    """The cells of an st.table as the page formats them (its Styler's display values), as strings."""
+    return pyarrow.ipc.open_stream(static_table.proto.arrow_data.styler.display_values).read_pandas()
+
+
 def table(at, column):
     """The one table on the page with this column (AppTest finds dataframes by position, not by key)."""
     found = [frame.value for frame in at.dataframe if column in frame.value.columns]
@@ -77,6 +84,11 @@ def output_chips(at):
     line = next(m.value for m in at.markdown if m.value.startswith("**Output so far**"))
     chips = CHIP.findall(line.split("”: ", 1)[1])
     return [(code or re.sub(r"\\(.)", r"\1", badge), bool(badge)) for code, badge in chips]
+
+
+def plain(markdown_text):
+    """What Markdown that `attnviz.app.markdown.escape` wrote shows as text: its backslash escapes undone."""
+    return re.sub(r"\\(.)", r"\1", markdown_text)
 
 
 def output_labels(at):
@@ -110,7 +122,7 @@ def test_next_step_and_run_to_end(trained):
     at.button(key="dec_run").click().run()
     assert not at.exception
     assert output_labels(at) == expected and expected[-1] == "<eos>"
-    assert any("ended with <eos>" in c.value for c in at.caption)
+    assert any("ended with <eos>" in plain(c.value) for c in at.caption)
     assert at.button(key="dec_next").disabled and at.button(key="dec_run").disabled
     steps = table(at, "chose")
     assert list(steps["chose"]) == expected
@@ -147,7 +159,7 @@ def test_forcing_a_token_changes_the_continuation(trained):
     shown = output_labels(at)
     assert shown[1] == "a" and shown == tokenizer.labels(after.ids())
     assert shown[2:] != tokenizer.labels(before.ids())[2:]  # the rest was decoded again after the forced token
-    assert any("step 2 forced to `a`" in c.value for c in at.caption)
+    assert any("step 2 forced to `` a ``" in c.value for c in at.caption)
     assert any("was forced to" in m.value for m in at.markdown)
 
 
@@ -181,9 +193,10 @@ def test_beam_search_shows_hypotheses_and_tree(trained):
     at.button(key="dec_run").click().run()
     assert not at.exception
     tokenizer, beam = reference(MODEL, "abcdef", "beam", max_new_tokens=40, width=2, n_best=2)
-    hypotheses = table(at, "finished")
-    assert list(hypotheses["output"]) == [tokenizer.decode(h.tokens) for h in beam.hypotheses]
+    hypotheses = at.table[0].value  # a static table: the whole output shows, however long
+    assert list(hypotheses["output"]) == [code(tokenizer.decode(h.tokens)) for h in beam.hypotheses]
     assert hypotheses["log-prob"].tolist() == pytest.approx([h.logprob for h in beam.hypotheses], abs=1e-5)
+    assert list(displayed(at.table[0])["log-prob"]) == [f"{h.logprob:.3f}" for h in beam.hypotheses]
     tree = chart(at, "dec_tree")
     traces = {trace.name: trace for trace in tree.data}
     assert {"kept", "pruned", "best hypothesis"} <= set(traces)
@@ -200,7 +213,7 @@ def test_bad_input_shows_a_message_and_the_page_keeps_working(trained):
     assert not at.exception and "the most this model takes is 23" in at.error[0].value
     at.text_input(key="input_box").set_value("ab1c").run()
     assert not at.exception and not at.error
-    assert "'1'" in at.warning[0].value and "<unk>" in at.warning[0].value
+    assert "'1'" in plain(at.warning[0].value) and "<unk>" in plain(at.warning[0].value)
     at.text_input(key="input_box").set_value("abc").run()
     assert not at.exception and not at.error and not at.warning
     at.button(key="dec_run").click().run()
