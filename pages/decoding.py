@@ -9,15 +9,14 @@ import streamlit as st
 
 from attnviz.app import figures, markdown, ui
 from attnviz.interpret.decoding_plan import Plan, describe_sampling, parse_number, stretch_notes
-from attnviz.interpret.decoding_views import (attention_rows, beam_tree, compare_methods, hypotheses_table, steps_table,
-                                              top_choices)
+from attnviz.interpret.decoding_views import (TREE_STEPS, attention_rows, beam_tree, compare_methods, hypotheses_table,
+                                              steps_table, top_choices)
 from attnviz.interpret.patterns import parse_pattern_name
 
 ui.sidebar(__file__)
 
 STOPS = {"eos": "ended with <eos>", "max_new_tokens": "reached the new-token limit",
          "max_len": "reached the longest sequence this model can read"}
-TREE_STEPS = 8  # the beam tree shows this many steps at a time: more, and its labels run into each other
 DECIMALS = "%.3f"  # every log-probability, probability, score and entropy in the tables
 state = st.session_state
 
