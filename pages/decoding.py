@@ -131,7 +131,7 @@ if len(output) > 1:
     st.slider("Step to look at", 1, len(output), key="dec_step")
 st.query_params["step"] = str(state.dec_step)
 t = state.dec_step - 1
-prompt = "" if model.has_encoder else " ".join(map(markdown.code, tokenizer.labels(ids[0]))) + " →"  # then the new tokens
+prompt = "" if model.has_encoder else " ".join(map(markdown.code, tokenizer.labels(ids[0]))) + " →"  # then the output
 chips = " ".join(markdown.marked(label) if i == t else markdown.code(label)
                  for i, label in enumerate(tokenizer.labels(output)))
 written = markdown.escape(tokenizer.decode(output).replace(chr(10), " ⏎ "))
@@ -165,7 +165,8 @@ kinds = [kind for kind in ("cross", "decoder self")
          if any(parse_pattern_name(name)[0] == kind for name in step.attention)]
 rows = {kind: attention_rows(decoded, kind, steps=t + 1) for kind in kinds}
 if not rows:
-    st.info(f"{markdown.escape(picked.name)} has no attention to show: its decoder reads the source only through one state.")
+    st.info(f"{markdown.escape(picked.name)} has no attention to show: its decoder reads the source only through "
+            "one state.")
 else:
     n_layers, n_heads = next(iter(rows.values())).patterns.shape[:2]
     pick, all_box = st.columns([2, 1], vertical_alignment="bottom")

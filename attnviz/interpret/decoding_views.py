@@ -7,7 +7,7 @@ import torch
 from attnviz.decoding import beam_search, greedy, sample
 from attnviz.interpret.patterns import parse_pattern_name
 
-TREE_STEPS = 8  # the page shows a beam tree in windows of this many steps at a time: more, and its labels run into each other
+TREE_STEPS = 8  # the page shows a beam tree this many steps at a time: more, and its labels run into each other
 
 
 def top_choices(step, row=0, n=10, temperature=1.0, top_k=None, top_p=None, chosen=None):
