@@ -323,8 +323,8 @@ def decoding_controls(vocab_size, room):
                     format_func=DECODING_METHODS.get)
     limits = dict(LIMITS, top_k=(0, vocab_size), max_new=(1, room))
     defaults = dict(max_new=min(40, room), temperature=1.0, top_k=0, top_p=1.0, seed=0, width=3, length_penalty=0.0)
-    shown = ["max_new", "temperature", "top_k", "top_p"] + {"sample": ["seed"], "beam": ["width", "length_penalty"]
-                                                           }.get(method, [])
+    own = {"sample": ["seed"], "beam": ["width", "length_penalty"]}.get(method, [])  # the method's own settings
+    shown = ["max_new", "temperature", "top_k", "top_p", *own]
     for name in shown:
         _from_link(f"dec_{name}", name, *limits[name], defaults[name])
     st.session_state.dec_max_new = min(st.session_state.dec_max_new, room)
