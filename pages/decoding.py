@@ -114,12 +114,12 @@ status.caption(markdown.escape(f"{n_steps} step{'s' * (n_steps != 1)} taken" + (
                                                                                   if done else ""))
                + "".join(f"; step {s + 1} forced to {markdown.code(tokenizer.id_to_token(v))}" for s, v in plan.forced))
 if method == "sample":
-    notes, replay_box = st.columns([5, 1], vertical_alignment="center")
+    stretches_box, replay_box = st.columns([5, 1], vertical_alignment="center")
     lines = ["Sampled with " + "; ".join(stretch_notes(plan)) + "."]
     if plan.pending(settings):
         lines.append(f"New settings ({describe_sampling(settings)}) apply from step {plan.taken + 1} on: the steps "
                      "taken keep theirs. Replay with these settings to sample every step again with them.")
-    notes.caption(markdown.escape("\n".join(lines)))
+    stretches_box.caption(markdown.escape("\n".join(lines)))
     replay_box.button("Replay with these settings", key="dec_replay", on_click=replay, args=(settings,),
                       disabled=plan.replay(settings) == plan, icon=":material/replay:", width="stretch",
                       help="Samples every step taken again with the settings above (forced tokens stay).")
