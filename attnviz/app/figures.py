@@ -8,8 +8,6 @@ No streamlit here: pages only place what these return. Conventions shared by eve
   background (no padding around the plot area, so grey means masked and nothing else) and hover as "masked".
 - Attention weights use one fixed 0..1 colour scale so heads can be compared by eye, and square cells.
 """
-import html
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -290,7 +288,7 @@ def beam_tree(nodes, title="Beam search tree"):
         fig.add_trace(go.Scatter(
             x=[n["step"] for n in group], y=[y[n["id"]] for n in group], name=fate,
             mode="markers" if fate == "pruned" else "markers+text",  # most nodes: their labels on hover only
-            text=[html.escape(n["label"]) for n in group], textposition="middle right", textfont=dict(size=11),
+            text=[n["label"] for n in group], textposition="middle right", textfont=dict(size=11),
             marker=dict(color=color, size=6 if fate == "pruned" else 9,
                         line=dict(width=[2 if n["best"] else 0 for n in group], color=BEST_COLOR)),
             customdata=[[n.get("logprob", 0.0), n.get("score", 0.0)] for n in group],

@@ -41,13 +41,13 @@ class Plan:
     """What a step-by-step decoding is made of. Immutable: every change makes a new plan."""
     method: str  # "greedy" | "sample" | "beam"
     taken: int  # steps taken: the plan decodes up to this many tokens
-    stretches: tuple  # ((first step, settings items), ...) from step 0 on: the settings each stretch decodes with
+    stretches: tuple  # ((first step, sorted settings items), ...) from step 0 on: what each stretch decodes with
     forced: tuple = ()  # ((step, token id), ...) in step order, steps from 0
 
     @classmethod
     def start(cls, method, settings, taken=1, forced=()):
         """A plan decoding every step with `settings` (`METHODS[method]`'s keyword arguments)."""
-        return cls(method, taken, ((0, tuple(settings.items())),), tuple(sorted(dict(forced).items())))
+        return cls(method, taken, ((0, tuple(sorted(settings.items()))),), tuple(sorted(dict(forced).items())))
 
     def settings_at(self, step):
         """The settings step `step` (from 0) decodes with."""
@@ -71,10 +71,10 @@ class Plan:
         return self.method == "sample" and settings != self.next_settings
 
     def go_to(self, taken, settings):
-        """The plan after taking steps up to `taken`; the new steps sample with `settings`."""
+        """The plan after taking steps up to `taken`; when sampling, the new steps take `settings`."""
         if taken <= self.taken or not self.pending(settings):
             return Plan(self.method, taken, self.stretches, self.forced).clamped(taken)
-        return Plan(self.method, taken, self.stretches + ((self.taken, tuple(settings.items())),), self.forced)
+        return Plan(self.method, taken, self.stretches + ((self.taken, tuple(sorted(settings.items()))),), self.forced)
 
     def clamped(self, most):
         """At most `most` steps: later forced tokens and stretches that would start after them are dropped."""
@@ -150,7 +150,7 @@ def parse_segments(text, taken, vocab_size):
             raise ValueError(f"a segment holds {', '.join(SAMPLING)}")
         limits = dict(LIMITS, top_k=(0, vocab_size))
         numbers = [parse_number(v, name, *limits[name]) for name, v in zip(SAMPLING, values)]
-        stretches.append((first, tuple(sampling_settings(*numbers).items())))
+        stretches.append((first, tuple(sorted(sampling_settings(*numbers).items()))))
     return tuple(stretches)
 
 
