@@ -1,27 +1,29 @@
 """Step-by-step decoding: greedy, sampling and beam search one token at a time, with the distribution, the
 attention and (beam search) the search tree behind every choice. Force a token and watch the rest change.
 
-The run is fully determined by the input, the method's settings, the forced tokens and the number of steps
-taken, so the session keeps only those (`dec_taken`, `dec_forced`) and decodes again (cached) on every run."""
+The run is fully determined by the input and a `Plan` (method, settings of each stretch of steps, forced tokens,
+steps taken), so the session and the URL keep only those and the page decodes again (cached) on every run."""
+import html
+
 import streamlit as st
 
 from attnviz.app import figures, markdown, ui
-from attnviz.decoding.search import METHODS
-from attnviz.interpret.decoding_views import (attention_rows, beam_tree, compare_methods, hypotheses_table, steps_table,
-                                              top_choices)
+from attnviz.interpret.decoding_plan import Plan, describe_sampling, parse_number, stretch_notes
+from attnviz.interpret.decoding_views import (TREE_STEPS, attention_rows, beam_tree, compare_methods, hypotheses_table,
+                                              steps_table, top_choices)
 from attnviz.interpret.patterns import parse_pattern_name
 
 ui.sidebar(__file__)
 
 STOPS = {"eos": "ended with <eos>", "max_new_tokens": "reached the new-token limit",
          "max_len": "reached the longest sequence this model can read"}
+DECIMALS = "%.3f"  # every log-probability, probability, score and entropy in the tables
 state = st.session_state
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def decode(_picked, key, ids, method, settings, forced, max_new_tokens):
-    return METHODS[method](_picked.model, _picked.tokenizer, list(ids), max_new_tokens=max_new_tokens,
-                          forced=dict(forced), **dict(settings))
+def decode(_picked, key, ids, plan):
+    return plan.decode(_picked.model, _picked.tokenizer, list(ids))
 
 
 @st.cache_data(max_entries=32, show_spinner="Decoding with every method…")
@@ -30,17 +32,28 @@ def compare(_picked, key, ids, max_new_tokens, seeds, view, width, length_penalt
                            width=width, length_penalty=length_penalty, **dict(view))
 
 
-def go_to(taken):
-    state.dec_taken = state.dec_step = taken  # the slider jumps to the newest step (clamped below)
+def numbers(table):
+    """The column settings that show every float column of `table` with the same decimals."""
+    return {name: st.column_config.NumberColumn(format=DECIMALS) for name in table.columns
+            if table[name].dtype.kind == "f"}
 
 
-def reset():
-    state.update(dec_taken=1, dec_forced={}, dec_step=1)
+def go_to(taken, settings):
+    state.dec_plan = state.dec_plan.go_to(taken, settings)
+    state.dec_step = taken  # the slider jumps to the newest step (clamped below)
+
+
+def start_again(method, settings):
+    state.dec_plan, state.dec_step = Plan.start(method, settings), 1
+
+
+def replay(settings):
+    state.dec_plan = state.dec_plan.replay(settings)
 
 
 def force(t):
-    state.dec_forced = {s: v for s, v in state.dec_forced.items() if s < t} | {t: state.dec_force_token}
-    state.dec_taken, state.dec_step = max(state.dec_taken, t + 1), t + 1
+    state.dec_plan = state.dec_plan.force(t, state.dec_force_token)
+    state.dec_step = t + 1
 
 
 st.title("Step-by-step decoding")
@@ -55,56 +68,92 @@ text = ui.input_text(task, "Source" if model.has_encoder else "Prompt (may be em
 try:  # a language model's prompt leaves room for at least one new token
     ids = task.encode_source(text, model.config.max_len - (0 if model.has_encoder else 1))  # (1, S)
 except ValueError as error:
-    st.error(f"Cannot decode this input: {error}.")
+    st.error(markdown.escape(f"Cannot decode this input: {error}."))
     st.stop()
 if unknown := task.unknown_characters(text):
-    st.warning(f"{picked.name} does not know {', '.join(map(repr, unknown))}: it reads "
-               f"{'it' if len(unknown) == 1 else 'them'} as `<unk>`, so expect a strange output.")
+    st.warning(markdown.escape(f"{picked.name} does not know {', '.join(map(repr, unknown))}: it reads "
+                               f"{'it' if len(unknown) == 1 else 'them'} as <unk>, so expect a strange output."))
 room = model.config.max_len - (1 if model.has_encoder else ids.shape[1])
 method, max_new, view, settings = ui.decoding_controls(tokenizer.vocab_size, room)
+options = [i for i in range(tokenizer.vocab_size) if i not in (tokenizer.pad_id, tokenizer.bos_id)]  # forceable
 
-if state.get("dec_for") != (picked.name, text):  # a new model or input: start again
+if state.get("dec_for") != (picked.name, text):  # a session's first run takes the link's decoding; new input: step 1
+    if "dec_for" in state:
+        start_again(method, settings)
+    else:
+        state.dec_plan, notes = Plan.from_params(st.query_params, method, settings, max_new, options,
+                                                 tokenizer.vocab_size)
+        try:
+            state.dec_step = parse_number(st.query_params.get("step", state.dec_plan.taken), "step", 1,
+                                          state.dec_plan.taken)
+        except ValueError as error:
+            notes.append(f"The link's {error}: showing the newest step.")
+        for note in notes:
+            st.warning(markdown.escape(note))
     state.dec_for = (picked.name, text)
-    reset()
-state.dec_taken = min(state.dec_taken, max_new)
+plan = state.dec_plan = state.dec_plan.follow(method, settings).clamped(max_new)
+for name, value in plan.params().items():
+    if value is not None:
+        st.query_params[name] = value
+    elif name in st.query_params:
+        del st.query_params[name]
 source = tuple(ids[0].tolist())
-decoded = decode(picked, ui.model_key(picked), source, method, tuple(settings.items()),
-                 tuple(state.dec_forced.items()), state.dec_taken)
+decoded = decode(picked, ui.model_key(picked), source, plan)
 output = decoded.ids()
 n_steps = len(decoded.steps)
-done = n_steps < state.dec_taken or state.dec_taken >= max_new or (method != "beam" and decoded.stop[0] == "eos")
+done = n_steps < plan.taken or plan.taken >= max_new or (method != "beam" and decoded.stop[0] == "eos")
 
 next_box, end_box, reset_box, status = st.columns([1, 1, 1, 4], vertical_alignment="center")
-next_box.button("Next step", key="dec_next", on_click=go_to, args=(state.dec_taken + 1,), disabled=done,
+next_box.button("Next step", key="dec_next", on_click=go_to, args=(plan.taken + 1, settings), disabled=done,
                 icon=":material/skip_next:", width="stretch")
-end_box.button("Run to end", key="dec_run", on_click=go_to, args=(max_new,), disabled=done,
+end_box.button("Run to end", key="dec_run", on_click=go_to, args=(max_new, settings), disabled=done,
                icon=":material/fast_forward:", width="stretch")
-reset_box.button("Reset", key="dec_reset", on_click=reset, icon=":material/restart_alt:", width="stretch")
-status.caption(f"{n_steps} step{'s' * (n_steps != 1)} taken" + (f"; {STOPS[decoded.stop[0]]}" if done else "")
-               + "".join(f"; step {s + 1} forced to `{tokenizer.id_to_token(v)}`" for s, v in state.dec_forced.items()))
+reset_box.button("Reset", key="dec_reset", on_click=start_again, args=(method, settings),
+                 icon=":material/restart_alt:", width="stretch")
+status.caption(markdown.escape(f"{n_steps} step{'s' * (n_steps != 1)} taken" + (f"; {STOPS[decoded.stop[0]]}"
+                                                                                  if done else ""))
+               + "".join(f"; step {s + 1} forced to {markdown.code(tokenizer.id_to_token(v))}" for s, v in plan.forced))
+if method == "sample":
+    stretches_box, replay_box = st.columns([5, 1], vertical_alignment="center")
+    lines = ["Sampled with " + "; ".join(stretch_notes(plan)) + "."]
+    if plan.pending(settings):
+        lines.append(f"New settings ({describe_sampling(settings)}) apply from step {plan.taken + 1} on: the steps "
+                     "taken keep theirs. Replay with these settings to sample every step again with them.")
+    stretches_box.caption(markdown.escape("\n".join(lines)))
+    replay_box.button("Replay with these settings", key="dec_replay", on_click=replay, args=(settings,),
+                      disabled=plan.replay(settings) == plan, icon=":material/replay:", width="stretch",
+                      help="Samples every step taken again with the settings above (forced tokens stay).")
+elif method == "beam":
+    st.caption("Beam search ranks whole outputs, so a new width or length penalty searches the steps taken again.")
 
 state.dec_step = min(max(state.get("dec_step", len(output)), 1), len(output))
 if len(output) > 1:
     st.slider("Step to look at", 1, len(output), key="dec_step")
+st.query_params["step"] = str(state.dec_step)
 t = state.dec_step - 1
-prompt = "" if model.has_encoder else " ".join(map(markdown.code, tokenizer.labels(ids[0]))) + " →"  # then the new tokens
+prompt = "" if model.has_encoder else " ".join(map(markdown.code, tokenizer.labels(ids[0]))) + " →"  # then the output
 chips = " ".join(markdown.marked(label) if i == t else markdown.code(label)
                  for i, label in enumerate(tokenizer.labels(output)))
-st.markdown(f"**Output so far** “{tokenizer.decode(output).replace(chr(10), ' ⏎ ')}”: {prompt} {chips}")
+written = markdown.escape(tokenizer.decode(output).replace(chr(10), " ⏎ "))
+st.markdown(f"**Output so far** “{written}”: {prompt} {chips}")
 
 row, step, chosen = decoded.trace_rows()[t], decoded.steps[t], output[t]
-shown, probs = top_choices(step, row, 10, chosen=chosen, **view)
-redrawn = view != dict(temperature=1.0, top_k=None, top_p=None)
-series = {"model (temperature 1)": step.probs()[row, shown], "with these settings": probs} if redrawn else probs
+if method == "sample":  # a sampled step shows what it was drawn from, whatever the settings are now
+    step_view = {name: value for name, value in plan.settings_at(t).items() if name != "seed"}
+    chosen_from = f"drawn from ({describe_sampling(step_view)})"
+else:
+    step_view, chosen_from = view, "with these settings"
+shown, probs = top_choices(step, row, 10, chosen=chosen, **step_view)
+redrawn = step_view != dict(temperature=1.0, top_k=None, top_p=None)
+series = {"model (temperature 1)": step.probs()[row, shown], chosen_from: probs} if redrawn else probs
 bars, choice = st.columns([3, 2])
-bars.plotly_chart(figures.probability_bars(
-    tokenizer.labels(shown), series, chosen=shown.index(chosen),
-    title=f"Step {t + 1}: the next token after “{tokenizer.id_to_token(int(step.input[row]))}”"), key="dec_bars")
+reads = html.escape(tokenizer.id_to_token(int(step.input[row])))  # plotly reads a few HTML tags in titles
+bars.plotly_chart(figures.probability_bars(tokenizer.labels(shown), series, chosen=shown.index(chosen),
+                                           title=f"Step {t + 1}: the next token after “{reads}”"), key="dec_bars")
 p = step.probs()[row, chosen].item()
 choice.markdown(f"**Step {t + 1}** {'was forced to' if step.forced else 'chose'} "
-                f"`{tokenizer.id_to_token(chosen)}`, which the model gives {p:.1%}. Entropy of the distribution "
-                f"chosen from: {step.entropy[row].item():.2f} nats (0: certain).")
-options = [i for i in range(tokenizer.vocab_size) if i not in (tokenizer.pad_id, tokenizer.bos_id)]
+                f"{markdown.code(tokenizer.id_to_token(chosen))}, which the model gives {p:.1%}. Entropy of the "
+                f"distribution chosen from: {step.entropy[row].item():.3f} nats (0: certain).")
 if state.get("dec_force_at") != (state.dec_for, t):  # offer the runner-up of this step
     state.dec_force_at = (state.dec_for, t)
     state.dec_force_token = next((i for i in shown if i != chosen and i in options), tokenizer.eos_id)
@@ -116,7 +165,8 @@ kinds = [kind for kind in ("cross", "decoder self")
          if any(parse_pattern_name(name)[0] == kind for name in step.attention)]
 rows = {kind: attention_rows(decoded, kind, steps=t + 1) for kind in kinds}
 if not rows:
-    st.info(f"{picked.name} has no attention to show: its decoder reads the source only through one state.")
+    st.info(f"{markdown.escape(picked.name)} has no attention to show: its decoder reads the source only through "
+            "one state.")
 else:
     n_layers, n_heads = next(iter(rows.values())).patterns.shape[:2]
     pick, all_box = st.columns([2, 1], vertical_alignment="bottom")
@@ -137,17 +187,27 @@ else:
 
 if method == "beam":
     st.subheader("Beam search")
-    st.dataframe(hypotheses_table(decoded, tokenizer), hide_index=True, key="dec_hypotheses")
-    st.plotly_chart(figures.beam_tree(beam_tree(decoded, tokenizer), "Every candidate each step looked at "
-                                      "(hover over the grey ones)"), key="dec_tree")
+    hypotheses = hypotheses_table(decoded, tokenizer)  # st.table wraps long outputs; its cells are Markdown
+    st.table(hypotheses.assign(output=hypotheses["output"].map(markdown.code),
+                               tokens=hypotheses["tokens"].map(markdown.code)).style.format(precision=3),
+             hide_index=True)
+    last = n_steps
+    if n_steps > TREE_STEPS:
+        last = ui.newest_slider("Tree: the steps up to", list(range(TREE_STEPS, n_steps + 1)), "dec_tree_last",
+                                follow=True, source=state.dec_for,
+                                help=f"The tree shows {TREE_STEPS} steps at a time, under the beams they extend.")
+    tree = figures.beam_tree(beam_tree(decoded, tokenizer, steps=(max(1, last - TREE_STEPS + 1), last)),
+                             "Every candidate each step looked at (hover over the grey ones)")
+    st.container(height=min(tree.layout.height + 30, 800), border=False).plotly_chart(tree, key="dec_tree")
 
 with st.expander("Every step as a table"):
-    st.dataframe(steps_table(decoded, tokenizer), hide_index=True, key="dec_steps_table")
+    steps = steps_table(decoded, tokenizer)
+    st.dataframe(steps, hide_index=True, key="dec_steps_table", column_config=numbers(steps))
 with st.expander("Greedy, beam search and sampling side by side"):
     seed = settings.get("seed", 0)
     st.caption(f"Sampling with five seeds from {seed} at the temperature, top-k and top-p above; beam search "
                "with the width and length penalty above (width 3 if not chosen). The log-probability is the "
                "model's own, so greedy is not always the most likely whole output.")
-    st.dataframe(compare(picked, ui.model_key(picked), source, max_new, tuple(range(seed, seed + 5)),
-                         tuple(view.items()), settings.get("width", 3), settings.get("length_penalty", 0.0)),
-                 hide_index=True, key="dec_compare")
+    side_by_side = compare(picked, ui.model_key(picked), source, max_new, tuple(range(seed, seed + 5)),
+                           tuple(view.items()), settings.get("width", 3), settings.get("length_penalty", 0.0))
+    st.dataframe(side_by_side, hide_index=True, key="dec_compare", column_config=numbers(side_by_side))

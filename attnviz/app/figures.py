@@ -270,7 +270,7 @@ def tree_positions(nodes):
 def beam_tree(nodes, title="Beam search tree"):
     """A search tree: one column per step, nodes coloured by fate (`FATE_COLORS`: kept as a beam, finished
     with EOS, pruned), the path of the best hypothesis in orange. `nodes`: dicts with id, parent (None for
-    the root), step, label, fate, best, and optional logprob/score for the hover (`decoding.beam_tree`)."""
+    the roots), step, label, fate, best, and optional logprob/score for the hover (`decoding_views.beam_tree`)."""
     nodes = sorted(nodes, key=lambda n: -n.get("score", 0.0))  # best candidates at the top of their parent
     y, by_id = tree_positions(nodes), {n["id"]: n for n in nodes}
     fig = go.Figure()
@@ -297,4 +297,4 @@ def beam_tree(nodes, title="Beam search tree"):
     fig.update_xaxes(title="step", tickformat="d", dtick=1, showgrid=False, zeroline=False)
     fig.update_yaxes(visible=False, autorange="reversed")
     leaves = len(nodes) - len({n["parent"] for n in nodes if n["parent"] is not None})
-    return compact_layout(fig, title, min(max(12 * leaves + 120, 300), 1200), background="white")
+    return compact_layout(fig, title, max(12 * leaves + 120, 300), background="white")  # 12 px a leaf: labels fit

@@ -197,7 +197,8 @@ def step_record(index, token_in, logits, probs, forced, attention, top, **extra)
 
 
 def generate(model, tokenizer, ids, weigh, pick, max_new_tokens, forced, trace, top, method, settings):
-    """Decode every row token by token: `weigh` turns logits into the distribution, `pick` chooses from it."""
+    """Decode every row token by token: `weigh(t, logits)` turns step t's logits into the distribution,
+    `pick(t, probs)` chooses from it."""
     bos, eos, pad = special_ids(tokenizer)
     source, context, state, n_steps, limit = start(model, ids, bos, max_new_tokens)
     forced = check_forced(forced, model.config.tgt_vocab_size)
@@ -208,8 +209,8 @@ def generate(model, tokenizer, ids, weigh, pick, max_new_tokens, forced, trace, 
     for t in range(n_steps):
         with attended(model, trace) as attention:
             logits, state = model.decode_step(state, token)  # (B, V)
-        probs = weigh(logits)  # (B, V)
-        new = torch.full_like(token, forced[t]) if t in forced else pick(probs)  # (B,)
+        probs = weigh(t, logits)  # (B, V)
+        new = torch.full_like(token, forced[t]) if t in forced else pick(t, probs)  # (B,)
         new = new.masked_fill(done, pad)
         new_logprob = logits.float().log_softmax(-1).gather(-1, new[:, None])[:, 0].masked_fill(done, 0.0)  # (B,)
         logprob += new_logprob
@@ -233,27 +234,52 @@ def greedy(model, tokenizer, ids, max_new_tokens=100, forced=None, trace=True, t
     `forced`: {step: token id} or a list (a forced prefix); decoding continues from the forced tokens.
     `trace=False` skips the per-step record (faster); `top`: how many top tokens each step records.
     """
-    return generate(model, tokenizer, ids, lambda logits: logits.float().softmax(-1), lambda probs: probs.argmax(-1),
+    return generate(model, tokenizer, ids, lambda t, logits: logits.float().softmax(-1),
+                    lambda t, probs: probs.argmax(-1),
                     max_new_tokens, forced, trace, top, "greedy", {})
 
 
 @torch.inference_mode()
 def sample(model, tokenizer, ids, max_new_tokens=100, temperature=1.0, top_k=None, top_p=None, seed=None,
-           forced=None, trace=True, top=10):
+           forced=None, trace=True, top=10, changes=None):
     """Draw each token from `distribution(logits, temperature, top_k, top_p)`; a seed makes it repeatable.
 
-    The steps record the top tokens of that distribution; `step.logits` keep the raw scores.
+    `changes` ({step: {"temperature": 1.5, ...}}) switches to other settings from that step on, so a run goes on
+    with new settings and keeps the tokens drawn before: a change keeps the settings it does not name, and the
+    random draws go on where they were unless it names another seed, which starts them again from that seed.
+    The steps record the top tokens of the distribution they were drawn from; `step.logits` keep the raw scores.
     """
-    check_sampling(temperature, top_k, top_p)
-    generator = torch.Generator(next(model.parameters()).device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generate(model, tokenizer, ids, lambda logits: distribution(logits, temperature, top_k, top_p),
-                    lambda probs: torch.multinomial(probs, 1, generator=generator)[:, 0],
-                    max_new_tokens, forced, trace, top, "sample",
-                    dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
+    first = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    stretches = sampling_stretches(first, changes or {}, next(model.parameters()).device)
+    at = lambda t: next(stretch for stretch in reversed(stretches) if stretch[0] <= t)  # (first step, settings, rng)
+    view = lambda settings: {name: value for name, value in settings.items() if name != "seed"}
+    return generate(model, tokenizer, ids, lambda t, logits: distribution(logits, **view(at(t)[1])),
+                    lambda t, probs: torch.multinomial(probs, 1, generator=at(t)[2])[:, 0],
+                    max_new_tokens, forced, trace, top, "sample", dict(first, changes=dict(changes or {})))
+
+
+def sampling_stretches(first, changes, device):
+    """[(first step, settings, generator)] for a sampling run: `first` from step 0, then each change merged in
+    from its step on. A stretch shares the generator of the one before unless it names another seed."""
+    stretches = []
+    for step, change in sorted({0: {}, **changes}.items()):
+        if not isinstance(step, int) or step < 0:
+            raise ValueError(f"changes of settings happen at steps 0, 1, 2, ...; {step!r} is not a step")
+        if unknown := set(change) - set(first):
+            raise ValueError(f"cannot change {', '.join(sorted(unknown))} while sampling: "
+                             f"only {', '.join(first)} can change")
+        settings = {**(stretches[-1][1] if stretches else first), **change}
+        check_sampling(settings["temperature"], settings["top_k"], settings["top_p"])
+        if stretches and stretches[-1][1]["seed"] == settings["seed"]:
+            generator = stretches[-1][2]
+        else:
+            generator = torch.Generator(device)
+            if settings["seed"] is None:
+                generator.seed()
+            else:
+                generator.manual_seed(settings["seed"])
+        stretches.append((step, settings, generator))
+    return stretches
 
 
 def length_normalised(logprob, length, length_penalty):

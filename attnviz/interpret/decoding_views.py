@@ -7,6 +7,8 @@ import torch
 from attnviz.decoding import beam_search, greedy, sample
 from attnviz.interpret.patterns import parse_pattern_name
 
+TREE_STEPS = 8  # the page shows a beam tree this many steps at a time: more, and its labels run into each other
+
 
 def top_choices(step, row=0, n=10, temperature=1.0, top_k=None, top_p=None, chosen=None):
     """(ids, probs): the `n` most likely next tokens of one row of a step under these settings, most likely
@@ -86,10 +88,13 @@ def attention_rows(decoded, kind, row=0, steps=None):
     return AttentionRows(patterns, queries, keys, masked)
 
 
-def beam_tree(decoded, tokenizer=None):
+def beam_tree(decoded, tokenizer=None, steps=None):
     """Beam search as tree nodes for `figures.beam_tree`: the start, then every candidate each step looked at,
     with its parent (the beam it extends), fate (kept, finished, pruned) and whether the best hypothesis runs
-    through it. Dicts with id, parent, step, token, label, fate, logprob, score, best."""
+    through it. Dicts with id, parent, step, token, label, fate, logprob, score, best.
+
+    `steps` (first, last), counted from 1, keeps the candidates of those steps only, under the beams of step
+    first - 1 they extend (roots, without a parent): a long search drawn whole is too crowded to read."""
     if decoded.method != "beam" or not decoded.steps:
         raise ValueError("a beam tree needs a traced beam search")
     label = tokenizer.id_to_token if tokenizer is not None else str
@@ -108,4 +113,9 @@ def beam_tree(decoded, tokenizer=None):
             if c.fate == "kept":
                 next_beam_nodes[c.row] = len(nodes) - 1
         beam_nodes = next_beam_nodes
-    return nodes
+    if steps is None:
+        return nodes
+    first, last = steps
+    shown = [node for node in nodes if first <= node["step"] <= last]
+    roots = {node["parent"] for node in shown if node["step"] == first}
+    return [dict(node, parent=None) for node in nodes if node["id"] in roots] + shown

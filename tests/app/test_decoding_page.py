@@ -7,12 +7,14 @@ import shutil
 
 import numpy as np
 import plotly.io
+import pyarrow
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from attnviz.app.markdown import code
 from attnviz.decoding.search import METHODS
-from attnviz.interpret.decoding_views import beam_tree
+from attnviz.interpret.decoding_views import TREE_STEPS, beam_tree
 from attnviz.training import checkpoint
 
 APP = "../../app.py"
@@ -41,8 +43,9 @@ def trained():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def open_page(**query_params):
-    at = AppTest.from_file(APP, default_timeout=60)
+def open_page(timeout=60, **query_params):
+    """A new session's first run of the page with these URL parameters; `timeout` (s) for each script run."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
     at.query_params.update(query_params)
     return at.switch_page(PAGE).run()
 
@@ -62,6 +65,11 @@ def array(value):
     return np.asarray(value, dtype=float)
 
 
+def displayed(static_table):
+    """The cells of an st.table as the page formats them (its Styler's display values), as strings."""
+    return pyarrow.ipc.open_stream(static_table.proto.arrow_data.styler.display_values).read_pandas()
+
+
 def table(at, column):
     """The one table on the page with this column (AppTest finds dataframes by position, not by key)."""
     found = [frame.value for frame in at.dataframe if column in frame.value.columns]
@@ -79,6 +87,11 @@ def output_chips(at):
     return [(code or re.sub(r"\\(.)", r"\1", badge), bool(badge)) for code, badge in chips]
 
 
+def plain(markdown_text):
+    """What Markdown that `attnviz.app.markdown.escape` wrote shows as text: its backslash escapes undone."""
+    return re.sub(r"\\(.)", r"\1", markdown_text)
+
+
 def output_labels(at):
     """The output tokens the page shows, in order."""
     return [label for label, _ in output_chips(at)]
@@ -86,9 +99,19 @@ def output_labels(at):
 
 def reference(name, text, method="greedy", **kwargs):
     """(tokenizer, Decoded) of the library on the same checkpoint and input."""
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
+    picked = checkpoint.load_checkpoint(name)  # the test's own models, then the shipped ones
     ids = picked.task().encode_source(text, picked.model.config.max_len)
     return picked.tokenizer, METHODS[method](picked.model, picked.tokenizer, ids, **kwargs)
+
+
+def next_token_probs(name, decoded, tokens, temperature=1.0):
+    """Reference: the next-token distribution after `decoded`'s context and `tokens`, from one full forward of the
+    model (no cache, no trace) at this temperature. (V,)"""
+    model = checkpoint.load_checkpoint(name).model.eval()
+    sequence = torch.tensor([decoded.context[0].tolist() + list(tokens)])  # (1, T)
+    with torch.no_grad():
+        logits = model(decoded.source, sequence) if model.has_encoder else model(sequence)  # (1, T, V)
+    return (logits[0, -1] / temperature).softmax(-1).numpy()
 
 
 def test_next_step_and_run_to_end(trained):
@@ -110,7 +133,7 @@ def test_next_step_and_run_to_end(trained):
     at.button(key="dec_run").click().run()
     assert not at.exception
     assert output_labels(at) == expected and expected[-1] == "<eos>"
-    assert any("ended with <eos>" in c.value for c in at.caption)
+    assert any("ended with <eos>" in plain(c.value) for c in at.caption)
     assert at.button(key="dec_next").disabled and at.button(key="dec_run").disabled
     steps = table(at, "chose")
     assert list(steps["chose"]) == expected
@@ -147,7 +170,7 @@ def test_forcing_a_token_changes_the_continuation(trained):
     shown = output_labels(at)
     assert shown[1] == "a" and shown == tokenizer.labels(after.ids())
     assert shown[2:] != tokenizer.labels(before.ids())[2:]  # the rest was decoded again after the forced token
-    assert any("step 2 forced to `a`" in c.value for c in at.caption)
+    assert any("step 2 forced to `` a ``" in c.value for c in at.caption)
     assert any("was forced to" in m.value for m in at.markdown)
 
 
@@ -181,9 +204,10 @@ def test_beam_search_shows_hypotheses_and_tree(trained):
     at.button(key="dec_run").click().run()
     assert not at.exception
     tokenizer, beam = reference(MODEL, "abcdef", "beam", max_new_tokens=40, width=2, n_best=2)
-    hypotheses = table(at, "finished")
-    assert list(hypotheses["output"]) == [tokenizer.decode(h.tokens) for h in beam.hypotheses]
+    hypotheses = at.table[0].value  # a static table: the whole output shows, however long
+    assert list(hypotheses["output"]) == [code(tokenizer.decode(h.tokens)) for h in beam.hypotheses]
     assert hypotheses["log-prob"].tolist() == pytest.approx([h.logprob for h in beam.hypotheses], abs=1e-5)
+    assert list(displayed(at.table[0])["log-prob"]) == [f"{h.logprob:.3f}" for h in beam.hypotheses]
     tree = chart(at, "dec_tree")
     traces = {trace.name: trace for trace in tree.data}
     assert {"kept", "pruned", "best hypothesis"} <= set(traces)
@@ -200,7 +224,7 @@ def test_bad_input_shows_a_message_and_the_page_keeps_working(trained):
     assert not at.exception and "the most this model takes is 23" in at.error[0].value
     at.text_input(key="input_box").set_value("ab1c").run()
     assert not at.exception and not at.error
-    assert "'1'" in at.warning[0].value and "<unk>" in at.warning[0].value
+    assert "'1'" in plain(at.warning[0].value) and "<unk>" in plain(at.warning[0].value)
     at.text_input(key="input_box").set_value("abc").run()
     assert not at.exception and not at.error and not at.warning
     at.button(key="dec_run").click().run()
@@ -254,3 +278,118 @@ def test_bars_equal_the_softmax_of_a_full_forward_on_the_prefix(trained):
     assert len(shown) == 10 and chart(at, "dec_bars").layout.title.text.startswith("Step 3")
     np.testing.assert_allclose(array(bars.y), probs[shown], atol=1e-5)
     assert label_ids[output_labels(at)[2]] == int(probs.argmax())  # greedy chose the most probable token
+
+
+def test_new_sampling_settings_apply_from_the_next_step_and_replay_redoes_every_step():
+    """The issue's report on the shipped language model: at temperature 1.5 the same seed draws other tokens, so a
+    change of temperature after three steps must keep the three tokens and sample only the fourth with it."""
+    at = open_page(model="prose-lm", text="callable", method="sample", max_new="8", timeout=300)
+    for _ in range(2):
+        at.button(key="dec_next").click().run()
+    tokenizer, cold = reference("prose-lm", "callable", "sample", max_new_tokens=3, seed=0)
+    _, hot = reference("prose-lm", "callable", "sample", max_new_tokens=4, temperature=1.5, seed=0)
+    assert hot.ids()[:3] != cold.ids()  # the premise: decoding again at 1.5 would rewrite them
+    assert output_labels(at)[-3:] == tokenizer.labels(cold.ids())
+
+    at.slider(key="dec_temperature").set_value(1.5).run()
+    assert not at.exception and output_labels(at)[-3:] == tokenizer.labels(cold.ids())
+    assert any("apply from step 4 on" in plain(c.value) for c in at.caption)
+    at.button(key="dec_next").click().run()
+    written = output_labels(at)
+    assert written[-4:-1] == tokenizer.labels(cold.ids()) and at.slider(key="dec_step").value == 4
+    bars = chart(at, "dec_bars")
+    assert bars.layout.title.text.startswith("Step 4")
+    assert [trace.name for trace in bars.data] == ["model (temperature 1)",
+                                                   "drawn from (temperature 1.5, no top-k, no top-p)"]
+    label_ids = {label: i for i, label in enumerate(tokenizer.labels(range(tokenizer.vocab_size)))}
+    shown = [label_ids[label] for label in bars.data[0].customdata]
+    np.testing.assert_allclose(array(bars.data[1].y), next_token_probs("prose-lm", cold, cold.ids(), 1.5)[shown],
+                               atol=1e-5)
+    np.testing.assert_allclose(array(bars.data[0].y), next_token_probs("prose-lm", cold, cold.ids())[shown], atol=1e-5)
+    assert next_token_probs("prose-lm", cold, cold.ids(), 1.5)[label_ids[written[-1]]] > 0
+    assert any("steps 1–3: temperature 1, no top-k, no top-p, seed 0; step 4: temperature 1.5" in plain(c.value)
+               for c in at.caption)
+
+    at.button(key="dec_replay").click().run()
+    assert not at.exception
+    assert output_labels(at)[-4:] == tokenizer.labels(hot.ids())  # a fresh run at 1.5
+    assert at.button(key="dec_replay").disabled
+
+
+def session_view(at):
+    """What a session shows of its decoding: status, output, the step looked at and the probabilities there."""
+    bars = chart(at, "dec_bars")
+    return ([c.value for c in at.caption if "taken" in c.value], output_chips(at), at.slider(key="dec_step").value,
+            bars.layout.title.text, [(trace.name, array(trace.y).tolist()) for trace in bars.data])
+
+
+@pytest.mark.parametrize("method", ["sample", "beam"])
+def test_a_link_rebuilds_the_same_decoding_at_the_same_step(trained, method):
+    at = open_page(model=MODEL, text="abcdef", method=method)
+    at.slider(key="dec_temperature").set_value(2.0).run()
+    for _ in range(2):
+        at.button(key="dec_next").click().run()
+    at.slider(key="dec_temperature").set_value(1.2).run()
+    at.number_input(key="dec_top_k").set_value(4).run()
+    for _ in range(2):
+        at.button(key="dec_next").click().run()
+    at.slider(key="dec_step").set_value(4).run()
+    tokenizer = checkpoint.load_checkpoint(MODEL).tokenizer
+    at.selectbox(key="dec_force_token").set_value(tokenizer.encode("a")[0]).run()
+    at.button(key="dec_force").click().run()
+    at.slider(key="dec_step").set_value(3).run()
+    assert not at.exception and any("5 steps taken" in c.value for c in at.caption)
+    link = dict(at.query_params)
+    again = open_page(**link)
+    assert not again.exception and not again.warning
+    assert session_view(again) == session_view(at)
+    assert dict(again.query_params) == link
+    if method == "sample":  # step 1 at temperature 1, steps 2-3 at 2, then 1.2 with top-k 4; step 4 forced
+        _, expected = reference(MODEL, "abcdef", "sample", max_new_tokens=5, seed=0,
+                                forced={3: tokenizer.encode("a")[0]},
+                                changes={1: dict(temperature=2.0), 3: dict(temperature=1.2, top_k=4)})
+        assert output_labels(again) == tokenizer.labels(expected.ids())
+        assert link["segments"] == "1:1.0,0,1.0,0;2:2.0,0,1.0,0;4:1.2,4,1.0,0"
+
+
+def test_bad_link_values_fall_back_with_a_note_shown_as_text(trained):
+    hostile = "![x](http://example.com/x.png)"
+    at = open_page(model=MODEL, text="abcdef", method="sample", steps="many", temperature="9", seed=hostile,
+                   forced="2:99999", segments="1:x", step="0")
+    assert not at.exception and not at.error
+    notes = [plain(w.value) for w in at.warning]
+    assert any("temperature='9' is outside 0.0 to 2.0" in n for n in notes)
+    assert any(f"seed={hostile!r} is not a whole number" in n for n in notes)
+    assert any("steps='many' is not a whole number: starting at step 1" in n for n in notes)
+    assert not any("![" in w.value for w in at.warning)  # escaped: no image fetched for any viewer
+    assert at.slider(key="dec_temperature").value == 1.0 and at.number_input(key="dec_seed").value == 0
+    _, fresh = reference(MODEL, "abcdef", "sample", max_new_tokens=1, seed=0)
+    assert len(output_labels(at)) == 1 == len(fresh.ids())
+    at = open_page(model=MODEL, text="abcdef", method="sample", steps="3", forced="2:99999", segments="2:1.0,0,1.0,0")
+    notes = [plain(w.value) for w in at.warning]
+    assert any("segments='2:1.0,0,1.0,0' do not fit" in n for n in notes)
+    assert any("forced='2:99999' does not fit" in n for n in notes)
+    assert any("3 steps taken" in c.value for c in at.caption)
+    assert not any("forced to" in c.value for c in at.caption)
+
+
+def test_a_long_beam_search_shows_a_window_of_the_tree_and_every_hypothesis_whole():
+    at = open_page(model="prose-lm", text="callable", method="beam", timeout=600)  # a shipped model: slow
+    at.button(key="dec_run").click().run()
+    assert not at.exception
+    tokenizer, beam = reference("prose-lm", "callable", "beam", max_new_tokens=40, width=3, n_best=3)
+    n_steps = len(beam.steps)
+    assert n_steps > TREE_STEPS
+    assert list(at.table[0].value["output"]) == [code(tokenizer.decode(h.tokens)) for h in beam.hypotheses]
+
+    def tree_steps():  # the steps of the tree's candidates, and those of the beams they hang from
+        traces = {trace.name: trace for trace in chart(at, "dec_tree").data}
+        return sorted({int(x) for fate in ("kept", "finished", "pruned", "start") if fate in traces
+                       for x in traces[fate].x})
+
+    assert tree_steps() == list(range(n_steps - TREE_STEPS, n_steps + 1))  # the newest steps, under their beams
+    at.select_slider(key="dec_tree_last").set_value(TREE_STEPS + 2).run()
+    assert tree_steps() == list(range(2, TREE_STEPS + 3))
+    nodes = beam_tree(beam, tokenizer, steps=(3, TREE_STEPS + 2))
+    traces = {trace.name: trace for trace in chart(at, "dec_tree").data}
+    assert sum(len(traces[fate].x) for fate in ("kept", "finished", "pruned") if fate in traces) == len(nodes)

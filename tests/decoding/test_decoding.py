@@ -263,6 +263,58 @@ def test_sampled_tokens_follow_the_distribution():
                                atol=1e-5, rtol=0)
 
 
+def sampling_by_recomputation(model, source, context, n_steps, settings_at):
+    """Reference: draw each token from a full forward over the sequence so far, with `settings_at(step)` (its seed
+    seeding a new generator whenever it changes), one multinomial draw per step."""
+    sequence, generator, seed = list(context), None, object()
+    for step in range(n_steps):
+        settings = dict(settings_at(step))
+        if settings["seed"] != seed:
+            seed = settings["seed"]
+            generator = torch.Generator().manual_seed(seed)
+        view = {name: value for name, value in settings.items() if name != "seed"}
+        probs = distribution(full_logits(model, source, sequence)[-1], **view)  # (V,)
+        sequence.append(int(torch.multinomial(probs[None], 1, generator=generator)[0, 0]))
+        if sequence[-1] == EOS:
+            break
+    return sequence[len(context):]
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm"])
+def test_a_change_of_settings_keeps_the_tokens_before_it_and_draws_the_rest_with_the_new_ones(kind):
+    model = make_model(kind, seed=1)
+    source, context = source_and_context(kind)
+    settings = dict(temperature=1.0, top_k=None, top_p=None, seed=0)
+    before = sample(model, None, INPUTS[kind], max_new_tokens=10, **settings)
+    hotter = dict(settings, temperature=2.0, top_k=6)
+    changed = sample(model, None, INPUTS[kind], max_new_tokens=10, **settings, changes={3: dict(temperature=2.0,
+                                                                                                 top_k=6)})
+    assert changed.ids()[:3] == before.ids()[:3]
+    assert changed.ids() == sampling_by_recomputation(model, source, context, 10,
+                                                      lambda t: hotter if t >= 3 else settings)
+    step = changed.steps[3]
+    expected = distribution(full_logits(model, source, context + changed.ids()[:3])[-1], temperature=2.0, top_k=6)
+    torch.testing.assert_close(step.top_probs[0], expected.sort(descending=True).values[:step.top_probs.shape[1]],
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(step.entropy[0], torch.special.entr(expected).sum(), atol=1e-4, rtol=0)
+    reseeded = sample(model, None, INPUTS[kind], max_new_tokens=10, **settings, changes={2: dict(seed=5)})
+    assert reseeded.ids() == sampling_by_recomputation(model, source, context, 10,
+                                                       lambda t: dict(settings, seed=5) if t >= 2 else settings)
+    at_start = sample(model, None, INPUTS[kind], max_new_tokens=10, **settings, changes={0: dict(temperature=2.0,
+                                                                                                  top_k=6)})
+    assert at_start.ids() == sample(model, None, INPUTS[kind], max_new_tokens=10, **hotter).ids()
+
+
+def test_a_change_of_settings_is_checked():
+    model = make_model("seq2seq")
+    with pytest.raises(ValueError, match="only temperature, top_k, top_p, seed"):
+        sample(model, None, INPUTS["seq2seq"], changes={2: dict(width=3)})
+    with pytest.raises(ValueError, match="temperature"):
+        sample(model, None, INPUTS["seq2seq"], changes={2: dict(temperature=-1.0)})
+    with pytest.raises(ValueError, match="not a step"):
+        sample(model, None, INPUTS["seq2seq"], changes={-1: dict(temperature=2.0)})
+
+
 # forcing --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
