@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from page_helpers import charts, z_of
+from page_helpers import charts, shown, z_of
 from page_helpers import open_page as open_any_page
 
 from attnviz.app import markdown
@@ -121,7 +121,16 @@ def test_shared_link_restores_the_view(page_models):
 def test_bad_input_gets_a_message(page_models, text, message):
     at = open_page(model="test-reverse", text=text)
     assert not at.exception
-    assert any(message in w.value for w in at.warning)
+    assert any(message in shown(w) for w in at.warning)
+
+
+def test_a_paste_longer_than_the_box_is_cut_with_a_warning(page_models):
+    at = open_page(model="test-reverse", text="abc")
+    at.text_input(key="input_box").input("hgfedcba" * 250).run()  # 2000 characters: a box with a limit drops it
+    assert not at.exception
+    assert at.text_input(key="input_box").value == ("hgfedcba" * 250)[:1000]
+    assert any("is 1000 tokens long; only its first" in shown(w) for w in at.warning)
+    assert at.query_params["text"] in (("hgfedcba" * 125), ["hgfedcba" * 125])
 
 
 def test_language_model_has_decoder_self_attention_only(page_models):
