@@ -3,7 +3,7 @@ which device trains them. The other pages are the files in pages/ (Streamlit's p
 attnviz.app.ui.PAGES."""
 import streamlit as st
 
-from attnviz.app import ui
+from attnviz.app import markdown, ui
 from attnviz.app.tables import models_table
 from attnviz.training.device import describe, pick_device
 
@@ -39,7 +39,7 @@ else:
     st.info("No trained model yet. Train one on **Train live**, or from a terminal: "
             "`python -m attnviz train --help`.")
 for path, problem in infos.problems:
-    st.warning(f"Skipped {path.name}: {problem}")
+    st.warning(markdown.escape(f"Skipped {path.name}: {problem}"))
 
 st.subheader("Device")
 device = pick_device("auto")

@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from attnviz.app import figures, ui
+from attnviz.app import figures, markdown, ui
 from attnviz.app.tables import marked_html
 from attnviz.app.text import BEYOND_TEXT, COST_NOTE, GROUPED_TEXT, LENGTH_CLAIM, LENGTH_SOURCES, MARKS_NOTE, trend
 from attnviz.interpret.comparison import (accuracy_by_length, alignment, by_length, forward_cost, lengths_up_to,
@@ -79,7 +79,7 @@ exact_col.plotly_chart(figures.curves([], curve(contenders.values(), "exact_matc
 def same_input(text):
     """Every model's output with errors marked, then the alignments on the grid of one shared target."""
     expected = reference(task, text)
-    st.markdown(f"Right answer: `{expected}`" if expected else "No right answer is known for this input: the "
+    st.markdown(f"Right answer: {markdown.code(expected)}" if expected else "No right answer is known for this input: the "
                 "outputs are not marked, and the alignments use the Transformer's output as the target.")
     try:
         outputs = {label: translate(c.model, c.task.tokenizer, text) for label, c in contenders.items()}

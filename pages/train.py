@@ -3,7 +3,7 @@ attention form. Runs belong to the server, not to the tab: a reload or another p
 and a run whose tab is gone finishes and is saved."""
 import streamlit as st
 
-from attnviz.app import figures, ui
+from attnviz.app import figures, markdown, ui
 from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, USER_TASKS, attention_kinds, curve_figures,
                                     induction_figures, lapse_pattern, output_history, preset_fixed_sizes,
                                     preset_labels, preset_name, preset_settings, probe_label, probe_target,
@@ -86,7 +86,7 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
         try:
             task = cached_task(task_name, upload.getvalue() if upload else None)
         except ValueError as error:  # an upload's problem names its line
-            st.error(f"{upload.name}: {error}" if upload else str(error))
+            st.error(markdown.escape(f"{upload.name}: {error}" if upload else str(error)))
     if task is not None:
         try:
             plan = plan_run(task, architecture, sizes, train, name, owner,
@@ -103,7 +103,7 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
         st.caption("Your run is going: stop it, or let it finish, to start another.")
 
 if run_name and run is None:
-    st.info(f"The run {run_name!r} is not on this server any more (it restarted). If it had finished, it was saved: "
+    st.info(f"The run {markdown.escape(repr(run_name))} is not on this server any more (it restarted). If it had finished, it was saved: "
             "look for it in the model picker.")
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from attnviz.app.markdown import code, escape
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
-from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
+from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, input_notes, run_input
 from attnviz.training import checkpoint
 from attnviz.training.device import describe, pick_device, set_threads_once
 from attnviz.training.runs import REGISTRY
@@ -304,6 +304,18 @@ def input_text(task, label="Input"):
     st.session_state["input_default"] = default
     return linked_text(st.text_input, label, "input_box", "input_text", "text", default,
                        help="Shared by every page and kept in the link. Press Enter to apply.")
+
+
+def input_notes_or_stop(task, text):
+    """The notes every page gives on an input (`input_notes`) as warnings; an input with nothing to read ends
+    the page with its warning."""
+    try:
+        notes = input_notes(task, text)
+    except ValueError as error:
+        st.warning(escape(str(error)))
+        st.stop()
+    for note in notes:
+        st.warning(escape(note))
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model…")
