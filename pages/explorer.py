@@ -3,7 +3,7 @@ statistics, rollout, switching heads off, and the captured weights as files."""
 import streamlit as st
 
 from attnviz.app import figures, markdown, ui
-from attnviz.app.text import ROLLOUT_CAPTION
+from attnviz.app.text import ROLLOUT_CAPTION, rollout_title
 from attnviz.interpret.ablation import ablation_summary, single_head_effects
 from attnviz.interpret.export import npz_bytes, patterns_table
 from attnviz.interpret.head_stats import STATS, head_stats_table, stat_matrix
@@ -85,16 +85,16 @@ with ablation_tab:  # drawn first in code: the grid marks the heads switched off
     if st.toggle("Rank every head: switch each off alone", key="rank_heads"):
         st.dataframe(head_ranking(picked, ui.model_key(picked)).drop(columns="module"), hide_index=True,
                      key="ranking", column_config={"loss_change": st.column_config.NumberColumn(format="%+.4f"),
-                                                   "accuracy_change": st.column_config.NumberColumn(format="%+.2%")})
+                                                   "accuracy_change": st.column_config.NumberColumn(format="%+.4f")})
         st.caption("On up to 256 test examples; the heads that matter most come first.")
 
 with heads_tab:
     off_here = {(layer, h) for k, layer, h in off if k == kind}
-    st.plotly_chart(figures.attention_grid(
-        patterns, masked=blocked, off=off_here,
-        title=f"{n_layers} layer{'s' if n_layers > 1 else ''} × {n_heads} head{'s' if n_heads > 1 else ''}: "
-              "row = query, column = key"),
-        key="grid")
+    if n_layers * n_heads > 1:  # one head: the zoom below is all there is
+        ui.head_grid(figures.attention_grid(
+            patterns, masked=blocked, off=off_here, clickable=True,
+            title=f"{n_layers} layer{'s' if n_layers > 1 else ''} × {n_heads} head{'s' if n_heads > 1 else ''}: "
+                  "row = query, column = key; click a head to zoom"), "grid")
     controls, zoom = st.columns([1, 3])
     layer, head = ui.layer_and_head(n_layers, n_heads, controls)
     stats = table[(table["kind"] == kind) & (table["layer"] == layer) & (table["head"] == head)].iloc[0]
@@ -143,7 +143,7 @@ with rollout_tab:
                          key="raw")
         rolled.plotly_chart(figures.attention_heatmap(attention_rollout(patterns)[upto], query_labels,
                                                       key_labels, masked=blocked, x_title="input token",
-                                                      y_title="position", title=f"Rollout through layers 0–{upto}"),
+                                                      y_title="position", title=rollout_title(upto)),
                             key="rollout")
         st.caption(ROLLOUT_CAPTION)
 

@@ -3,7 +3,7 @@ your sentences, their statistics, rollout, and what switching heads off does to 
 import streamlit as st
 
 from attnviz.app import figures, markdown, ui
-from attnviz.app.text import ROLLOUT_CAPTION
+from attnviz.app.text import ROLLOUT_CAPTION, rollout_title
 from attnviz.interpret.bert_heads import HEAD_STATS, bert_head_stats
 from attnviz.interpret.head_stats import stat_matrix
 from attnviz.interpret.rollout import attention_rollout
@@ -78,9 +78,10 @@ heads_tab, stats_tab, rollout_tab, similarity_tab = st.tabs(
     ["Heads", "Head statistics", "Rollout", "Similarity and ablation"])
 
 with heads_tab:
-    st.plotly_chart(figures.attention_grid(
-        patterns, title=f"All {n_layers} layers × {n_heads} heads: each row of a square is where one token looks"),
-        key="minilm_grid")
+    ui.head_grid(figures.attention_grid(
+        patterns, clickable=True,
+        title=f"All {n_layers} layers × {n_heads} heads: each row of a square is where one token looks; "
+              "click a head to zoom"), "minilm_grid")
     controls, zoom = st.columns([1, 3])
     layer, head = ui.layer_and_head(n_layers, n_heads, controls)
     row = stats[(stats["layer"] == layer) & (stats["head"] == head)].iloc[0]
@@ -111,7 +112,7 @@ with rollout_tab:
                                                title=f"Raw attention of layer {upto}, mean of its heads"),
                      key="minilm_raw")
     rolled.plotly_chart(figures.attention_heatmap(attention_rollout(patterns)[upto], labels, labels,
-                                                  title=f"Rollout through layers 0–{upto}", x_title="input token",
+                                                  title=rollout_title(upto), x_title="input token",
                                                   y_title="position"), key="minilm_rollout")
     st.caption(ROLLOUT_CAPTION)
 

@@ -3,6 +3,7 @@
 The only module of attnviz that imports streamlit. Pages call these instead of repeating them, so the
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -266,6 +267,18 @@ def layer_and_head(n_layers, n_heads, where=st):
     left, right = where.columns(2)
     return (carried_choice("Layer", range(n_layers), "layer", left.selectbox),
             carried_choice("Head", range(n_heads), "head", right.selectbox))
+
+
+def _zoom_clicked_head(key):
+    points = st.session_state[key].selection.points
+    if points and len(points[0].get("customdata") or ()) == 2:
+        st.session_state["layer_kept"], st.session_state["head_kept"] = map(int, points[0]["customdata"])
+
+
+def head_grid(figure, key, where=st):
+    """An `attention_grid(..., clickable=True)` on which a click on a head picks it in `layer_and_head` (drawn
+    after it): the zoom beside the grid shows that head."""
+    where.plotly_chart(figure, key=key, on_select=partial(_zoom_clicked_head, key), selection_mode="points")
 
 
 def example_input(task):

@@ -64,7 +64,7 @@ def test_grid_shows_all_6_x_12_heads_of_the_chosen_sentence(minilm):
     for index in (0, 2):
         at.selectbox(key="minilm_sentence").set_value(index).run()
         grid = chart(at, "minilm_grid")
-        assert len(grid["data"]) == 6 * 12
+        assert [trace["type"] for trace in grid["data"]] == ["heatmap"] * 72 + ["scatter"] * 72  # + click targets
         expected = reference.patterns(index).numpy()  # (6, 12, n, n)
         for trace_number in (0, 5 * 12 + 11):  # layer 0 head 0, layer 5 head 11
             layer, head = divmod(trace_number, 12)
