@@ -3,6 +3,7 @@ statistics, rollout, switching heads off, and the captured weights as files."""
 import streamlit as st
 
 from attnviz.app import figures, markdown, ui
+from attnviz.app.head_view import MIN_WEIGHT, head_view
 from attnviz.app.text import ROLLOUT_CAPTION, rollout_title
 from attnviz.interpret.ablation import ablation_summary, single_head_effects
 from attnviz.interpret.export import npz_bytes, patterns_table
@@ -59,8 +60,8 @@ def brackets(_picked, key):
 
 
 table = head_stats_table(run.cache, run.src, run.tgt_in)
-heads_tab, stats_tab, rollout_tab, ablation_tab, export_tab = st.tabs(
-    ["Heads", "Head statistics", "Rollout", "Switch heads off", "Export"])
+heads_tab, head_view_tab, stats_tab, rollout_tab, ablation_tab, export_tab = st.tabs(
+    ["Heads", "Head view", "Head statistics", "Rollout", "Switch heads off", "Export"])
 
 with ablation_tab:  # drawn first in code: the grid marks the heads switched off here
     st.markdown("A head switched off contributes zeros to its layer's output. What does the model lose?")
@@ -108,6 +109,18 @@ with heads_tab:
     zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], query_labels, key_labels, masked=blocked,
                                                 title=f"{ui.KIND_LABELS[kind]}: layer {layer}, head {head}", width=700),
                       key="zoom")
+
+with head_view_tab:  # bertviz's head view of the layer picked under Heads
+    pick_heads, pick_focus = st.columns(2)
+    shown_heads = pick_heads.multiselect("Heads", range(n_heads), default=[head], key="head_view_heads",
+                                         format_func=lambda h: f"head {h}", help="Each head in its own colour.")
+    focus = pick_focus.selectbox("Focus on", [None, *range(len(query_labels))], key="head_view_focus",
+                                 format_func=lambda i: "every token" if i is None else f"{i} {query_labels[i]}",
+                                 help="Or click a token on the left.")
+    ui.head_view_chart(head_view(patterns[layer], query_labels, key_labels, shown_heads, focus,
+                                 title=f"{ui.KIND_LABELS[kind]}: layer {layer}"), "head_view", "head_view_focus")
+    st.caption(f"Each line joins a query (left) to a key (right); its opacity is the attention weight (lines under "
+               f"{MIN_WEIGHT} are left out). Click a token on the left to see its lines alone.")
 
 with stats_tab:
     stat = st.selectbox("Statistic", list(STATS), key="stat",

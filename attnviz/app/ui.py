@@ -281,6 +281,17 @@ def head_grid(figure, key, where=st):
     where.plotly_chart(figure, key=key, on_select=partial(_zoom_clicked_head, key), selection_mode="points")
 
 
+def _focus_clicked_token(key, focus_key):
+    points = st.session_state[key].selection.points
+    if points and points[0].get("curve_number") == 0:  # the query column (`head_view`'s first trace)
+        st.session_state[focus_key] = int(points[0]["customdata"])
+
+
+def head_view_chart(figure, key, focus_key):
+    """A `head_view` figure on which a click on a query token focuses it (sets the widget keyed `focus_key`)."""
+    st.plotly_chart(figure, key=key, on_select=partial(_focus_clicked_token, key, focus_key), selection_mode="points")
+
+
 def example_input(task):
     """One of the task's own test inputs, the input until the user types one."""
     if not task.probes:

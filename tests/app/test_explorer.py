@@ -1,4 +1,5 @@
 """The attention explorer page through AppTest: charts carry the captured patterns, with their shapes."""
+import html
 import json
 import re
 
@@ -313,3 +314,36 @@ def test_every_head_of_the_grid_has_a_click_target_over_it(page_models):
         under = heads[layer * 2 + head]
         assert under["name"] == f"layer {layer} head {head}"
         assert (target.get("xaxis"), target.get("yaxis")) == (under.get("xaxis"), under.get("yaxis"))  # same subplot
+
+
+def head_view_lines(figure):
+    """{(head, query, key): opacity} of a head view's lines."""
+    return {tuple(trace["customdata"][0]): trace["opacity"] for trace in figure["data"] if trace["mode"] == "lines"}
+
+
+def test_head_view_lines_are_the_captured_weights(page_models):
+    from attnviz.app.head_view import MIN_WEIGHT
+    from attnviz.models.hooks import capture
+    at = open_page(model="test-reverse", text="abcdef", attention="cross", layer="0", head="1")
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    _, run = reference("test-reverse", "abcdef")
+    with capture(picked.model) as cache, torch.no_grad():  # a capture of our own, on the same tokens
+        picked.model(run.src, run.tgt_in)
+    captured = cache["decoder.layers.0.cross_attn.hook_pattern"][0]  # (H, Tq, Tk)
+    figure = charts(at)["head_view"]
+    escaped = lambda labels: [html.escape(label) for label in labels]  # plotly reads "<bos>" as a tag
+    assert figure["data"][0]["text"] == escaped(run.tgt_labels) and figure["data"][1]["text"] == escaped(run.src_labels)
+    expected = {(1, i, j): float(w) for (i, j), w in np.ndenumerate(captured[1].numpy()) if w >= MIN_WEIGHT}
+    lines = head_view_lines(figure)
+    assert lines.keys() == expected.keys()
+    assert np.allclose([lines[k] for k in expected], list(expected.values()), atol=1e-6)
+
+    at.multiselect(key="head_view_heads").set_value([0, 1]).run()
+    at.selectbox(key="head_view_focus").set_value(2).run()
+    lines = head_view_lines(charts(at)["head_view"])
+    expected = {(h, 2, j): float(captured[h, 2, j]) for h in (0, 1) for j in range(captured.shape[-1])
+                if captured[h, 2, j] >= MIN_WEIGHT}
+    assert lines.keys() == expected.keys()  # the focused token's lines only, of both heads
+    assert np.allclose([lines[k] for k in expected], list(expected.values()), atol=1e-6)
+    colours = {trace["line"]["color"] for trace in charts(at)["head_view"]["data"] if trace["mode"] == "lines"}
+    assert len(colours) == 2

@@ -1,5 +1,6 @@
 """The attention explorer's downloads in a real browser: the files carry the captured weights."""
 import io
+import re
 import shutil
 
 import numpy as np
@@ -12,6 +13,9 @@ from attnviz import TransformerConfig, build_model
 from attnviz.data.tasks import make_task
 from attnviz.interpret.input_run import run_input
 from attnviz.training import checkpoint
+
+LOAD_TIMEOUT_MS = 90_000
+
 
 
 @pytest.fixture
@@ -63,3 +67,24 @@ def test_explorer_exports_the_captured_weights(open_page, small_model):
     assert set(arrays.files) == set(run.cache)
     for name, pattern in run.cache.items():
         assert np.allclose(arrays[name], pattern.numpy(), atol=1e-6)
+
+
+def script_done(page):
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_be_attached(
+        timeout=LOAD_TIMEOUT_MS)
+
+
+def chart_title(page, key):
+    return page.locator(f".st-key-{key} .gtitle").first.text_content(timeout=LOAD_TIMEOUT_MS)
+
+
+def test_clicking_a_head_of_the_grid_zooms_it(open_page, small_model):
+    page = open_page("explorer?model=export-test&text=abcab&attention=encoder+self&layer=0&head=0")
+    assert chart_title(page, "zoom").endswith("layer 0, head 0")
+    target = page.locator(".st-key-grid .scatterlayer .trace").nth(1).locator("path.point")  # layer 0, head 1
+    box = target.bounding_box(timeout=LOAD_TIMEOUT_MS)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator(".st-key-zoom .gtitle").first).to_have_text(re.compile("layer 0, head 1$"),
+                                                                    timeout=LOAD_TIMEOUT_MS)
+    script_done(page)
+    assert "head=1" in page.url
