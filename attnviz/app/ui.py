@@ -292,6 +292,22 @@ def head_view_chart(figure, key, focus_key):
     st.plotly_chart(figure, key=key, on_select=partial(_focus_clicked_token, key, focus_key), selection_mode="points")
 
 
+def linked_slider(label, low, high, default, key, param, where=st, **kwargs):
+    """A whole-number slider kept in the session (beside its widget, like `carried_choice`) and in the URL as
+    ?param=..., so a reload or a shared link restores it; a value outside [low, high] is clamped to it."""
+    value = st.session_state.get(f"{key}_kept")
+    if value is None:
+        try:
+            value = int(st.query_params.get(param, default))
+        except ValueError:  # not a number: a link typed by hand
+            value = default
+    st.session_state[key] = min(max(value, low), high)
+    value = where.slider(label, low, high, key=key, on_change=_keep_choice, args=(key,), **kwargs)
+    st.session_state[f"{key}_kept"] = value
+    st.query_params[param] = str(value)
+    return value
+
+
 def example_input(task):
     """One of the task's own test inputs, the input until the user types one."""
     if not task.probes:
