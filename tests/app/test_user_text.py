@@ -6,8 +6,6 @@ labels and help) is rendered with markdown-it-py, a CommonMark implementation, w
 Streamlit, which drops raw HTML outside `unsafe_allow_html`); no <img>, <a> or <script> may come out of it, and no
 plotly figure may carry those tags in its text.
 """
-import json
-
 import pytest
 from markdown_it import MarkdownIt
 from page_helpers import open_page
