@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from page_helpers import shown
+
 from attnviz.app.train_view import preset_labels, preset_name
 from attnviz.models.architectures import RNN_SIZES
 from attnviz.training import checkpoint
@@ -189,13 +191,13 @@ def test_a_bad_upload_names_the_line():
     assert any("Upload a TSV file" in i.value for i in at.info) and at.button(key="train_start").disabled
     at.file_uploader(key="train_upload").upload("pairs.tsv", b"abc\tcba\nno tab here\n", "text/tab-separated-values")
     at.run()
-    assert any("pairs.tsv: line 2 of the TSV file" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("pairs.tsv: line 2 of the TSV file" in shown(e) for e in at.error), [e.value for e in at.error]
 
     at.selectbox(key="train_task").set_value("text").run()
     assert [option.split(":")[0] for option in at.selectbox(key="train_architecture").options] == ["lm"]
     at.file_uploader(key="train_upload").upload("notes.txt", b"fine\n\xff\n", "text/plain")
     at.run()
-    assert any("line 2 of the text is not UTF-8" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("line 2 of the text is not UTF-8" in shown(e) for e in at.error), [e.value for e in at.error]
 
 
 def test_a_preset_fills_the_settings():

@@ -131,9 +131,9 @@ def test_a_shared_link_gives_back_the_same_view_in_a_fresh_browser(open_page, br
     page = open_page(start)
     if url_path == "mechanics":  # change the view by hand before sharing it: a new input, typed
         box = page.locator(".st-key-input_box input")
-        box.fill("cabba")
+        box.fill("cabba", timeout=LOAD_TIMEOUT_MS)
         box.press("Enter")
-        expect(box).to_have_value("cabba")
+        expect(box).to_have_value("cabba", timeout=LOAD_TIMEOUT_MS)
     shown = view_of(page)
     assert any(expected in text for texts in shown.values() for text in texts), shown
     context = browser.new_context(viewport={"width": 1400, "height": 1000})  # no cookies, no session
@@ -148,8 +148,9 @@ def test_a_shared_link_gives_back_the_same_view_in_a_fresh_browser(open_page, br
 
 def test_clicking_a_token_of_the_head_view_focuses_it(open_page, small_model):
     page = open_page("explorer?model=export-test&text=abcab&attention=encoder+self&layer=0&head=0")
-    page.get_by_role("tab", name="Head view").click()
+    page.get_by_role("tab", name="Head view").click(timeout=LOAD_TIMEOUT_MS)
     lines = page.locator(".st-key-head_view .scatterlayer .trace.scatter")
+    expect(lines.nth(2)).to_be_attached(timeout=LOAD_TIMEOUT_MS)  # the chart has drawn its lines
     all_lines = lines.count()
     token = page.locator(".st-key-head_view .scatterlayer .trace").first.locator("path.point").nth(2)
     box = token.bounding_box(timeout=LOAD_TIMEOUT_MS)
