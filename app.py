@@ -3,7 +3,7 @@ which device trains them. The other pages are the files in pages/ (Streamlit's p
 attnviz.app.ui.PAGES."""
 import streamlit as st
 
-from attnviz.app import ui
+from attnviz.app import markdown, ui
 from attnviz.app.tables import models_table
 from attnviz.i18n import _
 from attnviz.training.device import describe, pick_device
@@ -40,7 +40,7 @@ else:
     st.info(_("No trained model yet. Train one on **Train live**, or from a terminal: "
               "`python -m attnviz train --help`."))
 for path, problem in infos.problems:
-    st.warning(_("Skipped {folder}: {problem}").format(folder=path.name, problem=problem))
+    st.warning(markdown.escape(_("Skipped {folder}: {problem}").format(folder=path.name, problem=problem)))
 
 st.subheader(_("Device"))
 device = pick_device("auto")

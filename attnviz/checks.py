@@ -65,3 +65,20 @@ def check_text(text):
     except UnicodeEncodeError as error:  # a lone surrogate, which no file or text box can hold
         raise ValueError(f"the text has an invalid character (lone surrogate) at position {error.start}") from None
     return text
+
+
+# What every page says about a user's input, so the same input gets the same answer everywhere.
+
+EMPTY_INPUT = "The input is empty or only spaces: type something for the model to read."
+
+
+def cut_note(n_tokens, kept, max_tokens, what="The input"):
+    """The note for an input cut to its first `max_tokens` tokens (`kept`, the text of those)."""
+    return (f"{what} is {n_tokens} tokens long; only its first {max_tokens} are used (\u201c{kept}\u201d): more "
+            "than that per side makes unreadable heatmaps.")
+
+
+def unknown_note(unknown, unknown_token="<unk>"):
+    """The note for characters a tokenizer does not know (`unknown`, a list of them)."""
+    return (f"The model's tokenizer does not know {', '.join(map(repr, unknown))}: it reads "
+            f"{'it' if len(unknown) == 1 else 'them'} as {unknown_token}, so expect a strange output.")

@@ -65,14 +65,12 @@ picked = ui.model_or_stop()
 task = ui.task_or_stop(picked)
 model, tokenizer = picked.model, picked.tokenizer
 text = ui.input_text(task, "Source" if model.has_encoder else "Prompt (may be empty)")
+ui.input_notes_or_stop(task, text)
 try:  # a language model's prompt leaves room for at least one new token
     ids = task.encode_source(text, model.config.max_len - (0 if model.has_encoder else 1))  # (1, S)
 except ValueError as error:
     st.error(markdown.escape(f"Cannot decode this input: {error}."))
     st.stop()
-if unknown := task.unknown_characters(text):
-    st.warning(markdown.escape(f"{picked.name} does not know {', '.join(map(repr, unknown))}: it reads "
-                               f"{'it' if len(unknown) == 1 else 'them'} as <unk>, so expect a strange output."))
 room = model.config.max_len - (1 if model.has_encoder else ids.shape[1])
 method, max_new, view, settings = ui.decoding_controls(tokenizer.vocab_size, room)
 options = [i for i in range(tokenizer.vocab_size) if i not in (tokenizer.pad_id, tokenizer.bos_id)]  # forceable

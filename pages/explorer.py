@@ -3,7 +3,8 @@ statistics, rollout, switching heads off, and the captured weights as files."""
 import streamlit as st
 
 from attnviz.app import figures, markdown, ui
-from attnviz.app.text import ROLLOUT_CAPTION
+from attnviz.app.head_view import MIN_WEIGHT, head_view
+from attnviz.app.text import ROLLOUT_CAPTION, rollout_title
 from attnviz.interpret.ablation import ablation_summary, single_head_effects
 from attnviz.interpret.export import npz_bytes, patterns_table
 from attnviz.interpret.head_stats import STATS, head_stats_table, stat_matrix
@@ -59,8 +60,8 @@ def brackets(_picked, key):
 
 
 table = head_stats_table(run.cache, run.src, run.tgt_in)
-heads_tab, stats_tab, rollout_tab, ablation_tab, export_tab = st.tabs(
-    ["Heads", "Head statistics", "Rollout", "Switch heads off", "Export"])
+heads_tab, head_view_tab, stats_tab, rollout_tab, ablation_tab, export_tab = st.tabs(
+    ["Heads", "Head view", "Head statistics", "Rollout", "Switch heads off", "Export"])
 
 with ablation_tab:  # drawn first in code: the grid marks the heads switched off here
     st.markdown("A head switched off contributes zeros to its layer's output. What does the model lose?")
@@ -85,16 +86,16 @@ with ablation_tab:  # drawn first in code: the grid marks the heads switched off
     if st.toggle("Rank every head: switch each off alone", key="rank_heads"):
         st.dataframe(head_ranking(picked, ui.model_key(picked)).drop(columns="module"), hide_index=True,
                      key="ranking", column_config={"loss_change": st.column_config.NumberColumn(format="%+.4f"),
-                                                   "accuracy_change": st.column_config.NumberColumn(format="%+.2%")})
+                                                   "accuracy_change": st.column_config.NumberColumn(format="%+.4f")})
         st.caption("On up to 256 test examples; the heads that matter most come first.")
 
 with heads_tab:
     off_here = {(layer, h) for k, layer, h in off if k == kind}
-    st.plotly_chart(figures.attention_grid(
-        patterns, masked=blocked, off=off_here,
-        title=f"{n_layers} layer{'s' if n_layers > 1 else ''} × {n_heads} head{'s' if n_heads > 1 else ''}: "
-              "row = query, column = key"),
-        key="grid")
+    if n_layers * n_heads > 1:  # one head: the zoom below is all there is
+        ui.head_grid(figures.attention_grid(
+            patterns, masked=blocked, off=off_here, clickable=True,
+            title=f"{n_layers} layer{'s' if n_layers > 1 else ''} × {n_heads} head{'s' if n_heads > 1 else ''}: "
+                  "row = query, column = key; click a head to zoom"), "grid")
     controls, zoom = st.columns([1, 3])
     layer, head = ui.layer_and_head(n_layers, n_heads, controls)
     stats = table[(table["kind"] == kind) & (table["layer"] == layer) & (table["head"] == head)].iloc[0]
@@ -108,6 +109,18 @@ with heads_tab:
     zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], query_labels, key_labels, masked=blocked,
                                                 title=f"{ui.KIND_LABELS[kind]}: layer {layer}, head {head}", width=700),
                       key="zoom")
+
+with head_view_tab:  # bertviz's head view of the layer picked under Heads
+    pick_heads, pick_focus = st.columns(2)
+    shown_heads = pick_heads.multiselect("Heads", range(n_heads), default=[head], key="head_view_heads",
+                                         format_func=lambda h: f"head {h}", help="Each head in its own colour.")
+    focus = pick_focus.selectbox("Focus on", [None, *range(len(query_labels))], key="head_view_focus",
+                                 format_func=lambda i: "every token" if i is None else f"{i} {query_labels[i]}",
+                                 help="Or click a token on the left.")
+    ui.head_view_chart(head_view(patterns[layer], query_labels, key_labels, shown_heads, focus,
+                                 title=f"{ui.KIND_LABELS[kind]}: layer {layer}"), "head_view", "head_view_focus")
+    st.caption(f"Each line joins a query (left) to a key (right); its opacity is the attention weight (lines under "
+               f"{MIN_WEIGHT} are left out). Click a token on the left to see its lines alone.")
 
 with stats_tab:
     stat = st.selectbox("Statistic", list(STATS), key="stat",
@@ -143,7 +156,7 @@ with rollout_tab:
                          key="raw")
         rolled.plotly_chart(figures.attention_heatmap(attention_rollout(patterns)[upto], query_labels,
                                                       key_labels, masked=blocked, x_title="input token",
-                                                      y_title="position", title=f"Rollout through layers 0–{upto}"),
+                                                      y_title="position", title=rollout_title(upto)),
                             key="rollout")
         st.caption(ROLLOUT_CAPTION)
 

@@ -34,8 +34,8 @@ def show_table(table, key, kind="sinusoidal"):
         similar = positional_similarity(table, kind == "learned")  # (T, T)
         st.plotly_chart(figures.similarity_heatmap(similar, title=title, x_title="position j", y_title="position i"),
                         key=f"{key}_similarity")
-    shift = st.slider("Offset k", 1, min(T - 1, 50), min(3, T - 1), key=f"{key}_k",
-                      help="Is there one matrix M_k with PE(pos + k) = M_k PE(pos) for every pos?")
+    shift = ui.linked_slider("Offset k", 1, min(T - 1, 50), min(3, T - 1), f"{key}_k", f"{key}_k",
+                             help="Is there one matrix M_k with PE(pos + k) = M_k PE(pos) for every pos?")
     matrix, error = shift_check(table, shift)
     formula, heatmap = st.columns([2, 3])
     formula.latex(r"PE(pos + k) = M_k \, PE(pos)")
@@ -52,8 +52,8 @@ def show_table(table, key, kind="sinusoidal"):
 
 st.header("The sinusoidal table")
 d_model, length = st.columns(2)
-D = d_model.slider("d_model", 2, 256, 64, step=2, key="pe_d_model")
-T = length.slider("Positions", 4, 256, 64, key="pe_length")
+D = ui.linked_slider("d_model", 2, 256, 64, "pe_d_model", "d_model", d_model, step=2)
+T = ui.linked_slider("Positions", 4, 256, 64, "pe_length", "positions", length)
 show_table(sinusoidal_table(T, D), "pe")
 
 st.header("The model's own encodings")
@@ -65,15 +65,16 @@ if not tables:
                if picked.meta.get("architecture") == "rnn" else
                "this Transformer was built with `positional=\"none\"`; only the causal mask (if any) tells it order."))
     st.stop()
-name = st.radio("Encoding", list(tables), key="pe_module", horizontal=True,
-                format_func=lambda n: f"{n} ({tables[n][0]})") if len(tables) > 1 else next(iter(tables))
+name = ui.choice("Encoding", tables, "pe_module", st.radio, "encoding", horizontal=True,
+                 format_func=lambda n: f"{n} ({tables[n][0]})") if len(tables) > 1 else next(iter(tables))
 kind, table = tables[name]
 task = ui.task_or_stop(picked)
 longest = max(task.max_src_len, task.max_tgt_len)
 st.markdown(f"`{name}` is **{kind}**" + (": the same formula as above." if kind == "sinusoidal" else
             ": a vector per position, trained with the model. Positions beyond the longest training sequence "
             f"({longest} tokens) were never trained."))
-rows = st.slider("Positions to show", min(4, len(table)), len(table), min(len(table), max(longest, 8)), key="pe_model_rows")
+rows = ui.linked_slider("Positions to show", min(4, len(table)), len(table), min(len(table), max(longest, 8)),
+                        "pe_model_rows", "rows")
 show_table(table[:rows], "model", kind)
 
 st.subheader("What the model loses without them")

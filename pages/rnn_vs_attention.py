@@ -94,7 +94,7 @@ exact_col.plotly_chart(figures.curves([], curve(contenders.values(), "exact_matc
 def same_input(text):
     """Every model's output with errors marked, then the alignments on the grid of one shared target."""
     expected = reference(task, text)
-    st.markdown(f"Right answer: `{expected}`" if expected else "No right answer is known for this input: the "
+    st.markdown(f"Right answer: {code(expected)}" if expected else "No right answer is known for this input: the "
                 "outputs are not marked, and the alignments use the Transformer's output as the target.")
     try:
         outputs = {label: translate(c.model, c.task.tokenizer, text) for label, c in contenders.items()}

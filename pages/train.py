@@ -117,7 +117,7 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
         try:
             task = cached_task(task_name, upload.getvalue() if upload else None)
         except ValueError as error:  # an upload's problem names its line
-            st.error(escape(f"{upload.name}: {error}" if upload else error))
+            st.error(escape(f"{upload.name}: {error}" if upload else str(error)))
     if task is not None:
         try:
             plan = plan_run(task, architecture, fixed | sizes, train, name, owner,

@@ -134,13 +134,16 @@ def attention_heatmap(weights, query_labels=None, key_labels=None, title="", mas
                           show_values=show_values, square=True, height=height, width=width)
 
 
-def attention_grid(patterns, title="", masked=None, off=(), width=900):
+def attention_grid(patterns, title="", masked=None, off=(), width=900, clickable=False):
     """Every layer x head of (L, H, Tq, Tk) patterns as small heatmaps in one figure.
 
-    Trace number `layer * H + head` is that head (its `name` says so), so a click or selection on the
-    chart maps back to a head. `masked` (Tq, Tk) applies to every head; heads in `off`, a set of
-    (layer, head), are titled "off" (e.g. ablated ones). Cells are square; `width` is the width (px) the
-    grid is drawn at, from which the rows get their height.
+    Trace number `layer * H + head` is that head (its `name` says so). `masked` (Tq, Tk) applies to every
+    head; heads in `off`, a set of (layer, head), are titled "off" (e.g. ablated ones). Cells are square;
+    `width` is the width (px) the grid is drawn at, from which the rows get their height.
+
+    `clickable=True` makes a click on a head select it: heatmaps send no selection events, so each head also
+    gets one invisible square marker as large as its thumbnail (traces L*H onwards, `customdata` [layer, head]),
+    which plotly selects on a click and Streamlit reports (`st.plotly_chart(on_select=...)`).
     """
     patterns = as_array(patterns, 4, "patterns (layers, heads, queries, keys)")
     L, H, Tq, Tk = patterns.shape
@@ -155,11 +158,24 @@ def attention_grid(patterns, title="", masked=None, off=(), width=900):
             z, _ = masked_values(patterns[l, h], masked)
             fig.add_trace(go.Heatmap(
                 z=z, coloraxis="coloraxis", name=f"layer {l} head {h}", hoverongaps=False,
-                hovertemplate=f"layer {l} head {h}<br>query %{{y}} key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
+                hoverinfo="skip" if clickable else None,
+                hovertemplate=None if clickable else
+                f"layer {l} head {h}<br>query %{{y}} key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
                 row=l + 1, col=h + 1)
             square_cells(fig, "center", row=l + 1, col=h + 1)
-    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed")
+    if clickable:
+        thumbnail_px = min(side, row_px - title_px)
+        for l in range(L):
+            for h in range(H):
+                fig.add_trace(go.Scatter(
+                    x=[(Tk - 1) / 2], y=[(Tq - 1) / 2], customdata=[[l, h]], mode="markers", name=f"pick L{l} H{h}",
+                    marker=dict(symbol="square", size=thumbnail_px, opacity=0),
+                    selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
+                    hovertemplate=f"layer {l} head {h}: click to zoom<extra></extra>", showlegend=False),
+                    row=l + 1, col=h + 1)
+        fig.update_layout(clickmode="event+select", dragmode=False)
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, range=[-0.5, Tk - 0.5])
+    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, range=[Tq - 0.5, -0.5])
     fig.update_annotations(font_size=11)
     fig.update_layout(coloraxis=dict(colorscale=ATTENTION_COLORS, cmin=0.0, cmax=1.0,
                                      colorbar=dict(title=dict(text="weight", side="right"), thickness=12)))

@@ -59,3 +59,10 @@ COST_NOTE = (
     "the additive attention of the LSTM keeps a T × T × hidden tensor. Time is wall-clock, the fastest of "
     "several passes: other work on a busy machine still makes it noisy.")
 MARKS_NOTE = "Red: wrong character, orange: one too many, grey: missing."
+
+
+def rollout_title(upto):
+    """The rollout chart's title: through layers 0 to `upto`, or of layer 0 alone (a one-layer stack)."""
+    if upto == 0:
+        return "Rollout of layer 0 alone: its heads' mean, mixed half-and-half with the identity"
+    return f"Rollout through layers 0–{upto}"

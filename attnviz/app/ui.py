@@ -5,6 +5,7 @@ model chosen in the sidebar is the same on every page and survives a reload (it 
 """
 import math
 import secrets
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -12,10 +13,10 @@ import streamlit as st
 
 from attnviz.app.markdown import code, escape
 from attnviz.app.owner import owner_token
-from attnviz.i18n import LANGUAGES, N_, _, preferred_language, use_language
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
+from attnviz.i18n import LANGUAGES, N_, _, preferred_language, use_language
 from attnviz.interpret.decoding_plan import LIMITS, parse_number, sampling_settings
-from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
+from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, input_notes, run_input
 from attnviz.training import checkpoint
 from attnviz.training.device import describe, pick_device, set_threads_once
 from attnviz.training.owners import owner_of, trained_by
@@ -308,16 +309,72 @@ def choice(label, options, key, widget=st.selectbox, param=None, fallback=0, **k
     return value
 
 
+def _keep_choice(key):
+    st.session_state[f"{key}_kept"] = st.session_state[key]
+
+
+def carried_choice(label, options, key, widget, **kwargs):
+    """A `choice` kept in the URL as ?key=... that also carries from page to page (explorer → mechanics →
+    decoding): a widget's own state ends with the page that drew it, so its value is kept beside it, under
+    key + "_kept", and handed to the widget of the same key on whichever page draws it next."""
+    options = list(options)
+    if st.session_state.get(f"{key}_kept") in options:
+        st.session_state[key] = st.session_state[f"{key}_kept"]
+    value = choice(label, options, key, widget, key, on_change=_keep_choice, args=(key,), **kwargs)
+    st.session_state[f"{key}_kept"] = value
+    return value
+
+
 def attention_kind(kinds):
-    """Encoder self-, decoder self- or cross-attention, among those the model has (kept in the URL)."""
-    return choice("Attention", kinds, "attention", st.radio, "attention", horizontal=True, format_func=KIND_LABELS.get)
+    """Encoder self-, decoder self- or cross-attention, among those the model has (kept in the URL and carried
+    to the other pages)."""
+    return carried_choice("Attention", kinds, "attention", st.radio, horizontal=True, format_func=KIND_LABELS.get)
 
 
 def layer_and_head(n_layers, n_heads, where=st):
-    """Layer and head pickers side by side (kept in the URL): (layer, head)."""
+    """Layer and head pickers side by side (kept in the URL and carried to the other pages): (layer, head)."""
     left, right = where.columns(2)
-    return (choice("Layer", range(n_layers), "layer", left.selectbox, "layer"),
-            choice("Head", range(n_heads), "head", right.selectbox, "head"))
+    return (carried_choice("Layer", range(n_layers), "layer", left.selectbox),
+            carried_choice("Head", range(n_heads), "head", right.selectbox))
+
+
+def _zoom_clicked_head(key):
+    points = st.session_state[key].selection.points
+    if points and len(points[0].get("customdata") or ()) == 2:
+        st.session_state["layer_kept"], st.session_state["head_kept"] = map(int, points[0]["customdata"])
+
+
+def head_grid(figure, key, where=st):
+    """An `attention_grid(..., clickable=True)` on which a click on a head picks it in `layer_and_head` (drawn
+    after it): the zoom beside the grid shows that head."""
+    where.plotly_chart(figure, key=key, on_select=partial(_zoom_clicked_head, key), selection_mode="points")
+
+
+def _focus_clicked_token(key, focus_key):
+    points = st.session_state[key].selection.points
+    if points and points[0].get("curve_number") == 0:  # the query column (`head_view`'s first trace)
+        st.session_state[focus_key] = int(points[0]["customdata"])
+
+
+def head_view_chart(figure, key, focus_key):
+    """A `head_view` figure on which a click on a query token focuses it (sets the widget keyed `focus_key`)."""
+    st.plotly_chart(figure, key=key, on_select=partial(_focus_clicked_token, key, focus_key), selection_mode="points")
+
+
+def linked_slider(label, low, high, default, key, param, where=st, **kwargs):
+    """A whole-number slider kept in the session (beside its widget, like `carried_choice`) and in the URL as
+    ?param=..., so a reload or a shared link restores it; a value outside [low, high] is clamped to it."""
+    value = st.session_state.get(f"{key}_kept")
+    if value is None:
+        try:
+            value = int(st.query_params.get(param, default))
+        except ValueError:  # not a number: a link typed by hand
+            value = default
+    st.session_state[key] = min(max(value, low), high)
+    value = where.slider(label, low, high, key=key, on_change=_keep_choice, args=(key,), **kwargs)
+    st.session_state[f"{key}_kept"] = value
+    st.query_params[param] = str(value)
+    return value
 
 
 def example_input(task):
@@ -330,24 +387,44 @@ def example_input(task):
     return " ".join(words[1:-1] if len(words) > 2 else words).strip()
 
 
-def _keep_typed_text():
-    st.session_state["input_text"] = st.session_state["input_box"]
+def linked_text(widget, label, box, kept, param, default, limit=MAX_INPUT_CHARS, **kwargs):
+    """A text box (`widget`: st.text_input or st.text_area, keyed `box`) whose text is kept in the session under
+    `kept` and in the URL as ?param=..., so it survives switching pages and travels with a shared link.
+
+    Any length may be typed or pasted (a box with a limit would drop a longer paste without a word); the first
+    `limit` characters are kept, and a page that reads fewer tokens cuts them with a warning."""
+    if kept not in st.session_state:
+        st.session_state[kept] = st.query_params.get(param, default)[:limit]
+    st.session_state[box] = st.session_state[kept]  # a widget's own state ends with its page
+    text = widget(label, key=box, on_change=_keep_text, args=(box, kept, limit), **kwargs)[:limit]
+    st.query_params[param] = text
+    return text
+
+
+def _keep_text(box, kept, limit):
+    st.session_state[kept] = st.session_state[box][:limit]
 
 
 def input_text(task, label="Input"):
-    """The input shared by every page: kept in the session and in the URL (?text=), so it survives switching
-    pages and travels with a shared link. It starts as one of the task's test inputs."""
+    """The input shared by every page (`linked_text`, ?text=). It starts as one of the task's test inputs."""
     default = example_input(task)
-    if "input_text" not in st.session_state:
-        st.session_state["input_text"] = st.query_params.get("text", default)[:MAX_INPUT_CHARS]
-    elif st.session_state["input_text"] == st.session_state.get("input_default"):
+    if "input_text" in st.session_state and st.session_state["input_text"] == st.session_state.get("input_default"):
         st.session_state["input_text"] = default  # the last model's untouched example: this model's own instead
     st.session_state["input_default"] = default
-    st.session_state["input_box"] = st.session_state["input_text"]  # a widget's own state ends with its page
-    text = st.text_input(label, key="input_box", on_change=_keep_typed_text, max_chars=MAX_INPUT_CHARS,
-                         help="Shared by every page and kept in the link. Press Enter to apply.")
-    st.query_params["text"] = text
-    return text
+    return linked_text(st.text_input, label, "input_box", "input_text", "text", default,
+                       help="Shared by every page and kept in the link. Press Enter to apply.")
+
+
+def input_notes_or_stop(task, text):
+    """The notes every page gives on an input (`input_notes`) as warnings; an input with nothing to read ends
+    the page with its warning."""
+    try:
+        notes = input_notes(task, text)
+    except ValueError as error:
+        st.warning(escape(str(error)))
+        st.stop()
+    for note in notes:
+        st.warning(escape(note))
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model…")
@@ -363,10 +440,10 @@ def input_run(picked, label="Input", max_tokens=MAX_SHOWN_TOKENS, max_new_tokens
     try:
         run = _run_input(picked, model_key(picked), text, max_tokens, max_new_tokens)
     except ValueError as error:
-        st.warning(str(error))
+        st.warning(escape(str(error)))
         st.stop()
     for note in run.notes:
-        st.warning(note)
+        st.warning(escape(note))
     return run
 
 

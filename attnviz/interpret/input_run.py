@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from attnviz.checks import EMPTY_INPUT, cut_note, unknown_note
 from attnviz.decoding import greedy
 from attnviz.interpret.ablation import ablation_effect
 from attnviz.interpret.patterns import KINDS, parse_pattern_name
@@ -72,26 +73,30 @@ def fit_input(task, text, max_tokens):
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if len(task.tokenizer.encode(text[:middle])) <= max_tokens else (low, middle)
-    return text[:low], [f"The input is {n} tokens long; only its first {max_tokens} are used "
-                        f"(\u201c{text[:low]}\u201d): more than that per side makes unreadable heatmaps."]
+    return text[:low], [cut_note(n, text[:low], max_tokens)]
+
+
+def input_notes(task, text):
+    """What to tell the user about an input before the model reads it: notes (an empty prompt, characters the
+    tokenizer does not know), or a ValueError when there is nothing to read (a seq2seq input of only spaces).
+    Every page that takes the shared input asks this, so the same input gets the same answer everywhere."""
+    if not text.strip() and task.kind == "seq2seq":
+        raise ValueError(EMPTY_INPUT)
+    notes = [] if text else ["The prompt is empty: the model writes from <bos> alone."]
+    if unknown := task.unknown_characters(text):
+        notes.append(unknown_note(unknown))
+    return notes
 
 
 @torch.no_grad()
 def run_input(model, task, text, max_tokens=MAX_SHOWN_TOKENS, max_new_tokens=None):
     """Encode a user's input (cut to `max_tokens`), decode it greedily, and capture the attention over both.
 
-    A ValueError says what is wrong with the input (empty, or nothing the model can read).
+    A ValueError says what is wrong with the input (`input_notes`).
     """
-    if not text.strip() and task.kind == "seq2seq":
-        raise ValueError("the input is empty: type something for the model to transform")
-    notes = [] if text.strip() else ["The prompt is empty: the model writes from <bos> alone."]
     limit = min(max_tokens, model.config.max_len - 2)  # room for EOS / BOS and at least one output token
-    text, cut = fit_input(task, text, limit)
-    notes += cut
-    unknown = task.unknown_characters(text)
-    if unknown:
-        notes.append(f"The model's tokenizer does not know {', '.join(map(repr, unknown))}: it reads "
-                     f"{'it' if len(unknown) == 1 else 'them'} as <unk>, so expect a strange output.")
+    text, notes = fit_input(task, text, limit)
+    notes = input_notes(task, text) + notes
     ids = task.encode_source(text, limit + 1, device="cpu")  # (1, S): seq2seq tokens + EOS; lm BOS + tokens
     room = model.config.max_len - (1 if model.has_encoder else ids.shape[1])
     if max_new_tokens is None:  # an output about as long as the task's, or a short continuation for an LM

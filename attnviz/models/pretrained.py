@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from attnviz.checks import check_text
+from attnviz.checks import EMPTY_INPUT, check_text, cut_note
 from attnviz.models.config import TransformerConfig
 from attnviz.models.hooks import ablate, capture
 from attnviz.models.transformer import EncoderOnly
@@ -115,10 +115,6 @@ class MiniLMRun:
         return torch.stack([pattern[index, :, :n, :n] for pattern in self.attentions.values()])  # (L, H, n, n)
 
 
-def shorten(text, width=40):
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
 def attention_module(layer):
     """The name of layer `layer`'s attention module, as `ablate_heads` wants it."""
     return f"encoder.layers.{layer}.self_attn"
@@ -148,19 +144,21 @@ class MiniLM:
         return [sum(e.attention_mask) for e in self.tokenizer.encode_batch([check_text(s) for s in sentences])]
 
     def fit_sentences(self, text, max_sentences=MAX_SENTENCES, max_tokens=MAX_TOKENS):
-        """(sentences, notes): the non-empty lines of `text` with at most `max_tokens` tokens, the first
-        `max_sentences` of them, and a note on each thing left out. ValueError when no sentence is left."""
+        """(sentences, notes): the non-empty lines of `text`, each cut to its first `max_tokens` tokens ([CLS] and
+        [SEP] included), the first `max_sentences` of them, and a note on each thing cut or left out, worded as
+        every page words them (`cut_note`). ValueError (EMPTY_INPUT) when no line has text."""
         lines = [line.strip() for line in check_text(text).splitlines() if line.strip()]
         if not lines:
-            raise ValueError("Write at least one sentence, one per line.")
-        counts = self.token_counts(lines)
-        sentences = [line for line, n in zip(lines, counts) if n <= max_tokens]
-        notes = [f"Left out, too long ({n} tokens, at most {max_tokens} fit): {shorten(line)}"
-                 for line, n in zip(lines, counts) if n > max_tokens]
+            raise ValueError(EMPTY_INPUT)
+        sentences, notes = [], []
+        for number, (line, encoding) in enumerate(zip(lines, self.tokenizer.encode_batch(lines)), 1):
+            n = sum(encoding.attention_mask)
+            if n > max_tokens:  # keep the words of the first max_tokens - 2 tokens, between [CLS] and [SEP]
+                line = line[:encoding.offsets[max_tokens - 2][1]]
+                notes.append(cut_note(n, line, max_tokens, f"Sentence {number}"))
+            sentences.append(line)
         if len(sentences) > max_sentences:
             notes.append(f"Only the first {max_sentences} of your {len(sentences)} sentences are used.")
-        if not sentences:
-            raise ValueError(f"Every sentence is longer than {max_tokens} tokens: shorten them.")
         return sentences[:max_sentences], notes
 
     def _states(self, batch):

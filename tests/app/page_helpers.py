@@ -36,3 +36,13 @@ def array(value):
 
 def z_of(figure, trace=0):
     return array(figure["data"][trace]["z"])
+
+
+def shown(element):
+    """The text a Markdown element (warning, caption, ...) shows: its value rendered by CommonMark, tags dropped."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+    rendered = MarkdownIt("commonmark").render(element.value)
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()

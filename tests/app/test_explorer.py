@@ -1,10 +1,12 @@
 """The attention explorer page through AppTest: charts carry the captured patterns, with their shapes."""
+import html
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
-from page_helpers import charts, z_of
+from page_helpers import charts, shown, z_of
 from page_helpers import open_page as open_any_page
 
 from attnviz.app import markdown
@@ -22,6 +24,10 @@ def open_page(**query_params):
     return open_any_page(PAGE, **query_params)
 
 
+def heatmaps(figure):
+    return [trace for trace in figure["data"] if trace["type"] == "heatmap"]
+
+
 def reference(name, text):
     """The model's own patterns for the same input, recomputed here from the checkpoint."""
     picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
@@ -37,7 +43,7 @@ def test_reverse_model_shows_every_kind_and_head(page_models):
     assert any(run.output in m.value for m in at.markdown)  # the greedy output is shown
     figures = charts(at)
     grid, zoom = figures["grid"], figures["zoom"]
-    assert len(grid["data"]) == 2 * 2  # 2 encoder layers x 2 heads
+    assert len(heatmaps(grid)) == 2 * 2  # 2 encoder layers x 2 heads
     assert z_of(zoom).shape == (7, 7)  # 6 letters + EOS
     expected = run.cache["encoder.layers.0.self_attn.hook_pattern"][0, 0].numpy()
     assert np.allclose(z_of(zoom), expected, atol=1e-6)
@@ -53,7 +59,7 @@ def test_cross_attention_is_rectangular_and_decoder_self_is_masked(page_models):
     _, run = reference("test-reverse", "abcdefgh")
     T = run.tgt_in.shape[1]
     figures = charts(at)
-    assert len(figures["grid"]["data"]) == 1 * 2  # 1 decoder layer x 2 heads
+    assert len(heatmaps(figures["grid"])) == 1 * 2  # 1 decoder layer x 2 heads
     assert z_of(figures["zoom"]).shape == (T, 9)  # decoder positions x (8 letters + EOS)
 
     at.radio(key="attention").set_value("decoder self").run()
@@ -121,21 +127,30 @@ def test_shared_link_restores_the_view(page_models):
 def test_bad_input_gets_a_message(page_models, text, message):
     at = open_page(model="test-reverse", text=text)
     assert not at.exception
-    assert any(message in w.value for w in at.warning)
+    assert any(message in shown(w) for w in at.warning)
+
+
+def test_a_paste_longer_than_the_box_is_cut_with_a_warning(page_models):
+    at = open_page(model="test-reverse", text="abc")
+    at.text_input(key="input_box").input("hgfedcba" * 250).run()  # 2000 characters: a box with a limit drops it
+    assert not at.exception
+    assert at.text_input(key="input_box").value == ("hgfedcba" * 250)[:1000]
+    assert any("is 1000 tokens long; only its first" in shown(w) for w in at.warning)
+    assert at.query_params["text"] in (("hgfedcba" * 125), ["hgfedcba" * 125])
 
 
 def test_language_model_has_decoder_self_attention_only(page_models):
     at = open_page(model="test-lm", text="the cat")
     assert not at.exception
     assert at.radio(key="attention").options == ["Decoder self-attention (causal)"]
-    assert len(charts(at)["grid"]["data"]) == 2 * 2
+    assert len(heatmaps(charts(at)["grid"])) == 2 * 2
 
 
 def test_rnn_has_cross_attention_only_and_plain_lstm_none(page_models):
     at = open_page(model="test-rnn", text="abcd")
     assert not at.exception
     assert at.radio(key="attention").options == ["Cross-attention (decoder → encoder)"]
-    assert len(charts(at)["grid"]["data"]) == 1
+    assert "grid" not in charts(at) and "zoom" in charts(at)  # one head: no lone thumbnail above its zoom
     at = open_page(model="test-lstm", text="abcd")
     assert not at.exception
     assert any("has no attention" in i.value for i in at.info)
@@ -249,3 +264,86 @@ def test_zoomed_heatmap_equals_torch_multihead_attention_on_the_first_layer(page
     zoom = z_of(charts(at)["zoom"])
     assert zoom.shape == (S, S)
     np.testing.assert_allclose(zoom, weights[0, 0].numpy(), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def one_head_model():
+    """An untrained Transformer of one encoder and one decoder layer with one head each, saved as "test-one-head"."""
+    from attnviz import build_model
+    from attnviz.data.tasks import make_task
+    from attnviz.models.architectures import model_config
+    task = make_task("reverse", alphabet="abc", min_len=3, max_len=6, n_train=50, n_val=10, n_test=10)
+    model = build_model(model_config("transformer", task.tokenizer, d_model=8, n_heads=1, n_encoder_layers=1,
+                                     n_decoder_layers=1, d_ff=16, max_len=32))
+    checkpoint.save_checkpoint(checkpoint.USER_DIR / "test-one-head", model, task.tokenizer, {"task": task.spec()})
+    return "test-one-head"
+
+
+def test_a_one_layer_one_head_model_reads_sensibly(one_head_model):
+    at = open_page(model=one_head_model, text="abcab")
+    assert not at.exception
+    figures = charts(at)
+    assert "grid" not in figures and "zoom" in figures  # no lone thumbnail above the same heatmap
+    assert figures["rollout"]["layout"]["title"]["text"].startswith("Rollout of layer 0 alone")
+    assert "0–0" not in figures["rollout"]["layout"]["title"]["text"]
+    assert not at.slider  # nothing to slide over
+
+
+SPRINTF = re.compile(r"%[+\- 0#]*\d*(?:\.\d+)?[bcdieufgosxXj]")  # one conversion of sprintf-js, which Streamlit uses
+PRESETS = {"plain", "localized", "percent", "dollar", "euro", "yen", "accounting", "compact", "scientific",
+           "engineering"}
+
+
+def test_every_table_number_format_is_one_streamlit_can_apply(page_models):
+    at = open_page(model="test-reverse", text="abcdef")
+    at.toggle(key="rank_heads").set_value(True).run()
+    formats = {name: config["type_config"]["format"] for table in at.dataframe
+               for name, config in json.loads(table.proto.columns).items() if "format" in config.get("type_config", {})}
+    assert {"loss_change", "accuracy_change", "entropy"} <= set(formats)
+    for name, spec in formats.items():
+        assert spec in PRESETS or SPRINTF.fullmatch(spec.replace("%%", "")), (name, spec)  # "%+.2%": a red triangle
+    assert formats["accuracy_change"] == formats["loss_change"]
+
+
+def test_every_head_of_the_grid_has_a_click_target_over_it(page_models):
+    grid = charts(open_page(model="test-reverse", text="abcdef"))["grid"]
+    heads, targets = heatmaps(grid), [trace for trace in grid["data"] if trace["type"] == "scatter"]
+    assert len(targets) == len(heads) == 4 and grid["layout"]["clickmode"] == "event+select"
+    for target in targets:
+        layer, head = target["customdata"][0]
+        under = heads[layer * 2 + head]
+        assert under["name"] == f"layer {layer} head {head}"
+        assert (target.get("xaxis"), target.get("yaxis")) == (under.get("xaxis"), under.get("yaxis"))  # same subplot
+
+
+def head_view_lines(figure):
+    """{(head, query, key): opacity} of a head view's lines."""
+    return {tuple(trace["customdata"][0]): trace["opacity"] for trace in figure["data"] if trace["mode"] == "lines"}
+
+
+def test_head_view_lines_are_the_captured_weights(page_models):
+    from attnviz.app.head_view import MIN_WEIGHT
+    from attnviz.models.hooks import capture
+    at = open_page(model="test-reverse", text="abcdef", attention="cross", layer="0", head="1")
+    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    _, run = reference("test-reverse", "abcdef")
+    with capture(picked.model) as cache, torch.no_grad():  # a capture of our own, on the same tokens
+        picked.model(run.src, run.tgt_in)
+    captured = cache["decoder.layers.0.cross_attn.hook_pattern"][0]  # (H, Tq, Tk)
+    figure = charts(at)["head_view"]
+    escaped = lambda labels: [html.escape(label) for label in labels]  # plotly reads "<bos>" as a tag
+    assert figure["data"][0]["text"] == escaped(run.tgt_labels) and figure["data"][1]["text"] == escaped(run.src_labels)
+    expected = {(1, i, j): float(w) for (i, j), w in np.ndenumerate(captured[1].numpy()) if w >= MIN_WEIGHT}
+    lines = head_view_lines(figure)
+    assert lines.keys() == expected.keys()
+    assert np.allclose([lines[k] for k in expected], list(expected.values()), atol=1e-6)
+
+    at.multiselect(key="head_view_heads").set_value([0, 1]).run()
+    at.selectbox(key="head_view_focus").set_value(2).run()
+    lines = head_view_lines(charts(at)["head_view"])
+    expected = {(h, 2, j): float(captured[h, 2, j]) for h in (0, 1) for j in range(captured.shape[-1])
+                if captured[h, 2, j] >= MIN_WEIGHT}
+    assert lines.keys() == expected.keys()  # the focused token's lines only, of both heads
+    assert np.allclose([lines[k] for k in expected], list(expected.values()), atol=1e-6)
+    colours = {trace["line"]["color"] for trace in charts(at)["head_view"]["data"] if trace["mode"] == "lines"}
+    assert len(colours) == 2

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from page_helpers import shown
 from streamlit.testing.v1 import AppTest
 
 from attnviz.training import checkpoint
@@ -84,7 +85,7 @@ def test_unreadable_checkpoint_is_named_not_fatal(model_dirs, make_checkpoint):
     at = run_app()
     assert not at.exception
     assert list(at.dataframe[0].value["model"]) == ["reverse"]
-    assert any("broken" in w.value and "meta.json" in w.value for w in at.warning)
+    assert any("broken" in shown(w) and "meta.json" in shown(w) for w in at.warning)
 
 
 def test_picked_model_is_loaded_and_reloaded_when_saved_again(model_dirs, make_checkpoint):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from page_helpers import charts, z_of
+from page_helpers import charts, shown, z_of
 from page_helpers import open_page as open_any_page
 
 from attnviz.interpret import mechanics
@@ -90,7 +90,7 @@ def test_shared_link_restores_layer_and_head(page_models):
 def test_long_input_is_cut_to_twelve_tokens(page_models):
     at = open_page(model="test-reverse", text="abcdefgh" * 2, attention="encoder self")
     assert not at.exception
-    assert any("only its first 12" in w.value for w in at.warning)
+    assert any("only its first 12" in shown(w) for w in at.warning)
     assert z_of(charts(at)["step_weights"]).shape == (13, 13)  # 12 letters + EOS
 
 
@@ -98,7 +98,7 @@ def test_long_input_is_cut_to_twelve_tokens(page_models):
 def test_bad_input_gets_a_message(page_models, text, message):
     at = open_page(model="test-reverse", text=text)
     assert not at.exception
-    assert any(message in w.value for w in at.warning)
+    assert any(message in shown(w) for w in at.warning)
 
 
 def test_language_model_and_rnn(page_models):
@@ -124,3 +124,20 @@ def test_a_mismatch_would_be_shown_as_an_error(page_models, monkeypatch):
     at = open_page(model="test-reverse", text="bad", attention="encoder self")  # an input no other test uses
     assert not at.exception and not at.success
     assert "do not match" in at.error[0].value and "2.5e-01" in at.error[0].value
+
+
+def test_kind_layer_and_head_carry_from_the_explorer_into_the_url(page_models):
+    at = open_any_page("pages/explorer.py", model="test-reverse", text="abcd")
+    at.radio(key="attention").set_value("cross").run()
+    at.selectbox(key="head").set_value(1).run()
+    at.query_params.clear()  # a menu link carries the model only (and the page it opens must not need more)
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.radio(key="attention").value == "cross" and at.selectbox(key="head").value == 1
+    assert at.query_params["attention"] in ("cross", ["cross"]) and at.query_params["head"] in ("1", ["1"])
+    at.switch_page("pages/decoding.py").run()
+    assert not at.exception
+    assert at.selectbox(key="head").value == 1 and at.query_params["head"] in ("1", ["1"])
+    at.switch_page("pages/positional.py").run()  # a page without these pickers keeps them for the next one
+    at.switch_page(PAGE).run()
+    assert at.radio(key="attention").value == "cross" and at.selectbox(key="head").value == 1

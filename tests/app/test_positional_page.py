@@ -111,3 +111,19 @@ def test_learned_table_is_compared_by_cosine_and_has_no_exact_shift(page_models)
         assert float(shift.value) == pytest.approx(shift_check(table, 3)[1], rel=0.05)
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_shared_link_restores_the_sliders(page_models):
+    at = open_page(model="test-reverse", d_model="16", positions="20", pe_k="5", rows="6")
+    assert not at.exception
+    assert (at.slider(key="pe_d_model").value, at.slider(key="pe_length").value, at.slider(key="pe_k").value,
+            at.slider(key="pe_model_rows").value) == (16, 20, 5, 6)
+    figures = charts(at)
+    assert np.allclose(z_of(figures["pe_table"]), formula(20, 16), atol=1e-5)
+    assert figures["pe_shift"]["layout"]["title"]["text"] == "M_5"
+    assert z_of(figures["model_table"]).shape[0] == 6
+    at.slider(key="pe_length").set_value(30).run()
+    assert at.query_params["positions"] in ("30", ["30"]) and at.query_params["d_model"] in ("16", ["16"])
+    at = open_page(model="test-reverse", d_model="<b>", positions="100000")  # typed by hand: default, clamped
+    assert not at.exception
+    assert (at.slider(key="pe_d_model").value, at.slider(key="pe_length").value) == (64, 256)

@@ -2,13 +2,17 @@
 limits on the input, and the install hint when the model's package is missing."""
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
 import streamlit as st
 import torch
+from page_helpers import open_page as open_any_page
+from page_helpers import shown
 from streamlit.testing.v1 import AppTest
 
+from attnviz import checks
 from attnviz.models import pretrained
 
 APP = "../../app.py"
@@ -61,7 +65,7 @@ def test_grid_shows_all_6_x_12_heads_of_the_chosen_sentence(minilm):
     for index in (0, 2):
         at.selectbox(key="minilm_sentence").set_value(index).run()
         grid = chart(at, "minilm_grid")
-        assert len(grid["data"]) == 6 * 12
+        assert [trace["type"] for trace in grid["data"]] == ["heatmap"] * 72 + ["scatter"] * 72  # + click targets
         expected = reference.patterns(index).numpy()  # (6, 12, n, n)
         for trace_number in (0, 5 * 12 + 11):  # layer 0 head 0, layer 5 head 11
             layer, head = divmod(trace_number, 12)
@@ -163,17 +167,44 @@ def test_ranking_every_head(minilm):
 
 
 @needs_minilm
-def test_input_limits_are_explained():
+def test_input_limits_are_explained(minilm):
     many = "\n".join(f"Sentence number {i}." for i in range(pretrained.MAX_SENTENCES + 2))
-    at = open_page(many + "\n" + "word " * 60)
-    assert any("too long" in w.value for w in at.warning)
-    assert any(f"first {pretrained.MAX_SENTENCES}" in w.value for w in at.warning)
-    assert len(at.selectbox(key="minilm_sentence").options) == pretrained.MAX_SENTENCES
+    at = open_page("word " * 60 + "\n" + many)
+    assert any(shown(w).startswith(f"Sentence 1 is 62 tokens long; only its first {pretrained.MAX_TOKENS} are used")
+               for w in at.warning)  # cut with a warning worded as the explorer words it
+    assert any(f"first {pretrained.MAX_SENTENCES}" in shown(w) for w in at.warning)
+    options = at.selectbox(key="minilm_sentence").options
+    assert len(options) == pretrained.MAX_SENTENCES
+    assert minilm.token_counts([options[0]]) == [pretrained.MAX_TOKENS]
 
     at.text_area(key="minilm_text").set_value("  \n").run()
     assert not at.exception
-    assert "at least one sentence" in at.error[0].value
+    assert [shown(w) for w in at.warning] == [checks.EMPTY_INPUT]
     assert not at.get("plotly_chart")
+
+
+@needs_minilm
+def test_spaces_and_long_sentences_get_the_answers_the_explorer_gives(page_models):
+    explorer = open_any_page("pages/explorer.py", model="test-reverse", text="   ")
+    at = open_page("   ")
+    assert [shown(w) for w in at.warning] == [shown(w) for w in explorer.warning] == [checks.EMPTY_INPUT]
+    explorer = open_any_page("pages/explorer.py", model="test-reverse", text="abcdefgh" * 10)
+    at = open_page("word " * 60)
+    cut = re.compile(r"is \d+ tokens long; only its first (\d+) are used \(“")
+    assert any(cut.search(shown(w)) for w in explorer.warning)
+    assert any(cut.search(shown(w)) and cut.search(shown(w))[1] == str(pretrained.MAX_TOKENS) for w in at.warning)
+
+
+@needs_minilm
+def test_the_sentences_are_kept_in_the_link(minilm):
+    at = open_page(sentences="A dog runs.\nStocks fell.")
+    assert sentences_of(at) == ["A dog runs.", "Stocks fell."]
+    assert at.selectbox(key="minilm_sentence").options == ["A dog runs.", "Stocks fell."]
+    at.text_area(key="minilm_text").set_value("One.\nTwo.\nThree.").run()
+    assert at.query_params["sentences"] in ("One.\nTwo.\nThree.", ["One.\nTwo.\nThree."])
+    at.switch_page("pages/positional.py").run()
+    at.switch_page(PAGE).run()
+    assert sentences_of(at) == ["One.", "Two.", "Three."]
 
 
 def test_without_the_package_the_page_says_how_to_install_it(monkeypatch):
@@ -189,7 +220,7 @@ def test_a_broken_install_is_an_error_message_not_a_crash(monkeypatch, tmp_path)
     monkeypatch.setattr(pretrained, "model_path", lambda: tmp_path)  # an empty folder: no model files
     st.cache_resource.clear()  # else the model another test loaded is served from the cache
     at = open_page()
-    assert "MiniLM could not be loaded" in at.error[0].value and "model.safetensors" in at.error[0].value
+    assert "MiniLM could not be loaded" in shown(at.error[0]) and "model.safetensors" in shown(at.error[0])
     assert pretrained.INSTALL_HINT in at.code[0].value
     assert not at.get("plotly_chart")
 

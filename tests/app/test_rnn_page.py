@@ -8,6 +8,7 @@ from page_helpers import APP, array, charts
 from streamlit.testing.v1 import AppTest
 
 from attnviz import build_model
+from attnviz.app import markdown
 from attnviz.data.tasks import make_task
 from attnviz.decoding.search import greedy
 from attnviz.interpret import contenders
@@ -91,7 +92,7 @@ def test_shipped_models_side_by_side(dirs):
     source = at.text_input(key="rnn_input_reverse").value
     outputs = [m.value for m in at.markdown if m.value.startswith("**") and "<code>" in m.value]
     assert [o.split("**")[1] for o in outputs] == LABELS
-    assert any(f"`{source[::-1]}`" in m.value for m in at.markdown)  # the right answer
+    assert any(markdown.code(source[::-1]) in m.value for m in at.markdown)  # the right answer
     figures = charts(at)
     bahdanau, head = array(figures["rnn_align_lstm"]["data"][0]["z"]), array(figures["rnn_align_transformer"]["data"][0]["z"])
     # one row per output token + EOS, one column per source token + EOS; weights over the source sum to 1

@@ -1,5 +1,6 @@
 """The attention explorer's downloads in a real browser: the files carry the captured weights."""
 import io
+import re
 import shutil
 
 import numpy as np
@@ -12,6 +13,9 @@ from attnviz import TransformerConfig, build_model
 from attnviz.data.tasks import make_task
 from attnviz.interpret.input_run import run_input
 from attnviz.training import checkpoint
+
+LOAD_TIMEOUT_MS = 90_000
+
 
 
 @pytest.fixture
@@ -63,3 +67,94 @@ def test_explorer_exports_the_captured_weights(open_page, small_model):
     assert set(arrays.files) == set(run.cache)
     for name, pattern in run.cache.items():
         assert np.allclose(arrays[name], pattern.numpy(), atol=1e-6)
+
+
+def script_done(page):
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_be_attached(
+        timeout=LOAD_TIMEOUT_MS)
+
+
+def chart_title(page, key):
+    return page.locator(f".st-key-{key} .gtitle").first.text_content(timeout=LOAD_TIMEOUT_MS)
+
+
+def test_clicking_a_head_of_the_grid_zooms_it(open_page, small_model):
+    page = open_page("explorer?model=export-test&text=abcab&attention=encoder+self&layer=0&head=0")
+    assert chart_title(page, "zoom").endswith("layer 0, head 0")
+    target = page.locator(".st-key-grid .scatterlayer .trace").nth(1).locator("path.point")  # layer 0, head 1
+    box = target.bounding_box(timeout=LOAD_TIMEOUT_MS)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator(".st-key-zoom .gtitle").first).to_have_text(re.compile("layer 0, head 1$"),
+                                                                    timeout=LOAD_TIMEOUT_MS)
+    script_done(page)
+    assert "head=1" in page.url
+
+
+def read_view(page):
+    return {"titles": sorted(page.locator(".gtitle").all_text_contents()),
+            "boxes": [box.input_value() for box in page.locator("input[type=text], textarea").all()],
+            "radios": page.locator('[role="radiogroup"] label:has(input:checked)').all_text_contents()}
+
+
+def view_of(page, deadline_s=60):
+    """What a page shows, as text: every chart title, every text box and selectbox, every chosen radio option;
+    read once the script has run and the charts have drawn (the same reading twice, 1 s apart)."""
+    expect(page.locator(".st-key-model")).to_be_visible(timeout=LOAD_TIMEOUT_MS)  # the sidebar's picker
+    script_done(page)
+    last = None
+    for _ in range(deadline_s):
+        view = read_view(page)
+        if view == last and len(view["titles"]) >= page.locator('[data-testid="stPlotlyChart"]').count():
+            return view
+        last = view
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"the page did not settle in {deadline_s} s: {last}")
+
+
+SHARED_LINKS = {  # page -> (link to start from, what the view must show)
+    "": ("?model=export-test", "export-test"),
+    "explorer": ("explorer?model=export-test&text=cabba&attention=cross&layer=0&head=1", "layer 0, head 1"),
+    "mechanics": ("mechanics?model=export-test&text=bca&attention=decoder+self&layer=0&head=1", "cabba"),
+    "positional": ("positional?model=export-test&d_model=16&positions=20&pe_k=5", "20 positions × 16 dimensions"),
+    "pretrained": ("pretrained?sentences=A+dog+runs.%0AStocks+fell.&layer=2&head=3", "Layer 2, head 3"),
+}
+
+
+@pytest.mark.parametrize("url_path", list(SHARED_LINKS))
+def test_a_shared_link_gives_back_the_same_view_in_a_fresh_browser(open_page, browser, app_url, small_model,
+                                                                    url_path):
+    if url_path == "pretrained":
+        from attnviz.models import pretrained
+        if not pretrained.minilm_available():
+            pytest.skip(f"MiniLM not installed: {pretrained.INSTALL_HINT}")
+    start, expected = SHARED_LINKS[url_path]
+    page = open_page(start)
+    if url_path == "mechanics":  # change the view by hand before sharing it: a new input, typed
+        box = page.locator(".st-key-input_box input")
+        box.fill("cabba", timeout=LOAD_TIMEOUT_MS)
+        box.press("Enter")
+        expect(box).to_have_value("cabba", timeout=LOAD_TIMEOUT_MS)
+    shown = view_of(page)
+    assert any(expected in text for texts in shown.values() for text in texts), shown
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # no cookies, no session
+    try:
+        fresh = context.new_page()
+        fresh.goto(page.url)
+        expect(fresh.locator("h1").first).to_be_visible(timeout=LOAD_TIMEOUT_MS)
+        assert view_of(fresh) == shown
+    finally:
+        context.close()
+
+
+def test_clicking_a_token_of_the_head_view_focuses_it(open_page, small_model):
+    page = open_page("explorer?model=export-test&text=abcab&attention=encoder+self&layer=0&head=0")
+    page.get_by_role("tab", name="Head view").click(timeout=LOAD_TIMEOUT_MS)
+    lines = page.locator(".st-key-head_view .scatterlayer .trace.scatter")
+    expect(lines.nth(2)).to_be_attached(timeout=LOAD_TIMEOUT_MS)  # the chart has drawn its lines
+    all_lines = lines.count()
+    token = page.locator(".st-key-head_view .scatterlayer .trace").first.locator("path.point").nth(2)
+    box = token.bounding_box(timeout=LOAD_TIMEOUT_MS)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator(".st-key-head_view_focus input")).to_have_value("2 c", timeout=LOAD_TIMEOUT_MS)
+    script_done(page)
+    assert 2 < lines.count() < all_lines  # the two token columns and the focused token's lines
