@@ -97,7 +97,7 @@ shown, probs = top_choices(step, row, 10, chosen=chosen, **view)
 redrawn = view != dict(temperature=1.0, top_k=None, top_p=None)
 series = {"model (temperature 1)": step.probs()[row, shown], "with these settings": probs} if redrawn else probs
 bars, choice = st.columns([3, 2])
-bars.plotly_chart(figures.probability_bars(
+ui.plotly_chart(bars, figures.probability_bars(
     tokenizer.labels(shown), series, chosen=shown.index(chosen),
     title=f"Step {t + 1}: the next token after “{tokenizer.id_to_token(int(step.input[row]))}”"), key="dec_bars")
 p = step.probs()[row, chosen].item()
@@ -126,7 +126,7 @@ else:
                "looks. Rows accumulate as decoding goes on; grey cells are positions not written yet.")
     for column, (kind, view_rows) in zip(st.columns(len(rows)), rows.items()):
         title = ui.KIND_LABELS[kind] + ("" if all_heads else f", layer {layer} head {head}")
-        column.plotly_chart(
+        ui.plotly_chart(column,
             figures.attention_grid(view_rows.patterns, title, view_rows.masked, width=900 // len(rows))
             if all_heads else
             figures.attention_heatmap(view_rows.patterns[layer, head], tokenizer.labels(view_rows.queries),
@@ -138,7 +138,7 @@ else:
 if method == "beam":
     st.subheader("Beam search")
     st.dataframe(hypotheses_table(decoded, tokenizer), hide_index=True, key="dec_hypotheses")
-    st.plotly_chart(figures.beam_tree(beam_tree(decoded, tokenizer), "Every candidate each step looked at "
+    ui.plotly_chart(st, figures.beam_tree(beam_tree(decoded, tokenizer), "Every candidate each step looked at "
                                       "(hover over the grey ones)"), key="dec_tree")
 
 with st.expander("Every step as a table"):

@@ -126,7 +126,7 @@ def timelapse(run, snapshots):
     layer = ui.choice("Layer", range(kinds[kind]), "lapse_layer", controls.selectbox)
     weights, queries, keys, masked = lapse_pattern(task, patterns, probe, kind, layer)
     head = ui.choice("Head", range(len(weights)), "lapse_head", controls.selectbox)
-    heatmap.plotly_chart(figures.attention_heatmap(
+    ui.plotly_chart(heatmap, figures.attention_heatmap(
         weights[head], queries, keys, f"Step {step}: {kind} attention, layer {layer}, head {head}", masked=masked),
         key="lapse_heatmap")
     outputs.markdown(f"**Greedy output** (target: `{probe_target(task, probe)}`)")

@@ -8,7 +8,9 @@ from typing import NamedTuple
 
 import streamlit as st
 
+from attnviz.app import figures
 from attnviz.app.markdown import code
+from attnviz.app.standalone import view_html
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
 from attnviz.training import checkpoint
@@ -31,7 +33,7 @@ class PageInfo(NamedTuple):
 
 
 HOME = "app.py"
-APP_ICON = "👁️"  # the browser tab's icon: Streamlit draws an emoji as an inline SVG, so nothing is fetched for it
+APP_ICON = ROOT / "attnviz" / "app" / "icon.svg"  # the tab's icon ships with the app: Streamlit serves it itself
 
 # Every page of the app, in menu order. One line per page; a page shows up once its file exists.
 PAGES = [
@@ -82,15 +84,23 @@ def page_of(script_path):
 
 def sidebar(script_path):
     """What every page starts with (`ui.sidebar(__file__)`): the tab's title and icon, then in the sidebar the
-    menu, the device badge and the model picker. Returns the picked `CheckpointInfo` (None when there is none)."""
-    st.set_page_config(page_title=page_of(script_path).title, page_icon=APP_ICON, layout="wide")
+    menu, the device badge, the model picker, presenter mode and the figures' downloads. Returns the picked
+    `CheckpointInfo` (None when there is none)."""
+    page = page_of(script_path)
+    present = presenting()
+    st.set_page_config(page_title=page.title, page_icon=APP_ICON, layout="wide",
+                       initial_sidebar_state="collapsed" if present else "auto")
     set_threads_once()  # process-wide: cores - 1, so the server keeps a core for the browser sessions
     menu = st.sidebar.container(key="menu")
-    device_badge()
+    if not present:
+        device_badge()
     picked = model_picker()
-    for page in available_pages():  # each link carries the picked model, as a shared link does
-        menu.page_link(page.file, label=page.title, icon=page.icon,
-                       query_params={"model": picked.name} if picked else None)
+    link = {"model": picked.name} if picked else {}
+    for other in available_pages():  # each link carries the picked model and presenter mode, as a shared link does
+        menu.page_link(other.file, label=other.title, icon=other.icon,
+                       query_params=link | ({PRESENT_PARAM: "1"} if present else {}) or None)
+    presenter_toggle()
+    view_download(page)
     return picked
 
 
@@ -382,7 +392,7 @@ def chart_rows(charts, rows, key_prefix):
     chart's key is key_prefix + name."""
     for row in rows:
         for column, name in zip(st.columns(len(row)), row):
-            column.plotly_chart(charts[name], key=key_prefix + name)
+            plotly_chart(column, charts[name], key_prefix + name)
 
 
 def table_or_caption(table, empty_note, **kwargs):
@@ -391,3 +401,77 @@ def table_or_caption(table, empty_note, **kwargs):
         st.caption(empty_note)
     else:
         st.dataframe(table, hide_index=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures: one toolbar for all, presenter mode, and the page's figures as one file
+
+PRESENT_PARAM = "present"
+IMAGE_FORMATS = {"png": "PNG", "svg": "SVG"}
+PRESENTER_CSS = "<style>html { font-size: 22px; }</style>"  # Streamlit sizes its text in rem: all of it grows
+
+
+def presenting():
+    """Presenter mode, for a room looking at one screen: larger fonts in figures and text, fewer controls. On with
+    the sidebar's toggle or a link with ?present=1; pages may read it to show less."""
+    if "presenting" not in st.session_state:  # a new session: from the link
+        st.session_state["presenting"] = st.query_params.get(PRESENT_PARAM) == "1"
+    return st.session_state["presenting"]
+
+
+def _keep_presenting():
+    st.session_state["presenting"] = st.session_state["present_toggle"]
+
+
+def presenter_toggle():
+    """The sidebar's presenter switch; while on it is kept in the URL (?present=1) and the text is larger."""
+    st.session_state["present_toggle"] = presenting()  # a widget's own state ends with its page
+    on = st.sidebar.toggle("Presenter mode", key="present_toggle", on_change=_keep_presenting,
+                           help="Larger fonts and fewer controls, for a room looking at one screen. "
+                                "A link with ?present=1 opens in it.")
+    if on:
+        st.query_params[PRESENT_PARAM] = "1"
+        st.html(PRESENTER_CSS)
+    else:
+        st.query_params.pop(PRESENT_PARAM, None)
+
+
+def _keep_image_format():
+    st.session_state["image_format"] = st.session_state["image_format_box"]
+
+
+def view_download(page):
+    """The sidebar's downloads: the format the camera button of every figure saves (PNG or SVG), and a standalone
+    HTML file of the page's figures (interactive, plotly.js inside: it opens without a network)."""
+    st.session_state["view_figures"] = shown = {}  # chart key -> figure, filled by `plotly_chart` as the page runs
+    if presenting():
+        return
+    st.session_state["image_format_box"] = st.session_state.setdefault("image_format", "png")
+    st.sidebar.segmented_control("Figures save as", list(IMAGE_FORMATS), key="image_format_box", required=True,
+                                 format_func=IMAGE_FORMATS.get, on_change=_keep_image_format,
+                                 help="What the camera button above each figure saves: PNG (an image) or SVG "
+                                      "(vector graphics, for papers and slides).")
+    link = "?" + "&".join(f"{name}={value}" for name, value in st.query_params.items())
+    st.sidebar.download_button("Download this view", lambda: view_html(page.title, shown, link),
+                               file_name=f"attnviz-{page.url_path or 'home'}.html", mime="text/html",
+                               key="download_view", icon="⬇️", on_click="ignore",
+                               help="Every figure of this page in one HTML file that works offline.")
+
+
+def chart_config(key):
+    """Plotly's configuration for every chart: the camera saves in the chosen format (at twice the size on screen,
+    named after the chart), no plotly logo, and no toolbar at all in presenter mode."""
+    return {"displaylogo": False, "displayModeBar": "hover" if not presenting() else False,
+            "toImageButtonOptions": {"format": st.session_state.get("image_format", "png"), "filename": key,
+                                     "scale": 2}}
+
+
+def plotly_chart(where, fig, key, **kwargs):
+    """Draw a plotly figure in `where` (st, a column, a container) the way every figure of the app is drawn:
+    the shared toolbar (`chart_config`), presenter mode's sizes, at the figure's own width when it has one (square
+    cells stay square), and remembered for "Download this view"."""
+    if presenting():
+        fig = figures.presented(fig)
+    st.session_state.setdefault("view_figures", {})[key] = fig
+    return where.plotly_chart(fig, key=key, config=chart_config(key),
+                              width="content" if fig.layout.width else "stretch", **kwargs)
