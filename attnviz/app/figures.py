@@ -85,10 +85,10 @@ def compact_layout(fig, title, height, background=MASKED_COLOR):
 
 
 def colorbar(title):
-    """A colour bar as tall as the plot area, from its top: `len` is a fraction of the plot area's height, so a
-    heatmap that fills its plot area meets it at both ends, at any width the browser draws it."""
+    """A colour bar as tall as the plot area, from its top: `len` is a fraction of the plot area's height (with no
+    padding inside it: `ypad`), so a heatmap that fills its plot area meets it at both ends, at any width."""
     return dict(title=dict(text=title, side="right"), thickness=12, len=1.0, lenmode="fraction", y=1.0,
-                yanchor="top", yref="paper")
+                yanchor="top", yref="paper", ypad=0)
 
 
 def label_px(labels, count):

@@ -210,7 +210,7 @@ def test_colour_bars_are_as_tall_as_their_heatmaps(name):
     fig = heatmap_figures()[name]
     heatmap = fig.data[0]
     bar = heatmap.colorbar
-    assert (bar.len, bar.lenmode, bar.y, bar.yanchor, bar.yref) == (1, "fraction", 1, "top", "paper")
+    assert (bar.len, bar.lenmode, bar.y, bar.yanchor, bar.yref, bar.ypad) == (1, "fraction", 1, "top", "paper", 0)
     assert fig.layout.yaxis.scaleanchor is None and fig.layout.xaxis.scaleanchor is None
     assert tuple(fig.layout.yaxis.domain or (0, 1)) == (0, 1)
     assert fig.layout.yaxis.range is None  # autorange: the rows from edge to edge, nothing beyond them
