@@ -60,7 +60,7 @@ text = st.text_area(
 try:
     sentences, notes = minilm.fit_sentences(text)
 except ValueError as error:
-    st.error(str(error))
+    st.error(ui.message(error))
     st.stop()
 for note in notes:
     st.warning(note)

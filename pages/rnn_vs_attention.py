@@ -45,7 +45,7 @@ if source == "here":  # your runs are saved under names with this id, kept in th
             exact = snap.metrics.get("exact_match")
             where = f"waiting, #{snap.queue_position} in the queue" if snap.queue_position else snap.status
             st.progress(snap.step / snap.steps, text=f"{LABELS[architecture]}: {where}, step {snap.step}/"
-                        f"{snap.steps}" + (f", validation exact match {exact:.0%}" if exact is not None else ""))
+                        f"{snap.steps}" + (f", validation exact match {exact:.1%}" if exact is not None else ""))
             if snap.error:
                 st.error(snap.error)
         if running and all(run.done for run in runs.values()):
@@ -64,6 +64,7 @@ task = next(iter(contenders.values())).task
 st.header("Training side by side")
 st.dataframe(pd.DataFrame(summary(contenders.values())), hide_index=True, key="rnn_summary",
              column_config={"val exact match": st.column_config.NumberColumn(format="percent"),
+                            **{n: st.column_config.NumberColumn(format="localized") for n in ("parameters", "steps")},
                             "ms per step": st.column_config.NumberColumn(format="%.1f"),
                             "train seconds": st.column_config.NumberColumn(format="%.1f")})
 x = st.radio("Curves by", ["step", "time"], key="rnn_curve_x", horizontal=True,
@@ -86,7 +87,7 @@ def same_input(text):
         target = expected or outputs.get("Transformer") or next(iter(outputs.values()))
         grids = {label: alignment(c.model, c.task.tokenizer, text, target) for label, c in contenders.items()}
     except ValueError as error:
-        return st.error(str(error))
+        return st.error(ui.message(error))
     for label, output in outputs.items():
         st.markdown(f"**{label}**: {marked_html(output, expected)}", unsafe_allow_html=True)
     st.caption(MARKS_NOTE)

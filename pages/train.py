@@ -63,11 +63,13 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
     st.selectbox("Preset", preset_labels(), key="train_preset", on_change=apply_preset,
                  help="Fills in every setting below; change any of them afterwards.")
     left, right = st.columns(2)
-    task_name = left.selectbox("Task", list(TASKS), key="train_task", format_func=lambda t: f"{t}: {TASKS[t]}")
+    task_name = left.selectbox("Task", list(TASKS), key="train_task")
+    left.caption(TASKS[task_name])  # beside the choice: a description in the box would be cut short
     upload = right.file_uploader(f"Your {USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
         if task_name in USER_TASKS else None
     architecture = ui.choice("Architecture", task_architectures(task_name), "train_architecture",
-                                  left.selectbox, format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
+                                  left.selectbox)
+    left.caption(ARCHITECTURES[architecture])
     fixed = preset_fixed_sizes(st.session_state["train_preset"], architecture)  # e.g. learned positions
     sizes = fixed | ui.number_inputs(size_fields(architecture), "train_")
     if fixed:
@@ -94,7 +96,7 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
             st.caption(f":material/check_circle: {size_note(plan.n_parameters)}; "
                        f"{len(task.train):,} training examples")
         except ValueError as error:  # settings that cannot work, a size above the limit, a taken name
-            st.error(str(error))
+            st.error(ui.message(error))
     st.button("Start training", type="primary", key="train_start", on_click=start_run, args=(plan,),
               disabled=plan is None or active, icon=":material/play_arrow:")
     if "train_start_error" in st.session_state:

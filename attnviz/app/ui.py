@@ -9,7 +9,7 @@ from typing import NamedTuple
 import streamlit as st
 
 from attnviz.app import figures
-from attnviz.app.markdown import code
+from attnviz.app.markdown import code, escape
 from attnviz.app.standalone import view_html
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
@@ -34,6 +34,7 @@ class PageInfo(NamedTuple):
 
 HOME = "app.py"
 APP_ICON = ROOT / "attnviz" / "app" / "icon.svg"  # the tab's icon ships with the app: Streamlit serves it itself
+SIDEBAR_PX = 340  # wide enough for the longest model name in the picker ("reverse-long-lstm-bahdanau (reverse)")
 
 # Every page of the app, in menu order. One line per page; a page shows up once its file exists.
 PAGES = [
@@ -89,7 +90,7 @@ def sidebar(script_path):
     page = page_of(script_path)
     present = presenting()
     st.set_page_config(page_title=page.title, page_icon=APP_ICON, layout="wide",
-                       initial_sidebar_state="collapsed" if present else "auto")
+                       initial_sidebar_state="collapsed" if present else SIDEBAR_PX)
     set_threads_once()  # process-wide: cores - 1, so the server keeps a core for the browser sessions
     menu = st.sidebar.container(key="menu")
     if not present:
@@ -223,7 +224,7 @@ def task_or_stop(picked):
     try:
         task = picked.task()
     except ValueError as error:
-        st.error(str(error))
+        st.error(message(error))
         st.stop()
     if task is None:
         st.error(f"{picked.name} does not record the task it was trained on, so there is no input to give it.")
@@ -304,7 +305,7 @@ def input_run(picked, label="Input", max_tokens=MAX_SHOWN_TOKENS, max_new_tokens
     try:
         run = _run_input(picked, model_key(picked), text, max_tokens, max_new_tokens)
     except ValueError as error:
-        st.warning(str(error))
+        st.warning(message(error))
         st.stop()
     for note in run.notes:
         st.warning(note)
@@ -356,6 +357,12 @@ def decoding_controls(vocab_size, room):
 
 # ---------------------------------------------------------------------------------------------
 # Small widgets any page can use
+
+
+def message(error):
+    """An error (or any text) as a sentence on the page: a capital first letter, shown as text (it may quote input)."""
+    text = str(error)
+    return escape(text[:1].upper() + text[1:])
 
 
 def linked_state(key, param):
