@@ -3,13 +3,14 @@
 The only module of attnviz that imports streamlit. Pages call these instead of repeating them, so the
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 import streamlit as st
 
 from attnviz.app import figures
-from attnviz.app.markdown import code, escape
+from attnviz.app.markdown import code
 from attnviz.app.standalone import view_html
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.interpret.input_run import MAX_SHOWN_TOKENS, run_input
@@ -360,9 +361,10 @@ def decoding_controls(vocab_size, room):
 
 
 def message(error):
-    """An error (or any text) as a sentence on the page: a capital first letter, shown as text (it may quote input)."""
+    """An error's text as a sentence on the page: "line 2 of ..." becomes "Line 2 of ...", while a message that
+    starts with a name ("d_model=64 is not possible", "'x' exists already") keeps it as it is spelled."""
     text = str(error)
-    return escape(text[:1].upper() + text[1:])
+    return text[:1].upper() + text[1:] if re.match(r"[a-z]+ ", text) else text
 
 
 def linked_state(key, param):

@@ -6,6 +6,7 @@ from page_helpers import charts, open_page
 
 from attnviz.app import figures
 from attnviz.app.standalone import view_html
+from attnviz.app.ui import message
 
 PAGES = ["pages/explorer.py", "pages/positional.py", "pages/mechanics.py", "pages/decoding.py"]
 
@@ -71,3 +72,9 @@ def test_the_presenter_toggle_puts_presenter_mode_in_the_url(page_models):
     at.toggle(key="present_toggle").set_value(True).run()
     assert at.query_params["present"] in ("1", ["1"])
     assert all(font_sizes(f) == (figures.PRESENTER_FONT_PX,) * 2 for f in charts(at).values())
+
+
+def test_messages_are_sentences_and_names_keep_their_spelling():
+    assert message(ValueError("line 2 of the TSV file has 1 tab-separated column")).startswith("Line 2 of")
+    assert message("d_model=64 is not possible") == "d_model=64 is not possible"
+    assert message("'x' exists already") == "'x' exists already" and message("") == ""
