@@ -146,8 +146,8 @@ redrawn = step_view != dict(temperature=1.0, top_k=None, top_p=None)
 series = {"model (temperature 1)": step.probs()[row, shown], chosen_from: probs} if redrawn else probs
 bars, choice = st.columns([3, 2])
 reads = html.escape(tokenizer.id_to_token(int(step.input[row])))  # plotly reads a few HTML tags in titles
-bars.plotly_chart(figures.probability_bars(tokenizer.labels(shown), series, chosen=shown.index(chosen),
-                                           title=f"Step {t + 1}: the next token after “{reads}”"), key="dec_bars")
+ui.plotly_chart(bars, figures.probability_bars(tokenizer.labels(shown), series, chosen=shown.index(chosen),
+                                               title=f"Step {t + 1}: the next token after “{reads}”"), key="dec_bars")
 p = step.probs()[row, chosen].item()
 choice.markdown(f"**Step {t + 1}** {'was forced to' if step.forced else 'chose'} "
                 f"{markdown.code(tokenizer.id_to_token(chosen))}, which the model gives {p:.1%}. Entropy of the "
@@ -174,7 +174,7 @@ else:
                "looks. Rows accumulate as decoding goes on; grey cells are positions not written yet.")
     for column, (kind, view_rows) in zip(st.columns(len(rows)), rows.items()):
         title = ui.KIND_LABELS[kind] + ("" if all_heads else f", layer {layer} head {head}")
-        column.plotly_chart(
+        ui.plotly_chart(column,
             figures.attention_grid(view_rows.patterns, title, view_rows.masked, width=900 // len(rows))
             if all_heads else
             figures.attention_heatmap(view_rows.patterns[layer, head], tokenizer.labels(view_rows.queries),
@@ -196,7 +196,7 @@ if method == "beam":
                                 help=f"The tree shows {TREE_STEPS} steps at a time, under the beams they extend.")
     tree = figures.beam_tree(beam_tree(decoded, tokenizer, steps=(max(1, last - TREE_STEPS + 1), last)),
                              "Every candidate each step looked at (hover over the grey ones)")
-    st.container(height=min(tree.layout.height + 30, 800), border=False).plotly_chart(tree, key="dec_tree")
+    ui.plotly_chart(st.container(height=min(tree.layout.height + 30, 800), border=False), tree, key="dec_tree")
 
 with st.expander("Every step as a table"):
     steps = steps_table(decoded, tokenizer)

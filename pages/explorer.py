@@ -74,7 +74,7 @@ with ablation_tab:  # drawn first in code: the grid marks the heads switched off
         before, after = st.columns(2)
         before.markdown(f"**Output, all heads on:** {markdown.code(run.output)}")
         after.markdown(f"**Output, {len(off)} head{'s' if len(off) > 1 else ''} off:** {markdown.code(effect.output_after)}")
-        st.plotly_chart(figures.probability_bars(
+        ui.plotly_chart(st, figures.probability_bars(
             picked.tokenizer.labels(run.tgt_out[0]), {"all heads on": effect.probs_before, "heads off": effect.probs_after},
             title="Probability of each output token (teacher-forced on the original output)"), key="ablate_probs")
         summary = test_set_effect(picked, ui.model_key(picked), off_modules)
@@ -106,7 +106,7 @@ with heads_tab:
         controls.caption("Decoder row t reads token t and predicts the token after it.")
     if kind == "decoder self":
         controls.caption("Grey cells are masked: a position may not look at later ones.")
-    zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], query_labels, key_labels, masked=blocked,
+    ui.plotly_chart(zoom, figures.attention_heatmap(patterns[layer, head], query_labels, key_labels, masked=blocked,
                                                 title=f"{ui.KIND_LABELS[kind]}: layer {layer}, head {head}", width=700),
                       key="zoom")
 
@@ -126,7 +126,7 @@ with stats_tab:
     stat = st.selectbox("Statistic", list(STATS), key="stat",
                         help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in STATS.items()))
     st.caption(STATS[stat])
-    st.plotly_chart(figures.stat_heatmap(stat_matrix(table, kind, stat), stat,
+    ui.plotly_chart(st, figures.stat_heatmap(stat_matrix(table, kind, stat), stat,
                                          title=f"{stat} per head, {ui.KIND_LABELS[kind].lower()}"), key="stat_map")
     st.dataframe(table.drop(columns="module"), hide_index=True, key="stats_table",
                  column_config={name: st.column_config.NumberColumn(help=meaning, format="%.3f")
@@ -138,7 +138,7 @@ with stats_tab:
         head_type = st.radio("Head type", list(HEAD_TYPES), key="head_type", horizontal=True)
         st.caption(f"{HEAD_TYPES[head_type]} A head spreading its weight evenly scores "
                    f"{types[head_type + ' chance'].iloc[0]:.2f} here.")
-        st.plotly_chart(figures.stat_heatmap(types.pivot(index="layer", columns="head", values=head_type).to_numpy(),
+        ui.plotly_chart(st, figures.stat_heatmap(types.pivot(index="layer", columns="head", values=head_type).to_numpy(),
                                              head_type), key="head_type_map")
         if picked.task().name == "code":
             st.dataframe(brackets(picked, ui.model_key(picked)), hide_index=True, key="brackets_table")
@@ -151,17 +151,18 @@ with rollout_tab:
     else:
         upto = st.slider("Up to layer", 0, n_layers - 1, n_layers - 1, key="rollout_layer") if n_layers > 1 else 0
         raw, rolled = st.columns(2)
-        raw.plotly_chart(figures.attention_heatmap(patterns[upto].mean(0), query_labels, key_labels, masked=blocked,
+        ui.plotly_chart(raw, figures.attention_heatmap(patterns[upto].mean(0), query_labels, key_labels, masked=blocked,
                                                    title=f"Raw attention of layer {upto}, mean of its heads"),
                          key="raw")
-        rolled.plotly_chart(figures.attention_heatmap(attention_rollout(patterns)[upto], query_labels,
+        ui.plotly_chart(rolled, figures.attention_heatmap(attention_rollout(patterns)[upto], query_labels,
                                                       key_labels, masked=blocked, x_title="input token",
                                                       y_title="position", title=rollout_title(upto)),
                             key="rollout")
         st.caption(ROLLOUT_CAPTION)
 
 with export_tab:
-    st.markdown("Every figure has a camera button (top right, on hover) that saves it as a PNG. "
+    st.markdown("Every figure has a camera button (top right, on hover) that saves it as a PNG or an SVG (**Figures "
+                "save as** in the sidebar); **Download this view** saves the page's figures as one HTML file. "
                 "The attention weights behind them, every layer, head and kind, for this input:")
     csv, npz = st.columns(2)
     csv.download_button("Weights as CSV", lambda: patterns_table(run.cache, run.src_labels, run.tgt_labels)

@@ -94,7 +94,7 @@ def show_step(step, text, chart, height=None):
         fig = figures.matrix_heatmap(values, axis_labels.get(rows), axis_labels.get(cols), title=name,
                                      x_title=cols, y_title=rows, value_name=step, height=height,
                                      square=(rows, cols) == ("query", "key"), width=620)
-    chart.plotly_chart(fig, key=f"step_{step}")
+    ui.plotly_chart(chart, fig, key=f"step_{step}")
 
 
 for step in result.steps:

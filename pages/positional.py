@@ -21,18 +21,18 @@ st.latex(r"PE_{(pos,\,2i)} = \sin\!\left(pos / 10000^{2i/d_{model}}\right), \qqu
 def show_table(table, key, kind="sinusoidal"):
     """A (T, D) positional table as a heatmap, chosen dimensions as curves, and position-by-position similarity."""
     T, D = table.shape
-    st.plotly_chart(figures.positional_heatmap(table, title=f"{T} positions × {D} dimensions"), key=f"{key}_table")
+    ui.plotly_chart(st, figures.positional_heatmap(table, title=f"{T} positions × {D} dimensions"), key=f"{key}_table")
     curves, similarity = st.columns(2)
     with curves:
         dimensions = st.multiselect("Dimensions to plot", range(D), sorted({0, 1} | {D * f // 16 * 2 for f in (1, 2, 3)}),
                                     key=f"{key}_dims", help="Low dimensions change fast with the position, high ones slowly.")
-        st.plotly_chart(figures.curves(range(T), {f"dim {d}": table[:, d] for d in sorted(dimensions)},
+        ui.plotly_chart(st, figures.curves(range(T), {f"dim {d}": table[:, d] for d in sorted(dimensions)},
                                        title="Value along the positions", x_title="position", y_title="value"),
                         key=f"{key}_curves")
     with similarity:
         title = "Cosine similarity of positions" if kind == "learned" else "PE(i) · PE(j): near positions look alike"
         similar = positional_similarity(table, kind == "learned")  # (T, T)
-        st.plotly_chart(figures.similarity_heatmap(similar, title=title, x_title="position j", y_title="position i"),
+        ui.plotly_chart(st, figures.similarity_heatmap(similar, title=title, x_title="position j", y_title="position i"),
                         key=f"{key}_similarity")
     shift = ui.linked_slider("Offset k", 1, min(T - 1, 50), min(3, T - 1), f"{key}_k", f"{key}_k",
                              help="Is there one matrix M_k with PE(pos + k) = M_k PE(pos) for every pos?")
@@ -44,7 +44,7 @@ def show_table(table, key, kind="sinusoidal"):
                      f"one linear map. Over all {T - shift} positions:" if kind == "sinusoidal" else
                      "A learned table promises no such map: the rotation that is exact for sinusoids misses it by:")
     formula.metric(f"max |PE(pos + {shift}) − M_{shift} PE(pos)|", f"{error:.1e}")
-    heatmap.plotly_chart(figures.matrix_heatmap(matrix, title=f"M_{shift}", x_title="dimension", y_title="dimension",
+    ui.plotly_chart(heatmap, figures.matrix_heatmap(matrix, title=f"M_{shift}", x_title="dimension", y_title="dimension",
                                                 value_name="M_k", diverging=True, show_values=D <= 12, square=True,
                                                 width=560),
                          key=f"{key}_shift")

@@ -63,7 +63,7 @@ text = ui.linked_text(
 try:
     sentences, notes = minilm.fit_sentences(text)
 except ValueError as error:  # an empty input, or a character no text can hold
-    st.warning(markdown.escape(str(error)))
+    st.warning(ui.message(error))
     st.stop()
 for note in notes:
     st.warning(markdown.escape(note))
@@ -88,7 +88,7 @@ with heads_tab:
     controls.caption(f"Over all {len(sentences)} sentences this head puts {row['cls']:.0%} of its weight on "
                      f"[CLS], {row['sep']:.0%} on [SEP], {row['punctuation']:.0%} on punctuation, "
                      f"{row['previous_token']:.0%} on the previous and {row['next_token']:.0%} on the next token.")
-    zoom.plotly_chart(figures.attention_heatmap(patterns[layer, head], labels, labels,
+    ui.plotly_chart(zoom, figures.attention_heatmap(patterns[layer, head], labels, labels,
                                                 title=f"Layer {layer}, head {head}", width=700), key="minilm_zoom")
 
 with stats_tab:
@@ -98,7 +98,7 @@ with stats_tab:
     stat = st.selectbox("Statistic", list(HEAD_STATS), key="minilm_stat",
                         help="\n\n".join(f"**{name}**: {meaning}" for name, meaning in HEAD_STATS.items()))
     st.caption(HEAD_STATS[stat])
-    st.plotly_chart(figures.stat_heatmap(stat_matrix(stats, "encoder self", stat), stat),
+    ui.plotly_chart(st, figures.stat_heatmap(stat_matrix(stats, "encoder self", stat), stat),
                     key="minilm_stat_map")
     st.dataframe(stats.drop(columns=["kind", "module"]), hide_index=True, key="minilm_stats_table",
                  column_config={name: st.column_config.NumberColumn(help=meaning, format="%.3f")
@@ -108,10 +108,10 @@ with stats_tab:
 with rollout_tab:
     upto = st.slider("Layer", 0, n_layers - 1, n_layers - 1, key="minilm_rollout_layer")
     raw, rolled = st.columns(2)
-    raw.plotly_chart(figures.attention_heatmap(patterns[upto].mean(0), labels, labels,
+    ui.plotly_chart(raw, figures.attention_heatmap(patterns[upto].mean(0), labels, labels,
                                                title=f"Raw attention of layer {upto}, mean of its heads"),
                      key="minilm_raw")
-    rolled.plotly_chart(figures.attention_heatmap(attention_rollout(patterns)[upto], labels, labels,
+    ui.plotly_chart(rolled, figures.attention_heatmap(attention_rollout(patterns)[upto], labels, labels,
                                                   title=rollout_title(upto), x_title="input token",
                                                   y_title="position"), key="minilm_rollout")
     st.caption(ROLLOUT_CAPTION)
@@ -130,11 +130,11 @@ with similarity_tab:
     numbers = [str(i + 1) for i in range(len(sentences))]
     limit = max(float(change.abs().max()), 0.01)
     columns = st.columns(3)
-    columns[0].plotly_chart(figures.similarity_heatmap(before, numbers, "All heads on", width=280),
+    ui.plotly_chart(columns[0], figures.similarity_heatmap(before, numbers, "All heads on", width=280),
                             key="minilm_sim_before")
-    columns[1].plotly_chart(figures.similarity_heatmap(after, numbers, f"{len(heads)} heads off", width=280),
+    ui.plotly_chart(columns[1], figures.similarity_heatmap(after, numbers, f"{len(heads)} heads off", width=280),
                             key="minilm_sim_after")
-    columns[2].plotly_chart(figures.matrix_heatmap(change, numbers, numbers, "Change (after − before)",
+    ui.plotly_chart(columns[2], figures.matrix_heatmap(change, numbers, numbers, "Change (after − before)",
                                                    value_name="change", diverging=True, zmin=-limit, zmax=limit,
                                                    square=True, width=280),
                             key="minilm_sim_change")

@@ -60,7 +60,7 @@ if source == "here":  # your browser's runs, saved under names with its short id
             where = f"waiting, #{snap.queue_position} in the queue" if snap.queue_position else \
                 CLUSTER_WAIT if snap.status == "queued" else snap.status + (f" on {snap.node}" if snap.node else "")
             st.progress(snap.step / snap.steps, text=f"{LABELS[architecture]}: {where}, step {snap.step}/"
-                        f"{snap.steps}" + (f", validation exact match {exact:.0%}" if exact is not None else ""))
+                        f"{snap.steps}" + (f", validation exact match {exact:.1%}" if exact is not None else ""))
             if snap.error:
                 st.error(escape(snap.error))
         if running and all(run.done for run in runs.values()):
@@ -79,15 +79,16 @@ task = next(iter(contenders.values())).task
 st.header("Training side by side")
 st.dataframe(pd.DataFrame(summary(contenders.values())), hide_index=True, key="rnn_summary",
              column_config={"val exact match": st.column_config.NumberColumn(format="percent"),
+                            **{n: st.column_config.NumberColumn(format="localized") for n in ("parameters", "steps")},
                             "ms per step": st.column_config.NumberColumn(format="%.1f"),
                             "train seconds": st.column_config.NumberColumn(format="%.1f")})
 x = st.radio("Curves by", ["step", "time"], key="rnn_curve_x", horizontal=True,
              format_func={"step": "training step", "time": "seconds of training"}.get)
 x_title = "step" if x == "step" else "seconds of training (evaluation excluded)"
 loss_col, exact_col = st.columns(2)
-loss_col.plotly_chart(figures.curves([], curve(contenders.values(), "loss", x), "Training loss", x_title,
+ui.plotly_chart(loss_col, figures.curves([], curve(contenders.values(), "loss", x), "Training loss", x_title,
                                      "loss", log_y=True), key="rnn_loss")
-exact_col.plotly_chart(figures.curves([], curve(contenders.values(), "exact_match", x),
+ui.plotly_chart(exact_col, figures.curves([], curve(contenders.values(), "exact_match", x),
                                       "Validation exact match", x_title, "exact match"), key="rnn_exact")
 
 
@@ -101,14 +102,14 @@ def same_input(text):
         target = expected or outputs.get("Transformer") or next(iter(outputs.values()))
         grids = {label: alignment(c.model, c.task.tokenizer, text, target) for label, c in contenders.items()}
     except ValueError as error:
-        return st.error(str(error))
+        return st.error(ui.message(error))
     for label, output in outputs.items():
         st.markdown(f"**{label}**: {marked_html(output, expected)}", unsafe_allow_html=True)
     st.caption(MARKS_NOTE)
     left, right = st.columns(2)
     if LABELS["lstm+bahdanau"] in grids:
         patterns, src_labels, tgt_labels = grids[LABELS["lstm+bahdanau"]]
-        left.plotly_chart(figures.attention_heatmap(patterns["decoder.attention.hook_pattern"][0], tgt_labels,
+        ui.plotly_chart(left, figures.attention_heatmap(patterns["decoder.attention.hook_pattern"][0], tgt_labels,
                           src_labels, "LSTM: Bahdanau weights a_ij", x_title="source", y_title="output"),
                           key="rnn_align_lstm")
     if "Transformer" in grids:
@@ -116,7 +117,7 @@ def same_input(text):
         name = right.selectbox("Transformer cross-attention", list(cross), key="rnn_cross_layer",
                                format_func=lambda n: n.removesuffix(".hook_pattern"))
         head = right.selectbox("Head", range(cross[name].shape[0]), key="rnn_head")
-        right.plotly_chart(figures.attention_heatmap(cross[name][head], tgt_labels, src_labels,
+        ui.plotly_chart(right, figures.attention_heatmap(cross[name][head], tgt_labels, src_labels,
                            f"Transformer: head {head}", x_title="source", y_title="output"),
                            key="rnn_align_transformer")
     st.caption("The plain LSTM has no alignment to show: its decoder reads one vector, not the source positions.")
@@ -161,7 +162,7 @@ else:
         fig.add_vrect(x0=trained[0], x1=trained[1], fillcolor="green", opacity=0.08, line_width=0,
                       annotation_text="trained lengths", annotation_position="bottom left")
         st.markdown(trend(rows, *trained))
-    st.plotly_chart(fig, key="rnn_by_length")
+    ui.plotly_chart(st, fig, key="rnn_by_length")
     notes = sorted({f"length {r['length']}: {r['note']}" for rs in rows.values() for r in rs if r["note"]})
     st.caption("  \n".join(notes[:3] + [LENGTH_SOURCES]))
 
@@ -176,7 +177,7 @@ if any("peak_bytes" in row for rows in costs.values() for row in rows):  # CUDA:
     charts.append(("peak_bytes", "GPU memory peak of the forward (MB)", 2**-20))
 for column, (metric, title, scale) in zip(st.columns(len(charts)), charts):
     fig = figures.curves([], by_length(costs, metric, scale), title, "length", log_y=True)
-    column.plotly_chart(fig.update_xaxes(type="log", tickvals=chosen).update_yaxes(dtick=1), key=f"rnn_cost_{metric}")
+    ui.plotly_chart(column, fig.update_xaxes(type="log", tickvals=chosen).update_yaxes(dtick=1), key=f"rnn_cost_{metric}")
 st.caption(COST_NOTE)
 
 
@@ -212,7 +213,7 @@ else:
         + (" The plain tanh RNN (no attention, shipped for this task) shows the fading most clearly." if plain else ""))
     scale = st.radio("Gradient", ["gradient", "relative"], key="rnn_reach_scale", horizontal=True,
                      format_func={"gradient": "as measured", "relative": "each model's largest = 1"}.get)
-    st.plotly_chart(lesson_figures.gradient_reach(frames, scale), key="rnn_reach")
+    ui.plotly_chart(st, lesson_figures.gradient_reach(frames, scale), key="rnn_reach")
 
 lstms = {label: c for label, c in contenders.items() if is_lstm(c.model)}
 if lstms:

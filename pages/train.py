@@ -88,13 +88,15 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
     left, right = st.columns(2)
     tasks = list(TASKS)
     task_name = ui.choice("Task", tasks, "train_task", left.selectbox, "task", tasks.index(preset["task"]),
-                          on_change=follow_task, format_func=lambda t: f"{t}: {TASKS[t]}")
+                          on_change=follow_task)
+    left.caption(TASKS[task_name])  # beside the choice: a description in the box would be cut short
     upload = right.file_uploader(f"Your {USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
         if task_name in USER_TASKS else None
     architectures = task_architectures(task_name)
     architecture = ui.choice("Architecture", architectures, "train_architecture", left.selectbox, "architecture",
                              architectures.index(preset["architecture"]) if preset["architecture"] in architectures
-                             else 0, format_func=lambda a: f"{a}: {ARCHITECTURES[a]}")
+                             else 0)
+    left.caption(ARCHITECTURES[architecture])
     fixed = preset_fixed_sizes(label, architecture)  # e.g. learned positions
     fields = size_fields(architecture)
     sizes, notes = ui.number_inputs(fields, "train_", preset, linked=True)  # each with a container under it
@@ -126,7 +128,7 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
                        f"{len(task.train):,} training examples")
         except ValueError as error:  # a setting that cannot work, a size above the limit, a taken name
             refused = refused_field(error, fields + TRAIN_FIELDS + MORE_FIELDS)
-            (notes[refused.key] if refused else st).error(escape(error), icon=":material/block:")
+            (notes[refused.key] if refused else st).error(ui.message(error), icon=":material/block:")
     why_not = refused and (f"Start is off until {refused.label} holds a possible value: see the message under it"
                            + (" (in More settings)." if refused in MORE_FIELDS else "."))
     st.button("Start training", type="primary", key="train_start", on_click=start_run, args=(plan,),
@@ -162,7 +164,7 @@ def timelapse(run, snapshots):
     layer = ui.choice("Layer", range(kinds[kind]), "lapse_layer", controls.selectbox)
     weights, queries, keys, masked = lapse_pattern(task, patterns, probe, kind, layer)
     head = ui.choice("Head", range(len(weights)), "lapse_head", controls.selectbox)
-    heatmap.plotly_chart(figures.attention_heatmap(
+    ui.plotly_chart(heatmap, figures.attention_heatmap(
         weights[head], queries, keys, f"Step {step}: {kind} attention, layer {layer}, head {head}", masked=masked),
         key="lapse_heatmap")
     outputs.markdown(f"**Greedy output** (target: `{probe_target(task, probe)}`)")

@@ -94,7 +94,7 @@ def test_a_tsv_file_trains_pairs_and_a_bad_one_names_its_line(tmp_path, capsys):
     assert out.name == "pairs-transformer" and extra["arch"] == "transformer"
     (tmp_path / "bad.tsv").write_text("a\tb\nc\n")
     assert main(["train", "--tsv-file", str(tmp_path / "bad.tsv")]) == 2
-    assert "line 2 of the TSV file has 1 tab-separated columns" in capsys.readouterr().err
+    assert "line 2 of the TSV file has 1 tab-separated column;" in capsys.readouterr().err
 
 
 def test_train_saves_what_it_trained(tiny):

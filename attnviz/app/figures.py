@@ -7,6 +7,10 @@ No streamlit here: pages only place what these return. Conventions shared by eve
 - Masked cells (and any non-finite value, e.g. -inf scores) are left empty: they show the grey
   background (no padding around the plot area, so grey means masked and nothing else) and hover as "masked".
 - Attention weights use one fixed 0..1 colour scale so heads can be compared by eye, and square cells.
+- A colour bar is exactly as tall as its heatmap (`colorbar`): a single heatmap fills its plot area, and a
+  square-celled one gets a figure width and height that make its cells square (`square_size`) instead of an axis
+  constraint that shrinks the heatmap away from its colour bar in a narrow column.
+- Log axes label every tick with its magnitude ("0.2 0.5 1 2"), not the leading digit alone (`LOG_TICKS`).
 """
 import numpy as np
 import plotly.graph_objects as go
@@ -21,6 +25,10 @@ CELL_PX = 24  # height of one heatmap row in pixels, within limits
 SQUARE_CELL_PX = 36  # the same for square cells (attention, similarity), unless the width asks for less
 CHART_WIDTH = 460  # px: what a square-celled chart is drawn at unless told (half of the wide layout)
 MAX_HEIGHT = 760
+COLORBAR_PX = 80  # what a colour bar with its ticks and title takes right of the plot area
+TICK_CHAR_PX = 7  # the width of one character of a tick label, to leave room for the labels
+MIN_PLOT_PX = 120  # a heatmap of one or two rows is drawn at least this high (its cells taller than wide)
+LOG_TICKS = dict(tickformat=",.2~r")  # 2 significant digits, no trailing zeros: 0.05, 0.2, 1, 20, 1,000
 
 
 def as_array(x, ndim=None, name="array"):
@@ -76,6 +84,34 @@ def compact_layout(fig, title, height, background=MASKED_COLOR):
     return fig
 
 
+def colorbar(title):
+    """A colour bar as tall as the plot area, from its top: `len` is a fraction of the plot area's height (with no
+    padding inside it: `ypad`), so a heatmap that fills its plot area meets it at both ends, at any width."""
+    return dict(title=dict(text=title, side="right"), thickness=12, len=1.0, lenmode="fraction", y=1.0,
+                yanchor="top", yref="paper", ypad=0)
+
+
+def label_px(labels, count):
+    """The width in px of the longest tick label of an axis (`labels`, or the numbers 0..count-1)."""
+    longest = max(map(len, labels), default=1) if labels is not None else len(str(max(count - 1, 0)))
+    return TICK_CHAR_PX * longest
+
+
+def square_size(rows, cols, width, row_labels, col_labels, titled, x_title, y_title):
+    """(width, height, margin) of a figure whose (rows, cols) heatmap has square cells and fills its plot area.
+
+    The margins leave room for the tick labels (the x labels turn by 60 degrees when crowded, as `label_axis`
+    does) and the colour bar; the cells take what `width` leaves, at most SQUARE_CELL_PX. Drawing the figure at
+    this width (`layout.width`, which the chart helper in ui.py keeps) keeps the cells square; a narrower column
+    narrows the cells and still leaves the heatmap as tall as its colour bar."""
+    crowded = col_labels is not None and label_axis(col_labels, "", angle=-60)["tickangle"] != 0
+    margin = dict(l=10 + label_px(row_labels, rows) + (24 if y_title else 0), r=COLORBAR_PX, t=50 if titled else 20,
+                  b=10 + (round(0.87 * label_px(col_labels, cols)) if crowded else 20) + (24 if x_title else 0))
+    cell = min(SQUARE_CELL_PX, (width - margin["l"] - margin["r"]) / cols)
+    plot_height = min(max(cell * rows, MIN_PLOT_PX), MAX_HEIGHT - margin["t"] - margin["b"])
+    return round(cell * cols) + margin["l"] + margin["r"], round(plot_height) + margin["t"] + margin["b"], margin
+
+
 def square_cells(fig, toward="right", **subplot):
     """Make a heatmap's cells square, e.g. `row=1, col=2` for one subplot: the plot area shrinks to fit, toward
     the top and `toward` the right (beside its colour bar; tick labels move with it) or the centre (under a
@@ -93,8 +129,8 @@ def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="
 
     `diverging=None` picks a diverging scale centred on 0 when the data has negative values.
     `show_values=None` writes the numbers into the cells when the matrix is small (at most 12 x 12).
-    `square=True` makes the cells square; `height=None` grows with the rows, within limits (and for square
-    cells, with what the `width` in px leaves them, so the plot fills its height and meets its colour bar).
+    `square=True` makes the cells square at a figure width of at most `width` px (`square_size`); else
+    `height=None` grows with the rows, within limits.
     """
     z, blocked = masked_values(as_array(matrix, 2, "matrix"), masked)
     rows, cols = z.shape
@@ -113,14 +149,15 @@ def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(cols)), y=list(range(rows)), text=hover, hovertemplate="%{text}<extra></extra>",
         hoverongaps=True, colorscale=colorscale or (DIVERGING_COLORS if diverging else SEQUENTIAL_COLORS),
-        zmin=zmin, zmax=zmax, colorbar=dict(title=dict(text=value_name, side="right"), thickness=12),
+        zmin=zmin, zmax=zmax, colorbar=colorbar(value_name),
         texttemplate="%{z:.2f}" if show_values else None))
     fig.update_xaxes(label_axis(col_labels, x_title, angle=-60))
     fig.update_yaxes(label_axis(row_labels, y_title), autorange="reversed")
-    if square:
-        square_cells(fig)
-    cell, lowest = (min(SQUARE_CELL_PX, (width - 150) / cols), 200) if square else (CELL_PX, 360)
-    return compact_layout(fig, title, height or min(max(cell * rows + 160, lowest), MAX_HEIGHT))
+    if not square:
+        return compact_layout(fig, title, height or min(max(CELL_PX * rows + 160, 360), MAX_HEIGHT))
+    width, square_height, margin = square_size(rows, cols, width, row_labels, col_labels, title, x_title, y_title)
+    compact_layout(fig, title, height or square_height)
+    return fig.update_layout(width=width, margin=margin)
 
 
 def attention_heatmap(weights, query_labels=None, key_labels=None, title="", masked=None,
@@ -178,7 +215,7 @@ def attention_grid(patterns, title="", masked=None, off=(), width=900, clickable
     fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, range=[Tq - 0.5, -0.5])
     fig.update_annotations(font_size=11)
     fig.update_layout(coloraxis=dict(colorscale=ATTENTION_COLORS, cmin=0.0, cmax=1.0,
-                                     colorbar=dict(title=dict(text="weight", side="right"), thickness=12)))
+                                     colorbar=colorbar("weight")))
     return compact_layout(fig, title, row_px * L + 60)
 
 
@@ -230,7 +267,7 @@ def curves(x, series, title="", x_title="", y_title="", log_y=False):
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=str(name),
                                  line=dict(color=SERIES_COLORS[i % len(SERIES_COLORS)])))
     fig.update_xaxes(title=x_title, gridcolor="#eee")
-    fig.update_yaxes(title=y_title, type="log" if log_y else "linear", gridcolor="#eee")
+    fig.update_yaxes(title=y_title, gridcolor="#eee", **(dict(type="log", **LOG_TICKS) if log_y else {}))
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
     return compact_layout(fig, title, 340, background="white")
 
@@ -313,4 +350,18 @@ def beam_tree(nodes, title="Beam search tree"):
     fig.update_xaxes(title="step", tickformat="d", dtick=1, showgrid=False, zeroline=False)
     fig.update_yaxes(visible=False, autorange="reversed")
     leaves = len(nodes) - len({n["parent"] for n in nodes if n["parent"] is not None})
-    return compact_layout(fig, title, max(12 * leaves + 120, 300), background="white")  # 12 px a leaf: labels fit
+    return compact_layout(fig, title, min(max(12 * leaves + 120, 300), 1200), background="white")  # 12 px a leaf: labels fit
+
+
+PRESENTER_FONT_PX = 18  # the text of every figure in presenter mode (plotly's default is 12)
+
+
+def presented(fig):
+    """A copy of `fig` for a projector: titles, ticks, legends, subplot titles and values in cells all larger."""
+    fig, size = go.Figure(fig), PRESENTER_FONT_PX
+    fig.update_layout(font_size=size, title_font_size=round(size * 1.3), legend_font_size=size)
+    fig.update_xaxes(tickfont_size=size, title_font_size=size)
+    fig.update_yaxes(tickfont_size=size, title_font_size=size)
+    fig.update_annotations(font_size=size)
+    fig.for_each_trace(lambda trace: trace.update(textfont_size=size) if "textfont" in trace else None)
+    return fig

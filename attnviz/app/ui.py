@@ -4,6 +4,7 @@ The only module of attnviz that imports streamlit. Pages call these instead of r
 model chosen in the sidebar is the same on every page and survives a reload (it is kept in the URL).
 """
 import math
+import re
 import secrets
 from functools import partial
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import NamedTuple
 
 import streamlit as st
 
+from attnviz.app import figures
 from attnviz.app.markdown import code, escape
 from attnviz.app.owner import owner_token
+from attnviz.app.standalone import view_html
 from attnviz.data.stdlib import STDLIB_TASKS, differs_from_here
 from attnviz.i18n import LANGUAGES, N_, _, preferred_language, use_language
 from attnviz.interpret.decoding_plan import LIMITS, parse_number, sampling_settings
@@ -38,7 +41,8 @@ class PageInfo(NamedTuple):
 
 
 HOME = "app.py"
-APP_ICON = "👁️"  # the browser tab's icon: Streamlit draws an emoji as an inline SVG, so nothing is fetched for it
+APP_ICON = ROOT / "attnviz" / "app" / "icon.svg"  # the tab's icon ships with the app: Streamlit serves it itself
+SIDEBAR_PX = 340  # wide enough for the longest model name in the picker ("reverse-long-lstm-bahdanau (reverse)")
 
 # Every page of the app, in menu order. One line per page; a page shows up once its file exists.
 PAGES = [
@@ -97,20 +101,26 @@ LINKED_STATE = {"model_choice": "model", "input_text": "text", "attention": "att
 
 def sidebar(script_path):
     """What every page starts with (`ui.sidebar(__file__)`): the session's language, the tab's title and icon, then
-    in the sidebar the menu, the language, the device badge and the model picker. Returns the picked
-    `CheckpointInfo` (None when there is none)."""
+    in the sidebar the menu, the language, the device badge, the model picker, presenter mode and the figures'
+    downloads. Returns the picked `CheckpointInfo` (None when there is none)."""
     page = page_of(script_path)
     use_language(session_language())
-    st.set_page_config(page_title=_(page.title), page_icon=APP_ICON, layout="wide")
+    present = presenting()
+    st.set_page_config(page_title=_(page.title), page_icon=APP_ICON, layout="wide",
+                       initial_sidebar_state="collapsed" if present else SIDEBAR_PX)
     arrive(page)
     set_threads_once()  # process-wide: cores - 1, so the server keeps a core for the browser sessions
     menu = st.sidebar.container(key="menu")
     language_picker()
-    device_badge()
+    if not present:
+        device_badge()
     picked = model_picker()
-    carried = {"lang": st.session_state["language_choice"]} | ({"model": picked.name} if picked else {})
-    for page in available_pages():  # each link carries the picked model and the language, as a shared link does
-        menu.page_link(page.file, label=_(page.title), icon=page.icon, query_params=carried)
+    carried = {"lang": st.session_state["language_choice"]} | ({"model": picked.name} if picked else {}) | \
+        ({PRESENT_PARAM: "1"} if present else {})
+    for other in available_pages():  # each link carries the model, the language and presenter mode, as a link does
+        menu.page_link(other.file, label=_(other.title), icon=other.icon, query_params=carried)
+    presenter_toggle()
+    view_download(page)
     return picked
 
 
@@ -279,7 +289,7 @@ def task_or_stop(picked):
     try:
         task = picked.task()
     except ValueError as error:
-        st.error(str(error))
+        st.error(message(error))
         st.stop()
     if task is None:
         st.error(f"{picked.name} does not record the task it was trained on, so there is no input to give it.")
@@ -347,7 +357,7 @@ def _zoom_clicked_head(key):
 def head_grid(figure, key, where=st):
     """An `attention_grid(..., clickable=True)` on which a click on a head picks it in `layer_and_head` (drawn
     after it): the zoom beside the grid shows that head."""
-    where.plotly_chart(figure, key=key, on_select=partial(_zoom_clicked_head, key), selection_mode="points")
+    plotly_chart(where, figure, key, on_select=partial(_zoom_clicked_head, key), selection_mode="points")
 
 
 def _focus_clicked_token(key, focus_key):
@@ -358,7 +368,7 @@ def _focus_clicked_token(key, focus_key):
 
 def head_view_chart(figure, key, focus_key):
     """A `head_view` figure on which a click on a query token focuses it (sets the widget keyed `focus_key`)."""
-    st.plotly_chart(figure, key=key, on_select=partial(_focus_clicked_token, key, focus_key), selection_mode="points")
+    plotly_chart(st, figure, key, on_select=partial(_focus_clicked_token, key, focus_key), selection_mode="points")
 
 
 def linked_slider(label, low, high, default, key, param, where=st, **kwargs):
@@ -440,7 +450,7 @@ def input_run(picked, label="Input", max_tokens=MAX_SHOWN_TOKENS, max_new_tokens
     try:
         run = _run_input(picked, model_key(picked), text, max_tokens, max_new_tokens)
     except ValueError as error:
-        st.warning(escape(str(error)))
+        st.warning(message(error))
         st.stop()
     for note in run.notes:
         st.warning(escape(note))
@@ -519,6 +529,14 @@ def _from_link(key, param, low, high, default):
 # Small widgets any page can use
 
 
+def message(error):
+    """An error's text as a sentence on the page, escaped (it may quote what the user typed): "line 2 of ..."
+    becomes "Line 2 of ...", while a message that starts with a name ("d_model=64 is not possible", "'x' exists
+    already") keeps it as it is spelled."""
+    text = str(error)
+    return escape(text[:1].upper() + text[1:] if re.match(r"[a-z]+ ", text) else text)
+
+
 def linked_state(key, param):
     """A session value restored from, and kept in, the URL as ?param=... (a reload or a shared link finds it)."""
     if key not in st.session_state and param in st.query_params:
@@ -588,7 +606,7 @@ def chart_rows(charts, rows, key_prefix):
     chart's key is key_prefix + name."""
     for row in rows:
         for column, name in zip(st.columns(len(row)), row):
-            column.plotly_chart(charts[name], key=key_prefix + name)
+            plotly_chart(column, charts[name], key_prefix + name)
 
 
 def table_or_caption(table, empty_note, **kwargs):
@@ -659,7 +677,7 @@ def show_lesson(lesson, lessons):
     except (ValueError, ImportError) as error:  # input the models cannot take, or MiniLM not installed
         st.warning(escape(error))
     else:
-        st.plotly_chart(drawn.figure, key="lesson_figure")
+        plotly_chart(st, drawn.figure, "lesson_figure")
         st.caption(drawn.caption)
     st.markdown(f"**Try this.** {lesson.try_this}")
     if st.toggle("Show the answer", key=f"lesson_{lesson.slug}_answer"):
@@ -676,3 +694,76 @@ def show_lesson(lesson, lessons):
     if index + 1 < len(lessons):
         forward.button(f"{lessons[index + 1].title} →", key="lesson_next", on_click=_go_to_lesson,
                        args=(lessons[index + 1].slug,), type="primary")
+
+
+# Figures: one toolbar for all, presenter mode, and the page's figures as one file
+
+PRESENT_PARAM = "present"
+IMAGE_FORMATS = {"png": "PNG", "svg": "SVG"}
+PRESENTER_CSS = "<style>html { font-size: 22px; }</style>"  # Streamlit sizes its text in rem: all of it grows
+
+
+def presenting():
+    """Presenter mode, for a room looking at one screen: larger fonts in figures and text, fewer controls. On with
+    the sidebar's toggle or a link with ?present=1; pages may read it to show less."""
+    if "presenting" not in st.session_state:  # a new session: from the link
+        st.session_state["presenting"] = st.query_params.get(PRESENT_PARAM) == "1"
+    return st.session_state["presenting"]
+
+
+def _keep_presenting():
+    st.session_state["presenting"] = st.session_state["present_toggle"]
+
+
+def presenter_toggle():
+    """The sidebar's presenter switch; while on it is kept in the URL (?present=1) and the text is larger."""
+    st.session_state["present_toggle"] = presenting()  # a widget's own state ends with its page
+    on = st.sidebar.toggle("Presenter mode", key="present_toggle", on_change=_keep_presenting,
+                           help="Larger fonts and fewer controls, for a room looking at one screen. "
+                                "A link with ?present=1 opens in it.")
+    if on:
+        st.query_params[PRESENT_PARAM] = "1"
+        st.html(PRESENTER_CSS)
+    else:
+        st.query_params.pop(PRESENT_PARAM, None)
+
+
+def _keep_image_format():
+    st.session_state["image_format"] = st.session_state["image_format_box"]
+
+
+def view_download(page):
+    """The sidebar's downloads: the format the camera button of every figure saves (PNG or SVG), and a standalone
+    HTML file of the page's figures (interactive, plotly.js inside: it opens without a network)."""
+    st.session_state["view_figures"] = shown = {}  # chart key -> figure, filled by `plotly_chart` as the page runs
+    if presenting():
+        return
+    st.session_state["image_format_box"] = st.session_state.setdefault("image_format", "png")
+    st.sidebar.segmented_control("Figures save as", list(IMAGE_FORMATS), key="image_format_box", required=True,
+                                 format_func=IMAGE_FORMATS.get, on_change=_keep_image_format,
+                                 help="What the camera button above each figure saves: PNG (an image) or SVG "
+                                      "(vector graphics, for papers and slides).")
+    link = "?" + "&".join(f"{name}={value}" for name, value in st.query_params.items())
+    st.sidebar.download_button("Download this view", lambda: view_html(page.title, shown, link),
+                               file_name=f"attnviz-{page.url_path or 'home'}.html", mime="text/html",
+                               key="download_view", icon="⬇️", on_click="ignore",
+                               help="Every figure of this page in one HTML file that works offline.")
+
+
+def chart_config(key):
+    """Plotly's configuration for every chart: the camera saves in the chosen format (at twice the size on screen,
+    named after the chart), no plotly logo, and no toolbar at all in presenter mode."""
+    return {"displaylogo": False, "displayModeBar": "hover" if not presenting() else False,
+            "toImageButtonOptions": {"format": st.session_state.get("image_format", "png"), "filename": key,
+                                     "scale": 2}}
+
+
+def plotly_chart(where, fig, key, **kwargs):
+    """Draw a plotly figure in `where` (st, a column, a container) the way every figure of the app is drawn:
+    the shared toolbar (`chart_config`), presenter mode's sizes, at the figure's own width when it has one (square
+    cells stay square), and remembered for "Download this view"."""
+    if presenting():
+        fig = figures.presented(fig)
+    st.session_state.setdefault("view_figures", {})[key] = fig
+    return where.plotly_chart(fig, key=key, config=chart_config(key),
+                              width="content" if fig.layout.width else "stretch", **kwargs)

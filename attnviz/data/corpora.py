@@ -131,7 +131,8 @@ def parse_tsv(data):
             continue
         columns = line.split("\t")
         if len(columns) != 2:
-            raise ValueError(f"line {number} of the TSV file has {len(columns)} tab-separated columns; "
+            raise ValueError(f"line {number} of the TSV file has {len(columns)} tab-separated column"
+                             f"{'' if len(columns) == 1 else 's'}; "
                              "every line needs exactly 2: source<TAB>target")
         for column, part in zip(columns, ("source", "target")):
             if not column:

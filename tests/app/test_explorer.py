@@ -159,7 +159,7 @@ def test_rnn_has_cross_attention_only_and_plain_lstm_none(page_models):
 def test_exports(page_models):
     at = open_page(model="test-reverse", text="abcdef")
     assert not at.exception
-    labels = [b.label for b in at.get("download_button")]
+    labels = [b.label for b in at.main.get("download_button")]  # the sidebar holds "Download this view"
     assert labels == ["Weights as CSV", "Tensors as NPZ"]
 
 

@@ -85,11 +85,22 @@ def test_attention_grid_has_every_layer_and_head_in_order():
     assert titles[0] == "L0 H0" and titles[5] == "L1 H2 off"
 
 
+def cell_px(fig, rows, cols):
+    """(width, height) in px of one cell of a figure's heatmap that fills its plot area, from its layout."""
+    layout = fig.layout
+    plot_width = layout.width - layout.margin.l - layout.margin.r
+    plot_height = layout.height - layout.margin.t - layout.margin.b
+    return plot_width / cols, plot_height / rows
+
+
 def test_attention_cells_are_square_and_nothing_pads_the_grey_background():
     # Grey is what masked cells show; a margin padding would frame every heatmap in it.
-    zoom = figures.attention_heatmap(weights(3, 6))
-    assert (zoom.layout.yaxis.scaleanchor, zoom.layout.yaxis.scaleratio) == ("x", 1)
-    assert zoom.layout.margin.pad == 0
+    for shape, width in (((6, 6), 460), ((4, 9), 460), ((9, 4), 460), ((30, 30), 700), ((30, 30), 300)):
+        zoom = figures.attention_heatmap(weights(*shape), width=width)
+        cell_width, cell_height = cell_px(zoom, *shape)
+        assert zoom.layout.width <= width
+        assert cell_width == pytest.approx(cell_height, abs=1.5 / min(shape))  # square, to a pixel of rounding
+        assert zoom.layout.margin.pad == 0
     grid = figures.attention_grid(torch.rand(2, 3, 4, 4))
     for i in range(1, 7):  # subplot i: yaxis{i} is tied to xaxis{i}
         suffix = "" if i == 1 else str(i)
@@ -122,7 +133,7 @@ def test_positional_and_similarity_heatmaps():
     assert fig.layout.xaxis.title.text == "dimension" and fig.layout.yaxis.title.text == "position"
     sim = figures.similarity_heatmap(table @ table.T, [f"p{i}" for i in range(10)])
     np.testing.assert_allclose(np.asarray(sim.data[0].z), (table @ table.T).double().numpy())
-    assert sim.layout.yaxis.scaleanchor == "x"
+    assert cell_px(sim, 10, 10)[0] == pytest.approx(cell_px(sim, 10, 10)[1], abs=0.1)
     narrow = figures.similarity_heatmap(table @ table.T, width=350)
     assert narrow.layout.height < sim.layout.height  # a narrower chart is lower, so the square fills it
     with pytest.raises(ValueError):
@@ -175,3 +186,63 @@ def test_beam_tree_places_leaves_apart_and_parents_between_their_children():
     y = dict(zip(traces["pruned"].text, traces["pruned"].y))
     assert traces["finished"].y[0] < y["a"] < y["b"]  # children by score, best at the top (the axis is reversed)
     assert fig.layout.yaxis.autorange == "reversed"
+
+
+def heatmap_figures():
+    """One figure of every heatmap builder, with labels long enough to need room, masked cells and both signs."""
+    labels = [f"token{i}" for i in range(8)]
+    causal = torch.ones(8, 8, dtype=torch.bool).triu(1)
+    return {"attention": figures.attention_heatmap(weights(8, 8), labels, labels, "head", masked=causal, width=700),
+            "cross": figures.attention_heatmap(weights(3, 8), labels[:3], labels, width=300),
+            "one row": figures.attention_heatmap(weights(1, 5)),
+            "matrix": figures.matrix_heatmap(torch.randn(5, 40), title="Q"),
+            "square matrix": figures.matrix_heatmap(torch.randn(16, 16), square=True, width=560),
+            "statistic": figures.stat_heatmap(np.random.rand(3, 4), "entropy"),
+            "positional": figures.positional_heatmap(torch.randn(50, 64)),
+            "similarity": figures.similarity_heatmap(torch.randn(6, 6), width=280)}
+
+
+@pytest.mark.parametrize("name", list(heatmap_figures()))
+def test_colour_bars_are_as_tall_as_their_heatmaps(name):
+    # A colour bar's `len` is a fraction of the plot area's height; the heatmap is as tall as the plot area when
+    # nothing shrinks its y axis (a scale anchor shrinks it in a column narrower than the figure was made for:
+    # twice as tall a colour bar as its heatmap at 1024 px) and its rows fill the y range.
+    fig = heatmap_figures()[name]
+    heatmap = fig.data[0]
+    bar = heatmap.colorbar
+    assert (bar.len, bar.lenmode, bar.y, bar.yanchor, bar.yref, bar.ypad) == (1, "fraction", 1, "top", "paper", 0)
+    assert fig.layout.yaxis.scaleanchor is None and fig.layout.xaxis.scaleanchor is None
+    assert tuple(fig.layout.yaxis.domain or (0, 1)) == (0, 1)
+    assert fig.layout.yaxis.range is None  # autorange: the rows from edge to edge, nothing beyond them
+    rows = len(np.asarray(heatmap.z))
+    assert list(heatmap.y) == list(range(rows))
+
+
+def test_the_grid_shares_one_colour_bar_as_tall_as_its_plot_area():
+    bar = figures.attention_grid(torch.rand(2, 3, 4, 4)).layout.coloraxis.colorbar
+    assert (bar.len, bar.lenmode, bar.y, bar.yanchor) == (1, "fraction", 1, "top")
+
+
+def test_log_axes_label_every_tick_with_its_magnitude():
+    # plotly labels the minor ticks of a log axis with their leading digit alone ("5 2 1 5 2 0.1") unless the axis
+    # has a tickformat; then every tick shows its value (the browser test reads the drawn labels).
+    fig = figures.curves([1, 2, 3], {"loss": [5.0, 0.8, 0.09]}, log_y=True)
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.tickformat
+    assert figures.curves([1, 2], {"accuracy": [0.5, 0.9]}).layout.yaxis.type in (None, "linear", "-")
+
+
+def texts_of(fig):
+    """Every explicit font size of a figure's layout, axes, annotations and traces."""
+    layout = fig.layout
+    sizes = [layout.font.size, layout.title.font.size, layout.legend.font.size]
+    sizes += [axis.tickfont.size for axis in (*fig.select_xaxes(), *fig.select_yaxes())]
+    sizes += [a.font.size for a in layout.annotations] + [t.textfont.size for t in fig.data if "textfont" in t]
+    return sizes
+
+
+def test_presented_figures_have_larger_text_and_leave_the_original_alone():
+    grid = figures.attention_grid(torch.rand(2, 2, 3, 3))
+    for fig in (grid, figures.probability_bars(["a", "b"], [0.4, 0.6]), heatmap_figures()["attention"]):
+        shown = figures.presented(fig)
+        assert all(size >= figures.PRESENTER_FONT_PX for size in texts_of(shown))
+        assert all(size is None or size < figures.PRESENTER_FONT_PX for size in texts_of(fig))  # a copy

@@ -49,3 +49,26 @@ def test_page_opens(open_page, page_info):
     expect(page).to_have_title(re.compile(re.escape(page_info.title)))
     expect(page.locator(".st-key-menu").get_by_text(page_info.title, exact=True)).to_be_visible()
     expect(page.locator(".stException")).to_have_count(0)
+
+
+# The width of the text a select box shows, in the font it shows it in, and the room the box has for it.
+TEXT_AND_ROOM = """() => [...document.querySelectorAll('[data-testid="stSelectbox"]')].map(box => {
+  const input = box.querySelector('input'), canvas = document.createElement('canvas').getContext('2d');
+  canvas.font = getComputedStyle(input).font;
+  return [box.querySelector('label').textContent, input.value, canvas.measureText(input.value).width,
+          input.clientWidth]})"""
+
+
+def test_select_boxes_show_their_whole_choice(browser, app_url):
+    # Before: "reverse-long-lstm-bahdanau (reverse)" in the sidebar's picker and the Task and Architecture boxes
+    # of Train live ("transformer: Transformer encoder-decoder (self-attention, ...") were cut short at 1024 px.
+    longest = max((info for info in checkpoint.list_checkpoints() if info.shipped), key=lambda i: len(i.name))
+    page = browser.new_page(viewport={"width": 1024, "height": 900})
+    page.goto(f"{app_url}/train?model={longest.name}")
+    expect(page.get_by_role("combobox", name="Architecture")).to_be_visible(timeout=90_000)
+    boxes = {label: (value, width, room) for label, value, width, room in page.evaluate(TEXT_AND_ROOM)}
+    assert {"Model", "Task", "Architecture"} <= set(boxes)
+    assert boxes["Model"][0].startswith(longest.name)
+    for label, (value, width, room) in boxes.items():
+        assert width <= room, f"{label}: {value!r} needs {width:.0f} px, the box has {room}"
+    page.close()

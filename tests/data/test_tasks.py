@@ -291,7 +291,7 @@ def test_text_bom_and_crlf_are_normalised():
 
 @pytest.mark.parametrize("data, match", [
     ("cat\tCAT\ndog\tDOG\tx\n", "line 2 of the TSV file has 3 tab-separated columns"),
-    ("cat\tCAT\n\nno tab here\n", "line 3 of the TSV file has 1 tab-separated columns"),
+    ("cat\tCAT\n\nno tab here\n", "line 3 of the TSV file has 1 tab-separated column;"),
     ("cat\tCAT\n\tDOG\n", "line 2 of the TSV file has an empty source"),
     ("cat\t\n", "line 1 of the TSV file has an empty target"),
     (b"cat\tCAT\ndog\tD\xffG\n", r"line 2 of the TSV file is not UTF-8 text \(byte 13 .*0xff"),

@@ -1,0 +1,40 @@
+"""A page's figures as one standalone HTML file ("Download this view"): interactive plotly charts that open in
+any browser without a network, since plotly.js travels inside the file and nothing refers to a server.
+
+The toolbar of each chart saves it as a PNG (the camera) or as an SVG (the button beside it), for slides and
+papers. No streamlit here: ui.py collects the figures a page draws and offers this file for download.
+"""
+import html
+import json
+
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+# Run after each chart is drawn ({plot_id} is its div, CONFIG its configuration): the same configuration plus a
+# button that saves an SVG. Plotly's config is JSON, so a button with a click handler comes from JavaScript.
+SVG_BUTTON = """
+const chart = document.getElementById('{plot_id}'), config = CONFIG;
+Plotly.react(chart, chart.data, chart.layout, Object.assign({}, config, {modeBarButtonsToAdd: [{
+  name: 'Download plot as an SVG', icon: Plotly.Icons.camera,
+  click: gd => Plotly.downloadImage(gd, {format: 'svg', filename: config.toImageButtonOptions.filename})}]}));
+"""
+
+
+def figure_div(name, fig):
+    """One chart as a <div> (with its script), its camera saving a PNG named after it, plus an SVG button."""
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
+    return pio.to_html(fig, config=config, full_html=False, include_plotlyjs=False, include_mathjax=False,
+                       post_script=SVG_BUTTON.replace("CONFIG", json.dumps(config)), default_width="100%")
+
+
+def view_html(title, charts, link=""):
+    """The HTML document of a view: `title` (a page's title), `charts` ({name: plotly figure}, in page order) and
+    the `link` that shows the same view in the app (its query string), both shown as text."""
+    divs = "\n".join(f'<section id="{html.escape(name)}">{figure_div(name, fig)}</section>'
+                     for name, fig in charts.items())
+    note = f"The link to this view in the app: <code>{html.escape(link)}</code>" if link else ""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>attnviz: {html.escape(title)}'
+            f"</title>\n<script>{get_plotlyjs()}</script>\n"
+            "<style>body { font-family: sans-serif; margin: 2rem; } section { margin: 1.5rem 0; }</style></head>\n"
+            f"<body><h1>{html.escape(title)}</h1><p>Saved from attnviz. {note}</p>\n"
+            f"{divs or '<p>This view has no figures.</p>'}\n</body></html>\n")
