@@ -158,6 +158,7 @@ def arrive(page):
     for key, param in LINKED_STATE.items():
         if param in st.query_params:
             st.session_state.pop(key, None)
+            st.session_state.pop(f"{key}_kept", None)  # the copy a `carried_choice` keeps beside its widget
 
 
 def device_badge():
