@@ -115,19 +115,20 @@ def test_a_killed_actor_fails_its_run_as_worker_lost_and_keeps_its_last_weights(
 
 
 def test_two_servers_see_one_run_through_the_named_registry(cluster, task, monkeypatch):
-    run = TrainingRun(tiny(task), task, forever(), name="shared", owner="ada", registry=RunRegistry(2),
-                      executor=cluster).start()
+    run = TrainingRun(tiny(task), task, forever(), name="shared", owner="ada-browser-token", trained_by="Ada",
+                      registry=RunRegistry(2), executor=cluster).start()
     other = run_board.connect(server="another-web-node")  # a second server's client of the same detached actor
     wait_until(lambda: any(r["name"] == "shared" and r["step"] >= 3 for r in other.runs()), 120, "the run seen")
     seen = next(r for r in other.runs() if r["name"] == "shared")
-    assert seen["owner"] == "ada" and seen["status"] == "running" and seen["node"] == ray.util.get_node_ip_address()
+    assert "ada-browser-token" not in str(seen)  # other servers see who trained it, never the owner's token
+    assert seen["owner"] == "Ada" and seen["status"] == "running" and seen["node"] == ray.util.get_node_ip_address()
     monkeypatch.setenv(executor.RAY_ADDRESS_VARIABLE, "auto")
-    table = runs_table(RunRegistry(1))  # the Train live page's table of a server that did not start the run
+    table = runs_table("bob-browser-token", RunRegistry(1))  # Train live on a server that did not start the run
     assert "shared" in table["model"].tolist()
     job = Job.of(tiny(task), task, forever(), name="shared", owner="bob")
     with pytest.raises(ValueError, match="training on another server"):
         other.claim(job)
-    run.stop(timeout=30)
+    run.stop("ada-browser-token", timeout=30)
     wait_until(lambda: next(r for r in other.runs() if r["name"] == "shared")["status"] == "stopped", 30,
                "the end seen")
     other.claim(job)  # an ended run's name may be taken again
