@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from attnviz import TransformerConfig, build_model, capture
+from attnviz.app.markdown import escape
 from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, attention_kinds, best_metric, lapse_pattern,
                                     output_history, preset_fixed_sizes, preset_labels, preset_name, preset_settings,
                                     probe_ids, run_notices, runs_table, size_fields, smoothed, status_text,
@@ -177,7 +178,7 @@ def test_a_run_queued_by_the_cluster_says_so_and_a_placed_one_names_its_node():
         "Waiting for a free slot: you are number 2 in the queue."]
     assert [text for _, text in run_notices(None, on_cluster)] == [
         "Waiting for a free worker on the cluster: every worker is busy."]
-    assert [text for _, text in run_notices(None, placed)] == ["Training on the cluster node 10.0.0.7."]
+    assert [text for _, text in run_notices(None, placed)] == ["Training on the cluster node " + escape("10.0.0.7") + "."]  # the node name is escaped
 
 
 def test_the_runs_table_adds_the_runs_of_the_other_web_servers(task):
@@ -186,8 +187,8 @@ def test_the_runs_table_adds_the_runs_of_the_other_web_servers(task):
                "steps": 350, "node": "10.0.0.9"},
               {"name": "waiting", "owner": "", "server": "web-3:5", "status": "queued", "step": 0, "steps": 350,
                "node": ""}]
-    table = runs_table(registry, shared=lambda: theirs)
+    table = runs_table("viewer", registry, shared=lambda: theirs)
     assert table["model"].tolist() == ["elsewhere", "waiting"]
     assert table["status"].tolist() == ["training on 10.0.0.9", "waiting for a free worker on the cluster"]
     assert table["who"].tolist() == ["bob", "–"] and table["started"].tolist() == ["on web-2:77", "on web-3:5"]
-    assert runs_table(registry).empty  # here, with no cluster, only this server's runs (none)
+    assert runs_table("viewer", registry).empty  # here, with no cluster, only this server's runs (none)
