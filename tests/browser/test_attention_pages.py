@@ -123,10 +123,6 @@ SHARED_LINKS = {  # page -> (link to start from, what the view must show)
 @pytest.mark.parametrize("url_path", list(SHARED_LINKS))
 def test_a_shared_link_gives_back_the_same_view_in_a_fresh_browser(open_page, browser, app_url, small_model,
                                                                     url_path):
-    if url_path == "pretrained":
-        from attnviz.models import pretrained
-        if not pretrained.minilm_available():
-            pytest.skip(f"MiniLM not installed: {pretrained.INSTALL_HINT}")
     start, expected = SHARED_LINKS[url_path]
     page = open_page(start)
     if url_path == "mechanics":  # change the view by hand before sharing it: a new input, typed
