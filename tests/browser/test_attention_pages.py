@@ -96,15 +96,18 @@ def read_view(page):
             "radios": page.locator('[role="radiogroup"] label:has(input:checked)').all_text_contents()}
 
 
-def view_of(page, deadline_s=60):
+def view_of(page, settled, deadline_s=60):
     """What a page shows, as text: every chart title, every text box and selectbox, every chosen radio option;
-    read once the script has run and the charts have drawn (the same reading twice, 1 s apart)."""
+    read once the script has run and `settled(view)` holds for the same reading twice, 1 s apart. The browser
+    draws a page's widgets and charts a moment after its script has finished (Streamlit loads their code
+    lazily), so a reading taken before `settled` holds may be empty."""
     expect(page.locator(".st-key-model")).to_be_visible(timeout=LOAD_TIMEOUT_MS)  # the sidebar's picker
     script_done(page)
     last = None
     for _ in range(deadline_s):
         view = read_view(page)
-        if view == last and len(view["titles"]) >= page.locator('[data-testid="stPlotlyChart"]').count():
+        if view == last and settled(view) and len(view["titles"]) >= page.locator(
+                '[data-testid="stPlotlyChart"]').count():
             return view
         last = view
         page.wait_for_timeout(1000)
@@ -130,14 +133,13 @@ def test_a_shared_link_gives_back_the_same_view_in_a_fresh_browser(open_page, br
         box.fill("cabba", timeout=LOAD_TIMEOUT_MS)
         box.press("Enter")
         expect(box).to_have_value("cabba", timeout=LOAD_TIMEOUT_MS)
-    shown = view_of(page)
-    assert any(expected in text for texts in shown.values() for text in texts), shown
+    shown = view_of(page, lambda view: any(expected in text for texts in view.values() for text in texts))
     context = browser.new_context(viewport={"width": 1400, "height": 1000})  # no cookies, no session
     try:
         fresh = context.new_page()
         fresh.goto(page.url)
         expect(fresh.locator("h1").first).to_be_visible(timeout=LOAD_TIMEOUT_MS)
-        assert view_of(fresh) == shown
+        assert view_of(fresh, lambda view: view == shown) == shown
     finally:
         context.close()
 
