@@ -2,6 +2,7 @@
 the plotly figures it drew."""
 import base64
 import json
+import re
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
@@ -41,8 +42,70 @@ def z_of(figure, trace=0):
 def shown(element):
     """The text a Markdown element (warning, caption, ...) shows: its value rendered by CommonMark, tags dropped."""
     import html
-    import re
 
     from markdown_it import MarkdownIt
     rendered = MarkdownIt("commonmark").render(element.value)
     return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+
+
+ENGLISH_PHRASE = re.compile(r"[A-Za-z][A-Za-z'’-]*(?:,? +[A-Za-z][A-Za-z'’-]*){2,}")  # three English words in a row
+NOT_PROSE = re.compile(r"`[^`]*`|\$\$?[^$]*\$\$?|:material/[a-z_]+:|%\{[^}]*\}|<[^>]+>|https?://\S+")
+SKIPPED_FIELDS = {"id", "form_id", "spec", "data", "key", "element_id", "string_value", "default", "raw_value"}
+
+
+def _strings(message):
+    """Every string field of a protobuf message and its sub-messages (widget ids and raw data left out)."""
+    for field, value in message.ListFields():
+        if field.name in SKIPPED_FIELDS:
+            continue
+        values = value if field.is_repeated else [value]
+        for item in values:
+            if isinstance(item, str):
+                yield item
+            elif hasattr(item, "ListFields"):
+                yield from _strings(item)
+
+
+def _figure_strings(figure):
+    """The words a plotly figure shows: titles, axis titles, annotations, legend names and hover templates."""
+    def walk(node, name=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from walk(value, key)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value, name)
+        elif isinstance(node, str) and name in {"text", "name", "hovertemplate", "title"}:
+            yield node
+    yield from walk(figure["layout"])
+    for trace in figure["data"]:
+        yield from walk({key: trace[key] for key in ("name", "hovertemplate", "colorbar") if key in trace})
+
+
+def page_texts(at):
+    """Every piece of text a page run shows: element and block protos (labels, help, options, captions, messages,
+    tab and expander labels), table headers and cells, and the words on its plotly figures."""
+    for root in (at.main, at.sidebar):
+        for node in root:
+            proto = getattr(node, "proto", None)
+            if getattr(node, "type", "") in {"dataframe", "table"}:
+                frame = node.value
+                yield from (str(column) for column in frame.columns)
+                yield from (cell for column in frame.columns for cell in frame[column] if isinstance(cell, str))
+            elif getattr(node, "type", "") == "plotly_chart":
+                yield from _figure_strings(json.loads(proto.spec))
+            elif getattr(node, "type", "") == "code":
+                continue
+            if proto is not None and hasattr(proto, "ListFields"):
+                yield from _strings(proto)
+
+
+def english_left(at, allowed=()):
+    """The English phrases (three words in a row) left on a page, outside code, formulas, icons, links, hover
+    placeholders and the `allowed` strings (a model's output, a user's input): a translated page has none."""
+    left = []
+    for text in page_texts(at):
+        for exception in sorted(allowed, key=len, reverse=True):
+            text = text.replace(exception, " ")
+        left += ENGLISH_PHRASE.findall(NOT_PROSE.sub(" ", text))
+    return sorted(set(left))
