@@ -4,10 +4,13 @@ import streamlit as st
 
 from attnviz.app import ui
 from attnviz.app.course import LESSONS
+from attnviz.i18n import _
 
 ui.sidebar(__file__)
-st.title("Course")
-st.caption(f"{len(LESSONS)} short lessons in order, from recurrent networks to attention. Each figure is live: "
-           "change the inputs under the text. The link under a lesson opens the full page at the lesson's state.")
-lesson = ui.lesson_picker(LESSONS)
-ui.show_lesson(lesson, LESSONS)
+lessons = [lesson.translated() for lesson in LESSONS]
+st.title(_("Course"))
+st.caption(_("{count} short lessons in order, from recurrent networks to attention. Each figure is live: change the "
+             "inputs under the text. The link under a lesson opens the full page at the lesson's state.")
+           .format(count=len(lessons)))
+lesson = ui.lesson_picker(lessons)
+ui.show_lesson(lesson, lessons)

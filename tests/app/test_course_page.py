@@ -1,18 +1,19 @@
-"""The Course page through AppTest: every lesson renders and is reached by its URL, each lesson's "open the full page"
-link opens that page at the state the lesson names (as a fresh link and in the learner's own session), and the
-numbers of the live figures agree with independent computations (torch.nn.MultiheadAttention and the LSTM equations
-on the shipped models' weights, the sinusoidal formula, a search over the connections of an RNN, a CNN and
-self-attention, sentence-transformers)."""
+"""The Course page through AppTest: every lesson renders (in English and in Chinese) and is reached by its URL, each
+lesson's "open the full page" link opens that page at the state the lesson names (as a fresh link and in the learner's
+own session), and the numbers of the live figures agree with independent computations (torch.nn.MultiheadAttention
+and the LSTM equations on the shipped models' weights, the sinusoidal formula, a search over the connections of an
+RNN, a CNN and self-attention, sentence-transformers)."""
 import html
 import inspect
 import re
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from page_helpers import array, charts, open_page, z_of
+from page_helpers import array, charts, english_left, open_page, z_of
 
 from attnviz.app.course import LESSONS
 from attnviz.data.tokenizers import BOS
@@ -20,6 +21,7 @@ from attnviz.interpret.input_run import run_input
 from attnviz.training.checkpoint import SHIPPED_DIR, load_checkpoint
 
 COURSE = "pages/course.py"
+CJK = re.compile(r"[\u3400-\u9fff]")
 BY_SLUG = {lesson.slug: lesson for lesson in LESSONS}
 # The query parameters a link may carry, and the widget that shows each on the page it opens: (kind, key).
 WIDGETS = {"model": ("selectbox", "model"), "text": ("text_input", "input_box"), "attention": ("radio", "attention"),
@@ -77,6 +79,45 @@ def test_every_lesson_renders_with_its_figure_and_answer_on_demand(slug):
     at.toggle(key=f"lesson_{slug}_answer").set_value(True).run()
     assert [s.value for s in at.success] == [lesson.answer]
     assert links(at), "every lesson opens a full page"
+
+
+def chinese_length(text):
+    """How long a Chinese text reads: its CJK characters, plus one for each word of another script (LSTM, 64,
+    all-MiniLM-L6-v2); formulas left out. About two per English word, so 150 English words read like 300."""
+    prose = re.sub(r"\$[^$]*\$", " ", text)
+    return len(CJK.findall(prose)) + len(re.findall(r"[A-Za-z0-9][\w.,·-]*", CJK.sub(" ", prose)))
+
+
+def lesson_elements(at):
+    """A page run with only the lesson's own elements: the main area without the live figure and its caption (the
+    figures translate their own words) and without the sidebar (the menu's), as `english_left` reads a page."""
+    figure_caption = at.main.caption[-1]
+    own = [node for node in at.main if getattr(node, "type", "") != "plotly_chart" and node is not figure_caption]
+    return SimpleNamespace(main=own, sidebar=[])
+
+
+# Words of ui.py's course helpers, not of the lessons: the answer's toggle, and the title of the page a link opens
+# (`show_lesson` adds it to the link's label as ui.PAGES has it). The UI's own translation covers them.
+UI_WORDS = ("Show the answer", "RNN vs attention")
+
+
+@pytest.mark.parametrize("slug", list(BY_SLUG))
+def test_every_lesson_reads_in_chinese(slug):
+    """With ?lang=zh a lesson shows its title, text, inputs, "try this", answer and links in Chinese: no English
+    phrase is left but the learner's inputs (English letters and sentences the models read), at a length like the
+    English one's."""
+    lesson = BY_SLUG[slug]
+    at = open_page(COURSE, lang="zh", lesson=slug)
+    assert not at.exception and not at.warning
+    title = at.header[0].value
+    assert CJK.search(title) and lesson.title not in title
+    text = at.main.markdown[0].value
+    assert CJK.search(text) and chinese_length(text) <= 300
+    at.toggle(key=f"lesson_{slug}_answer").set_value(True).run()
+    answer = at.success[0].value
+    assert CJK.search(answer) and answer != lesson.answer
+    inputs = tuple(str(lesson_input.default) for lesson_input in lesson.inputs)
+    assert english_left(lesson_elements(at), allowed=UI_WORDS + inputs) == []
 
 
 def test_a_lesson_number_in_the_url_opens_that_lesson_and_becomes_its_slug():
