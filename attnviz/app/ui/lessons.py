@@ -6,6 +6,7 @@ from attnviz.app.markdown import escape
 from attnviz.app.ui.charts import plotly_chart
 from attnviz.app.ui.page_table import PAGES
 from attnviz.app.ui.widgets import MAX_INPUT_CHARS, choice
+from attnviz.i18n import current_language
 
 
 def lesson_picker(lessons):
@@ -23,7 +24,7 @@ def lesson_picker(lessons):
     return by_slug[slug]
 
 @st.cache_data(max_entries=256, show_spinner="Computing the lesson's figure…")
-def _lesson_figure(_lesson, slug, values):
+def _lesson_figure(_lesson, slug, values, language):  # language: the figure's labels are in it
     return _lesson.figure(dict(values))
 
 def lesson_inputs(lesson):
@@ -56,7 +57,7 @@ def show_lesson(lesson, lessons):
         st.latex(lesson.formula)
     values = lesson_inputs(lesson)
     try:
-        drawn = _lesson_figure(lesson, lesson.slug, tuple(sorted(values.items())))
+        drawn = _lesson_figure(lesson, lesson.slug, tuple(sorted(values.items())), current_language())
     except (ValueError, ImportError) as error:  # input the models cannot take, or MiniLM not installed
         st.warning(escape(error))
     else:

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from attnviz.app.owner import owner_token
-from attnviz.i18n import _
+from attnviz.i18n import _, current_language
 from attnviz.training import checkpoint
 from attnviz.training.owners import owner_of, trained_by
 from attnviz.training.runs import REGISTRY
@@ -94,6 +94,7 @@ def minilm():
     return pretrained.load_minilm()
 
 def model_key(picked):
-    """What names a loaded `Checkpoint` in `st.cache_data` keys (pass the checkpoint itself as `_picked`)."""
+    """What names a loaded `Checkpoint` in `st.cache_data` keys (pass the checkpoint itself as `_picked`), with the
+    session's language: a cached result may hold text (notes, table headers, figure labels) in that language."""
     path = Path(picked.path)
-    return str(path), path.stat().st_mtime_ns if path.exists() else 0
+    return str(path), path.stat().st_mtime_ns if path.exists() else 0, current_language()
