@@ -2,18 +2,19 @@
 import html
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from page_helpers import charts, shown, z_of
+from page_helpers import charts, english_left, shown, z_of
 from page_helpers import open_page as open_any_page
 
 from attnviz.app import markdown
-from attnviz.app.text import ROLLOUT_CAPTION
+from attnviz.app.text import ROLLOUT_CAPTION, rollout_title
 from attnviz.interpret.ablation import ablation_summary
-from attnviz.interpret.head_stats import head_stats
-from attnviz.interpret.head_types import head_type_table
+from attnviz.interpret.head_stats import STATS, head_stats
+from attnviz.interpret.head_types import HEAD_TYPES, head_type_table
 from attnviz.interpret.input_run import ablate_input, run_input
 from attnviz.training import checkpoint
 
@@ -347,3 +348,63 @@ def test_head_view_lines_are_the_captured_weights(page_models):
     assert np.allclose([lines[k] for k in expected], list(expected.values()), atol=1e-6)
     colours = {trace["line"]["color"] for trace in charts(at)["head_view"]["data"] if trace["mode"] == "lines"}
     assert len(colours) == 2
+
+
+# Texts of other files the page shows, still English until those files are translated (the lead's whole-app test
+# covers them): the library's statistics and head types, the rollout texts, the input box's help and the hover texts
+# of the figures.
+OTHER_FILES_ENGLISH = (*STATS.values(), *HEAD_TYPES.values(), ROLLOUT_CAPTION, rollout_title(0), rollout_title(1),
+                       "Shared by every page and kept in the link. Press Enter to apply.",  # app/ui/attention.py
+                       "click to zoom", "click to focus")  # app/figures.py, app/head_view.py
+
+
+def english_on_main(at, run):
+    """The English phrases left in the page's main area (the sidebar is the ui package's), besides the tokens and
+    the output of `run` and OTHER_FILES_ENGLISH."""
+    tokens = [markdown.code(label) for label in [*(run.src_labels or []), *run.tgt_labels, run.output]]
+    return english_left(SimpleNamespace(main=at.main, sidebar=()), allowed=[*tokens, *OTHER_FILES_ENGLISH])
+
+
+def test_a_transformer_in_chinese_with_heads_off_and_ranked(page_models, chinese):
+    at = open_page(model="test-reverse", text="abcdef", lang="zh")
+    at.multiselect(key="ablate").set_value([("cross", 0, 0), ("encoder self", 1, 1)]).run()
+    at.toggle(key="rank_heads").set_value(True).run()
+    assert not at.exception
+    picked, run = reference("test-reverse", "abcdef")
+    assert english_on_main(at, run) == []
+    assert [tab.label for tab in at.tabs] == ["注意力头", "头视图", "头的统计", "注意力展开", "关闭注意力头", "导出"]
+    entropy = head_stats(run.cache["encoder.layers.0.self_attn.hook_pattern"])["entropy"][0]
+    assert any(c.value.startswith(f"这个头：熵为 {entropy:.2f} 奈特") for c in at.caption)
+    after = ablate_input(picked.model, picked.task(), run, {("decoder.layers.0.cross_attn", 0),
+                                                           ("encoder.layers.1.self_attn", 1)})
+    assert any(m.value == f"**输出（关闭 2 个头）：** {markdown.code(after.output_after)}" for m in at.markdown)
+    loss = next(m for m in at.metric if m.label == "测试集损失")
+    assert loss.help.startswith("关闭前：") and "词元" in loss.help
+    assert [trace["name"] for trace in charts(at)["ablate_probs"]["data"]] == ["所有头开启", "关闭所选头"]
+    assert charts(at)["grid"]["layout"]["title"]["text"].startswith("2 层 × 2 个头：")
+
+
+def test_cross_attention_in_chinese_says_rollout_needs_self_attention(page_models, chinese):
+    at = open_page(model="test-reverse", text="abcdef", attention="cross", lang="zh")
+    assert not at.exception
+    assert english_on_main(at, reference("test-reverse", "abcdef")[1]) == []
+    assert any(info.value.startswith("注意力展开只沿一个自注意力堆栈计算") for info in at.info)
+
+
+def test_a_language_model_in_chinese_with_its_head_types(page_models, chinese):
+    at = open_page(model="test-lm", text="the cat", lang="zh")
+    assert not at.exception
+    assert english_on_main(at, reference("test-lm", "the cat")[1]) == []
+    types = head_type_table(checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm").model)
+    assert any(c.value.endswith(f"把权重均匀分散的头在这里得 {types['previous_token chance'].iloc[0]:.2f}。")
+               for c in at.caption)
+
+
+def test_rnns_in_chinese(page_models, chinese):
+    at = open_page(model="test-rnn", text="abcd", lang="zh")
+    assert not at.exception
+    assert english_on_main(at, reference("test-rnn", "abcd")[1]) == []
+    at = open_page(model="test-lstm", text="abcd", lang="zh")
+    assert not at.exception
+    assert english_on_main(at, reference("test-lstm", "abcd")[1]) == []
+    assert any(info.value.startswith("test-lstm 没有注意力") and "**RNN 与注意力**" in info.value for info in at.info)
