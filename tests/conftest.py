@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-# Set before anything imports attnviz.checkpoint (it reads the variable once), and inherited by the
+# Set before anything imports attnviz.training.checkpoint_folder (it reads the variable once), and inherited by the
 # Streamlit server the browser test starts: tests never write into the repository.
 USER_DIR = tempfile.mkdtemp(prefix="attnviz-test-user-")
 os.environ["ATTNVIZ_USER_DIR"] = USER_DIR

@@ -17,7 +17,8 @@ from page_helpers import array, charts, open_page, z_of
 from attnviz.app.course import LESSONS
 from attnviz.data.tokenizers import BOS
 from attnviz.interpret.input_run import run_input
-from attnviz.training.checkpoint import SHIPPED_DIR, load_checkpoint
+from attnviz.training.checkpoint import load_checkpoint
+from attnviz.training.checkpoint_folder import SHIPPED_DIR
 
 COURSE = "pages/course.py"
 BY_SLUG = {lesson.slug: lesson for lesson in LESSONS}

@@ -6,7 +6,8 @@ import torch
 from page_helpers import shown
 from streamlit.testing.v1 import AppTest
 
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint_folder
+from attnviz.training.checkpoint_list import CheckpointInfo, list_checkpoints
 from attnviz.training.device import describe, pick_device
 
 APP = "../../app.py"
@@ -27,8 +28,8 @@ def model_dirs(tmp_path, monkeypatch):
     """Empty shipped and user folders, so each test decides which models exist."""
     shipped, user = tmp_path / "shipped", tmp_path / "user"
     shipped.mkdir(), user.mkdir()
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped)
-    monkeypatch.setattr(checkpoint, "USER_DIR", user)
+    monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", user)
     return shipped, user
 
 
@@ -96,10 +97,10 @@ def test_picked_model_is_loaded_and_reloaded_when_saved_again(model_dirs, make_c
 
     shipped, _ = model_dirs
     first = make_checkpoint(shipped / "reverse")
-    assert same_weights(ui.load_model(checkpoint.list_checkpoints()[0]).model, first)
+    assert same_weights(ui.load_model(list_checkpoints()[0]).model, first)
     second = make_checkpoint(shipped / "reverse")  # new random weights under the same name
     assert not same_weights(first, second)
-    assert same_weights(ui.load_model(checkpoint.list_checkpoints()[0]).model, second)
+    assert same_weights(ui.load_model(list_checkpoints()[0]).model, second)
 
 
 def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
@@ -124,9 +125,9 @@ def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
 
 def test_first_visit_starts_on_a_shipped_transformer():
     from attnviz.app import ui
-    infos = [checkpoint.CheckpointInfo("a-lstm", Path("a"), True, {"architecture": "rnn"}),
-             checkpoint.CheckpointInfo("b-mine", Path("b"), False, {"architecture": "transformer"}),
-             checkpoint.CheckpointInfo("c-shipped", Path("c"), True, {"architecture": "transformer"})]
+    infos = [CheckpointInfo("a-lstm", Path("a"), True, {"architecture": "rnn"}),
+             CheckpointInfo("b-mine", Path("b"), False, {"architecture": "transformer"}),
+             CheckpointInfo("c-shipped", Path("c"), True, {"architecture": "transformer"})]
     assert ui.default_model(infos) == "c-shipped"
     assert ui.default_model(infos[:2]) == "b-mine"
     assert ui.default_model(infos[:1]) == "a-lstm"

@@ -19,8 +19,10 @@ from safetensors.torch import save_file
 from attnviz import RNNConfig, TransformerConfig, build_model
 from attnviz.data.tasks import make_task
 from attnviz.data.tokenizers import CharTokenizer, SentencePieceTokenizer
-from attnviz.training.checkpoint import (SHIPPED_DIR, USER_DIR, CheckpointError, list_checkpoints, load_checkpoint,
-                                         save_checkpoint, validate_name)
+from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint_folder import SHIPPED_DIR, USER_DIR, CheckpointError
+from attnviz.training.checkpoint_list import list_checkpoints
+from attnviz.training.checkpoint_names import validate_name
 
 REPO = Path(__file__).resolve().parents[2]
 TOKENIZER = CharTokenizer("abcdef")
@@ -328,9 +330,9 @@ def test_a_linked_checkpoint_folder_is_refused_and_listed_as_a_problem(tmp_path)
 
 
 def test_loading_by_name_refuses_a_link_in_the_user_folder(tmp_path, monkeypatch):
-    from attnviz.training import checkpoint
+    from attnviz.training import checkpoint_folder
 
-    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path / "users")
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", tmp_path / "users")
     (tmp_path / "users").mkdir()
     (tmp_path / "users" / "sneaky").symlink_to(saved(tmp_path / "real"), target_is_directory=True)
     with pytest.raises(CheckpointError, match="sneaky is a symbolic link"):

@@ -14,8 +14,11 @@ import torch
 from attnviz import TransformerConfig, build_model
 from attnviz.data.tasks import make_task
 from attnviz.data.tokenizers import CharTokenizer
-from attnviz.training import checkpoint
-from attnviz.training.checkpoint import CheckpointError, claim_name, delete_checkpoint, load_checkpoint, save_checkpoint
+from attnviz.training import checkpoint_folder
+from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint_folder import CheckpointError
+from attnviz.training.checkpoint_list import list_checkpoints
+from attnviz.training.checkpoint_names import claim_name, delete_checkpoint
 from attnviz.training.config import TrainConfig
 from attnviz.training.owners import anonymous_label, trained_by
 from attnviz.training.presets import build
@@ -44,8 +47,8 @@ def dirs(tmp_path, monkeypatch):
     """Empty user and shipped folders for the test; returns (user, shipped)."""
     user, shipped = tmp_path / "user", tmp_path / "shipped"
     user.mkdir(), shipped.mkdir()
-    monkeypatch.setattr(checkpoint, "USER_DIR", user)
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", user)
+    monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", shipped)
     return user, shipped
 
 
@@ -78,7 +81,8 @@ def test_a_held_name_is_refused_to_every_other_thread_until_released(dirs):
 
 CLAIM_IN_CHILD = """
 import sys, time
-from attnviz.training.checkpoint import CheckpointError, claim_name
+from attnviz.training.checkpoint_folder import CheckpointError
+from attnviz.training.checkpoint_names import claim_name
 try:
     claim = claim_name(sys.argv[1], owner="child")
 except CheckpointError as error:
@@ -168,7 +172,7 @@ def test_only_the_owner_deletes_a_model_and_never_while_it_is_written(dirs):
     assert (user / "ada-model" / "meta.json").is_file() and (shipped / "shipped-model" / "meta.json").is_file()
     delete_checkpoint("ada-model", "ada-token")
     assert sorted(p.name for p in user.iterdir()) == [".ada-model.lock", ".cli-model.lock", "cli-model"]
-    assert [info.name for info in checkpoint.list_checkpoints()] == ["shipped-model", "cli-model"]
+    assert [info.name for info in list_checkpoints()] == ["shipped-model", "cli-model"]
 
 
 def test_who_trained_a_model_never_shows_the_token():

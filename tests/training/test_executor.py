@@ -102,8 +102,8 @@ def test_workers_are_reused(task):
 
 
 def test_a_loss_that_ends_above_its_first_loss_is_diverged_and_not_saved(task, tmp_path, monkeypatch):
-    from attnviz.training import checkpoint
-    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path)
+    from attnviz.training import checkpoint_folder
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", tmp_path)
     run = TrainingRun(tiny(task), task, config(steps=30, lr=1.0, warmup=0, clip=0.0, snapshot_every=0),
                       name="too-fast", save=True, registry=RunRegistry(1)).start()
     run.join(120)
