@@ -1,4 +1,5 @@
-"""Shared test set-up: a throw-away user checkpoint folder, seeded RNGs, no training thread left behind."""
+"""Shared test set-up: a throw-away user checkpoint folder (or empty user and shipped folders for one test), seeded
+RNGs, no training thread left behind."""
 import os
 import random
 import shutil
@@ -6,6 +7,8 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -67,6 +70,25 @@ def make_checkpoint():
     yield make
     for folder in made:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class ModelDirs(NamedTuple):
+    user: Path
+    shipped: Path
+
+
+@pytest.fixture
+def model_dirs(tmp_path, monkeypatch):
+    """Empty user and shipped checkpoint folders in place of USER_DIR and SHIPPED_DIR, so each test decides which
+    models exist: `user, shipped = model_dirs` (or model_dirs.user, model_dirs.shipped)."""
+    from attnviz.training import checkpoint_folder
+
+    dirs = ModelDirs(tmp_path / "user", tmp_path / "shipped")
+    for folder in dirs:
+        folder.mkdir()
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", dirs.user)
+    monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", dirs.shipped)
+    return dirs
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from attnviz.interpret.comparison import (accuracy_by_length, activation_bytes, 
 from attnviz.interpret.contenders import (LABELS, TASKS, Contender, checkpoint_name, curve, find_contenders, runs_of,
                                           summary, time_to_target)
 from attnviz.models.architectures import model_config
-from attnviz.training import checkpoint, checkpoint_folder
+from attnviz.training import checkpoint
 from attnviz.training.config import TrainConfig
 from attnviz.training.loop import train
 from attnviz.training.presets import PRESETS
@@ -223,11 +223,8 @@ class FakeRun:
     evals, model, task, name, started_at, owner = {}, torch.nn.Linear(1, 1), None, "fake", 0.0, "me"
 
 
-def test_contenders_come_from_shipped_checkpoints_or_from_yours(tmp_path, monkeypatch):
-
-    shipped, user = tmp_path / "shipped", tmp_path / "user"
-    monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", shipped)
-    monkeypatch.setattr(checkpoint_folder, "USER_DIR", user)
+def test_contenders_come_from_shipped_checkpoints_or_from_yours(model_dirs):
+    user, shipped = model_dirs
     task = make_task("reverse", seed=0, **SMALL)
     history = {"step": [1, 2], "loss": [2.0, 1.0], "time": [0.1, 0.2]}
     for folder, architecture, owner in [(shipped, "transformer", ""), (shipped, "lstm", ""), (user, "lstm", "me"),
