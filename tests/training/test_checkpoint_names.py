@@ -1,5 +1,6 @@
-"""Whose a name and a model are: one writer at a time holds a name (threads and processes alike), nobody replaces
-or deletes someone else's model, shipped names stay reserved, and only a run's owner stops or saves it."""
+"""Checkpoint names: which strings are refused, and whose a name and a model are: one writer at a time holds a name
+(threads and processes alike), nobody replaces or deletes someone else's model, shipped names stay reserved, and only
+a run's owner stops or saves it."""
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from attnviz.data.tokenizers import CharTokenizer
 from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from attnviz.training.checkpoint_folder import CheckpointError
 from attnviz.training.checkpoint_list import list_checkpoints
-from attnviz.training.checkpoint_names import claim_name, delete_checkpoint
+from attnviz.training.checkpoint_names import claim_name, delete_checkpoint, validate_name
 from attnviz.training.config import TrainConfig
 from attnviz.training.owners import anonymous_label, trained_by
 from attnviz.training.presets import build
@@ -39,6 +40,12 @@ def model_filled_with(value):
 
 def weights_of(path):
     return {p.flatten()[0].item() for p in load_checkpoint(path).model.parameters()}
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "", ".hidden", "a b", "a\\b", "x" * 101, "naïve", None])
+def test_bad_names_are_refused(name):
+    with pytest.raises(CheckpointError, match="cannot name a checkpoint"):
+        validate_name(name)
 
 
 def test_a_held_name_is_refused_to_every_other_thread_until_released(model_dirs):
