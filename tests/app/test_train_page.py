@@ -5,14 +5,13 @@ AppTest never fires `run_every` fragments, so the tests join the run (it lives i
 and run the page again, as the fragment would.
 """
 import base64
-import html
 import json
-import re
 import shutil
 
 import numpy as np
 import pytest
 from markdown_it import MarkdownIt
+from page_helpers import shown_in
 from streamlit.testing.v1 import AppTest
 
 from attnviz.app.markdown import escape
@@ -42,16 +41,6 @@ def open_page(owner=None, **query_params):
     at.query_params.update(query_params)
     at.switch_page(PAGE)
     return at.run()
-
-
-def shown(markdown_text):
-    """What a reader sees of a Markdown string: rendered by a CommonMark renderer, tags dropped, entities read."""
-    return html.unescape(re.sub(r"<[^>]*>", "", MarkdownIt("commonmark").render(markdown_text))).strip()
-
-
-def shown_in(elements):
-    """The text each element (st.error, st.success, st.subheader, ...) shows."""
-    return [shown(element.value) for element in elements]
 
 
 def set_numbers(at, **values):
