@@ -139,6 +139,21 @@ def wait_for_run():
     return wait_for
 
 
+def until(condition, timeout, what):
+    """Poll `condition()` until it holds; fail naming `what` after `timeout` seconds (a bound against hanging)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def wait_until():
+    """wait_until(lambda: worker.is_alive(), 120, "the worker's start"): see `until`."""
+    return until
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` skip, with that reason, on a machine without a CUDA GPU (the count shows in the summary)."""
     if torch.cuda.is_available():
