@@ -61,7 +61,8 @@ def read_user_file(path):
 def training_plan(args):
     """(task, model, train config, output path, extra meta) from the options, a preset filling what is unsaid."""
     from attnviz.data.tasks import make_task
-    from attnviz.training.checkpoint import SHIPPED_DIR, USER_DIR, validate_name
+    from attnviz.training.checkpoint_folder import SHIPPED_DIR, USER_DIR
+    from attnviz.training.checkpoint_names import validate_name
     from attnviz.training.presets import PRESETS, build
 
     preset = PRESETS[args.preset] if args.preset else None
@@ -123,7 +124,7 @@ def train_command(args):
 def train_here(args, ranks=None):
     """Train in this process (one rank of a DDP run if `ranks`) or as a Ray actor (--on-ray). Rank 0 holds the
     name from before training until saved: a page run or another command cannot take it meanwhile."""
-    from attnviz.training.checkpoint import claim_name
+    from attnviz.training.checkpoint_names import claim_name
     from attnviz.training.device import set_threads_once
     from attnviz.training.loop import ONE_PROCESS
 
@@ -242,7 +243,7 @@ def decode_command(args):
 
 @user_errors
 def list_command(args):
-    from attnviz.training.checkpoint import list_checkpoints
+    from attnviz.training.checkpoint_list import list_checkpoints
 
     found = list_checkpoints()
     rows = [("name", "where", "architecture", "task", "test metric", "path")]

@@ -13,7 +13,7 @@ from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, USER_TASKS, atten
                                     size_note, task_architectures)
 from attnviz.data.tasks import TASKS, make_task
 from attnviz.models.architectures import ARCHITECTURES
-from attnviz.training import checkpoint
+from attnviz.training.checkpoint_names import delete_checkpoint
 from attnviz.training.owners import owner_of
 from attnviz.training.plan import free_name, name_taken, plan_run, start
 
@@ -222,7 +222,7 @@ live_view()
 
 def delete_model(name):
     try:
-        checkpoint.delete_checkpoint(name, owner_token)
+        delete_checkpoint(name, owner_token)
         st.session_state["train_deleted"] = name
     except ValueError as error:  # being trained or saved right now
         st.session_state["train_delete_error"] = str(error)

@@ -1,4 +1,5 @@
-"""Shared test set-up: a throw-away user checkpoint folder, seeded RNGs, no training thread left behind."""
+"""Shared test set-up: a throw-away user checkpoint folder (or empty user and shipped folders for one test), seeded
+RNGs, no training thread left behind."""
 import os
 import random
 import shutil
@@ -6,12 +7,14 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
 
-# Set before anything imports attnviz.checkpoint (it reads the variable once), and inherited by the
+# Set before anything imports attnviz.training.checkpoint_folder (it reads the variable once), and inherited by the
 # Streamlit server the browser test starts: tests never write into the repository.
 USER_DIR = tempfile.mkdtemp(prefix="attnviz-test-user-")
 os.environ["ATTNVIZ_USER_DIR"] = USER_DIR
@@ -69,6 +72,25 @@ def make_checkpoint():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class ModelDirs(NamedTuple):
+    user: Path
+    shipped: Path
+
+
+@pytest.fixture
+def model_dirs(tmp_path, monkeypatch):
+    """Empty user and shipped checkpoint folders in place of USER_DIR and SHIPPED_DIR, so each test decides which
+    models exist: `user, shipped = model_dirs` (or model_dirs.user, model_dirs.shipped)."""
+    from attnviz.training import checkpoint_folder
+
+    dirs = ModelDirs(tmp_path / "user", tmp_path / "shipped")
+    for folder in dirs:
+        folder.mkdir()
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", dirs.user)
+    monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", dirs.shipped)
+    return dirs
+
+
 @pytest.fixture(autouse=True)
 def no_training_thread_left():
     """Stop every run of the process-wide registry, then join any `attnviz-train-*` thread still alive."""
@@ -115,6 +137,21 @@ def wait_for(run, reached=None, timeout=60.0, what="its end"):
 def wait_for_run():
     """wait_for_run(run, lambda snap: snap.step >= 3, timeout=60), or wait_for_run(run) for its end: see `wait_for`."""
     return wait_for
+
+
+def until(condition, timeout, what):
+    """Poll `condition()` until it holds; fail naming `what` after `timeout` seconds (a bound against hanging)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def wait_until():
+    """wait_until(lambda: worker.is_alive(), 120, "the worker's start"): see `until`."""
+    return until
 
 
 def pytest_collection_modifyitems(config, items):

@@ -23,7 +23,8 @@ from attnviz.cli import decode, decode_command, training_plan
 from attnviz.data.tasks import make_task
 from attnviz.data.tokenizers import BOS, EOS, CharTokenizer
 from attnviz.models.architectures import MAX_PARAMETERS
-from attnviz.training.checkpoint import SHIPPED_DIR, CheckpointError, load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint_folder import SHIPPED_DIR, CheckpointError
 from attnviz.training.executor import ThreadExecutor
 from attnviz.training.presets import PRESETS, build
 from attnviz.training.runs import RunRegistry, TrainingRun
@@ -159,14 +160,14 @@ def test_bad_input_is_a_clear_message_and_exit_code_2(user_dir):
     (["train"], "say what to train"),
 ])
 def test_bad_input_in_process(capsys, monkeypatch, user_dir, argv, message):
-    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", user_dir)
+    monkeypatch.setattr("attnviz.training.checkpoint_folder.USER_DIR", user_dir)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
 
 
 def test_a_preset_without_a_name_does_not_hide_the_shipped_model(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", tmp_path)
+    monkeypatch.setattr("attnviz.training.checkpoint_folder.USER_DIR", tmp_path)
     assert main(["train", "--preset", "reverse-transformer", *SMALL_TASK, "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert err == ("error: 'reverse-transformer' is the name of a shipped model: give yours its own, e.g. "
@@ -180,7 +181,7 @@ def test_a_preset_without_a_name_does_not_hide_the_shipped_model(capsys, monkeyp
 
 
 def test_a_name_someone_else_trained_is_refused(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", tmp_path)
+    monkeypatch.setattr("attnviz.training.checkpoint_folder.USER_DIR", tmp_path)
     tokenizer = CharTokenizer("abc")
     model = build_model(TransformerConfig(tokenizer.vocab_size, tokenizer.vocab_size, d_model=8, n_heads=2, d_ff=16))
     save_checkpoint("adas", model, tokenizer, {"owner": "ada-browser", "trained_by": "Ada"})
@@ -201,7 +202,7 @@ def tiny_page_run(name, owner):
 
 
 def test_the_command_line_is_refused_a_name_a_page_run_holds(monkeypatch, tmp_path, wait_for_run):
-    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", tmp_path)
+    monkeypatch.setattr("attnviz.training.checkpoint_folder.USER_DIR", tmp_path)
     run = tiny_page_run("race", "ada-browser").start()
     wait_for_run(run, lambda snap: snap.step >= 1, what="step 1")
     done = cli("train", "--task", "reverse", *SMALL_TASK, "--steps", "1", "--name", "race", user_dir=tmp_path)
@@ -212,7 +213,7 @@ def test_the_command_line_is_refused_a_name_a_page_run_holds(monkeypatch, tmp_pa
 
 
 def test_a_page_run_is_refused_a_name_the_command_line_is_training(monkeypatch, tmp_path):
-    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", tmp_path)
+    monkeypatch.setattr("attnviz.training.checkpoint_folder.USER_DIR", tmp_path)
     env = {**os.environ, "ATTNVIZ_USER_DIR": str(tmp_path), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     trainer = subprocess.Popen([sys.executable, "-m", "attnviz", "train", "--task", "reverse", *SMALL_TASK,
                                 "--size", "d_model=16", "--size", "d_ff=32", "--steps", "1000000", "--time-budget",
@@ -298,7 +299,7 @@ def test_decode_command_exits_0_or_2(user_dir, text):
 def test_bad_names_and_sizes_are_one_error_line_and_nothing_written(capsys, monkeypatch, tmp_path, argv, message):
     users = tmp_path / "a" / "b" / "users"
     users.mkdir(parents=True)
-    monkeypatch.setattr("attnviz.training.checkpoint.USER_DIR", users)
+    monkeypatch.setattr("attnviz.training.checkpoint_folder.USER_DIR", users)
     assert main(["train", "--task", "reverse", *SMALL_TASK, "--steps", "1", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err

@@ -27,7 +27,8 @@ from attnviz.interpret.padding import padding_check
 from attnviz.interpret.patterns import patterns_of
 from attnviz.interpret.scaling import dot_product_stats
 from attnviz.models.positional import sinusoidal_table
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint_folder
+from attnviz.training.checkpoint import load_checkpoint
 
 MAX_TOKENS = 12  # the numbers of a 12 x 12 heatmap still fit into its cells
 TOP_TOKENS = 10  # bars in the next-token chart
@@ -45,7 +46,7 @@ class LessonFigure:
 @functools.lru_cache(maxsize=16)
 def shipped(name):
     """A shipped checkpoint (checkpoints/NAME), loaded once per process and shared: read it, never modify it."""
-    return checkpoint.load_checkpoint(checkpoint.SHIPPED_DIR / name)
+    return load_checkpoint(checkpoint_folder.SHIPPED_DIR / name)
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,7 +13,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from attnviz.training import checkpoint
+from attnviz.training.checkpoint import load_checkpoint
+from attnviz.training.checkpoint_folder import CheckpointError
+from attnviz.training.checkpoint_list import list_checkpoints
+from attnviz.training.checkpoint_names import claim_name
 from attnviz.training.loop import train
 from attnviz.training.owners import anonymous_label, owner_of, short_id
 from attnviz.training.presets import build_preset
@@ -112,8 +115,8 @@ def claim_names(task_key, owner):
     claims = {}
     try:
         for architecture in LABELS:
-            claims[architecture] = checkpoint.claim_name(checkpoint_name(task_key, architecture, owner), owner)
-    except checkpoint.CheckpointError:
+            claims[architecture] = claim_name(checkpoint_name(task_key, architecture, owner), owner)
+    except CheckpointError:
         for claim in claims.values():
             claim.release()
         raise
@@ -151,9 +154,9 @@ def find_contenders(task_key, owner="", load=None, registry=REGISTRY):
     (no owner), or those trained on the page by `owner`. A run of this process counts once it has ended (a run
     stopped before its first step does not count, even over an older checkpoint of its name); without a run,
     the saved checkpoint, loaded by `load(info)` from its `CheckpointInfo` (the app passes `ui.load_model`, which
-    caches; by default `checkpoint.load_checkpoint`)."""
-    load = load or (lambda info: checkpoint.load_checkpoint(info.path))
-    infos = {info.name: info for info in checkpoint.list_checkpoints()
+    caches; by default `load_checkpoint`)."""
+    load = load or (lambda info: load_checkpoint(info.path))
+    infos = {info.name: info for info in list_checkpoints()
              if (info.shipped if not owner else not info.shipped and owner_of(info.meta) == owner)}
     runs, found = runs_of(task_key, owner, registry) if owner else {}, {}
     for architecture, label in LABELS.items():

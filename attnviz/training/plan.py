@@ -6,7 +6,8 @@
 from dataclasses import asdict, dataclass
 
 from attnviz.models.architectures import architectures_for, check_size, kind_of, model_config
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint_folder
+from attnviz.training.checkpoint_names import validate_name
 from attnviz.training.config import TrainConfig
 from attnviz.training.owners import anonymous_label
 from attnviz.training.presets import build
@@ -28,14 +29,14 @@ class Plan:
 
 def name_taken(name, registry=REGISTRY):
     """A saved model (yours or shipped) has this name, or a run still going here does."""
-    if any((folder / name).exists() for folder in (checkpoint.USER_DIR, checkpoint.SHIPPED_DIR)):
+    if any((folder / name).exists() for folder in (checkpoint_folder.USER_DIR, checkpoint_folder.SHIPPED_DIR)):
         return True
     with registry.condition:
         return any(run.name == name and not run.done for run in registry.runs)
 
 
 def check_name(name, registry=REGISTRY):
-    checkpoint.validate_name(name)
+    validate_name(name)
     if name_taken(name, registry):
         raise ValueError(f"a model or run named {name!r} exists already: choose another name")
     return name
@@ -65,9 +66,9 @@ def start(plan, owner, registry=REGISTRY, rename_from=None):
     """Build the model (from its own seeded generator) and start its run for `owner` (a browser's token: the run
     and its model are theirs); it saves itself under its name when it ends.
 
-    The run claims its name (attnviz.training.checkpoint.claim_name): if another writer, in this process or another,
-    took `plan.name` a moment ago, that is a ValueError, unless `rename_from` gives a base for a free name instead
-    (for a name the page suggested, not one the user typed)."""
+    The run claims its name (attnviz.training.checkpoint_names.claim_name): if another writer, in this process or
+    another, took `plan.name` a moment ago, that is a ValueError, unless `rename_from` gives a base for a free name
+    instead (for a name the page suggested, not one the user typed)."""
     model, config = build(plan.task, plan.architecture, plan.sizes, asdict(plan.train))
     meta = {"preset": plan.preset or None, "arch": plan.architecture}
     trained_by = plan.trained_by or anonymous_label(owner)

@@ -16,7 +16,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from attnviz.training import checkpoint
+from attnviz.training.checkpoint import save_checkpoint
+from attnviz.training.checkpoint_names import claim_name
 from attnviz.training.device import pick_device
 from attnviz.training.evaluation import baseline_bits_per_char, evaluate_split
 from attnviz.training.executor import default_executor, default_slots
@@ -136,7 +137,7 @@ class TrainingRun:
     def start(self):
         """Queue the run (claiming its name first if it saves and holds no claim: a CheckpointError if taken)."""
         if self.save and self.claim is None:
-            self.claim = checkpoint.claim_name(self.name, self.owner)
+            self.claim = claim_name(self.name, self.owner)
         self.started_at = time.time()
         self.registry.add(self)
         self.thread.start()
@@ -180,14 +181,14 @@ class TrainingRun:
         self._check_owner(owner, "save")
         if not self.done or self.result.status != "diverged" or self.saved_path:
             raise ValueError(f"the run {self.name!r} is not a finished, diverged, unsaved run")
-        with checkpoint.claim_name(self.name, self.owner) as self.claim:
+        with claim_name(self.name, self.owner) as self.claim:
             self._save()
         return self.saved_path
 
     def _save(self):
         meta = run_meta(self.model, self.task, self.config, self.result,
                         {**self.extra_meta, "owner": self.owner, "trained_by": self.trained_by}, self.test_metrics)
-        path = checkpoint.save_checkpoint(self.claim.path, self.model, self.task.tokenizer, meta, claim=self.claim)
+        path = save_checkpoint(self.claim.path, self.model, self.task.tokenizer, meta, claim=self.claim)
         with self.lock:
             self.saved_path = str(path)
 

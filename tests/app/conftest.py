@@ -12,7 +12,7 @@ def page_models():
     from attnviz import build_model
     from attnviz.data.tasks import make_task
     from attnviz.models.architectures import model_config
-    from attnviz.training import checkpoint
+    from attnviz.training import checkpoint, checkpoint_folder
     from attnviz.training.config import TrainConfig
     from attnviz.training.loop import train
     from attnviz.training.runs import run_meta
@@ -26,7 +26,7 @@ def page_models():
         config = TrainConfig(steps=max(steps, 1), batch_size=32, lr=1e-2, warmup=10, eval_every=1000, snapshot_every=0)
         result = train(model, task, config) if steps else None
         meta = run_meta(model.eval(), task, config, result) if steps else {"task": task.spec()}
-        names[name] = checkpoint.save_checkpoint(checkpoint.USER_DIR / name, model, task.tokenizer, meta)
+        names[name] = checkpoint.save_checkpoint(checkpoint_folder.USER_DIR / name, model, task.tokenizer, meta)
 
     save("test-reverse", reverse, "transformer", steps=120, d_model=32, n_heads=2, n_encoder_layers=2, d_ff=64,
          max_len=40)

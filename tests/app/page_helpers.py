@@ -40,12 +40,18 @@ def z_of(figure, trace=0):
 
 
 def shown(element):
-    """The text a Markdown element (warning, caption, ...) shows: its value rendered by CommonMark, tags dropped."""
+    """The text a Markdown element (warning, caption, subheader, ...) shows, as a reader sees it: its value rendered
+    by CommonMark, tags dropped, entities read."""
     import html
 
     from markdown_it import MarkdownIt
     rendered = MarkdownIt("commonmark").render(element.value)
     return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+
+
+def shown_in(elements):
+    """The text each element (st.error, st.success, st.subheader, ...) shows."""
+    return [shown(element) for element in elements]
 
 
 ENGLISH_PHRASE = re.compile(r"[A-Za-z][A-Za-z'’-]*(?:,? +[A-Za-z][A-Za-z'’-]*){2,}")  # three English words in a row

@@ -18,7 +18,8 @@ from page_helpers import array, charts, english_left, open_page, z_of
 from attnviz.app.course import LESSONS
 from attnviz.data.tokenizers import BOS
 from attnviz.interpret.input_run import run_input
-from attnviz.training.checkpoint import SHIPPED_DIR, load_checkpoint
+from attnviz.training.checkpoint import load_checkpoint
+from attnviz.training.checkpoint_folder import SHIPPED_DIR
 
 COURSE = "pages/course.py"
 CJK = re.compile(r"[\u3400-\u9fff]")

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from attnviz.app.markdown import code
 from attnviz.decoding.search import METHODS
 from attnviz.interpret.decoding_views import TREE_STEPS, beam_tree
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 
 APP = "../../app.py"
 PAGE = "pages/decoding.py"
@@ -38,7 +38,7 @@ def trained():
     model = build_model(model_config("transformer", task.tokenizer, d_model=32, n_heads=2, d_ff=64, max_len=24))
     config = TrainConfig(steps=200, batch_size=64, lr=3e-3, warmup=20, eval_every=1000, snapshot_every=0)
     result = train(model, task, config)
-    path = checkpoint.save_checkpoint(checkpoint.USER_DIR / MODEL, model, task.tokenizer,
+    path = checkpoint.save_checkpoint(checkpoint_folder.USER_DIR / MODEL, model, task.tokenizer,
                                       run_meta(model.eval(), task, config, result))
     yield MODEL
     shutil.rmtree(path, ignore_errors=True)
@@ -267,7 +267,7 @@ def test_bars_equal_the_softmax_of_a_full_forward_on_the_prefix(trained):
     at = open_page(model=MODEL, text="abcdef")
     at.button(key="dec_next").click().run()
     at.button(key="dec_next").click().run()  # step 3 shown: the prefix is BOS + the two tokens chosen before
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / MODEL)
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / MODEL)
     tokenizer, model = picked.tokenizer, picked.model.eval()
     src = torch.tensor([tokenizer.encode("abcdef") + [tokenizer.eos_id]])  # (1, S)
     label_ids = {label: i for i, label in enumerate(tokenizer.labels(range(tokenizer.vocab_size)))}

@@ -16,7 +16,7 @@ from attnviz.interpret.ablation import ablation_summary
 from attnviz.interpret.head_stats import STATS, head_stats
 from attnviz.interpret.head_types import HEAD_TYPES, head_type_table
 from attnviz.interpret.input_run import ablate_input, run_input
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 
 PAGE = "pages/explorer.py"
 
@@ -31,7 +31,7 @@ def heatmaps(figure):
 
 def reference(name, text):
     """The model's own patterns for the same input, recomputed here from the checkpoint."""
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / name)
     return picked, run_input(picked.model, picked.task(), text)
 
 
@@ -166,7 +166,7 @@ def test_exports(page_models):
 
 def test_input_is_shared_across_pages_and_kept_in_the_url(page_models):
     at = open_page(model="test-reverse")
-    task = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse").task()
+    task = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse").task()
     assert at.text_input(key="input_box").value == task.probes[0][0]  # a test input until one is typed
     at.text_input(key="input_box").input("hgfed").run()
     assert at.query_params["text"] in ("hgfed", ["hgfed"])
@@ -184,7 +184,7 @@ def test_ranking_every_head(page_models):
     assert not at.exception
     ranking = at.dataframe[1].value
     assert len(ranking) == 8 and list(ranking["loss_change"]) == sorted(ranking["loss_change"], reverse=True)
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse")
     top = ranking.iloc[0]
     module = {"encoder self": "encoder.layers.{}.self_attn", "decoder self": "decoder.layers.{}.self_attn",
               "cross": "decoder.layers.{}.cross_attn"}[top["kind"]].format(top["layer"])
@@ -205,7 +205,7 @@ def test_another_model_gets_its_own_example_input(page_models):
     at = open_page(model="test-reverse")
     at.sidebar.selectbox(key="model").set_value("test-lm").run()
     assert not at.exception
-    lm = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm").task()
+    lm = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-lm").task()
     assert at.text_input(key="input_box").value in lm.tokenizer.decode(lm.probes[0])
 
 
@@ -217,7 +217,7 @@ def test_a_language_model_shows_its_head_types(page_models):
     at = open_page(model="test-lm", text="the cat")
     assert not at.exception
     assert at.radio(key="head_type").options == ["previous_token", "duplicate_token", "induction"]
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm")
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-lm")
     types = head_type_table(picked.model)
     shown = z_of(charts(at)["head_type_map"])  # (layers, heads)
     np.testing.assert_allclose(shown, types.pivot(index="layer", columns="head", values="previous_token").to_numpy(),
@@ -245,7 +245,7 @@ def test_zoomed_heatmap_equals_torch_multihead_attention_on_the_first_layer(page
     * sqrt(d) + the sin/cos formula, then the layer's LayerNorm) through nn.MultiheadAttention with copied weights."""
     import math
     at = open_page(model="test-reverse", text="abcdef")
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse")
     model, tokenizer = picked.model.eval(), picked.tokenizer
     config, layer = model.config, model.encoder.layers[0]
     assert config.norm_first and config.positional == "sinusoidal" and config.scale_embeddings
@@ -276,7 +276,8 @@ def one_head_model():
     task = make_task("reverse", alphabet="abc", min_len=3, max_len=6, n_train=50, n_val=10, n_test=10)
     model = build_model(model_config("transformer", task.tokenizer, d_model=8, n_heads=1, n_encoder_layers=1,
                                      n_decoder_layers=1, d_ff=16, max_len=32))
-    checkpoint.save_checkpoint(checkpoint.USER_DIR / "test-one-head", model, task.tokenizer, {"task": task.spec()})
+    checkpoint.save_checkpoint(checkpoint_folder.USER_DIR / "test-one-head", model, task.tokenizer,
+                               {"task": task.spec()})
     return "test-one-head"
 
 
@@ -326,7 +327,7 @@ def test_head_view_lines_are_the_captured_weights(page_models):
     from attnviz.app.head_view import MIN_WEIGHT
     from attnviz.models.hooks import capture
     at = open_page(model="test-reverse", text="abcdef", attention="cross", layer="0", head="1")
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse")
     _, run = reference("test-reverse", "abcdef")
     with capture(picked.model) as cache, torch.no_grad():  # a capture of our own, on the same tokens
         picked.model(run.src, run.tgt_in)

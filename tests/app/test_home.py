@@ -1,12 +1,11 @@
 """The landing page and the sidebar every page shares (device badge, model picker), through AppTest."""
 from pathlib import Path
 
-import pytest
 import torch
 from page_helpers import shown
 from streamlit.testing.v1 import AppTest
 
-from attnviz.training import checkpoint
+from attnviz.training.checkpoint_list import CheckpointInfo, list_checkpoints
 from attnviz.training.device import describe, pick_device
 
 APP = "../../app.py"
@@ -20,16 +19,6 @@ def run_app(owner=None, **query_params):
         at.session_state["owner_token"] = owner
     at.query_params.update(query_params)
     return at.run()
-
-
-@pytest.fixture
-def model_dirs(tmp_path, monkeypatch):
-    """Empty shipped and user folders, so each test decides which models exist."""
-    shipped, user = tmp_path / "shipped", tmp_path / "user"
-    shipped.mkdir(), user.mkdir()
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped)
-    monkeypatch.setattr(checkpoint, "USER_DIR", user)
-    return shipped, user
 
 
 def test_landing_page_shows_title_and_device(model_dirs):
@@ -50,7 +39,7 @@ def test_without_models_the_page_says_how_to_make_one(model_dirs):
 
 
 def test_models_are_listed_and_picked(model_dirs, make_checkpoint):
-    shipped, user = model_dirs
+    user, shipped = model_dirs
     make_checkpoint(shipped / "reverse")
     make_checkpoint(user / "my-dates", task="dates", owner="my-browser", trained_by="Ada")
     at = run_app(owner="my-browser")
@@ -71,7 +60,7 @@ def test_models_are_listed_and_picked(model_dirs, make_checkpoint):
 
 
 def test_model_comes_back_from_a_shared_link(model_dirs, make_checkpoint):
-    shipped, _ = model_dirs
+    shipped = model_dirs.shipped
     make_checkpoint(shipped / "reverse")
     make_checkpoint(shipped / "dates", task="dates")
     assert run_app(model="reverse").sidebar.selectbox(key="model").value == "reverse"
@@ -79,7 +68,7 @@ def test_model_comes_back_from_a_shared_link(model_dirs, make_checkpoint):
 
 
 def test_unreadable_checkpoint_is_named_not_fatal(model_dirs, make_checkpoint):
-    shipped, _ = model_dirs
+    shipped = model_dirs.shipped
     make_checkpoint(shipped / "reverse")
     (shipped / "broken").mkdir()
     at = run_app()
@@ -94,12 +83,12 @@ def test_picked_model_is_loaded_and_reloaded_when_saved_again(model_dirs, make_c
     def same_weights(a, b):
         return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
-    shipped, _ = model_dirs
+    shipped = model_dirs.shipped
     first = make_checkpoint(shipped / "reverse")
-    assert same_weights(ui.load_model(checkpoint.list_checkpoints()[0]).model, first)
+    assert same_weights(ui.load_model(list_checkpoints()[0]).model, first)
     second = make_checkpoint(shipped / "reverse")  # new random weights under the same name
     assert not same_weights(first, second)
-    assert same_weights(ui.load_model(checkpoint.list_checkpoints()[0]).model, second)
+    assert same_weights(ui.load_model(list_checkpoints()[0]).model, second)
 
 
 def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
@@ -111,7 +100,7 @@ def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
         model = ui.selected_model()
         st.write(f"{model.name}: {model.meta['task']['name']}" if model else "none")
 
-    shipped, _ = model_dirs
+    shipped = model_dirs.shipped
     at = AppTest.from_function(page, default_timeout=60).run()
     assert at.markdown[0].value == "none"
     make_checkpoint(shipped / "reverse")
@@ -124,9 +113,9 @@ def test_pages_get_the_picked_model(model_dirs, make_checkpoint):
 
 def test_first_visit_starts_on_a_shipped_transformer():
     from attnviz.app import ui
-    infos = [checkpoint.CheckpointInfo("a-lstm", Path("a"), True, {"architecture": "rnn"}),
-             checkpoint.CheckpointInfo("b-mine", Path("b"), False, {"architecture": "transformer"}),
-             checkpoint.CheckpointInfo("c-shipped", Path("c"), True, {"architecture": "transformer"})]
+    infos = [CheckpointInfo("a-lstm", Path("a"), True, {"architecture": "rnn"}),
+             CheckpointInfo("b-mine", Path("b"), False, {"architecture": "transformer"}),
+             CheckpointInfo("c-shipped", Path("c"), True, {"architecture": "transformer"})]
     assert ui.default_model(infos) == "c-shipped"
     assert ui.default_model(infos[:2]) == "b-mine"
     assert ui.default_model(infos[:1]) == "a-lstm"

@@ -14,7 +14,7 @@ from attnviz.app import markdown
 from attnviz.interpret import mechanics
 from attnviz.interpret.input_run import run_input
 from attnviz.interpret.mechanics import head_mechanics
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 
 PAGE = "pages/mechanics.py"
 
@@ -25,7 +25,7 @@ def open_page(**query_params):
 
 def reference_weights(name, text, module, head):
     """softmax(QK^T / sqrt(d_k) + mask) of one head, from the module's own projections (torch.nn.functional)."""
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / name)
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / name)
     run = run_input(picked.model, picked.task(), text, max_tokens=12)
     attention = dict(picked.model.named_modules())[module]
     inputs = {}
@@ -107,7 +107,7 @@ def test_language_model_and_rnn(page_models):
     at = open_page(model="test-lm", text="the cat")
     assert not at.exception
     assert at.radio(key="attention").options == ["Decoder self-attention (causal)"]
-    prompt = len(checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm").tokenizer.encode("the cat"))
+    prompt = len(checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-lm").tokenizer.encode("the cat"))
     assert z_of(charts(at)["step_weights"]).shape == (1 + prompt + 2, 1 + prompt + 2)  # BOS, prompt, 3 new - 1
     at = open_page(model="test-rnn", text="abc")
     assert not at.exception

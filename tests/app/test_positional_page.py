@@ -7,7 +7,7 @@ from page_helpers import array, charts, z_of
 from page_helpers import open_page as open_any_page
 
 from attnviz.interpret.positional import positional_ablation_summary, shift_check
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 
 PAGE = "pages/positional.py"
 
@@ -65,7 +65,7 @@ def test_experiment_measures_the_accuracy_drop(page_models):
     assert not at.metric or all("Token accuracy" not in m.label for m in at.metric)
     at.toggle(key="pe_experiment").set_value(True).run()
     assert not at.exception
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse")
     with torch.no_grad():
         removed = positional_ablation_summary(picked.model, picked.task().batches("test", 256), "remove")
     shown = {m.label: m for m in at.metric}
@@ -94,10 +94,11 @@ def test_learned_table_is_compared_by_cosine_and_has_no_exact_shift(page_models)
 
     from attnviz import TransformerConfig, build_model
 
-    task = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse").task()
+    task = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse").task()
     vocab = task.tokenizer.vocab_size
     model = build_model(TransformerConfig(vocab, vocab, d_model=8, n_heads=2, d_ff=16, max_len=20, positional="learned"))
-    path = checkpoint.save_checkpoint(checkpoint.USER_DIR / "test-learned", model, task.tokenizer, {"task": task.spec()})
+    path = checkpoint.save_checkpoint(checkpoint_folder.USER_DIR / "test-learned", model, task.tokenizer,
+                                      {"task": task.spec()})
     try:
         at = open_page(model="test-learned")
         assert not at.exception

@@ -15,7 +15,7 @@ from attnviz.interpret import contenders
 from attnviz.interpret.comparison import examples_of_length
 from attnviz.interpret.contenders import checkpoint_name, runs_of
 from attnviz.models.architectures import model_config
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 from attnviz.training.config import TrainConfig
 from attnviz.training.loop import train
 from attnviz.training.owners import short_id
@@ -54,8 +54,8 @@ def shipped_dir(tmp_path_factory):
 
 @pytest.fixture
 def dirs(tmp_path, monkeypatch, shipped_dir):
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped_dir)
-    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", shipped_dir)
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", tmp_path)
     return shipped_dir, tmp_path
 
 
@@ -146,8 +146,8 @@ def test_accuracy_by_length_is_the_share_of_examples_decoded_right(dirs):
 
 
 def test_missing_shipped_models_say_how_to_get_them(monkeypatch, tmp_path):
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", tmp_path)
-    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", tmp_path)
     at = open_page()
     assert any("Train all three here" in i.value for i in at.info)
     assert not at.get("plotly_chart")

@@ -5,20 +5,20 @@ AppTest never fires `run_every` fragments, so the tests join the run (it lives i
 and run the page again, as the fragment would.
 """
 import base64
-import html
 import json
-import re
 import shutil
 
 import numpy as np
 import pytest
 from markdown_it import MarkdownIt
+from page_helpers import shown_in
 from streamlit.testing.v1 import AppTest
 
 from attnviz.app.markdown import escape
 from attnviz.app.train_view import preset_labels, preset_name, preset_settings
 from attnviz.models.architectures import RNN_SIZES
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
+from attnviz.training.checkpoint_names import claim_name
 from attnviz.training.plan import free_name
 from attnviz.training.presets import PRESETS
 from attnviz.training.executor import ThreadExecutor
@@ -41,16 +41,6 @@ def open_page(owner=None, **query_params):
     at.query_params.update(query_params)
     at.switch_page(PAGE)
     return at.run()
-
-
-def shown(markdown_text):
-    """What a reader sees of a Markdown string: rendered by a CommonMark renderer, tags dropped, entities read."""
-    return html.unescape(re.sub(r"<[^>]*>", "", MarkdownIt("commonmark").render(markdown_text))).strip()
-
-
-def shown_in(elements):
-    """The text each element (st.error, st.success, st.subheader, ...) shows."""
-    return [shown(element.value) for element in elements]
 
 
 def set_numbers(at, **values):
@@ -84,7 +74,7 @@ def saved():
     names = []
     yield names
     for name in names:
-        shutil.rmtree(checkpoint.USER_DIR / name, ignore_errors=True)
+        shutil.rmtree(checkpoint_folder.USER_DIR / name, ignore_errors=True)
 
 
 def start_tiny(at, name, saved, **numbers):
@@ -110,7 +100,7 @@ def test_tiny_run_trains_shows_curves_and_is_saved(saved, wait_for_run):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "done" and metrics["Step"] == "20 / 20"
     assert any("Saved as page-tiny:" in text for text in shown_in(at.success))
-    assert (checkpoint.USER_DIR / "page-tiny" / "meta.json").exists()
+    assert (checkpoint_folder.USER_DIR / "page-tiny" / "meta.json").exists()
 
     loss = traces(at, "curve_loss")
     assert list(loss["training (moving average)"]["x"]) == list(range(1, 21))
@@ -195,7 +185,7 @@ def test_invalid_settings_are_shown_before_starting(numbers, name, message):
 
 
 def test_a_taken_name_is_refused(make_checkpoint):
-    make_checkpoint(checkpoint.USER_DIR / "page-taken")
+    make_checkpoint(checkpoint_folder.USER_DIR / "page-taken")
     at = open_page()
     at.text_input(key="train_name").set_value("page-taken").run()
     assert any("'page-taken' exists already" in text for text in shown_in(at.error))
@@ -306,7 +296,7 @@ def two_students_models():
                                    {"task": {"name": "reverse"}, "owner": owner, "trained_by": who})
     yield
     for name in ("page-adas", "page-bobs"):
-        shutil.rmtree(checkpoint.USER_DIR / name, ignore_errors=True)
+        shutil.rmtree(checkpoint_folder.USER_DIR / name, ignore_errors=True)
 
 
 def test_the_picker_and_home_say_yours_only_for_your_models(two_students_models):
@@ -327,7 +317,8 @@ def test_you_delete_your_own_models_and_only_yours(two_students_models):
     at.button(key="train_delete").click().run()
     assert not at.exception
     assert any(escape("page-adas") in s.value and "Deleted" in s.value for s in at.success)
-    assert not (checkpoint.USER_DIR / "page-adas").exists() and (checkpoint.USER_DIR / "page-bobs").is_dir()
+    users = checkpoint_folder.USER_DIR
+    assert not (users / "page-adas").exists() and (users / "page-bobs").is_dir()
     assert not any(o.startswith("page-adas ") for o in at.sidebar.selectbox(key="model").options)
     assert "train_delete" not in [b.key for b in at.button]  # nothing of Ada's left to delete
 
@@ -336,7 +327,7 @@ def test_a_name_another_process_holds_is_refused_at_start(saved):
     at = open_page()
     set_numbers(at, **TINY)
     at.text_input(key="train_name").set_value("page-held").run()
-    with checkpoint.claim_name("page-held"):  # say, the command line training under this name right now
+    with claim_name("page-held"):  # say, the command line training under this name right now
         at.button(key="train_start").click().run()
     assert REGISTRY.find("page-held") is None
     assert any("is taken: a model is being trained or saved under it right now" in e.value.replace("\\", "")
@@ -394,7 +385,7 @@ def test_a_diverging_run_started_from_the_form_is_diverged_and_not_saved(saved):
     assert snap.history["loss"][-1] > snap.history["loss"][0]  # it did diverge (an independent look at the run)
     assert {m.label: m.value for m in at.metric}["Status"] == "diverged"
     assert any("lower the learning rate (it was 1)" in text for text in shown_in(at.error))
-    assert not at.success and not (checkpoint.USER_DIR / "page-diverge").exists()
+    assert not at.success and not (checkpoint_folder.USER_DIR / "page-diverge").exists()
     assert at.button(key="train_save_anyway")  # kept only if the user asks
 
 

@@ -18,7 +18,7 @@ from attnviz.data.tasks import make_task
 from attnviz.data.tokenizers import CharTokenizer
 from attnviz.decoding.search import greedy
 from attnviz.models.architectures import check_size, model_config
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint_folder
 from attnviz.training.config import TrainConfig
 from attnviz.training.loop import attention_snapshot, probe_outputs
 from attnviz.training.plan import check_name, free_name, name_taken, plan_run, start
@@ -100,7 +100,7 @@ def test_best_metric_by_kind():
 
 def test_names_taken_and_free(task, make_checkpoint):
     registry = RunRegistry(1)
-    make_checkpoint(checkpoint.USER_DIR / "live-a")
+    make_checkpoint(checkpoint_folder.USER_DIR / "live-a")
     assert name_taken("live-a", registry) and not name_taken("live-b", registry)
     assert free_name("live-a", registry) == "live-a-2"
     assert free_name("rev+lstm a", registry) == "rev-lstm-a"
@@ -142,14 +142,14 @@ def test_a_name_taken_meanwhile_is_refused_or_renamed(task, make_checkpoint, wai
     registry = RunRegistry(1)
     plan = plan_run(task, "transformer", {"d_model": 16, "n_heads": 2, "d_ff": 32}, {"steps": 1}, "live-race",
                          registry=registry)
-    make_checkpoint(checkpoint.USER_DIR / "live-race")  # another tab's run, saved after this plan was checked
+    make_checkpoint(checkpoint_folder.USER_DIR / "live-race")  # another tab's run, saved after this plan was checked
     with pytest.raises(ValueError, match="exists already"):
         start(plan, "tab-a", registry)
     run = start(plan, "tab-a", registry, rename_from="live-race")  # a suggested name: the next free one instead
     assert run.name == "live-race-2"
     wait_for_run(run, timeout=60)
-    assert (checkpoint.USER_DIR / "live-race-2" / "meta.json").exists()
-    shutil.rmtree(checkpoint.USER_DIR / "live-race-2")
+    assert (checkpoint_folder.USER_DIR / "live-race-2" / "meta.json").exists()
+    shutil.rmtree(checkpoint_folder.USER_DIR / "live-race-2")
 
 
 def test_output_history_newest_first_and_right_only_for_seq2seq(task):

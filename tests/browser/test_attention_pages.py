@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from attnviz import TransformerConfig, build_model
 from attnviz.data.tasks import make_task
 from attnviz.interpret.input_run import run_input
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 
 LOAD_TIMEOUT_MS = 90_000
 
@@ -24,7 +24,8 @@ def small_model():
     task = make_task("reverse", alphabet="abc", min_len=3, max_len=6, n_train=50, n_val=10, n_test=10)
     vocab = task.tokenizer.vocab_size
     model = build_model(TransformerConfig(vocab, vocab, d_model=8, n_heads=2, d_ff=16, max_len=32))
-    path = checkpoint.save_checkpoint(checkpoint.USER_DIR / "export-test", model, task.tokenizer, {"task": task.spec()})
+    path = checkpoint.save_checkpoint(checkpoint_folder.USER_DIR / "export-test", model, task.tokenizer,
+                                      {"task": task.spec()})
     yield "export-test"
     shutil.rmtree(path, ignore_errors=True)
 
@@ -54,7 +55,7 @@ def download(page, key, attempts=3):
 def test_explorer_exports_the_captured_weights(open_page, small_model):
     page = open_page("explorer?model=export-test&text=abcab")
     open_export_tab(page)
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "export-test")
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "export-test")
     run = run_input(picked.model, picked.task(), "abcab")
 
     table = pd.read_csv(io.BytesIO(download(page, "download_csv")))

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from attnviz import build_model
 from attnviz.data.tasks import make_task
 from attnviz.models.architectures import model_config
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def untrained_model():
     """A tiny untrained Transformer that records its task (the page needs the tokenizer and task): any output will do."""
     task = make_task("reverse", min_len=3, max_len=5, alphabet="abc", n_train=20, n_val=5, n_test=5)
     model = build_model(model_config("transformer", task.tokenizer, d_model=8, n_heads=2, d_ff=16))
-    path = checkpoint.save_checkpoint(checkpoint.USER_DIR / "decoding-smoke", model, task.tokenizer,
+    path = checkpoint.save_checkpoint(checkpoint_folder.USER_DIR / "decoding-smoke", model, task.tokenizer,
                                       {"task": task.spec()})
     yield path.name
     shutil.rmtree(path, ignore_errors=True)

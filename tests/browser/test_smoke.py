@@ -5,7 +5,8 @@ import pytest
 from playwright.sync_api import expect
 
 from attnviz.app import ui
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint_folder
+from attnviz.training.checkpoint_list import list_checkpoints
 from attnviz.training.device import describe, pick_device
 
 
@@ -21,8 +22,8 @@ def test_landing_page(open_page, tmp_path):
 
 def test_model_picker_keeps_the_choice_in_the_url(open_page, make_checkpoint):
     # The server reads the same ATTNVIZ_USER_DIR (tests/conftest.py), and lists models on every run.
-    make_checkpoint(checkpoint.USER_DIR / "smoke-a")
-    make_checkpoint(checkpoint.USER_DIR / "smoke-b", task="dates")  # made outside any browser: nobody's "yours"
+    make_checkpoint(checkpoint_folder.USER_DIR / "smoke-a")
+    make_checkpoint(checkpoint_folder.USER_DIR / "smoke-b", task="dates")  # made outside any browser: nobody's "yours"
     page = open_page("")
     page.get_by_role("combobox", name="Model").click()
     page.get_by_role("option", name="smoke-b (dates, by command line)").click()
@@ -62,7 +63,7 @@ TEXT_AND_ROOM = """() => [...document.querySelectorAll('[data-testid="stSelectbo
 def test_select_boxes_show_their_whole_choice(browser, app_url):
     # Before: "reverse-long-lstm-bahdanau (reverse)" in the sidebar's picker and the Task and Architecture boxes
     # of Train live ("transformer: Transformer encoder-decoder (self-attention, ...") were cut short at 1024 px.
-    longest = max((info for info in checkpoint.list_checkpoints() if info.shipped), key=lambda i: len(i.name))
+    longest = max((info for info in list_checkpoints() if info.shipped), key=lambda i: len(i.name))
     page = browser.new_page(viewport={"width": 1024, "height": 900})
     page.goto(f"{app_url}/train?model={longest.name}")
     expect(page.get_by_role("combobox", name="Architecture")).to_be_visible(timeout=90_000)

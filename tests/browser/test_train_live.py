@@ -6,7 +6,7 @@ import shutil
 
 from playwright.sync_api import expect
 
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 
 POINTS = "document.querySelector('.st-key-curve_loss .js-plotly-plot')?._fullData?.[0]?._length ?? 0"  # points drawn
 TIMEOUT_MS = 120_000
@@ -31,8 +31,8 @@ def test_a_preset_run_moves_the_curve_and_is_saved(open_page, tmp_path):
     expect(page.get_by_role("option", name=re.compile(rf"^{re.escape(name)} "))).to_be_visible()
     page.keyboard.press("Escape")
     expect(page.locator(".stException")).to_have_count(0)
-    assert (checkpoint.USER_DIR / name / "meta.json").exists()
-    shutil.rmtree(checkpoint.USER_DIR / name, ignore_errors=True)
+    assert (checkpoint_folder.USER_DIR / name / "meta.json").exists()
+    shutil.rmtree(checkpoint_folder.USER_DIR / name, ignore_errors=True)
 
 
 def loaded(page, url):
@@ -73,7 +73,7 @@ def test_a_run_belongs_to_the_browser_that_started_it(browser, app_url):
     finally:
         ada.close(), bob.close()
         if name:
-            shutil.rmtree(checkpoint.USER_DIR / name, ignore_errors=True)
+            shutil.rmtree(checkpoint_folder.USER_DIR / name, ignore_errors=True)
 
 
 FORM = ["preset", "task", "architecture", "d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff",

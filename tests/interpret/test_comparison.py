@@ -223,11 +223,8 @@ class FakeRun:
     evals, model, task, name, started_at, owner = {}, torch.nn.Linear(1, 1), None, "fake", 0.0, "me"
 
 
-def test_contenders_come_from_shipped_checkpoints_or_from_yours(tmp_path, monkeypatch):
-
-    shipped, user = tmp_path / "shipped", tmp_path / "user"
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped)
-    monkeypatch.setattr(checkpoint, "USER_DIR", user)
+def test_contenders_come_from_shipped_checkpoints_or_from_yours(model_dirs):
+    user, shipped = model_dirs
     task = make_task("reverse", seed=0, **SMALL)
     history = {"step": [1, 2], "loss": [2.0, 1.0], "time": [0.1, 0.2]}
     for folder, architecture, owner in [(shipped, "transformer", ""), (shipped, "lstm", ""), (user, "lstm", "me"),

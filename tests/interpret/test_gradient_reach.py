@@ -9,7 +9,7 @@ from attnviz.data.tasks import make_task
 from attnviz.interpret.gradient_reach import gradient_by_distance, text_gradient_by_distance
 from attnviz.models.architectures import model_config
 from attnviz.models.config import RNNConfig, TransformerConfig
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 
 VOCAB, PAD = 12, 0
 
@@ -112,7 +112,7 @@ def test_on_the_shipped_models_the_rnns_gradient_fades_and_attention_reaches_far
     text = "abcdefghijklmnopqrst"
     far_near = {}
     for name in ("reverse-long-rnn", "reverse-long-transformer", "reverse-long-lstm-bahdanau"):
-        shipped = checkpoint.load_checkpoint(checkpoint.SHIPPED_DIR / name)
+        shipped = checkpoint.load_checkpoint(checkpoint_folder.SHIPPED_DIR / name)
         frame = text_gradient_by_distance(shipped.model, shipped.task().tokenizer, text, text[::-1])
         gradient = frame.set_index("distance")["gradient"]
         far_near[name] = gradient[40] / gradient[21]  # the first letter / the last letter (distance 20 is EOS)

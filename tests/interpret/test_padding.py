@@ -7,7 +7,7 @@ from attnviz import build_model
 from attnviz.data.tasks import make_task
 from attnviz.interpret.padding import padding_check
 from attnviz.models.architectures import model_config
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder
 from attnviz.training.config import TrainConfig
 from attnviz.training.loop import train
 
@@ -62,7 +62,7 @@ def test_refuses_one_input_and_a_recurrent_model(trained):
 
 
 def test_on_the_shipped_transformer():
-    shipped = checkpoint.load_checkpoint(checkpoint.SHIPPED_DIR / "reverse-long-transformer")
+    shipped = checkpoint.load_checkpoint(checkpoint_folder.SHIPPED_DIR / "reverse-long-transformer")
     table = padding_check(shipped.model, ["abc", "the quick brown fox", "hello"], shipped.task()).table
     assert (table["max |difference|"] <= 1e-5).all()
     assert (table[table["padding"] > 0]["without the mask"] > 1e-3).all()

@@ -18,7 +18,8 @@ from attnviz.data.tokenizers import CharTokenizer
 from attnviz.models.architectures import ARCHITECTURES, model_config
 from attnviz.models.config import RNNConfig
 from attnviz.models.rnn import AdditiveScore, Attention, DotScore, GeneralScore, RNNSeq2Seq
-from attnviz.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint_folder import CheckpointError
 
 PAD, BOS, EOS = 0, 1, 2
 V = 12

@@ -30,14 +30,6 @@ def config(**overrides):
                           "snapshot_every": 10, "device": "cpu", **overrides})
 
 
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
-        time.sleep(0.02)
-
-
 def test_worker_trains_bitwise_the_weights_of_training_here(task):
     here = tiny(task)
     train(here, task, config())
@@ -64,7 +56,7 @@ def test_thread_executor_trains_the_same_weights(task):
     assert all(torch.equal(a, b) for a, b in zip(here.parameters(), threaded.model.parameters()))
 
 
-def test_stop_ends_a_worker_run_within_a_deadline(task):
+def test_stop_ends_a_worker_run_within_a_deadline(task, wait_until):
     run = TrainingRun(tiny(task), task, config(steps=10**6, snapshot_every=0), name="stop-me",
                       registry=RunRegistry(1)).start()
     wait_until(lambda: run.snapshot().step >= 3, 120, "the first steps")
@@ -74,7 +66,7 @@ def test_stop_ends_a_worker_run_within_a_deadline(task):
     assert run.snapshot().status == "stopped" and 3 <= run.snapshot().step < 10**6
 
 
-def test_a_killed_worker_fails_its_run_only(task):
+def test_a_killed_worker_fails_its_run_only(task, wait_until):
     registry = RunRegistry(2)
     victim = TrainingRun(tiny(task), task, config(steps=10**6, snapshot_every=0), name="victim",
                          registry=registry).start()
@@ -102,8 +94,8 @@ def test_workers_are_reused(task):
 
 
 def test_a_loss_that_ends_above_its_first_loss_is_diverged_and_not_saved(task, tmp_path, monkeypatch):
-    from attnviz.training import checkpoint
-    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path)
+    from attnviz.training import checkpoint_folder
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", tmp_path)
     run = TrainingRun(tiny(task), task, config(steps=30, lr=1.0, warmup=0, clip=0.0, snapshot_every=0),
                       name="too-fast", save=True, registry=RunRegistry(1)).start()
     run.join(120)

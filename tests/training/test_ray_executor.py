@@ -52,14 +52,6 @@ def forever():
     return config(steps=10**6, snapshot_every=0)
 
 
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
-        time.sleep(0.05)
-
-
 def same_weights(a, b):
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
@@ -78,7 +70,7 @@ def test_a_run_on_ray_trains_bitwise_the_weights_of_a_local_worker(cluster, task
     assert snap.node == ray.util.get_node_ip_address() and on_ray.test_metrics == local.test_metrics
 
 
-def test_ray_queues_a_run_until_a_cpu_is_free_and_stop_works_there_and_while_training(cluster, task):
+def test_ray_queues_a_run_until_a_cpu_is_free_and_stop_works_there_and_while_training(cluster, task, wait_until):
     registry = RunRegistry(10)  # no cap of ours: the two CPUs of the cluster are the cap
     busy = [TrainingRun(tiny(task), task, forever(), name=f"busy-{i}", registry=registry, executor=cluster).start()
             for i in range(2)]
@@ -96,7 +88,7 @@ def test_ray_queues_a_run_until_a_cpu_is_free_and_stop_works_there_and_while_tra
     assert all(3 <= run.snapshot().step < 10**6 for run in busy)
 
 
-def test_a_killed_actor_fails_its_run_as_worker_lost_and_keeps_its_last_weights(cluster, task):
+def test_a_killed_actor_fails_its_run_as_worker_lost_and_keeps_its_last_weights(cluster, task, wait_until):
     victim = TrainingRun(tiny(task), task, forever(), name="victim", registry=RunRegistry(2), executor=cluster).start()
     wait_until(lambda: victim.handle is not None and (victim.handle.kept_step or 0) >= 3, 120, "a copy of weights")
     os.kill(victim.handle.pid, signal.SIGKILL)
@@ -114,7 +106,7 @@ def test_a_killed_actor_fails_its_run_as_worker_lost_and_keeps_its_last_weights(
     assert after.snapshot().status == "done"
 
 
-def test_two_servers_see_one_run_through_the_named_registry(cluster, task, monkeypatch):
+def test_two_servers_see_one_run_through_the_named_registry(cluster, task, monkeypatch, wait_until):
     run = TrainingRun(tiny(task), task, forever(), name="shared", owner="ada-browser-token", trained_by="Ada",
                       registry=RunRegistry(2), executor=cluster).start()
     other = run_board.connect(server="another-web-node")  # a second server's client of the same detached actor

@@ -8,7 +8,9 @@ from attnviz.data.stdlib import code_documents, prose_documents
 from attnviz.decoding.search import greedy
 from attnviz.interpret.contenders import LABELS, TASKS, checkpoint_name
 from attnviz.interpret.continuations import PROMPTS, continue_prompt, real_word_share
-from attnviz.training.checkpoint import SHIPPED_DIR, list_checkpoints, load_checkpoint
+from attnviz.training.checkpoint import load_checkpoint
+from attnviz.training.checkpoint_folder import SHIPPED_DIR
+from attnviz.training.checkpoint_list import list_checkpoints
 from attnviz.training.evaluation import baseline_bits_per_char
 from attnviz.training.evaluation import evaluate_split as evaluate
 

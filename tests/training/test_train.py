@@ -270,8 +270,8 @@ def test_queued_run_sees_its_place_and_can_leave(task, wait_for_run):
 
 
 def test_finished_run_is_saved_and_loads(task, tmp_path, monkeypatch, wait_for_run):
-    from attnviz.training import checkpoint
-    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path)
+    from attnviz.training import checkpoint, checkpoint_folder
+    monkeypatch.setattr(checkpoint_folder, "USER_DIR", tmp_path)
     run = TrainingRun(tiny_model(task), task, quick(steps=30, snapshot_every=10), name="saved-run", save=True,
                       registry=RunRegistry(1)).start()
     wait_for_run(run, timeout=60)

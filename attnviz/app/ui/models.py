@@ -7,7 +7,9 @@ import streamlit as st
 
 from attnviz.app.owner import owner_token
 from attnviz.i18n import _, current_language
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint_folder
+from attnviz.training.checkpoint import load_checkpoint
+from attnviz.training.checkpoint_list import list_checkpoints
 from attnviz.training.owners import owner_of, trained_by
 from attnviz.training.runs import REGISTRY
 
@@ -17,12 +19,12 @@ def checkpoints():
 
     Reading every meta.json costs most of a rerun; a save renames its folder into place, which changes
     the folder's modification time, so a new model still shows at once."""
-    folders = (checkpoint.SHIPPED_DIR, checkpoint.USER_DIR)
+    folders = (checkpoint_folder.SHIPPED_DIR, checkpoint_folder.USER_DIR)
     return _checkpoints(tuple((str(d), d.stat().st_mtime_ns if d.exists() else 0) for d in folders))
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _checkpoints(folder_stamps):
-    return checkpoint.list_checkpoints()
+    return list_checkpoints()
 
 def _keep_picked_model():
     st.session_state["model_choice"] = st.session_state["model"]
@@ -74,7 +76,7 @@ def browser_owner():
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def _load(path, modified_ns):  # modified_ns: a model saved again under the same name is loaded afresh
-    return checkpoint.load_checkpoint(path)
+    return load_checkpoint(path)
 
 def load_model(info):
     """The `Checkpoint` behind a picker choice, cached for all sessions: read it, never modify it."""

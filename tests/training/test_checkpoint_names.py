@@ -1,5 +1,6 @@
-"""Whose a name and a model are: one writer at a time holds a name (threads and processes alike), nobody replaces
-or deletes someone else's model, shipped names stay reserved, and only a run's owner stops or saves it."""
+"""Checkpoint names: which strings are refused, and whose a name and a model are: one writer at a time holds a name
+(threads and processes alike), nobody replaces or deletes someone else's model, shipped names stay reserved, and only
+a run's owner stops or saves it."""
 import json
 import os
 import signal
@@ -14,8 +15,10 @@ import torch
 from attnviz import TransformerConfig, build_model
 from attnviz.data.tasks import make_task
 from attnviz.data.tokenizers import CharTokenizer
-from attnviz.training import checkpoint
-from attnviz.training.checkpoint import CheckpointError, claim_name, delete_checkpoint, load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from attnviz.training.checkpoint_folder import CheckpointError
+from attnviz.training.checkpoint_list import list_checkpoints
+from attnviz.training.checkpoint_names import claim_name, delete_checkpoint, validate_name
 from attnviz.training.config import TrainConfig
 from attnviz.training.owners import anonymous_label, trained_by
 from attnviz.training.presets import build
@@ -39,17 +42,13 @@ def weights_of(path):
     return {p.flatten()[0].item() for p in load_checkpoint(path).model.parameters()}
 
 
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    """Empty user and shipped folders for the test; returns (user, shipped)."""
-    user, shipped = tmp_path / "user", tmp_path / "shipped"
-    user.mkdir(), shipped.mkdir()
-    monkeypatch.setattr(checkpoint, "USER_DIR", user)
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", shipped)
-    return user, shipped
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "", ".hidden", "a b", "a\\b", "x" * 101, "naïve", None])
+def test_bad_names_are_refused(name):
+    with pytest.raises(CheckpointError, match="cannot name a checkpoint"):
+        validate_name(name)
 
 
-def test_a_held_name_is_refused_to_every_other_thread_until_released(dirs):
+def test_a_held_name_is_refused_to_every_other_thread_until_released(model_dirs):
     barrier, outcomes, lock = threading.Barrier(8), [], threading.Lock()
     held = []
 
@@ -78,7 +77,8 @@ def test_a_held_name_is_refused_to_every_other_thread_until_released(dirs):
 
 CLAIM_IN_CHILD = """
 import sys, time
-from attnviz.training.checkpoint import CheckpointError, claim_name
+from attnviz.training.checkpoint_folder import CheckpointError
+from attnviz.training.checkpoint_names import claim_name
 try:
     claim = claim_name(sys.argv[1], owner="child")
 except CheckpointError as error:
@@ -95,8 +95,8 @@ def child(path):
                             env=env)
 
 
-def test_a_name_held_in_another_process_is_refused_and_freed_when_that_process_dies(dirs):
-    user, _ = dirs
+def test_a_name_held_in_another_process_is_refused_and_freed_when_that_process_dies(model_dirs):
+    user, _ = model_dirs
     with claim_name(user / "shared", owner="here"):
         refused = child(user / "shared")
         assert refused.stdout.readline().startswith("refused: the name 'shared' is taken: a model is " + BEING_WRITTEN)
@@ -113,8 +113,8 @@ def test_a_name_held_in_another_process_is_refused_and_freed_when_that_process_d
         assert claim.held
 
 
-def test_someone_elses_saved_model_is_never_replaced_and_your_own_is(dirs):
-    user, _ = dirs
+def test_someone_elses_saved_model_is_never_replaced_and_your_own_is(model_dirs):
+    user, _ = model_dirs
     save_checkpoint("ada-model", model_filled_with(1), TOKENIZER, {"owner": "ada-token", "trained_by": "Ada"})
     with pytest.raises(CheckpointError, match="'ada-model' is taken: it holds a model trained by Ada"):
         save_checkpoint("ada-model", model_filled_with(2), TOKENIZER, {"owner": "bob-token"})
@@ -127,16 +127,16 @@ def test_someone_elses_saved_model_is_never_replaced_and_your_own_is(dirs):
     assert weights_of(user / "ada-model") == {3.0}
 
 
-def test_a_save_while_another_writer_holds_the_name_is_refused(dirs):
-    user, _ = dirs
+def test_a_save_while_another_writer_holds_the_name_is_refused(model_dirs):
+    user, _ = model_dirs
     with claim_name("busy", owner="tab"):
         with pytest.raises(CheckpointError, match=BEING_WRITTEN):
             save_checkpoint("busy", model_filled_with(1), TOKENIZER, {"owner": "tab"})
     assert not (user / "busy").exists()
 
 
-def test_shipped_names_are_reserved_in_the_user_folder(dirs):
-    user, shipped = dirs
+def test_shipped_names_are_reserved_in_the_user_folder(model_dirs):
+    user, shipped = model_dirs
     save_checkpoint(shipped / "reverse-x", model_filled_with(1), TOKENIZER, {})  # how shipped models are made
     for name in ("reverse-x", user / "reverse-x"):
         with pytest.raises(CheckpointError, match="'reverse-x' is the name of a shipped model.*'my-reverse-x'"):
@@ -147,8 +147,8 @@ def test_shipped_names_are_reserved_in_the_user_folder(dirs):
     assert weights_of(shipped / "reverse-x") == {3.0}
 
 
-def test_only_the_owner_deletes_a_model_and_never_while_it_is_written(dirs):
-    user, shipped = dirs
+def test_only_the_owner_deletes_a_model_and_never_while_it_is_written(model_dirs):
+    user, shipped = model_dirs
     save_checkpoint("ada-model", model_filled_with(1), TOKENIZER, {"owner": "ada-token"})
     save_checkpoint("cli-model", model_filled_with(1), TOKENIZER, {})
     save_checkpoint(shipped / "shipped-model", model_filled_with(1), TOKENIZER, {})
@@ -168,7 +168,7 @@ def test_only_the_owner_deletes_a_model_and_never_while_it_is_written(dirs):
     assert (user / "ada-model" / "meta.json").is_file() and (shipped / "shipped-model" / "meta.json").is_file()
     delete_checkpoint("ada-model", "ada-token")
     assert sorted(p.name for p in user.iterdir()) == [".ada-model.lock", ".cli-model.lock", "cli-model"]
-    assert [info.name for info in checkpoint.list_checkpoints()] == ["shipped-model", "cli-model"]
+    assert [info.name for info in list_checkpoints()] == ["shipped-model", "cli-model"]
 
 
 def test_who_trained_a_model_never_shows_the_token():
@@ -193,7 +193,7 @@ def tiny_run(task, name, owner, steps=10**6, registry=None, **kwargs):
     return TrainingRun(model, task, config, name=name, owner=owner, registry=registry or RunRegistry(2), **kwargs)
 
 
-def test_only_the_owner_stops_a_run_and_others_may_watch(dirs, task, wait_for_run):
+def test_only_the_owner_stops_a_run_and_others_may_watch(model_dirs, task, wait_for_run):
     run = tiny_run(task, "ada-run", "ada-token").start()
     wait_for_run(run, lambda snap: snap.step >= 2, what="step 2")
     for someone in ("bob-token", ""):
@@ -206,8 +206,8 @@ def test_only_the_owner_stops_a_run_and_others_may_watch(dirs, task, wait_for_ru
     assert run.snapshot().status == "stopped"
 
 
-def test_two_runs_under_one_name_the_second_is_refused_and_the_first_is_saved(dirs, task, wait_for_run):
-    user, _ = dirs
+def test_two_runs_under_one_name_the_second_is_refused_and_the_first_is_saved(model_dirs, task, wait_for_run):
+    user, _ = model_dirs
     first = tiny_run(task, "race", "ada-token", steps=10**6, save=True, trained_by="Ada").start()
     second = tiny_run(task, "race", "bob-token", steps=5, save=True)
     with pytest.raises(CheckpointError, match=BEING_WRITTEN):
@@ -221,7 +221,7 @@ def test_two_runs_under_one_name_the_second_is_refused_and_the_first_is_saved(di
         tiny_run(task, "race", "bob-token", steps=5, save=True).start()
 
 
-def test_a_run_stopped_in_the_queue_frees_its_name(dirs, task):
+def test_a_run_stopped_in_the_queue_frees_its_name(model_dirs, task):
     registry = RunRegistry(1)
     busy = tiny_run(task, "busy", "ada-token", registry=registry).start()
     queued = tiny_run(task, "queued", "bob-token", registry=registry, save=True).start()
@@ -232,8 +232,8 @@ def test_a_run_stopped_in_the_queue_frees_its_name(dirs, task):
     busy.stop("ada-token", timeout=60)
 
 
-def test_only_the_owner_saves_a_diverged_run(dirs, task):
-    user, _ = dirs
+def test_only_the_owner_saves_a_diverged_run(model_dirs, task):
+    user, _ = model_dirs
     run = tiny_run(task, "wild", "ada-token", steps=3)
     run.start().join(60)
     run.result.status = "diverged"  # what check_divergence marks; saving it is the owner's choice
