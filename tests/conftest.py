@@ -1,4 +1,5 @@
-"""Shared test set-up: a throw-away user checkpoint folder, seeded RNGs, no training thread left behind."""
+"""Shared test set-up: a throw-away user checkpoint folder, seeded RNGs, no training thread left behind, Chinese."""
+import contextlib
 import os
 import random
 import shutil
@@ -67,6 +68,31 @@ def make_checkpoint():
     yield make
     for folder in made:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def chinese():
+    """`with chinese() as zh:` runs its block with the session's language Chinese (attnviz.i18n), English again after
+    it. zh(msgid, **values), or zh(singular, plural, count, **values), is what the zh catalog makes of that message: the
+    text a message made inside the block must read. A message the catalog leaves in English fails there."""
+    from attnviz import i18n
+
+    catalog = i18n.translations("zh")
+
+    def zh(msgid, plural=None, count=1, /, **values):
+        translated = catalog.gettext(msgid) if plural is None else catalog.ngettext(msgid, plural, count)
+        assert translated != msgid, f"the zh catalog has no translation of {msgid!r}"
+        return translated.format(**values)
+
+    @contextlib.contextmanager
+    def in_chinese():
+        i18n.use_language("zh")
+        try:
+            yield zh
+        finally:
+            i18n.use_language(i18n.SOURCE_LANGUAGE)
+
+    return in_chinese
 
 
 @pytest.fixture(autouse=True)
