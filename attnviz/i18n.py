@@ -83,3 +83,27 @@ def preferred_language(preferences):
             continue
         weighted.append((-weight, position, tag.split("-")[0].lower()))
     return next((language for *_order, language in sorted(weighted) if language in LANGUAGES), SOURCE_LANGUAGE)
+
+
+class Message(str):
+    """Text made where no session's language is set (a training worker, a run's own thread): English as a str, which
+    also keeps its msgid and values, so that the page that shows it can put it into its session's language
+    (`translate`). Values may be Messages themselves; it pickles across processes like the str it is.
+
+        result.error = Message(N_("the loss became {loss} at step {step}"), loss=loss, step=step)
+    """
+
+    def __new__(cls, msgid, /, **values):
+        message = super().__new__(cls, msgid.format(**values))
+        message.msgid, message.values = msgid, values
+        return message
+
+    def __getnewargs_ex__(self):
+        return (self.msgid,), self.values
+
+
+def translate(text):
+    """`text` in the current session's language if it is a `Message`; any other text as it is."""
+    if not isinstance(text, Message):
+        return text
+    return _(text.msgid).format(**{name: translate(value) for name, value in text.values.items()})

@@ -1,5 +1,6 @@
 """Shared test set-up: a throw-away user checkpoint folder (or empty user and shipped folders for one test), seeded
-RNGs, no training thread left behind."""
+RNGs, no training thread left behind, Chinese."""
+import contextlib
 import os
 import random
 import shutil
@@ -89,6 +90,31 @@ def model_dirs(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint_folder, "USER_DIR", dirs.user)
     monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", dirs.shipped)
     return dirs
+
+
+@pytest.fixture
+def chinese():
+    """`with chinese() as zh:` runs its block with the session's language Chinese (attnviz.i18n), English again after
+    it. zh(msgid, **values), or zh(singular, plural, count, **values), is what the zh catalog makes of that message: the
+    text a message made inside the block must read. A message the catalog leaves in English fails there."""
+    from attnviz import i18n
+
+    catalog = i18n.translations("zh")
+
+    def zh(msgid, plural=None, count=1, /, **values):
+        translated = catalog.gettext(msgid) if plural is None else catalog.ngettext(msgid, plural, count)
+        assert translated != msgid, f"the zh catalog has no translation of {msgid!r}"
+        return translated.format(**values)
+
+    @contextlib.contextmanager
+    def in_chinese():
+        i18n.use_language("zh")
+        try:
+            yield zh
+        finally:
+            i18n.use_language(i18n.SOURCE_LANGUAGE)
+
+    return in_chinese
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 """Translations: the catalog covers every message in the source, keeps its placeholders and markup, the language
 is per session, and the browser's preference picks the first language."""
+import multiprocessing.reduction
 import re
 import threading
 from pathlib import Path
@@ -9,7 +10,7 @@ from babel.messages import pofile
 from babel.messages.extract import extract_from_dir
 
 from attnviz import i18n
-from attnviz.i18n import LANGUAGES, SOURCE_LANGUAGE, catalog_path, preferred_language
+from attnviz.i18n import LANGUAGES, N_, SOURCE_LANGUAGE, Message, catalog_path, preferred_language, translate
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
@@ -105,3 +106,18 @@ def test_browser_preference(preferences, language):
 def test_unknown_language_is_refused():
     with pytest.raises(ValueError, match="no catalog"):
         i18n.use_language("xx")
+
+
+def test_a_message_made_without_a_session_is_english_and_put_into_the_language_of_the_page_that_shows_it(chinese):
+    """A training worker has no session: it words its messages as Messages, English text that keeps its msgid and
+    values across the pipe (its values may be Messages too), and the page translates them where it shows them."""
+    kept = Message(N_("the weights of step {step} are kept"), step=7)
+    made = Message(N_("worker lost: the run's Ray actor ended ({kind}); {kept}. Start it again."), kind="RayError",
+                   kept=kept)
+    assert made == "worker lost: the run's Ray actor ended (RayError); the weights of step 7 are kept. Start it again."
+    arrived = multiprocessing.reduction.ForkingPickler.loads(multiprocessing.reduction.ForkingPickler.dumps(made))
+    assert translate(arrived) == made and translate("plain text") == "plain text"
+    with chinese() as zh:
+        assert translate(arrived) == zh("worker lost: the run's Ray actor ended ({kind}); {kept}. Start it again.",
+                                        kind="RayError", kept=zh("the weights of step {step} are kept", step=7))
+        assert translate("plain text") == "plain text"

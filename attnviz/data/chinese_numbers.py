@@ -13,6 +13,7 @@ import zlib
 from attnviz.checks import reject
 from attnviz.data.task import N_PROBES, Task
 from attnviz.data.tokenizers import CharTokenizer
+from attnviz.i18n import _
 
 DIGIT_WORDS = "零一二三四五六七八九"
 UNIT_WORDS = ("", "十", "百", "千")  # tens, hundreds and thousands within a group of four digits
@@ -65,7 +66,8 @@ def draw_number(rng, min_digits, max_digits):
 def generate(rng, params):
     """One example: a number of `min_len` to `max_len` digits in words -> its digits."""
     if params["max_len"] > MAX_DIGITS:
-        reject("max_len", params["max_len"], f"Chinese number words here go up to {MAX_DIGITS} digits (no 亿)")
+        reject("max_len", params["max_len"],
+               _("Chinese number words here go up to {digits} digits (no 亿)").format(digits=MAX_DIGITS))
     n = draw_number(rng, params["min_len"], params["max_len"])
     return chinese_number(n), str(n)
 
@@ -94,6 +96,7 @@ def task(name, seed, params, tokenizer=None):
             seen.add(src)
             splits[split].append((src, tgt))
     else:
-        raise ValueError(f"{name}: not enough distinct numbers for {sizes}: allow more digits or ask for fewer")
+        raise ValueError(_("{name}: not enough distinct numbers for {sizes}: allow more digits or ask for "
+                           "fewer").format(name=name, sizes=sizes))
     return Task(name, "seq2seq", seed, params, tokenizer or CharTokenizer(ALPHABET), splits["train"], splits["val"],
                 splits["test"], splits["test"][:N_PROBES])

@@ -17,6 +17,8 @@ import sysconfig
 from functools import cache
 from pathlib import Path
 
+from attnviz.i18n import _
+
 CORPUS_PYTHON = ".".join(platform.python_version_tuple()[:2])  # e.g. "3.11"
 STDLIB_TASKS = ("prose", "code")  # the tasks built from these corpora (attnviz.data.tasks)
 SKIPPED_PARTS = {"test", "tests", "idle_test", "site-packages", "__pycache__", "test_tools"}
@@ -107,7 +109,7 @@ def differs_from_here(python_version):
     """A sentence for the user when a corpus was built with another Python minor version, else ''."""
     python_version = ".".join(str(python_version or "").split(".")[:2])  # a checkpoint records e.g. "3.11.7"
     if python_version and python_version != CORPUS_PYTHON:
-        return (f"This model's corpus was collected from Python {python_version}'s standard library; this server runs "
-                f"Python {CORPUS_PYTHON}, whose documents differ a little, so its splits are not exactly the ones it "
-                "was trained and tested on.")
+        return _("This model's corpus was collected from Python {version}'s standard library; this server runs "
+                 "Python {here}, whose documents differ a little, so its splits are not exactly the ones it was "
+                 "trained and tested on.").format(version=python_version, here=CORPUS_PYTHON)
     return ""

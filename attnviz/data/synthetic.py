@@ -7,6 +7,7 @@ import random
 
 from attnviz.data.task import N_PROBES, Task
 from attnviz.data.tokenizers import CharTokenizer
+from attnviz.i18n import _
 
 
 def _split_sources(name, generate, rng, params):
@@ -18,8 +19,9 @@ def _split_sources(name, generate, rng, params):
         examples.setdefault(src, tgt)
         tries += 1
     if len(examples) < total:
-        raise ValueError(f"{name}: only {len(examples)} distinct examples turned up but {total} were asked for; "
-                         "ask for fewer examples, or allow longer inputs or more characters")
+        raise ValueError(_("{name}: only {found} distinct examples turned up but {total} were asked for; ask for "
+                           "fewer examples, or allow longer inputs or more characters").format(
+            name=name, found=len(examples), total=total))
     pairs = list(examples.items())
     test, val, train = pairs[:sizes[0]], pairs[sizes[0]:sizes[0] + sizes[1]], pairs[sizes[0] + sizes[1]:]
     return train, val, test

@@ -11,6 +11,7 @@ import torch
 
 from attnviz.data.batch import Batch, pad_rows
 from attnviz.data.tokenizers import BOS, EOS, CharTokenizer
+from attnviz.i18n import _
 
 
 MAX_INPUT_TOKENS = 128  # default cap for encode_source (TransformerConfig's default max_len)
@@ -30,7 +31,7 @@ class Task:
 
     def examples(self, split):
         if split not in ("train", "val", "test"):
-            raise ValueError(f"unknown split {split!r}: use 'train', 'val' or 'test'")
+            raise ValueError(_("unknown split {split}: use 'train', 'val' or 'test'").format(split=repr(split)))
         return getattr(self, split)
 
     @functools.cached_property
@@ -38,20 +39,20 @@ class Task:
         """Widest `src` of any batch (source tokens + EOS); 0 for a language model."""
         if self.kind == "lm":
             return 0
-        return 1 + max(len(self.tokenizer.encode(src)) for src, _ in self.train + self.val + self.test)
+        return 1 + max(len(self.tokenizer.encode(src)) for src, _tgt in self.train + self.val + self.test)
 
     @functools.cached_property
     def max_tgt_len(self):
         """Widest `tgt_in`/`tgt_out` of any batch (BOS + target tokens, or a block for a language model)."""
         if self.kind == "lm":
             return max(len(block) for block in self.train + self.val + self.test)
-        return 1 + max(len(self.tokenizer.encode(tgt)) for _, tgt in self.train + self.val + self.test)
+        return 1 + max(len(self.tokenizer.encode(tgt)) for _src, tgt in self.train + self.val + self.test)
 
     def characters(self, split):
         """How many characters a split's targets spell (a language model's blocks decoded): what bits per
         character divide by."""
         if self.kind != "lm":
-            return sum(len(tgt) + 1 for _, tgt in self.examples(split))  # + 1: the EOS a target ends with
+            return sum(len(tgt) + 1 for _src, tgt in self.examples(split))  # + 1: the EOS a target ends with
         return sum(len(self.tokenizer.decode(block)) for block in self.examples(split))
 
     def collate(self, examples):
@@ -59,14 +60,15 @@ class Task:
         if self.kind == "lm":
             return Batch(None, pad_rows([[BOS, *block[:-1]] for block in examples]), pad_rows([[*block] for block in examples]))
         pairs = [(self.tokenizer.encode(src), self.tokenizer.encode(tgt)) for src, tgt in examples]
-        return Batch(pad_rows([src + [EOS] for src, _ in pairs]), pad_rows([[BOS] + tgt for _, tgt in pairs]),
-                     pad_rows([tgt + [EOS] for _, tgt in pairs]))
+        return Batch(pad_rows([src + [EOS] for src, _tgt in pairs]), pad_rows([[BOS] + tgt for _src, tgt in pairs]),
+                     pad_rows([tgt + [EOS] for _src, tgt in pairs]))
 
     def batches(self, split, batch_size, seed=0):
         """Train: endless, reshuffled every epoch by `seed`. Val/test: one pass in order."""
         examples = self.examples(split)
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} is not possible: use a whole number of 1 or more")
+            raise ValueError(_("batch_size={batch_size} is not possible: use a whole number of 1 or more").format(
+                batch_size=repr(batch_size)))
         if split == "train":
             return self._shuffled_batches(examples, batch_size, seed)
         return (self.collate(examples[i:i + batch_size]) for i in range(0, len(examples), batch_size))
@@ -88,10 +90,12 @@ class Task:
         `max_len` caps S (pass the model's `config.max_len`); the default is MAX_INPUT_TOKENS."""
         max_len = max_len or MAX_INPUT_TOKENS
         ids = self.tokenizer.encode(text)
-        unit = "characters" if isinstance(self.tokenizer, CharTokenizer) else "tokens"
         if not ids and self.kind == "seq2seq":
-            raise ValueError("the input is empty: type something to transform")
+            raise ValueError(_("the input is empty: type something to transform"))
         if len(ids) + 1 > max_len:
-            raise ValueError(f"the input is {len(ids)} {unit} long; the most this model takes is {max_len - 1}")
+            too_long = (_("the input is {n} characters long; the most this model takes is {most}")
+                        if isinstance(self.tokenizer, CharTokenizer) else
+                        _("the input is {n} tokens long; the most this model takes is {most}"))
+            raise ValueError(too_long.format(n=len(ids), most=max_len - 1))
         return torch.tensor([ids + [EOS] if self.kind == "seq2seq" else [BOS] + ids], dtype=torch.long,
                             device=device)  # (1, S)

@@ -1,29 +1,32 @@
 """Every task by name: `make_task("reverse", seed=0, max_len=16)` and `task_from_spec(task.spec())`.
 
 Synthetic seq2seq problems (`synthetic.py`, `dates.py`) and text corpora (`corpora.py`) behind one table of
-names, defaults and parameter bounds.
+names, defaults and parameter bounds. A task's description (TASKS) is English, marked for the catalog: show it as
+`_(TASKS[name])` (attnviz.i18n).
 """
 import string
 
 from attnviz.checks import reject
 from attnviz.data import chinese_numbers, corpora, dates, synthetic
+from attnviz.i18n import N_, _
 
 
 TASKS = {
-    "copy": "Copy a string of letters: cross-attention runs down the diagonal.",
-    "reverse": "Reverse a string of letters: cross-attention forms the anti-diagonal.",
-    "sort": "Sort the letters of a string: attention has to find each letter's place.",
-    "addition": 'Add two whole numbers: "123+45" -> "168" (digits are aligned right to left).',
-    "dates": 'Rewrite dates in many human formats as ISO: "Mon 23 Nov 2026" -> "2026-11-23".',
-    "zh-numbers": 'Chinese number words to digits: "三百零五" -> "305", "二万零三百" -> "20300".',
-    "pydoc": "Language model over Python's own documentation (pydoc_data.topics, ~465,000 characters).",
-    "prose": "Language model over English that ships with Python: the documentation topics and the standard "
-             "library's docstrings (~2.2 million characters).",
-    "code": "Language model over Python source: the standard library's own modules, tests left out "
-            "(~2.5 million characters).",
-    "induction": "Random strings said twice: the second half is predictable only by looking back (induction heads).",
-    "text": "Language model over your own UTF-8 text.",
-    "pairs": "Sequence-to-sequence over your own TSV file of source<TAB>target lines.",
+    "copy": N_("Copy a string of letters: cross-attention runs down the diagonal."),
+    "reverse": N_("Reverse a string of letters: cross-attention forms the anti-diagonal."),
+    "sort": N_("Sort the letters of a string: attention has to find each letter's place."),
+    "addition": N_('Add two whole numbers: "123+45" -> "168" (digits are aligned right to left).'),
+    "dates": N_('Rewrite dates in many human formats as ISO: "Mon 23 Nov 2026" -> "2026-11-23".'),
+    "zh-numbers": N_('Chinese number words to digits: "三百零五" -> "305", "二万零三百" -> "20300".'),
+    "pydoc": N_("Language model over Python's own documentation (pydoc_data.topics, ~465,000 characters)."),
+    "prose": N_("Language model over English that ships with Python: the documentation topics and the standard "
+                "library's docstrings (~2.2 million characters)."),
+    "code": N_("Language model over Python source: the standard library's own modules, tests left out "
+               "(~2.5 million characters)."),
+    "induction": N_("Random strings said twice: the second half is predictable only by looking back (induction "
+                    "heads)."),
+    "text": N_("Language model over your own UTF-8 text."),
+    "pairs": N_("Sequence-to-sequence over your own TSV file of source<TAB>target lines."),
 }
 LM_TASKS = ("induction", "pydoc", "prose", "code", "text")  # language models; the rest are sequence-to-sequence
 # 200 letters (Latin Extended), so that knowing which letters the first half used predicts little of the second:
@@ -57,19 +60,20 @@ def make_task(name, seed=0, **params):
 def task_from_spec(spec, tokenizer=None):
     """Rebuild a task from `task.spec()`. Pass the checkpoint's `tokenizer` to reuse it instead of retraining."""
     if not isinstance(spec, dict) or not {"name", "seed", "params"} <= set(spec):
-        raise ValueError("a task spec is a dict with 'name', 'seed' and 'params'")
+        raise ValueError(_("a task spec is a dict with 'name', 'seed' and 'params'"))
     return _build(spec["name"], spec["seed"], spec["params"], tokenizer)
 
 
 def _build(name, seed, params, tokenizer=None):
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
+        raise ValueError(_("unknown task {name}: choose one of {tasks}").format(name=repr(name),
+                                                                                 tasks=", ".join(TASKS)))
     unknown = sorted(set(params) - set(DEFAULTS[name]))
     if unknown:
-        raise ValueError(f"task {name!r} has no parameter {', '.join(unknown)}; its parameters are "
-                         f"{', '.join(DEFAULTS[name])}")
+        raise ValueError(_("task {name} has no parameter {unknown}; its parameters are {parameters}").format(
+            name=repr(name), unknown=", ".join(unknown), parameters=", ".join(DEFAULTS[name])))
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed={seed!r} is not possible: use a whole number")
+        raise ValueError(_("seed={seed} is not possible: use a whole number").format(seed=repr(seed)))
     params = {**DEFAULTS[name], **params}
     _validate(params)
     return _BUILDERS[name](name, seed, params, tokenizer)
@@ -83,19 +87,19 @@ def _validate(params):
     for key, (low, high) in bounds.items():
         value = params.get(key, low)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            reject(key, value, f"use a whole number from {low} to {high}")
+            reject(key, value, _("use a whole number from {low} to {high}").format(low=low, high=high))
     for low, high in (("min_len", "max_len"), ("min_year", "max_year")):
         if params.get(low, 0) > params.get(high, 0):
-            reject(high, params[high], f"it must be at least {low}={params[low]}")
+            reject(high, params[high], _("it must be at least {low}={value}").format(low=low, value=params[low]))
     for key in ("val_fraction", "test_fraction"):
         if key in params and not (isinstance(params[key], (int, float)) and 0 < params[key] <= 0.4):
-            reject(key, params[key], "use a fraction above 0 and at most 0.4")
+            reject(key, params[key], _("use a fraction above 0 and at most 0.4"))
     if params.get("tokenizer", "char") not in ("char", "bpe", "unigram"):
-        reject("tokenizer", params["tokenizer"], "choose char, bpe or unigram")
+        reject("tokenizer", params["tokenizer"], _("choose char, bpe or unigram"))
     if "alphabet" in params:
         alphabet = params["alphabet"]
         if not isinstance(alphabet, str) or not alphabet or len(set(alphabet)) != len(alphabet):
-            reject("alphabet", alphabet, "give a non-empty string of distinct characters")
+            reject("alphabet", alphabet, _("give a non-empty string of distinct characters"))
 
 
 _BUILDERS = {

@@ -13,6 +13,7 @@ import io
 import sentencepiece as spm
 
 from attnviz.checks import check_text, is_whole, reject
+from attnviz.i18n import _
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIAL_LABELS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -46,7 +47,8 @@ class Tokenizer:
 
     def _check_id(self, i):
         if not 0 <= i < self.vocab_size:
-            raise ValueError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
+            raise ValueError(_("token id {i} is outside the vocabulary (0..{last})").format(
+                i=i, last=self.vocab_size - 1))
 
 
 class CharTokenizer(Tokenizer):
@@ -54,7 +56,7 @@ class CharTokenizer(Tokenizer):
 
     def __init__(self, alphabet):
         if len(set(alphabet)) != len(alphabet):
-            raise ValueError("the alphabet lists a character twice")
+            raise ValueError(_("the alphabet lists a character twice"))
         self.alphabet = alphabet
         self.vocab_size = len(SPECIAL_LABELS) + len(alphabet)
         self._ids = {ch: i for i, ch in enumerate(alphabet, start=len(SPECIAL_LABELS))}
@@ -96,9 +98,10 @@ class SentencePieceTokenizer(Tokenizer):
         try:
             self._sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
         except RuntimeError as error:
-            raise ValueError(f"{self.FILE} is not a valid sentencepiece model ({error})") from None
+            raise ValueError(_("{file} is not a valid sentencepiece model ({error})").format(file=self.FILE,
+                                                                                             error=error)) from None
         if (self._sp.pad_id(), self._sp.bos_id(), self._sp.eos_id(), self._sp.unk_id()) != (PAD, BOS, EOS, UNK):
-            raise ValueError(f"{self.FILE} does not use the special ids pad=0, bos=1, eos=2, unk=3")
+            raise ValueError(_("{file} does not use the special ids pad=0, bos=1, eos=2, unk=3").format(file=self.FILE))
         self.vocab_size = self._sp.vocab_size()
         self._space_bytes = [self._sp.piece_to_id(f"<0x{b:02X}>") for b in SP_SPACE.encode()]
 
@@ -106,17 +109,19 @@ class SentencePieceTokenizer(Tokenizer):
     def train(cls, lines, vocab_size=512, model_type="bpe"):
         """Train on an iterable of strings (lines or paragraphs; long ones are cut). Takes ~0.05 s for BPE."""
         if model_type not in MODEL_TYPES:
-            raise ValueError(f"model_type={model_type!r} is not possible: choose one of {', '.join(MODEL_TYPES)}")
+            raise ValueError(_("model_type={model_type} is not possible: choose one of {choices}").format(
+                model_type=repr(model_type), choices=", ".join(MODEL_TYPES)))
         if not is_whole(vocab_size):
-            reject("vocab_size", vocab_size, "use a whole number such as 512")
+            reject("vocab_size", vocab_size, _("use a whole number such as 512"))
         lines = [check_text(line).replace("\0", "") for line in lines]  # sentencepiece skips NULs; bytes spell them
         chunks = [line[i:i + _TRAIN_CHUNK_CHARS] for line in lines for i in range(0, len(line), _TRAIN_CHUNK_CHARS)]
         if not any(chunk.strip() for chunk in chunks):
-            raise ValueError("there is no text to train a tokenizer on (only spaces, line breaks or NUL characters)")
+            raise ValueError(_("there is no text to train a tokenizer on (only spaces, line breaks or NUL characters)"))
         needed = len(SPECIAL_LABELS) + 256 + len(set("".join(chunks)))
         if vocab_size < needed:
-            raise ValueError(f"vocab_size={vocab_size} is too small for this text: it needs at least {needed} "
-                             f"(4 specials, 256 bytes and one piece per distinct character)")
+            raise ValueError(_("vocab_size={vocab_size} is too small for this text: it needs at least {needed} (4 "
+                               "specials, 256 bytes and one piece per distinct character)").format(
+                vocab_size=vocab_size, needed=needed))
         model = io.BytesIO()
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(chunks), model_writer=model, vocab_size=vocab_size, model_type=model_type,
@@ -160,6 +165,7 @@ def tokenizer_from_spec(spec, files=None):
     if kind == "sentencepiece":
         name = spec.get("file", SentencePieceTokenizer.FILE)
         if not files or name not in files:
-            raise ValueError(f"the sentencepiece tokenizer needs its file {name!r}, which is missing")
+            raise ValueError(_("the sentencepiece tokenizer needs its file {name}, which is missing").format(
+                name=repr(name)))
         return SentencePieceTokenizer(files[name], spec.get("model_type", "bpe"))
-    raise ValueError(f"unknown tokenizer kind {kind!r}: expected 'char' or 'sentencepiece'")
+    raise ValueError(_("unknown tokenizer kind {kind}: expected 'char' or 'sentencepiece'").format(kind=repr(kind)))

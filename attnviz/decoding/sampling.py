@@ -2,15 +2,20 @@
 import torch
 import torch.nn.functional as F
 
+from attnviz.i18n import _
+
 
 def check_sampling(temperature=1.0, top_k=None, top_p=None):
-    """Raise a ValueError a user understands for impossible sampling settings."""
+    """Raise a ValueError a user understands (in the session's language) for impossible sampling settings."""
     if not (isinstance(temperature, (int, float)) and temperature >= 0):
-        raise ValueError(f"temperature={temperature} is not possible: use 0 (always the most likely token) or more")
+        raise ValueError(_("temperature={temperature} is not possible: use 0 (always the most likely token) or "
+                           "more").format(temperature=temperature))
     if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
-        raise ValueError(f"top_k={top_k} is not possible: use a whole number (0 or None: no limit)")
+        raise ValueError(_("top_k={top_k} is not possible: use a whole number (0 or None: no limit)").format(
+            top_k=top_k))
     if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise ValueError(f"top_p={top_p} is not possible: use a probability in (0, 1] (1 or None: no limit)")
+        raise ValueError(_("top_p={top_p} is not possible: use a probability in (0, 1] (1 or None: no limit)").format(
+            top_p=top_p))
 
 
 def distribution(logits, temperature=1.0, top_k=None, top_p=None):

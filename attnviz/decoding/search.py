@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from attnviz.data.tokenizers import BOS, EOS, PAD
 from attnviz.decoding.sampling import check_sampling, distribution, entropy
+from attnviz.i18n import _
 from attnviz.models.hooks import capture
 
 
@@ -159,15 +160,17 @@ def start(model, ids, bos, max_new_tokens):
     that binds.
     """
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} is not possible: use a whole number of 0 or more")
+        raise ValueError(_("max_new_tokens={max_new_tokens} is not possible: use a whole number of 0 or more").format(
+            max_new_tokens=repr(max_new_tokens)))
     config = model.config
     ids = as_batch(ids, next(model.parameters()).device)  # (B, T)
     if model.has_encoder:
         if ids.shape[1] == 0:
-            raise ValueError("the source is empty: give at least one token")
+            raise ValueError(_("the source is empty: give at least one token"))
         check_ids(ids, config.src_vocab_size, "source")
         if ids.shape[1] > config.max_len:
-            raise ValueError(f"the source has {ids.shape[1]} tokens; this model reads at most {config.max_len}")
+            raise ValueError(_("the source has {n} tokens; this model reads at most {most}").format(
+                n=ids.shape[1], most=config.max_len))
         source, context = ids, ids.new_full((len(ids), 1), bos)  # (B, S), (B, 1)
         state = model.encode(source)
     else:
@@ -178,8 +181,8 @@ def start(model, ids, bos, max_new_tokens):
         has_bos = bool(starts.all())
         source, context = None, ids if has_bos else torch.cat([ids.new_full((len(ids), 1), bos), ids], 1)  # (B, T0)
         if context.shape[1] > config.max_len:
-            raise ValueError(f"the prompt has {context.shape[1]} tokens with BOS; "
-                             f"this model reads at most {config.max_len}")
+            raise ValueError(_("the prompt has {n} tokens with BOS; this model reads at most {most}").format(
+                n=context.shape[1], most=config.max_len))
         state = model.encode(context[:, :-1])  # prefill all but the last context token, which step 0 feeds
     room = config.max_len - context.shape[1]
     limit = "max_len" if room < max_new_tokens else "max_new_tokens"
@@ -321,10 +324,11 @@ def beam_search(model, tokenizer, ids, max_new_tokens=100, width=4, length_penal
     distribution and its candidates.
     """
     if not isinstance(width, int) or width < 1:
-        raise ValueError(f"width={width!r} is not possible: use a whole number of 1 or more")
+        raise ValueError(_("width={width} is not possible: use a whole number of 1 or more").format(width=repr(width)))
     if not isinstance(n_best, int) or n_best < 1:
-        raise ValueError(f"n_best={n_best!r} is not possible: use a whole number of 1 or more")
-    bos, eos, _ = special_ids(tokenizer)
+        raise ValueError(_("n_best={n_best} is not possible: use a whole number of 1 or more").format(
+            n_best=repr(n_best)))
+    bos, eos, _pad = special_ids(tokenizer)
     source, context, state, n_steps, limit = start(model, ids, bos, max_new_tokens)
     if context.shape[0] != 1:
         raise ValueError(f"beam search decodes one input at a time, not a batch of {context.shape[0]}")

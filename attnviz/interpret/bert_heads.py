@@ -5,17 +5,19 @@ import unicodedata
 import pandas as pd
 import torch
 
+from attnviz.i18n import N_
 from attnviz.interpret.head_stats import STATS, attention_to, head_stats
 from attnviz.interpret.patterns import parse_pattern_name
 
 
 # Where BERT's heads look (Clark et al., 2019, "What does BERT look at?"), then the generic statistics.
+# The meanings are English, marked for the catalog: a page shows them as `_(HEAD_STATS[name])`.
 BERT_STATS = {
-    "cls": "Mean weight on [CLS], the first token. A head with nothing to do parks its weight on a special "
-           "token; this MiniLM mostly parks it on [CLS].",
-    "sep": "Mean weight on [SEP], the last token. In BERT-base many middle-layer heads park most of their "
-           "weight there (Clark et al., 2019).",
-    "punctuation": "Mean weight on punctuation tokens (. , ! ? ...), which some heads use much like [SEP].",
+    "cls": N_("Mean weight on [CLS], the first token. A head with nothing to do parks its weight on a special "
+              "token; this MiniLM mostly parks it on [CLS]."),
+    "sep": N_("Mean weight on [SEP], the last token. In BERT-base many middle-layer heads park most of their "
+              "weight there (Clark et al., 2019)."),
+    "punctuation": N_("Mean weight on punctuation tokens (. , ! ? ...), which some heads use much like [SEP]."),
 }
 HEAD_STATS = BERT_STATS | {name: STATS[name] for name in
                            ("previous_token", "next_token", "entropy", "normalised_entropy", "distance", "max_weight")}

@@ -27,6 +27,7 @@ import torch.utils.benchmark as benchmark
 
 from attnviz.data.tasks import task_from_spec
 from attnviz.decoding import greedy
+from attnviz.i18n import _
 from attnviz.models import build_model, capture, pattern_names
 from attnviz.training.evaluation import evaluate
 
@@ -51,7 +52,7 @@ def examples_of_length(task, length, n=200, seed=1):
     params = {**task.params, "min_len": length, "max_len": length, "n_train": 1, "n_val": 1,
               "n_test": max(1, min(n, distinct // 2))}
     fresh = task_from_spec({"name": task.name, "seed": seed, "params": params}, task.tokenizer).test
-    trained = {src for src, _ in task.train}
+    trained = {src for src, _tgt in task.train}
     return [(src, tgt) for src, tgt in fresh if src not in trained]
 
 
@@ -83,9 +84,10 @@ def accuracy_by_length(model, task, lengths=None, n=200, seed=1):
                "exact_match": None, "token_accuracy": None, "note": ""}
         needed = widest(task, examples) if examples else 0
         if not examples:
-            row["note"] = "every example of this length is a training example"
+            row["note"] = _("every example of this length is a training example")
         elif needed > model.config.max_len:
-            row["note"] = f"beyond max_len: needs {needed} positions, the model has {model.config.max_len}"
+            row["note"] = _("beyond max_len: needs {needed} positions, the model has {max_len}").format(
+                needed=needed, max_len=model.config.max_len)
         else:
             metrics = evaluate(model, (task.collate(examples[i:i + 256]) for i in range(0, len(examples), 256)))
             row.update(exact_match=metrics["exact_match"], token_accuracy=metrics["token_accuracy"])
@@ -182,10 +184,11 @@ def source_ids(tokenizer, text, max_len):
     """`text` as source ids (+ EOS), or a ValueError that says which characters or how much is too much."""
     unknown = tokenizer.unknown_characters(text)
     if unknown:
-        raise ValueError(f"this model does not know the characters {''.join(unknown)!r}")
+        raise ValueError(_("this model does not know the characters {characters}").format(
+            characters=repr("".join(unknown))))
     ids = tokenizer.encode(text) + [tokenizer.eos_id]
     if not text or len(ids) > max_len:
-        raise ValueError(f"type 1 to {max_len - 1} characters (got {len(text)})")
+        raise ValueError(_("type 1 to {most} characters (got {n})").format(most=max_len - 1, n=len(text)))
     return ids
 
 
@@ -225,7 +228,8 @@ def alignment(model, tokenizer, src_text, tgt_text):
     tgt = tokenizer.encode(tgt_text)
     tgt_in = torch.tensor([[tokenizer.bos_id] + tgt], device=device)  # (1, T)
     if tgt_in.shape[1] > model.config.max_len:
-        raise ValueError(f"the target is longer than this model's max_len={model.config.max_len}")
+        raise ValueError(_("the target is longer than this model's max_len={max_len}").format(
+            max_len=model.config.max_len))
     with capture(model, [n for n in pattern_names(model) if is_alignment(n)]) as cache:
         model(src, tgt_in)
     patterns = {name: pattern[0].float().cpu().numpy() for name, pattern in cache.items()}  # each (H, T, S)

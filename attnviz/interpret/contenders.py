@@ -5,7 +5,8 @@ checkpoints, or trained here by one owner, with the record of their training sid
     runs = start_runs("reverse", owner=token, seed=0)                  # or train all three here (saved when done)
 
 An owner's three models are named after their short id (reverse-lstm-4b1e0c, attnviz.training.owners): one set per
-browser, claimed before they train, so nobody's comparison can replace another's.
+browser, claimed before they train, so nobody's comparison can replace another's. LABELS and TASKS are English,
+marked for the catalog (attnviz.i18n): a page shows them as `_(LABELS[architecture])`.
 """
 import statistics
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from attnviz.i18n import N_
 from attnviz.training.checkpoint import load_checkpoint
 from attnviz.training.checkpoint_folder import CheckpointError
 from attnviz.training.checkpoint_list import list_checkpoints
@@ -23,12 +25,13 @@ from attnviz.training.presets import build_preset
 from attnviz.training.runs import REGISTRY, TrainingRun
 
 
-LABELS = {"transformer": "Transformer", "lstm+bahdanau": "LSTM + Bahdanau attention", "lstm": "LSTM, no attention"}
+LABELS = {"transformer": N_("Transformer"), "lstm+bahdanau": N_("LSTM + Bahdanau attention"),
+          "lstm": N_("LSTM, no attention")}
 
 
 # Tasks with three presets, TASK-transformer, TASK-lstm+bahdanau and TASK-lstm, trained on identical data.
-TASKS = {"reverse": "Reverse letters (abc → cba)", "reverse-long": "Reverse, lengths 4-24",
-         "dates": "Normalise dates (23 Nov 2026 → 2026-11-23)"}
+TASKS = {"reverse": N_("Reverse letters (abc → cba)"), "reverse-long": N_("Reverse, lengths 4-24"),
+         "dates": N_("Normalise dates (23 Nov 2026 → 2026-11-23)")}
 
 
 def checkpoint_name(task_key, architecture, owner=""):

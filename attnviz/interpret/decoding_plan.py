@@ -9,10 +9,12 @@ repeats exactly, so a reload or a shared link rebuilds the same tokens and proba
 In the URL, steps count from 1 as on the page: `steps=5`, `forced=2:17` (step 2 forced to token id 17) and, for
 sampling, `segments=1:1.0,0,1.0,0;4:1.5,0,1.0,0`: from step 1 temperature 1.0, top-k 0 (all), top-p 1.0 (all) and
 seed 0, from step 4 temperature 1.5 and the rest as before. Floats are written with `repr`, which reads back exactly.
+What a link gets wrong, and the settings in words, are said in the session's language (attnviz.i18n).
 """
 from dataclasses import dataclass
 
 from attnviz.decoding.search import METHODS, sample
+from attnviz.i18n import _
 
 SAMPLING = ("temperature", "top_k", "top_p", "seed")  # what a sampling stretch records, in the URL's order
 LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.05, 1.0), "seed": (0, 2**31 - 1), "width": (1, 6),
@@ -20,14 +22,17 @@ LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.05, 1.0), "seed": (0, 2**31 - 1
 
 
 def parse_number(text, name, low, high):
-    """`text` as the int (seed, top_k, width, steps) or float `name` takes, within [low, high], or a ValueError."""
+    """`text` as the int (seed, top_k, width, steps) or float `name` takes, within [low, high], or a ValueError.
+    `name` is a setting's name (code) or says what the number is in the session's language."""
     integer = isinstance(low, int)
     try:
         value = int(text) if integer else float(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r} is not {'a whole number' if integer else 'a number'}") from None
+        refusal = _("{name}={text} is not a whole number") if integer else _("{name}={text} is not a number")
+        raise ValueError(refusal.format(name=name, text=repr(text))) from None
     if not low <= value <= high:  # also refuses nan
-        raise ValueError(f"{name}={text!r} is outside {low} to {high}")
+        raise ValueError(_("{name}={text} is outside {low} to {high}").format(name=name, text=repr(text), low=low,
+                                                                             high=high))
     return value
 
 
@@ -115,18 +120,19 @@ class Plan:
         try:
             plan = cls.start(method, settings, parse_number(params.get("steps", "1"), "steps", 1, most))
         except ValueError as error:
-            notes.append(f"The link's {error}: starting at step 1.")
+            notes.append(_("The link's {error}: starting at step 1.").format(error=error))
         if method == "sample" and "segments" in params:
             try:
                 plan = Plan(method, plan.taken, parse_segments(params["segments"], plan.taken, vocab_size))
             except ValueError as error:
-                notes.append(f"The link's segments={params['segments']!r} do not fit ({error}): "
-                             "every step samples with the settings shown.")
+                notes.append(_("The link's segments={segments} do not fit ({error}): every step samples with the "
+                               "settings shown.").format(segments=repr(params["segments"]), error=error))
         try:
             forced = parse_forced(params.get("forced", ""), plan.taken, tokens)
             plan = Plan(method, plan.taken, plan.stretches, tuple(sorted(forced.items())))
         except ValueError as error:
-            notes.append(f"The link's forced={params['forced']!r} does not fit ({error}): no token is forced.")
+            notes.append(_("The link's forced={forced} does not fit ({error}): no token is forced.").format(
+                forced=repr(params["forced"]), error=error))
         return plan, notes
 
 
@@ -141,13 +147,13 @@ def parse_segments(text, taken, vocab_size):
     """The stretches of a `segments=` value, each starting after the one before, the first at step 1."""
     stretches = []
     for part in text.split(";"):
-        first, _, values = part.partition(":")
-        first = parse_number(first, "a segment's first step", 1, taken) - 1
+        first, _colon, values = part.partition(":")
+        first = parse_number(first, _("a segment's first step"), 1, taken) - 1
         if (first != 0) if not stretches else first <= stretches[-1][0]:
-            raise ValueError("segments start at step 1, each after the one before")
+            raise ValueError(_("segments start at step 1, each after the one before"))
         values = values.split(",")
         if len(values) != len(SAMPLING):
-            raise ValueError(f"a segment holds {', '.join(SAMPLING)}")
+            raise ValueError(_("a segment holds {settings}").format(settings=", ".join(SAMPLING)))
         limits = dict(LIMITS, top_k=(0, vocab_size))
         numbers = [parse_number(v, name, *limits[name]) for name, v in zip(SAMPLING, values)]
         stretches.append((first, tuple(sorted(sampling_settings(*numbers).items()))))
@@ -158,26 +164,27 @@ def parse_forced(text, taken, tokens):
     """{step from 0: token id} of a `forced=` value: step:id pairs, steps from 1 to `taken`, ids among `tokens`."""
     forced = {}
     for part in filter(None, text.split(",")):
-        step, _, token = part.partition(":")
-        step = parse_number(step, "a forced step", 1, taken) - 1
-        token = parse_number(token, "a forced token id", 0, max(tokens))
+        step, _colon, token = part.partition(":")
+        step = parse_number(step, _("a forced step"), 1, taken) - 1
+        token = parse_number(token, _("a forced token id"), 0, max(tokens))
         if token not in tokens:
-            raise ValueError(f"token id {token} cannot be forced")
+            raise ValueError(_("token id {token} cannot be forced").format(token=token))
         forced[step] = token
     return forced
 
 
 def describe_sampling(settings):
-    """Sampling settings in words, e.g. "temperature 1.5, top-k 5, no top-p, seed 0"."""
-    parts = [f"temperature {settings['temperature']:g}",
-             f"top-k {settings['top_k']}" if settings.get("top_k") else "no top-k",
-             f"top-p {settings['top_p']:g}" if settings.get("top_p") else "no top-p"]
-    return ", ".join(parts + ([f"seed {settings['seed']}"] if "seed" in settings else []))
+    """Sampling settings in words, e.g. "temperature 1.5, top-k 5, no top-p, seed 0" (in the session's language)."""
+    parts = [_("temperature {temperature}").format(temperature=f"{settings['temperature']:g}"),
+             _("top-k {top_k}").format(top_k=settings["top_k"]) if settings.get("top_k") else _("no top-k"),
+             _("top-p {top_p}").format(top_p=f"{settings['top_p']:g}") if settings.get("top_p") else _("no top-p")]
+    seed = [_("seed {seed}").format(seed=settings["seed"])] if "seed" in settings else []
+    return _(", ").join(parts + seed)
 
 
 def stretch_notes(plan):
     """One line per stretch of a sampling plan's steps taken: which steps (from 1), and their settings."""
-    ends = [first for first, _ in plan.stretches[1:]] + [plan.taken]
-    return [f"steps {first + 1}–{end}: {describe_sampling(dict(items))}" if end > first + 1 else
-            f"step {first + 1}: {describe_sampling(dict(items))}"
-            for (first, items), end in zip(plan.stretches, ends)]
+    ends = [first for first, _settings in plan.stretches[1:]] + [plan.taken]
+    return [(_("steps {first}–{last}: {settings}") if end > first + 1 else _("step {first}: {settings}")).format(
+        first=first + 1, last=end, settings=describe_sampling(dict(items))) for (first, items), end in
+        zip(plan.stretches, ends)]

@@ -15,6 +15,7 @@ model is used as it is (a loaded checkpoint is in eval mode: no dropout).
 import pandas as pd
 import torch
 
+from attnviz.i18n import _
 from attnviz.interpret.comparison import source_ids
 from attnviz.models.hooks import forward_hooks
 
@@ -74,7 +75,7 @@ def text_gradient_by_distance(model, tokenizer, src_text, tgt_text):
     before it), so models compared on one target are measured at the same output step."""
     target = tokenizer.encode(tgt_text)
     if not target:
-        raise ValueError("the target is empty: there is no output step to take the gradient of")
+        raise ValueError(_("the target is empty: there is no output step to take the gradient of"))
     src = torch.tensor(source_ids(tokenizer, src_text, model.config.max_len))  # (S,)
     tgt_in = torch.tensor([tokenizer.bos_id] + target[:-1])  # (T,)
     return gradient_by_distance(model, src, tgt_in, token=target[-1])

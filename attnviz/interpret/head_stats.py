@@ -1,22 +1,27 @@
-"""Statistics of every attention head: entropy, distance, previous/next token, sinks, largest weight."""
+"""Statistics of every attention head: entropy, distance, previous/next token, sinks, largest weight.
+
+What each statistic means (STATS) is English, marked for the catalog: a page shows it as `_(STATS[name])`.
+"""
 import math
 
 import pandas as pd
 import torch
 
+from attnviz.i18n import N_
 from attnviz.interpret.patterns import KINDS, parse_pattern_name
 
 
 STATS = {
-    "entropy": "Entropy of each query's attention row in nats (0: all weight on one key; log n: uniform "
-               "over n keys), averaged over real query rows.",
-    "normalised_entropy": "Entropy divided by log(number of keys the query may see): 0 = one key, 1 = uniform.",
-    "distance": "Mean |query position - key position|, weighted by attention: how far back (or ahead) a head looks.",
-    "previous_token": "Mean weight on the key just before the query; 1 for a pure previous-token head.",
-    "next_token": "Mean weight on the key just after the query (always 0 under a causal mask).",
-    "sink": "Mean total weight on special tokens (BOS, EOS, padding): where heads 'park' attention "
-            "when they have nothing to do.",
-    "max_weight": "Mean of each query's largest weight; 1 if every query looks at exactly one key.",
+    "entropy": N_("Entropy of each query's attention row in nats (0: all weight on one key; log n: uniform "
+                  "over n keys), averaged over real query rows."),
+    "normalised_entropy": N_("Entropy divided by log(number of keys the query may see): 0 = one key, 1 = uniform."),
+    "distance": N_("Mean |query position - key position|, weighted by attention: how far back (or ahead) a head "
+                   "looks."),
+    "previous_token": N_("Mean weight on the key just before the query; 1 for a pure previous-token head."),
+    "next_token": N_("Mean weight on the key just after the query (always 0 under a causal mask)."),
+    "sink": N_("Mean total weight on special tokens (BOS, EOS, padding): where heads 'park' attention "
+               "when they have nothing to do."),
+    "max_weight": N_("Mean of each query's largest weight; 1 if every query looks at exactly one key."),
 }
 
 

@@ -18,15 +18,17 @@ import torch
 
 from attnviz.data.synthetic import repeat_split
 from attnviz.data.tokenizers import BOS, SPECIAL_LABELS
+from attnviz.i18n import N_
 from attnviz.interpret.patterns import parse_pattern_name
 from attnviz.models.hooks import capture
 from attnviz.training.evaluation import evaluating
 
-HEAD_TYPES = {
-    "previous_token": "Weight on the token just before: the simplest head, and half of an induction circuit.",
-    "duplicate_token": "Weight on earlier copies of the same token: the head notices a token has been seen before.",
-    "induction": "On a random sequence repeated twice, weight from a token's second occurrence on the token that "
-                 "followed its first: the head predicts that what came next last time comes next again.",
+HEAD_TYPES = {  # English, marked for the catalog: a page shows a meaning as `_(HEAD_TYPES[name])`
+    "previous_token": N_("Weight on the token just before: the simplest head, and half of an induction circuit."),
+    "duplicate_token": N_("Weight on earlier copies of the same token: the head notices a token has been seen "
+                          "before."),
+    "induction": N_("On a random sequence repeated twice, weight from a token's second occurrence on the token that "
+                    "followed its first: the head predicts that what came next last time comes next again."),
 }
 BRACKETS = {")": "(", "]": "[", "}": "{"}
 

@@ -9,6 +9,7 @@ import torch
 
 from attnviz.checks import EMPTY_INPUT, cut_note, unknown_note
 from attnviz.decoding import greedy
+from attnviz.i18n import _
 from attnviz.interpret.ablation import ablation_effect
 from attnviz.interpret.patterns import KINDS, parse_pattern_name
 from attnviz.models.hooks import ablate, capture
@@ -79,10 +80,11 @@ def fit_input(task, text, max_tokens):
 def input_notes(task, text):
     """What to tell the user about an input before the model reads it: notes (an empty prompt, characters the
     tokenizer does not know), or a ValueError when there is nothing to read (a seq2seq input of only spaces).
-    Every page that takes the shared input asks this, so the same input gets the same answer everywhere."""
+    Every page that takes the shared input asks this, so the same input gets the same answer everywhere. Notes and
+    refusals are in the session's language."""
     if not text.strip() and task.kind == "seq2seq":
-        raise ValueError(EMPTY_INPUT)
-    notes = [] if text else ["The prompt is empty: the model writes from <bos> alone."]
+        raise ValueError(_(EMPTY_INPUT))
+    notes = [] if text else [_("The prompt is empty: the model writes from <bos> alone.")]
     if unknown := task.unknown_characters(text):
         notes.append(unknown_note(unknown))
     return notes

@@ -4,33 +4,35 @@
     model = build_model(config)                                       # EncoderDecoder, LanguageModel, ...
     check_size(config)                                                # parameters counted, nothing built
 
-`CONFIG_FAMILIES` names the config classes a checkpoint can hold (meta["architecture"]).
+`CONFIG_FAMILIES` names the config classes a checkpoint can hold (meta["architecture"]). An architecture's description
+(ARCHITECTURES) is English, marked for the catalog: show it as `_(ARCHITECTURES[name])` (attnviz.i18n).
 """
 from dataclasses import fields
 
 import torch
 
 from attnviz.checks import reject
+from attnviz.i18n import N_, _
 from attnviz.models.config import RNNConfig, TransformerConfig
 from attnviz.models.randomness import initialise, use_own_dropout
 from attnviz.models.rnn import RNNSeq2Seq
 from attnviz.models.transformer import EncoderDecoder, EncoderOnly, LanguageModel
 
 ARCHITECTURES = {
-    "transformer": "Transformer encoder-decoder (self-attention, causal self-attention, cross-attention)",
-    "lm": "Decoder-only Transformer language model (causal self-attention)",
-    "lstm+bahdanau": "LSTM encoder-decoder with Bahdanau attention (additive score on the previous decoder state; "
-                     "the context feeds the recurrence)",
-    "lstm+luong": "LSTM encoder-decoder with Luong global attention ('general' score s^T W h on the new decoder "
-                  "state, input feeding)",
-    "lstm+luong-dot": "LSTM encoder-decoder with Luong global attention ('dot' score s^T h, input feeding)",
-    "lstm+luong-concat": "LSTM encoder-decoder with Luong global attention ('concat' score, input feeding)",
-    "lstm": "LSTM encoder-decoder without attention (Sutskever et al.): the encoder's final state only "
-            "initialises the decoder",
-    "gru+bahdanau": "GRU encoder-decoder with Bahdanau attention",
-    "gru+luong": "GRU encoder-decoder with Luong global attention ('general' score, input feeding)",
-    "rnn+bahdanau": "Plain RNN encoder-decoder with Bahdanau attention",
-    "rnn": "Plain (tanh) RNN encoder-decoder without attention: the classic case of the fading gradient",
+    "transformer": N_("Transformer encoder-decoder (self-attention, causal self-attention, cross-attention)"),
+    "lm": N_("Decoder-only Transformer language model (causal self-attention)"),
+    "lstm+bahdanau": N_("LSTM encoder-decoder with Bahdanau attention (additive score on the previous decoder state; "
+                        "the context feeds the recurrence)"),
+    "lstm+luong": N_("LSTM encoder-decoder with Luong global attention ('general' score s^T W h on the new decoder "
+                     "state, input feeding)"),
+    "lstm+luong-dot": N_("LSTM encoder-decoder with Luong global attention ('dot' score s^T h, input feeding)"),
+    "lstm+luong-concat": N_("LSTM encoder-decoder with Luong global attention ('concat' score, input feeding)"),
+    "lstm": N_("LSTM encoder-decoder without attention (Sutskever et al.): the encoder's final state only "
+               "initialises the decoder"),
+    "gru+bahdanau": N_("GRU encoder-decoder with Bahdanau attention"),
+    "gru+luong": N_("GRU encoder-decoder with Luong global attention ('general' score, input feeding)"),
+    "rnn+bahdanau": N_("Plain RNN encoder-decoder with Bahdanau attention"),
+    "rnn": N_("Plain (tanh) RNN encoder-decoder without attention: the classic case of the fading gradient"),
 }
 RNN_ATTENTION_OF = {"": "none", "bahdanau": "bahdanau", "luong": "luong-general", "luong-dot": "luong-dot",
                     "luong-concat": "luong-concat"}  # the part of an RNN architecture after "+" -> RNNConfig.attention
@@ -56,7 +58,8 @@ FROM_TOKENIZER = ("src_vocab_size", "tgt_vocab_size", "pad_id")
 def _fixed_by(architecture):
     """The config class of `architecture` and the fields the architecture itself sets."""
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+        raise ValueError(_("unknown architecture {architecture}: choose one of {choices}").format(
+            architecture=repr(architecture), choices=", ".join(ARCHITECTURES)))
     if architecture == "transformer":
         return TransformerConfig, {"encoder_only"}
     if architecture == "lm":
@@ -76,18 +79,20 @@ def model_config(architecture, tokenizer, **sizes):
     config_class, fixed = _fixed_by(architecture)
     for key in sizes:
         if key not in size_keys(architecture):
-            why = ("comes from the tokenizer" if key in FROM_TOKENIZER else
-                   f"is set by the architecture {architecture!r}" if key in fixed else
-                   f"is not a setting of the {architecture} architecture")
-            raise ValueError(f"{key} {why}; the sizes you can set are {', '.join(size_keys(architecture))}")
+            why = (_("{key} comes from the tokenizer") if key in FROM_TOKENIZER else
+                   _("{key} is set by the architecture {architecture}") if key in fixed else
+                   _("{key} is not a setting of the {architecture} architecture"))
+            raise ValueError(_("{refusal}; the sizes you can set are {sizes}").format(
+                refusal=why.format(key=key, architecture=repr(architecture) if key in fixed else architecture),
+                sizes=", ".join(size_keys(architecture))))
     vocab = {"src_vocab_size": tokenizer.vocab_size, "tgt_vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id}
     if config_class is TransformerConfig:
         if architecture == "transformer" and sizes.get("n_encoder_layers") == 0:  # that config is the "lm" one
-            reject("n_encoder_layers", 0, "an encoder-decoder needs 1 or more encoder layers "
-                   "(the lm architecture is the decoder-only Transformer)")
+            reject("n_encoder_layers", 0, _("an encoder-decoder needs 1 or more encoder layers (the lm architecture "
+                                            "is the decoder-only Transformer)"))
         layers = {"n_encoder_layers": 0} if architecture == "lm" else {}
         return TransformerConfig(**vocab, **{**TRANSFORMER_SIZES, **layers, **sizes})
-    cell, _, attention = architecture.partition("+")
+    cell, _plus, attention = architecture.partition("+")
     return RNNConfig(**vocab, cell=cell, attention=RNN_ATTENTION_OF[attention], **{**RNN_SIZES, **sizes})
 
 
@@ -150,14 +155,15 @@ class Tally:
 
 def _transformer_embedding(tally, config, vocab_field):
     """Embedding: token table, positional table (learned: parameters; sinusoidal: a buffer), token types, norm."""
-    D = config.d_model
-    tally.add(f"token embeddings ({vocab_field}={getattr(config, vocab_field)} x d_model={D})",
-              getattr(config, vocab_field) * D)
+    D, vocab = config.d_model, getattr(config, vocab_field)
+    tally.add(_("token embeddings ({field}={size} x d_model={d_model})").format(
+        field=vocab_field, size=vocab, d_model=D), vocab * D)
     table = config.max_len * D if config.positional != "none" else 0
-    tally.add(f"positional tables (max_len={config.max_len} x d_model={D})",
+    tally.add(_("positional tables (max_len={max_len} x d_model={d_model})").format(max_len=config.max_len, d_model=D),
               **{"parameters" if config.positional == "learned" else "buffers": table})
-    tally.add(f"token-type embeddings (n_token_types={config.n_token_types} x d_model={D})", config.n_token_types * D)
-    tally.add(f"layer norms (d_model={D})", 2 * D if config.embedding_norm else 0)
+    tally.add(_("token-type embeddings (n_token_types={n_token_types} x d_model={d_model})").format(
+        n_token_types=config.n_token_types, d_model=D), config.n_token_types * D)
+    tally.add(_("layer norms (d_model={d_model})").format(d_model=D), 2 * D if config.embedding_norm else 0)
 
 
 def _transformer_tally(config):
@@ -166,20 +172,21 @@ def _transformer_tally(config):
     norm = 2 * D
     feed_forward = linear(D, config.d_ff) + linear(config.d_ff, D) + norm if config.d_ff else 0  # + its norm
     final_norm = norm if config.norm_first else 0
-    widths = f"d_model={D}, d_ff={config.d_ff}"
+    widths, norms = f"d_model={D}, d_ff={config.d_ff}", _("layer norms (d_model={d_model})").format(d_model=D)
     if not config.is_language_model:  # the encoder
         _transformer_embedding(tally, config, "src_vocab_size")
-        tally.add(f"encoder layers (n_encoder_layers={config.n_encoder_layers}, {widths})",
-                  config.n_encoder_layers * (attention + feed_forward + norm))
-        tally.add(f"layer norms (d_model={D})", final_norm)
+        tally.add(_("encoder layers (n_encoder_layers={layers}, {widths})").format(
+            layers=config.n_encoder_layers, widths=widths), config.n_encoder_layers * (attention + feed_forward + norm))
+        tally.add(norms, final_norm)
     if not config.encoder_only:  # the decoder and its output projection
         cross = 0 if config.is_language_model else attention
         _transformer_embedding(tally, config, "tgt_vocab_size")
-        tally.add(f"decoder layers (n_decoder_layers={config.n_decoder_layers}, {widths})",
-                  config.n_decoder_layers * (attention + cross + feed_forward + 2 * norm))
-        tally.add(f"layer norms (d_model={D})", final_norm)
-        tally.add(f"output projection (d_model={D} x tgt_vocab_size={config.tgt_vocab_size})",
-                  0 if config.tie_embeddings else D * config.tgt_vocab_size)  # lm_head, no bias
+        tally.add(_("decoder layers (n_decoder_layers={layers}, {widths})").format(
+            layers=config.n_decoder_layers, widths=widths),
+            config.n_decoder_layers * (attention + cross + feed_forward + 2 * norm))
+        tally.add(norms, final_norm)
+        tally.add(_("output projection (d_model={d_model} x tgt_vocab_size={vocab})").format(  # lm_head, no bias
+            d_model=D, vocab=config.tgt_vocab_size), 0 if config.tie_embeddings else D * config.tgt_vocab_size)
     return tally
 
 
@@ -227,7 +234,10 @@ def check_size(config, limit=MAX_PARAMETERS):
     counted = tally(config)
     n, buffers = sum(counted.parameters.values()), sum(counted.buffers.values())
     if counted.total() > limit:
-        raise ValueError(f"this model would have {n:,} parameters" + (f" and {buffers:,} buffer values" if buffers else "")
-                         + f"; the limit here is {limit:,} in all. Most are in the {counted.largest()}: "
-                           "make those smaller")
+        too_big = (_("this model would have {n} parameters and {buffers} buffer values; the limit here is {limit} in "
+                     "all. Most are in the {largest}: make those smaller") if buffers else
+                   _("this model would have {n} parameters; the limit here is {limit} in all. Most are in the "
+                     "{largest}: make those smaller"))
+        raise ValueError(too_big.format(n=f"{n:,}", buffers=f"{buffers:,}", limit=f"{limit:,}",
+                                        largest=counted.largest()))
     return n

@@ -1,11 +1,13 @@
 """Frozen, self-validating model configurations.
 
 A checkpoint stores `asdict(config)` and rebuilds it with `Config(**d)`: unknown keys are refused,
-so a typo or a checkpoint from another version fails loudly instead of training something else.
+so a typo or a checkpoint from another version fails loudly instead of training something else. A refusal says
+what to change in the session's language (attnviz.i18n); field names stay as the code spells them.
 """
 from dataclasses import MISSING, dataclass, fields
 
 from attnviz.checks import check_bool, check_choice, check_number, check_whole, is_whole, reject
+from attnviz.i18n import _
 
 POSITIONAL_KINDS = ("sinusoidal", "learned", "none")
 ACTIVATIONS = ("relu", "gelu")
@@ -22,11 +24,11 @@ MAX_TOKEN_TYPES = 1024
 
 def _check_pad_id(config):
     if not is_whole(config.pad_id) or not 0 <= config.pad_id < min(config.src_vocab_size, config.tgt_vocab_size):
-        reject("pad_id", config.pad_id, "it must be a valid token id of both vocabularies")
+        reject("pad_id", config.pad_id, _("it must be a valid token id of both vocabularies"))
 
 
 def _check_dropout(config):
-    check_number(config, "dropout", 0.0, 1.0, "use a probability in [0, 1)", high_open=True)
+    check_number(config, "dropout", 0.0, 1.0, _("use a probability in [0, 1)"), high_open=True)
 
 
 class ConfigBase:
@@ -35,14 +37,16 @@ class ConfigBase:
     @classmethod
     def from_dict(cls, d):
         if not isinstance(d, dict):
-            raise ValueError(f"a {cls.__name__} is read from a dict of settings, not a {type(d).__name__}")
+            raise ValueError(_("a {config} is read from a dict of settings, not a {kind}").format(
+                config=cls.__name__, kind=type(d).__name__))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known, key=str)
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
+            raise ValueError(_("unknown {config} keys {unknown}; known keys are {known}").format(
+                config=cls.__name__, unknown=unknown, known=sorted(known)))
         missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in d]
         if missing:
-            raise ValueError(f"a {cls.__name__} needs {', '.join(missing)}")
+            raise ValueError(_("a {config} needs {missing}").format(config=cls.__name__, missing=", ".join(missing)))
         return cls(**d)
 
 
@@ -81,17 +85,18 @@ class TransformerConfig(ConfigBase):
         check_whole(self, ["n_token_types"], minimum=0, maximum=MAX_TOKEN_TYPES)
         if self.encoder_only:
             if self.n_encoder_layers == 0:
-                reject("n_encoder_layers", 0, "an encoder-only model needs 1 or more encoder layers")
+                reject("n_encoder_layers", 0, _("an encoder-only model needs 1 or more encoder layers"))
             if self.n_decoder_layers:
-                reject("n_decoder_layers", self.n_decoder_layers, "an encoder-only model has no decoder; use 0")
+                reject("n_decoder_layers", self.n_decoder_layers, _("an encoder-only model has no decoder; use 0"))
         elif self.n_decoder_layers == 0:
-            reject("n_decoder_layers", 0, "every model needs a decoder; use 1 or more "
-                    "(n_encoder_layers=0 makes a decoder-only language model, "
-                    "encoder_only=True an encoder without decoder)")
-        check_number(self, "layer_norm_eps", 0, 1, "use a small positive number such as 1e-5", low_open=True)
+            reject("n_decoder_layers", 0, _("every model needs a decoder; use 1 or more (n_encoder_layers=0 makes a "
+                                            "decoder-only language model, encoder_only=True an encoder without "
+                                            "decoder)"))
+        check_number(self, "layer_norm_eps", 0, 1, _("use a small positive number such as 1e-5"), low_open=True)
         if self.d_model % self.n_heads:
-            reject("d_model", self.d_model, f"it must be divisible by n_heads={self.n_heads}, "
-                    f"e.g. d_model={self.n_heads * max(1, self.d_model // self.n_heads)}")
+            example = self.n_heads * max(1, self.d_model // self.n_heads)
+            reject("d_model", self.d_model, _("it must be divisible by n_heads={n_heads}, e.g. d_model={example}")
+                   .format(n_heads=self.n_heads, example=example))
         _check_dropout(self)
         check_bool(self, ["norm_first", "tie_embeddings", "scale_embeddings", "embedding_norm", "encoder_only"])
         check_choice(self, "positional", POSITIONAL_KINDS)
@@ -142,12 +147,14 @@ class RNNConfig(ConfigBase):
             object.__setattr__(self, "input_feeding", self.is_luong)
         check_bool(self, ["input_feeding", "bidirectional"])
         if self.input_feeding and not self.is_luong:
-            reject("input_feeding", True, "only Luong attention has an attentional state to feed back "
-                   "(Bahdanau's context is an input of the recurrence anyway); use False or a luong-* attention")
+            reject("input_feeding", True, _("only Luong attention has an attentional state to feed back (Bahdanau's "
+                                            "context is an input of the recurrence anyway); use False or a luong-* "
+                                            "attention"))
         _check_dropout(self)
         if self.bidirectional and self.hidden_size % 2:
-            reject("hidden_size", self.hidden_size, "a bidirectional encoder splits it between two directions; "
-                    f"use an even number such as {self.hidden_size + 1}")
+            reject("hidden_size", self.hidden_size, _("a bidirectional encoder splits it between two directions; use "
+                                                      "an even number such as {even}").format(
+                even=self.hidden_size + 1))
         _check_pad_id(self)
 
     @property

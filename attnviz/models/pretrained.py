@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from attnviz.checks import EMPTY_INPUT, check_text, cut_note
+from attnviz.i18n import _
 from attnviz.models.config import TransformerConfig
 from attnviz.models.hooks import ablate, capture
 from attnviz.models.transformer import EncoderOnly
@@ -74,20 +75,23 @@ def load_bert_weights(model, tensors):
     ours = model.state_dict()
     missing = sorted(set(names) - set(tensors))
     unexpected = sorted(set(tensors) - set(names) - UNUSED)
-    misshapen = [f"{bert} {tuple(tensors[bert].shape)} (expected {tuple(ours[name].shape)})"
+    misshapen = [_("{name} {shape} (expected {expected})").format(name=bert, shape=tuple(tensors[bert].shape),
+                                                                   expected=tuple(ours[name].shape))
                  for bert, name in names.items() if bert in tensors and tensors[bert].shape != ours[name].shape]
     problems = [f"{what}: {', '.join(items)}" for what, items in
-                [("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen)] if items]
+                [(_("missing"), missing), (_("unexpected"), unexpected), (_("wrong shape"), misshapen)] if items]
     if problems:
-        raise ValueError("these weights do not fit a BERT encoder of this config; " + "; ".join(problems))
+        raise ValueError(_("these weights do not fit a BERT encoder of this config; {problems}").format(
+            problems="; ".join(problems)))
     model.load_state_dict({name: tensors[bert] for bert, name in names.items()})
 
 
 def config_from_bert(bert):
     """Our TransformerConfig for a Hugging Face BERT config.json (as a dict)."""
     if bert.get("hidden_act") != "gelu" or bert.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError(f"only BERT with hidden_act='gelu' and absolute positions is supported, not "
-                         f"{bert.get('hidden_act')!r} with {bert.get('position_embedding_type')!r} positions")
+        raise ValueError(_("only BERT with hidden_act='gelu' and absolute positions is supported, not {act} with "
+                           "{positions} positions").format(act=repr(bert.get("hidden_act")),
+                                                           positions=repr(bert.get("position_embedding_type"))))
     return TransformerConfig(
         src_vocab_size=bert["vocab_size"], tgt_vocab_size=bert["vocab_size"], d_model=bert["hidden_size"],
         n_heads=bert["num_attention_heads"], n_encoder_layers=bert["num_hidden_layers"], n_decoder_layers=0,
@@ -132,7 +136,7 @@ class MiniLM:
 
     def encode_batch(self, sentences):
         if isinstance(sentences, str) or not sentences:
-            raise ValueError("give a list of one or more sentences")
+            raise ValueError(_("give a list of one or more sentences"))
         encodings = self.tokenizer.encode_batch([check_text(s) for s in sentences])
         ids = torch.tensor([e.ids for e in encodings])  # (B, T)
         attention_mask = torch.tensor([e.attention_mask for e in encodings])  # (B, T)
@@ -149,16 +153,17 @@ class MiniLM:
         every page words them (`cut_note`). ValueError (EMPTY_INPUT) when no line has text."""
         lines = [line.strip() for line in check_text(text).splitlines() if line.strip()]
         if not lines:
-            raise ValueError(EMPTY_INPUT)
+            raise ValueError(_(EMPTY_INPUT))
         sentences, notes = [], []
         for number, (line, encoding) in enumerate(zip(lines, self.tokenizer.encode_batch(lines)), 1):
             n = sum(encoding.attention_mask)
             if n > max_tokens:  # keep the words of the first max_tokens - 2 tokens, between [CLS] and [SEP]
                 line = line[:encoding.offsets[max_tokens - 2][1]]
-                notes.append(cut_note(n, line, max_tokens, f"Sentence {number}"))
+                notes.append(cut_note(n, line, max_tokens, _("Sentence {number}").format(number=number)))
             sentences.append(line)
         if len(sentences) > max_sentences:
-            notes.append(f"Only the first {max_sentences} of your {len(sentences)} sentences are used.")
+            notes.append(_("Only the first {most} of your {n} sentences are used.").format(most=max_sentences,
+                                                                                          n=len(sentences)))
         return sentences[:max_sentences], notes
 
     def _states(self, batch):
@@ -192,7 +197,7 @@ class MiniLM:
         before = self.similarity(sentences)  # (B, B)
         pairs = ~torch.eye(len(before), dtype=torch.bool)  # (B, B) off the diagonal
         if not pairs.any():
-            raise ValueError("give at least two sentences: similarity is between sentences")
+            raise ValueError(_("give at least two sentences: similarity is between sentences"))
         records = []
         for layer in range(self.model.config.n_encoder_layers):
             for head in range(self.model.config.n_heads):
@@ -204,7 +209,8 @@ class MiniLM:
 
 def model_path():
     if not minilm_available():
-        raise ImportError(f"the pretrained MiniLM model is not installed; install it with: {INSTALL_HINT}")
+        raise ImportError(_("the pretrained MiniLM model is not installed; install it with: {hint}").format(
+            hint=INSTALL_HINT))
     return Path(importlib.import_module(PACKAGE).get_model_path())
 
 
@@ -216,7 +222,8 @@ def load_minilm(path=None):
     path = model_path() if path is None else Path(path)
     absent = [name for name in FILES if not (path / name).is_file()]
     if absent:
-        raise ValueError(f"{path} is not a MiniLM/BERT model folder: {', '.join(absent)} missing")
+        raise ValueError(_("{path} is not a MiniLM/BERT model folder: {absent} missing").format(
+            path=path, absent=", ".join(absent)))
     config = config_from_bert(json.loads((path / "config.json").read_text()))
     model = EncoderOnly(config)
     load_bert_weights(model, load_file(path / "model.safetensors"))

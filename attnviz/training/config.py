@@ -1,7 +1,9 @@
-"""The training settings: a frozen, self-validating config, as a checkpoint records it."""
+"""The training settings: a frozen, self-validating config, as a checkpoint records it (refusals in the session's
+language, attnviz.i18n)."""
 from dataclasses import dataclass
 
 from attnviz.checks import check_choice, check_number, check_whole
+from attnviz.i18n import _
 from attnviz.models.config import ConfigBase
 
 
@@ -27,9 +29,9 @@ class TrainConfig(ConfigBase):
         check_whole(self, ["batch_size"], maximum=4096)
         check_whole(self, ["warmup", "snapshot_every"], minimum=0, maximum=10_000_000)
         check_whole(self, ["seed"], minimum=0, maximum=2**63 - 1)
-        check_number(self, "lr", 0, 1, "use a learning rate in (0, 1], e.g. 3e-3", low_open=True)
+        check_number(self, "lr", 0, 1, _("use a learning rate in (0, 1], e.g. 3e-3"), low_open=True)
         for name in ("weight_decay", "clip", "time_budget"):
-            check_number(self, name, 0, float("inf"), "use 0 or more")
-        check_number(self, "label_smoothing", 0, 1, "use a value in [0, 1)", high_open=True)
-        check_number(self, "target_exact_match", 0, 1, "use a fraction in [0, 1]")
+            check_number(self, name, 0, float("inf"), _("use 0 or more"))
+        check_number(self, "label_smoothing", 0, 1, _("use a value in [0, 1)"), high_open=True)
+        check_number(self, "target_exact_match", 0, 1, _("use a fraction in [0, 1]"))
         check_choice(self, "device", ("auto", "cpu", "cuda", "mps"))

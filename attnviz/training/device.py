@@ -16,6 +16,8 @@ import os
 import torch
 import torch.nn as nn
 
+from attnviz.i18n import _
+
 DEVICE_VARIABLE = "ATTNVIZ_DEVICE"  # auto | cpu | cuda | mps: what pick_device("auto") takes
 AUTOCAST_DEVICES = {"cuda"}  # where training runs under bf16 autocast (CPU bf16 is slower for models this small)
 RUN_GPU_BYTES = 1 << 30  # the GPU memory one training run may allocate: far above what a 5M-parameter run needs
@@ -35,7 +37,8 @@ def pick_device(preference="auto"):
         forced = os.environ.get(DEVICE_VARIABLE, "auto").strip().lower() or "auto"
         if forced != "auto":
             if forced not in ("cpu", "cuda", "mps"):
-                raise ValueError(f"{DEVICE_VARIABLE}={forced!r} is not known: choose auto, cpu, cuda or mps")
+                raise ValueError(_("{variable}={device} is not known: choose auto, cpu, cuda or mps").format(
+                    variable=DEVICE_VARIABLE, device=repr(forced)))
             return pick_device(forced)
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -43,11 +46,12 @@ def pick_device(preference="auto"):
             return torch.device("mps")
         return torch.device("cpu")
     if preference not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={preference!r} is not known: choose auto, cpu, cuda or mps")
+        raise ValueError(_("device={device} is not known: choose auto, cpu, cuda or mps").format(
+            device=repr(preference)))
     if preference == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but no CUDA GPU is available here: use auto or cpu")
+        raise ValueError(_("device='cuda' was asked for but no CUDA GPU is available here: use auto or cpu"))
     if preference == "mps" and not mps_available():
-        raise ValueError("device='mps' was asked for but Apple MPS is not available here: use auto or cpu")
+        raise ValueError(_("device='mps' was asked for but Apple MPS is not available here: use auto or cpu"))
     return torch.device(preference)
 
 
@@ -83,7 +87,7 @@ def bf16_failure(device, cell):
             rnn = cell(8, 8, batch_first=True).to(device)
             x = torch.randn(2, 3, 8, device=device, requires_grad=True)  # (B, T, D)
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                out, _ = rnn(x)  # (B, T, D)
+                out, _state = rnn(x)  # (B, T, D)
             out.float().sum().backward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # an asynchronous kernel error shows here, not in the run

@@ -15,6 +15,7 @@ import os
 import threading
 from dataclasses import dataclass, replace
 
+from attnviz.i18n import N_, Message
 from attnviz.training import worker
 from attnviz.training.device import default_max_concurrent
 from attnviz.training.job import Mirror
@@ -47,8 +48,9 @@ class LocalHandle:
             self.worker.process.join(5)
             with self.mirror.lock:
                 self.mirror.result.status = "failed"
-                self.mirror.result.error = (f"worker lost: the training process ended unexpectedly (exit code "
-                                            f"{self.worker.process.exitcode}); start the run again")
+                self.mirror.result.error = Message(N_("worker lost: the training process ended unexpectedly (exit "
+                                                      "code {code}); start the run again"),
+                                                   code=self.worker.process.exitcode)
             self.executor.discard(self.worker)
         finally:
             self.finished.set()

@@ -18,6 +18,7 @@ import torch
 
 from attnviz.data.tokenizers import BOS
 from attnviz.decoding import greedy
+from attnviz.i18n import N_, Message
 from attnviz.models.hooks import capture
 from attnviz.models.randomness import using_generator
 from attnviz.training.device import autocast, autocast_plan, pick_device
@@ -109,7 +110,7 @@ GO_ON, BUDGET_SPENT, STOP_ASKED = 0, 1, 2  # what a step's `agree` decides, the 
 @dataclass
 class TrainResult:
     status: str = "running"  # queued | running | done | stopped | diverged | failed
-    error: str = ""
+    error: str = ""  # English; an attnviz.i18n.Message when the run itself words it (the page translates it)
     step: int = 0
     elapsed: float = 0.0  # seconds spent training (evaluation excluded)
     history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "tokens_per_s": [], "time": []})
@@ -178,8 +179,9 @@ def _train(model, task, config, result, should_stop, lock, clock, ranks):
             restore(params, last_good)
             with lock:
                 result.status, result.step = "diverged", step
-                result.error = (f"the loss became {cross_entropy} at step {step}: training stopped and the weights of "
-                                f"step {step - 1} were kept. Lower the learning rate (it was {config.lr:g}).")
+                result.error = Message(N_("the loss became {loss} at step {step}: training stopped and the weights "
+                                          "of step {kept} were kept. Lower the learning rate (it was {lr})."),
+                                       loss=cross_entropy, step=step, kept=step - 1, lr=f"{config.lr:g}")
             return result
         restore(last_good, params)  # these weights gave a finite loss and gradient
         optimizer.step()

@@ -5,6 +5,7 @@
 """
 from dataclasses import asdict, dataclass
 
+from attnviz.i18n import _
 from attnviz.models.architectures import architectures_for, check_size, kind_of, model_config
 from attnviz.training import checkpoint_folder
 from attnviz.training.checkpoint_names import validate_name
@@ -38,7 +39,7 @@ def name_taken(name, registry=REGISTRY):
 def check_name(name, registry=REGISTRY):
     validate_name(name)
     if name_taken(name, registry):
-        raise ValueError(f"a model or run named {name!r} exists already: choose another name")
+        raise ValueError(_("a model or run named {name} exists already: choose another name").format(name=repr(name)))
     return name
 
 
@@ -52,8 +53,9 @@ def free_name(base, registry=REGISTRY, avoid=()):
 def plan_run(task, architecture, sizes, train, name, trained_by="", preset="", registry=REGISTRY):
     """Check everything before a run starts; a ValueError names what to change."""
     if kind_of(architecture) != task.kind:
-        raise ValueError(f"the {architecture} architecture does not fit the {task.name} task: choose one of "
-                         f"{', '.join(architectures_for(task.kind))}")
+        raise ValueError(_("the {architecture} architecture does not fit the {task} task: choose one of "
+                           "{choices}").format(architecture=architecture, task=task.name,
+                                               choices=", ".join(architectures_for(task.kind))))
     longest = max(task.max_src_len, task.max_tgt_len)
     sizes = {**sizes, "max_len": max(128, longest + 8)}  # positions for the longest example, and room to decode
     n_parameters = check_size(model_config(architecture, task.tokenizer, **sizes))

@@ -26,6 +26,7 @@ import ray
 import torch
 from ray.exceptions import RayError
 
+from attnviz.i18n import N_, Message
 from attnviz.training import run_board
 from attnviz.training.job import Mirror, apply_delta, delta_since, weights_bytes
 from attnviz.training.loop import TrainResult
@@ -127,9 +128,10 @@ class RayHandle:
                 result.status = "stopped"
                 return
             result.status = "failed"
-            kept = (f"the weights of step {self.kept_step} are kept" if self.kept_step is not None
-                    else "no weights had been copied yet")
-            result.error = f"worker lost: the run's Ray actor ended ({type(error).__name__}); {kept}. Start it again."
+            kept = (Message(N_("the weights of step {step} are kept"), step=self.kept_step)
+                    if self.kept_step is not None else Message(N_("no weights had been copied yet")))
+            result.error = Message(N_("worker lost: the run's Ray actor ended ({kind}); {kept}. Start it again."),
+                                   kind=type(error).__name__, kept=kept)
 
     def stop(self):
         if self.placed.is_set():

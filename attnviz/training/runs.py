@@ -9,6 +9,10 @@ and at the end loads the trained weights into `model`.
 
 All runs of the process share one `REGISTRY`, which lets at most `max_concurrent` of them train at
 once and serves the rest in order (a class of thirty on one laptop).
+
+What a run says about itself (a divergence, a lost worker) is made where no session's language is set (its own
+thread, a worker process), so it is an attnviz.i18n.Message: English in `run.result.error`, and in the language of
+the page that asks in `run.snapshot().error`.
 """
 import copy
 import platform
@@ -16,6 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+from attnviz.i18n import N_, Message, _, translate
 from attnviz.training.checkpoint import save_checkpoint
 from attnviz.training.checkpoint_names import claim_name
 from attnviz.training.device import pick_device
@@ -178,9 +183,9 @@ class TrainingRun:
     def save_anyway(self, owner=""):
         """Save a run that ended diverged (its owner asked to keep it); its path. The name is claimed again: it was
         free while the run stood unsaved."""
-        self._check_owner(owner, "save")
+        self._check_owner(owner, N_("only the one who started the run {name} can save it; you can watch it"))
         if not self.done or self.result.status != "diverged" or self.saved_path:
-            raise ValueError(f"the run {self.name!r} is not a finished, diverged, unsaved run")
+            raise ValueError(_("the run {name} is not a finished, diverged, unsaved run").format(name=repr(self.name)))
         with claim_name(self.name, self.owner) as self.claim:
             self._save()
         return self.saved_path
@@ -192,14 +197,15 @@ class TrainingRun:
         with self.lock:
             self.saved_path = str(path)
 
-    def _check_owner(self, owner, what):
+    def _check_owner(self, owner, refusal):
+        """A ValueError with `refusal` (a msgid naming the run) unless `owner` started the run."""
         if owner != self.owner:
-            raise ValueError(f"only the one who started the run {self.name!r} can {what} it; you can watch it")
+            raise ValueError(_(refusal).format(name=repr(self.name)))
 
     def stop(self, owner="", timeout=1.0):
         """Ask the run to stop, if `owner` started it (a ValueError if not), and wait up to `timeout` seconds for
         it to end."""
-        self._check_owner(owner, "stop")
+        self._check_owner(owner, N_("only the one who started the run {name} can stop it; you can watch it"))
         self.stop_requested.set()
         with self.lock:
             handle = self.handle
@@ -216,15 +222,16 @@ class TrainingRun:
         return self.thread.ident is not None and not self.thread.is_alive()
 
     def snapshot(self):
+        """A copy of the run's state for the page that asks, its error in that page's language."""
         with self.lock:
             r = self.result
             return RunSnapshot(
                 name=self.name, trained_by=self.trained_by, status=r.status,
                 queue_position=self.registry.position(self),
                 step=r.step, steps=self.config.steps, elapsed=r.elapsed, history=copy.deepcopy(r.history),
-                evals=copy.deepcopy(r.evals), metrics=dict(r.metrics), snapshots=list(r.snapshots), error=r.error,
-                saved_path=self.saved_path, device=str(pick_device(self.config.device)), started_at=self.started_at,
-                node=self.mirror.node)
+                evals=copy.deepcopy(r.evals), metrics=dict(r.metrics), snapshots=list(r.snapshots),
+                error=translate(r.error), saved_path=self.saved_path, device=str(pick_device(self.config.device)),
+                started_at=self.started_at, node=self.mirror.node)
 
 
 def check_divergence(result, config, preset=None, task_name=""):
@@ -240,14 +247,15 @@ def check_divergence(result, config, preset=None, task_name=""):
     solves = preset in PRESETS and PRESETS[preset].task == task_name and result.status == "done" \
         and result.step >= PRESETS[preset].train.get("steps", config.steps)
     if len(losses) > 1 and end > losses[0]:
-        why = f"the loss at the end ({end:.3g}) is above its first loss ({losses[0]:.3g})"
+        why = Message(N_("the loss at the end ({end}) is above its first loss ({first})"), end=f"{end:.3g}",
+                      first=f"{losses[0]:.3g}")
     elif solves and result.metrics.get("exact_match", 1) == 0:
-        why = f"exact match is 0 after {result.step} steps of a preset that solves this task"
+        why = Message(N_("exact match is 0 after {steps} steps of a preset that solves this task"), steps=result.step)
     else:
         return result
     result.status = "diverged"
-    result.error = (f"The run diverged: {why}. It was not saved; lower the learning rate (it was {config.lr:g}) "
-                    "and start again, or save it anyway.")
+    result.error = Message(N_("The run diverged: {why}. It was not saved; lower the learning rate (it was {lr}) and "
+                              "start again, or save it anyway."), why=why, lr=f"{config.lr:g}")
     return result
 
 

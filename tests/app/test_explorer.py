@@ -396,7 +396,7 @@ def test_a_language_model_in_chinese_with_its_head_types(page_models, chinese):
     at = open_page(model="test-lm", text="the cat", lang="zh")
     assert not at.exception
     assert english_on_main(at, reference("test-lm", "the cat")[1]) == []
-    types = head_type_table(checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm").model)
+    types = head_type_table(checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-lm").model)
     assert any(c.value.endswith(f"把权重均匀分散的头在这里得 {types['previous_token chance'].iloc[0]:.2f}。")
                for c in at.caption)
 

@@ -163,7 +163,7 @@ def english_on_main(at, run):
 def test_every_kind_of_a_transformer_in_chinese(page_models, chinese, attention):
     at = open_page(model="test-reverse", text="abcd", attention=attention, lang="zh")
     assert not at.exception
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-reverse")
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse")
     run = run_input(picked.model, picked.task(), "abcd", max_tokens=12)
     assert english_on_main(at, run) == []
     check = at.success[0].value
@@ -177,7 +177,7 @@ def test_every_kind_of_a_transformer_in_chinese(page_models, chinese, attention)
 def test_a_language_model_and_an_rnn_in_chinese(page_models, chinese):
     at = open_page(model="test-lm", text="the cat", lang="zh")
     assert not at.exception
-    picked = checkpoint.load_checkpoint(checkpoint.USER_DIR / "test-lm")
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-lm")
     assert english_on_main(at, run_input(picked.model, picked.task(), "the cat", 12, max_new_tokens=3)) == []
     at = open_page(model="test-rnn", text="abc", lang="zh")
     assert not at.exception

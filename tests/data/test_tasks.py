@@ -440,3 +440,25 @@ def test_induction_sequences_are_a_random_half_said_twice():
     assert len(prefixes) > 5  # the repeat starts at many places
     assert task.tokenizer.vocab_size == 4 + 200
     assert task.max_tgt_len == max(len(b) for b in task.train + task.val + task.test)
+
+
+def test_a_files_problem_comes_in_the_sessions_language_naming_its_line(chinese):
+    with chinese() as zh:
+        with pytest.raises(ValueError) as empty_source:
+            make_task("pairs", tsv="cat\tCAT\n\tDOG\n")
+        with pytest.raises(ValueError) as one_column:
+            make_task("pairs", tsv="cat\tCAT\n\nno tab here\n")
+        with pytest.raises(ValueError) as empty:
+            make_task("pairs", tsv=" \n")
+        with pytest.raises(ValueError) as too_long:
+            make_task("reverse", alphabet="abc", **SMALL).encode_source("abc" * 50, max_len=20)
+    assert str(empty_source.value) == zh("line {number} of the TSV file has an empty source", number=2)
+    assert str(one_column.value) == zh(
+        "line {number} of the TSV file has {n} tab-separated column; every line needs exactly 2: source<TAB>target",
+        "line {number} of the TSV file has {n} tab-separated columns; every line needs exactly 2: source<TAB>target",
+        1, number=3, n=1)
+    assert str(empty.value) == zh("the {what} is empty", what=zh("TSV file"))
+    assert str(too_long.value) == zh("the input is {n} characters long; the most this model takes is {most}", n=150,
+                                     most=19)
+    with pytest.raises(ValueError, match="^the input is 150 characters long; the most this model takes is 19$"):
+        make_task("reverse", alphabet="abc", **SMALL).encode_source("abc" * 50, max_len=20)

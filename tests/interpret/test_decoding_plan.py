@@ -92,3 +92,20 @@ def test_bad_link_values_fall_back_and_say_why(params, note):
     assert len(notes) == 1 and note in notes[0]
     assert plan.forced == () and plan.stretches == Plan.start("sample", COLD).stretches
     assert plan.taken == (1 if "steps" in notes[0] else 3)
+
+
+def test_a_links_misfit_and_the_settings_are_said_in_the_sessions_language(chinese):
+    from attnviz.interpret.decoding_plan import describe_sampling
+
+    settings = sampling_settings(1.5, 0, 0.9, 7)
+    assert describe_sampling(settings) == "temperature 1.5, no top-k, top-p 0.9, seed 7"
+    with chinese() as zh:
+        plan, notes = Plan.from_params({"steps": "many", "forced": "9:3"}, "greedy", {}, 10, TOKENS, 11)
+        described = describe_sampling(settings)
+    refusal = zh("{name}={text} is not a whole number", name="steps", text="'many'")
+    outside = zh("{name}={text} is outside {low} to {high}", name=zh("a forced step"), text="'9'", low=1, high=1)
+    assert plan == Plan.start("greedy", {}) and notes == [
+        zh("The link's {error}: starting at step 1.", error=refusal),
+        zh("The link's forced={forced} does not fit ({error}): no token is forced.", forced="'9:3'", error=outside)]
+    assert described == zh(", ").join([zh("temperature {temperature}", temperature="1.5"), zh("no top-k"),
+                                       zh("top-p {top_p}", top_p="0.9"), zh("seed {seed}", seed=7)])

@@ -145,3 +145,27 @@ def test_ablating_an_input_run_returns_cpu_results_whatever_the_default_device(t
     assert all(t.device.type == "cpu" for t in tensors_of(got))
     torch.testing.assert_close(got.probs_after, expected.probs_after)
     torch.testing.assert_close(got.probs_before, expected.probs_before)
+
+
+def test_what_every_page_says_about_an_input_comes_in_the_sessions_language(task, chinese):
+    from attnviz.checks import EMPTY_INPUT
+    from attnviz.interpret.input_run import input_notes
+
+    model = transformer(task)
+    with pytest.raises(ValueError, match="^The input is empty or only spaces"):
+        input_notes(task, "   ")
+    assert run_input(model, task, "zab", max_tokens=2).notes == [
+        "The model's tokenizer does not know 'z': it reads it as <unk>, so expect a strange output.",
+        "The input is 3 tokens long; only its first 2 are used (\u201cza\u201d): more than that per side makes "
+        "unreadable heatmaps."]
+    with chinese() as zh:
+        with pytest.raises(ValueError) as empty:
+            input_notes(task, "   ")
+        notes = run_input(model, task, "yzab", max_tokens=3).notes
+    assert str(empty.value) == zh(EMPTY_INPUT)
+    unknown = zh("The model's tokenizer does not know {characters}: it reads it as {unknown_token}, so expect a "
+                 "strange output.", "The model's tokenizer does not know {characters}: it reads them as "
+                 "{unknown_token}, so expect a strange output.", 2, characters="'y', 'z'", unknown_token="<unk>")
+    cut = zh("{what} is {n_tokens} tokens long; only its first {max_tokens} are used (\u201c{kept}\u201d): more than "
+             "that per side makes unreadable heatmaps.", what=zh("The input"), n_tokens=4, max_tokens=3, kept="yza")
+    assert notes == [unknown, cut]
