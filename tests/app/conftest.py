@@ -1,6 +1,8 @@
 """AppTest set-up shared by the page tests."""
 import pytest
 
+from attnviz import i18n
+
 
 @pytest.fixture(scope="session")
 def page_models():
@@ -35,3 +37,12 @@ def page_models():
     save("test-rnn", reverse, "lstm+bahdanau", embed_dim=8, hidden_size=16)
     save("test-lstm", reverse, "lstm", embed_dim=8, hidden_size=16)
     return names
+
+
+@pytest.fixture
+def chinese():
+    """The test runs in Chinese, like a session of a Chinese page, and gets the catalog to check against; English
+    again afterwards."""
+    i18n.use_language("zh")
+    yield i18n.translations("zh")
+    i18n.use_language(i18n.SOURCE_LANGUAGE)
