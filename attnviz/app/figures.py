@@ -11,6 +11,7 @@ No streamlit here: pages only place what these return. Conventions shared by eve
   square-celled one gets a figure width and height that make its cells square (`square_size`) instead of an axis
   constraint that shrinks the heatmap away from its colour bar in a narrow column.
 - Log axes label every tick with its magnitude ("0.2 0.5 1 2"), not the leading digit alone (`LOG_TICKS`).
+- Text is drawn in a font stack that has Chinese glyphs (`FONT_FAMILY`).
 """
 import numpy as np
 import plotly.graph_objects as go
@@ -29,6 +30,13 @@ COLORBAR_PX = 80  # what a colour bar with its ticks and title takes right of th
 TICK_CHAR_PX = 7  # the width of one character of a tick label, to leave room for the labels
 MIN_PLOT_PX = 120  # a heatmap of one or two rows is drawn at least this high (its cells taller than wide)
 LOG_TICKS = dict(tickformat=",.2~r")  # 2 significant digits, no trailing zeros: 0.05, 0.2, 1, 20, 1,000
+# Streamlit's own font (its web font, served by Streamlit itself, has Latin glyphs only), then the Simplified Chinese
+# fonts that systems ship (Linux and Android, macOS and iOS, Windows, older Linux): the browser takes each character
+# from the first family that has it. Nothing is fetched: a family the machine lacks is skipped.
+LATIN_FONTS = ("Source Sans", "Source Sans Pro", "Source Sans 3")
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei",
+             "WenQuanYi Micro Hei")
+FONT_FAMILY = ", ".join(f'"{family}"' for family in (*LATIN_FONTS, *CJK_FONTS)) + ", sans-serif"
 
 
 def as_array(x, ndim=None, name="array"):
@@ -76,11 +84,14 @@ def masked_values(z, masked):
 
 
 def compact_layout(fig, title, height, background=MASKED_COLOR):
-    """Title at the left, little margin; the background is what masked heatmap cells show.
+    """Title at the left, little margin, `FONT_FAMILY`; the background is what masked heatmap cells show. Every
+    figure of the app goes through here.
 
-    `pad=0`: a padding (Streamlit's theme sets 8 px) would widen the background into a grey frame."""
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=int(height),
-                      margin=dict(l=10, r=10, t=50 if title else 20, b=10, pad=0), plot_bgcolor=background)
+    `pad=0`: a padding (Streamlit's theme sets 8 px) would widen the background into a grey frame. Streamlit's
+    theme also names its own font for titles and hover labels, so those get the font stack too."""
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font_family=FONT_FAMILY), height=int(height),
+                      margin=dict(l=10, r=10, t=50 if title else 20, b=10, pad=0), plot_bgcolor=background,
+                      font_family=FONT_FAMILY, hoverlabel_font_family=FONT_FAMILY)
     return fig
 
 

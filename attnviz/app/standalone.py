@@ -10,6 +10,8 @@ import json
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from attnviz.app.figures import FONT_FAMILY
+
 # Run after each chart is drawn ({plot_id} is its div, CONFIG its configuration): the same configuration plus a
 # button that saves an SVG. Plotly's config is JSON, so a button with a click handler comes from JavaScript.
 SVG_BUTTON = """
@@ -35,6 +37,7 @@ def view_html(title, charts, link=""):
     note = f"The link to this view in the app: <code>{html.escape(link)}</code>" if link else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>attnviz: {html.escape(title)}'
             f"</title>\n<script>{get_plotlyjs()}</script>\n"
-            "<style>body { font-family: sans-serif; margin: 2rem; } section { margin: 1.5rem 0; }</style></head>\n"
+            f"<style>body {{ font-family: {FONT_FAMILY}; margin: 2rem; }} section {{ margin: 1.5rem 0; }}</style>"
+            "</head>\n"
             f"<body><h1>{html.escape(title)}</h1><p>Saved from attnviz. {note}</p>\n"
             f"{divs or '<p>This view has no figures.</p>'}\n</body></html>\n")

@@ -1,9 +1,10 @@
-"""Figures carry exactly the data they are given: values, labels (duplicates too), shapes, masked cells."""
+"""Figures carry exactly the data they are given: values, labels (duplicates too), shapes, masked cells; their text
+is drawn in fonts that have Chinese glyphs."""
 import numpy as np
 import pytest
 import torch
 
-from attnviz.app import figures
+from attnviz.app import figures, head_view
 
 TOKENS = ["<bos>", "the", "cat", "saw", "the", "dog"]  # "the" twice: must stay two columns
 
@@ -246,3 +247,41 @@ def test_presented_figures_have_larger_text_and_leave_the_original_alone():
         shown = figures.presented(fig)
         assert all(size >= figures.PRESENTER_FONT_PX for size in texts_of(shown))
         assert all(size is None or size < figures.PRESENTER_FONT_PX for size in texts_of(fig))  # a copy
+
+
+BEAM_NODES = [dict(id=0, parent=None, step=0, label="<bos>", fate="start", best=True),
+              dict(id=1, parent=0, step=1, label="a", fate="kept", best=True, score=-0.1, logprob=-0.1),
+              dict(id=2, parent=0, step=1, label="b", fate="pruned", best=False, score=-2.0, logprob=-2.0),
+              dict(id=3, parent=1, step=2, label="<eos>", fate="finished", best=True, score=-0.3, logprob=-0.2)]
+
+
+def every_figure():
+    """One figure of every builder of figures.py and head_view.py, each with the words it makes up itself (the
+    titles are the caller's: none here, or its own default)."""
+    labels = ["a", "b", "a", "c"]
+    causal = torch.ones(4, 4, dtype=torch.bool).triu(1)
+    grid = figures.attention_grid(torch.rand(2, 2, 4, 4), masked=causal, off={(1, 0)})
+    return {"matrix": figures.matrix_heatmap(torch.randn(4, 3), masked=causal[:, :3]),
+            "attention": figures.attention_heatmap(weights(4, 4), labels, labels, masked=causal),
+            "grid": grid,
+            "clickable grid": figures.attention_grid(torch.rand(1, 2, 4, 4), clickable=True),
+            "statistic": figures.stat_heatmap(np.random.rand(2, 3), "H"),
+            "positional": figures.positional_heatmap(torch.randn(6, 4)),
+            "similarity": figures.similarity_heatmap(torch.randn(3, 3)),
+            "curves": figures.curves([0, 1, 2], {"a": [1.0, 2.0, 3.0]}, log_y=True),
+            "bars": figures.probability_bars(labels, [0.4, 0.3, 0.2, 0.1], chosen=0),
+            "beam tree": figures.beam_tree(BEAM_NODES),
+            "head view": head_view.head_view(weights(4, 4)[None].repeat(2, 1, 1), labels, labels, heads=[0, 1]),
+            "presented": figures.presented(grid)}
+
+
+CJK_FAMILIES = ("Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei")  # Linux and Android, Apple, Windows
+
+
+@pytest.mark.parametrize("name", list(every_figure()))
+def test_every_figure_draws_its_text_in_a_font_stack_with_chinese_glyphs(name):
+    # Streamlit's theme names its own font for titles and hover labels, which would win over the layout's.
+    layout = every_figure()[name].layout
+    for family in (layout.font.family, layout.title.font.family, layout.hoverlabel.font.family):
+        assert all(f'"{cjk}"' in family for cjk in CJK_FAMILIES)
+        assert family.endswith(", sans-serif")  # the browser's own, when the machine has none of them
