@@ -1,8 +1,9 @@
-"""Figures carry exactly the data they are given: values, labels (duplicates too), shapes, masked cells; their text
-is drawn in fonts that have Chinese glyphs."""
+"""Figures carry exactly the data they are given: values, labels (duplicates too), shapes, masked cells; their words
+are in the session's language, in fonts that have Chinese glyphs."""
 import numpy as np
 import pytest
 import torch
+from page_helpers import figure_texts, latin_words
 
 from attnviz.app import figures, head_view
 
@@ -285,3 +286,44 @@ def test_every_figure_draws_its_text_in_a_font_stack_with_chinese_glyphs(name):
     for family in (layout.font.family, layout.title.font.family, layout.hoverlabel.font.family):
         assert all(f'"{cjk}"' in family for cjk in CJK_FAMILIES)
         assert family.endswith(", sans-serif")  # the browser's own, when the machine has none of them
+
+
+@pytest.mark.parametrize("name", list(every_figure()))
+def test_every_figure_is_in_chinese_in_a_chinese_session(name, chinese):
+    assert latin_words(figure_texts(every_figure()[name])) == set()  # the labels given are single letters
+
+
+def test_an_english_session_reads_the_same_figures_in_english():
+    shown = every_figure()
+    assert {"query", "key", "weight", "masked"} <= latin_words(figure_texts(shown["attention"]))
+    assert {"layer", "head", "off", "query", "key", "weight"} <= latin_words(figure_texts(shown["grid"]))
+    assert {"Beam", "search", "tree", "step", "pruned", "best", "hypothesis"} <= latin_words(
+        figure_texts(shown["beam tree"]))
+
+
+def test_chinese_axes_hovers_and_legends_come_from_the_catalog(chinese):
+    causal = torch.ones(3, 3, dtype=torch.bool).triu(1)
+    zoom = figures.attention_heatmap(weights(3, 3), ["x", "y", "z"], ["x", "y", "z"], masked=causal)
+    assert zoom.layout.xaxis.title.text == chinese.gettext("key") != "key"
+    assert zoom.layout.yaxis.title.text == chinese.gettext("query")
+    assert zoom.data[0].colorbar.title.text == chinese.gettext("weight")
+    hover = zoom.data[0].text
+    assert hover[0][2].startswith(chinese.gettext("query") + " 0 'x'<br>" + chinese.gettext("key") + " 2 'z'")
+    assert hover[0][2].endswith(chinese.gettext("masked")) and chinese.gettext("weight") in hover[2][0]
+    grid = figures.attention_grid(torch.rand(1, 2, 3, 3), off={(0, 1)})
+    assert grid.data[1].name == chinese.gettext("layer {layer} head {head}").format(layer=0, head=1)
+    assert chinese.gettext("query %{y} key %{x}<br>weight %{z:.3f}") in grid.data[1].hovertemplate
+    assert "%{y}" in grid.data[1].hovertemplate and "%{z:.3f}" in grid.data[1].hovertemplate  # plotly's fields
+    assert grid.layout.annotations[1].text == "L0 H1 " + chinese.gettext("off")
+    tree = figures.beam_tree(BEAM_NODES)
+    assert {trace.name for trace in tree.data} == {chinese.gettext(word) for word in (
+        "best hypothesis", "extends", "start", "kept", "finished", "pruned")}
+    assert tree.layout.title.text == chinese.gettext("Beam search tree")
+    assert tree.layout.xaxis.title.text == chinese.gettext("step")
+
+
+def test_a_title_given_is_kept_and_an_empty_axis_title_stays_empty(chinese):
+    fig = figures.attention_heatmap(weights(2, 2), title="我的标题", x_title="", y_title="源")
+    assert fig.layout.title.text == "我的标题"
+    assert fig.layout.xaxis.title.text in (None, "") and fig.layout.yaxis.title.text == "源"
+    assert figures.positional_heatmap(torch.randn(3, 2), title="").layout.title.text in (None, "")
