@@ -93,10 +93,11 @@ def model_dirs(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def chinese():
-    """`with chinese() as zh:` runs its block with the session's language Chinese (attnviz.i18n), English again after
-    it. zh(msgid, **values), or zh(singular, plural, count, **values), is what the zh catalog makes of that message: the
-    text a message made inside the block must read. A message the catalog leaves in English fails there."""
+def in_chinese():
+    """`with in_chinese() as zh:` runs its block with the session's language Chinese (attnviz.i18n), English again
+    after it. zh(msgid, **values), or zh(singular, plural, count, **values), is what the zh catalog makes of that
+    message: the text a message made inside the block must read. A message the catalog leaves in English fails there.
+    (Page tests use tests/app's `chinese`, which keeps the whole test in Chinese.)"""
     from attnviz import i18n
 
     catalog = i18n.translations("zh")

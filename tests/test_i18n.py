@@ -108,7 +108,7 @@ def test_unknown_language_is_refused():
         i18n.use_language("xx")
 
 
-def test_a_message_made_without_a_session_is_english_and_put_into_the_language_of_the_page_that_shows_it(chinese):
+def test_a_message_made_without_a_session_is_english_and_put_into_the_language_of_the_page_that_shows_it(in_chinese):
     """A training worker has no session: it words its messages as Messages, English text that keeps its msgid and
     values across the pipe (its values may be Messages too), and the page translates them where it shows them."""
     kept = Message(N_("the weights of step {step} are kept"), step=7)
@@ -117,7 +117,7 @@ def test_a_message_made_without_a_session_is_english_and_put_into_the_language_o
     assert made == "worker lost: the run's Ray actor ended (RayError); the weights of step 7 are kept. Start it again."
     arrived = multiprocessing.reduction.ForkingPickler.loads(multiprocessing.reduction.ForkingPickler.dumps(made))
     assert translate(arrived) == made and translate("plain text") == "plain text"
-    with chinese() as zh:
+    with in_chinese() as zh:
         assert translate(arrived) == zh("worker lost: the run's Ray actor ended ({kind}); {kept}. Start it again.",
                                         kind="RayError", kept=zh("the weights of step {step} are kept", step=7))
         assert translate("plain text") == "plain text"

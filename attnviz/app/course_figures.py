@@ -3,7 +3,8 @@ gates, the √d_k and padding lessons draw the figures of `lesson_figures`).
 
 Every figure function takes the lesson's input values ({input key: value}) and returns a `LessonFigure`: one plotly
 figure and a sentence of what it shows, with the numbers. They compute on the shipped checkpoints, loaded once per
-process and only read; a ValueError says what is wrong with the learner's input.
+process and only read; a ValueError says what is wrong with the learner's input. Figures, captions and errors are
+in the session's language (attnviz.i18n).
 """
 import functools
 import math
@@ -18,6 +19,7 @@ from attnviz.app.lesson_figures import escaped
 from attnviz.app.markdown import code
 from attnviz.data.tokenizers import BOS, PAD, SPECIAL_LABELS
 from attnviz.decoding.sampling import distribution
+from attnviz.i18n import N_, _
 from attnviz.interpret.gradient_reach import text_gradient_by_distance
 from attnviz.interpret.head_types import induction_score, self_attention_patterns
 from attnviz.interpret.input_run import run_input
@@ -33,8 +35,8 @@ from attnviz.training.checkpoint import load_checkpoint
 MAX_TOKENS = 12  # the numbers of a 12 x 12 heatmap still fit into its cells
 TOP_TOKENS = 10  # bars in the next-token chart
 D_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # the √d_k lesson's key sizes
-CONTENDERS = {"Transformer": "reverse-long-transformer", "LSTM + Bahdanau attention": "reverse-long-lstm-bahdanau",
-              "Plain LSTM": "reverse-long-lstm", "Plain RNN (tanh)": "reverse-long-rnn"}  # the same 4 to 24 letters
+CONTENDERS = {"Transformer": "reverse-long-transformer", N_("LSTM + Bahdanau attention"): "reverse-long-lstm-bahdanau",
+              N_("Plain LSTM"): "reverse-long-lstm", N_("Plain RNN (tanh)"): "reverse-long-rnn"}  # 4 to 24 letters
 
 
 @dataclass
@@ -54,13 +56,15 @@ def minilm():
     """The pretrained MiniLM (a pip package), loaded once per process; ImportError when it is not installed."""
     from attnviz.models import pretrained
     if not pretrained.minilm_available():
-        raise ImportError(f"the pretrained MiniLM is not installed: {pretrained.INSTALL_HINT}")
+        raise ImportError(_("the pretrained MiniLM is not installed: {hint}").format(hint=pretrained.INSTALL_HINT))
     return pretrained.load_minilm()
 
 
 def unknown_note(task, text):
+    """A sentence to append to a caption (with its leading space, which Chinese goes without), or ""."""
     unknown = task.unknown_characters(text)
-    return f" The model does not know {', '.join(map(code, unknown))}: it reads them as `<unk>`." if unknown else ""
+    return _(" The model does not know {characters}: it reads them as `<unk>`.").format(
+        characters=", ".join(map(code, unknown))) if unknown else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,13 +77,14 @@ def hidden_states(values, model_name="reverse-lstm"):
     picked = shipped(model_name)
     task = picked.task()
     src = task.encode_source(values["text"], MAX_TOKENS + 1)  # (1, S): letters + EOS
-    states, _ = picked.model.encoder(src, src == PAD)  # (1, S, H)
+    states, _final = picked.model.encoder(src, src == PAD)  # (1, S, H), the final state unused
     labels = escaped(task.tokenizer.labels(src[0]))
-    figure = figures.matrix_heatmap(states[0], labels, None, "Hidden state h_t after each step", x_title="unit",
-                                    y_title="step (token read)", value_name="h_t", diverging=True,
-                                    show_values=False)
-    return LessonFigure(figure, f"{model_name}'s encoder, {states.shape[2]} units, {len(labels)} steps: row t is "
-                                f"what it carries after reading token t." + unknown_note(task, values["text"]))
+    figure = figures.matrix_heatmap(states[0], labels, None, _("Hidden state h_t after each step"),
+                                    x_title=_("unit"), y_title=_("step (token read)"), value_name="h_t",
+                                    diverging=True, show_values=False)
+    return LessonFigure(figure, _("{model}'s encoder, {units} units, {steps} steps: row t is what it carries after "
+                                  "reading token t.").format(model=model_name, units=states.shape[2], steps=len(labels))
+                        + unknown_note(task, values["text"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,11 +98,11 @@ def gradient_reach(values):
     frames = {label: text_gradient_by_distance(shipped(name).model, shipped(name).tokenizer, text, text[::-1])
               for label, name in CONTENDERS.items()}
     ratios = {label: frame["gradient"].iloc[0] / frame["gradient"].iloc[-2] for label, frame in frames.items()}
-    return LessonFigure(lesson_figures.gradient_reach(frames),
-                        f"The last output copies the first of the {len(text)} letters, "
-                        f"{frames['Plain LSTM']['distance'].max()} steps away. Gradient on the first letter ÷ "
-                        "gradient on the last letter: "
-                        + ", ".join(f"{label} {ratio:.2g}" for label, ratio in ratios.items()) + ".")
+    return LessonFigure(lesson_figures.gradient_reach({_(label): frame for label, frame in frames.items()}),
+                        _("The last output copies the first of the {letters} letters, {steps} steps away. Gradient on "
+                          "the first letter ÷ gradient on the last letter: {ratios}.").format(
+                            letters=len(text), steps=frames["Plain LSTM"]["distance"].max(),
+                            ratios=", ".join(f"{_(label)} {ratio:.2g}" for label, ratio in ratios.items())))
 
 
 def lstm_gates(values, model_name="reverse-lstm"):
@@ -107,9 +112,11 @@ def lstm_gates(values, model_name="reverse-lstm"):
     gate = values["gate"]
     forget, cell = gates["forget"].mean(1), np.abs(gates["cell"]).max(1)  # (T,) each
     return LessonFigure(lesson_figures.lstm_gate_maps({gate: gates[gate]}, tokens)[gate],
-                        f"{model_name}'s encoder, {gates[gate].shape[1]} units. Mean forget gate {forget[0]:.2f} at "
-                        f"the first step, {forget[-1]:.2f} at the last; the largest |c_t| goes from {cell[0]:.1f} at "
-                        f"the first step to {cell[-1]:.1f} at the last.")
+                        _("{model}'s encoder, {units} units. Mean forget gate {first_forget} at the first step, "
+                          "{last_forget} at the last; the largest |c_t| goes from {first_cell} at the first step to "
+                          "{last_cell} at the last.").format(
+                            model=model_name, units=gates[gate].shape[1], first_forget=f"{forget[0]:.2f}",
+                            last_forget=f"{forget[-1]:.2f}", first_cell=f"{cell[0]:.1f}", last_cell=f"{cell[-1]:.1f}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,12 +135,14 @@ def query_key_value(values, model_name="reverse-transformer", module="encoder.la
     by_hand = head_mechanics(picked.model, lambda: run.forward(picked.model), module, head)
     d_k = by_hand.steps["Q"].shape[1]
     labels = escaped(run.src_labels)
-    figure = figures.attention_heatmap(by_hand.steps["weights"], labels, labels, f"Encoder self-attention, head {head}",
+    figure = figures.attention_heatmap(by_hand.steps["weights"], labels, labels,
+                                       _("Encoder self-attention, head {head}").format(head=head),
                                        show_values=len(labels) <= MAX_TOKENS)
-    return LessonFigure(figure, f"Each row is one token's query scored against every key, divided by √{d_k} = "
-                                f"{math.sqrt(d_k):.0f} and passed through the softmax: its weights sum to 1. Computed "
-                                f"here from W^Q and W^K; the weights the model's hook captured differ by at most "
-                                f"{by_hand.weights_error:.0e}." + unknown_note(picked.task(), values["text"]))
+    return LessonFigure(figure, _("Each row is one token's query scored against every key, divided by √{d_k} = "
+                                  "{root} and passed through the softmax: its weights sum to 1. Computed here from W^Q "
+                                  "and W^K; the weights the model's hook captured differ by at most {error}.").format(
+                                    d_k=d_k, root=f"{math.sqrt(d_k):.0f}", error=f"{by_hand.weights_error:.0e}")
+                        + unknown_note(picked.task(), values["text"]))
 
 
 def multi_head(values, model_name="dates-transformer"):
@@ -141,10 +150,14 @@ def multi_head(values, model_name="dates-transformer"):
     picked, run = transformer_run(model_name, values["text"], max_tokens=24)
     patterns = patterns_of(run.cache, "cross")  # (L, H, Tq, Tk)
     L, H = patterns.shape[:2]
-    figure = figures.attention_grid(patterns, f"{H} heads of cross-attention: row = output step, column = source")
-    return LessonFigure(figure, f"{model_name} wrote {code(run.output)}. Each of its {H} heads has its own W^Q, W^K, "
-                                f"W^V of {picked.config.d_model // H} columns; W^O mixes their {H} outputs back into "
-                                f"{picked.config.d_model} numbers." + unknown_note(picked.task(), values["text"]))
+    figure = figures.attention_grid(
+        patterns, _("{heads} heads of cross-attention: row = output step, column = source").format(heads=H))
+    return LessonFigure(figure, _("{model} wrote {output}. Each of its {heads} heads has its own W^Q, W^K, W^V of "
+                                  "{columns} columns; W^O mixes their {heads} outputs back into {d_model} "
+                                  "numbers.").format(
+                                    model=model_name, output=code(run.output), heads=H,
+                                    columns=picked.config.d_model // H, d_model=picked.config.d_model)
+                        + unknown_note(picked.task(), values["text"]))
 
 
 def attention_kinds(values, model_name="reverse-transformer"):
@@ -152,13 +165,16 @@ def attention_kinds(values, model_name="reverse-transformer"):
     picked, run = transformer_run(model_name, values["text"])
     kind, head = values["attention"], int(values["head"])
     queries, keys = map(escaped, run.labels(kind))
+    titles = {"encoder self": _("Encoder self-attention, layer 0, head {head}"),
+              "decoder self": _("Decoder self-attention, layer 0, head {head}"),
+              "cross": _("Cross-attention, layer 0, head {head}")}
     figure = figures.attention_heatmap(patterns_of(run.cache, kind)[0, head], queries, keys,
-                                       f"{kind.capitalize()} attention, layer 0, head {head}", run.blocked(kind),
-                                       x_title="key", y_title="query")
-    sides = {"encoder self": "source tokens look at source tokens",
-             "decoder self": "each output position looks at itself and earlier ones (grey: masked)",
-             "cross": "each output position looks at the encoder's source tokens"}
-    return LessonFigure(figure, f"{sides[kind].capitalize()}. Output: {code(run.output)}."
+                                       titles[kind].format(head=head), run.blocked(kind))
+    sides = {"encoder self": _("Source tokens look at source tokens. Output: {output}."),
+             "decoder self": _("Each output position looks at itself and earlier ones (grey: masked). Output: "
+                               "{output}."),
+             "cross": _("Each output position looks at the encoder's source tokens. Output: {output}.")}
+    return LessonFigure(figure, sides[kind].format(output=code(run.output))
                         + unknown_note(picked.task(), values["text"]))
 
 
@@ -169,12 +185,15 @@ def scaling(values):
     stats = dot_product_stats(D_KS, n_keys=n_keys, seed=int(values["seed"]))
     last = stats.iloc[-1]
     return LessonFigure(lesson_figures.scaling_curves(stats)[values["statistic"]],
-                        f"500 queries, each against {n_keys} keys. At d_k = {D_KS[-1]}: variance of q·k "
-                        f"{last['variance']:.0f} (closed form: {D_KS[-1]}), of q·k/√d_k "
-                        f"{last['scaled variance']:.2f}; "
-                        f"entropy {last['entropy']:.2f} nats without the division, {last['scaled entropy']:.2f} with "
-                        f"it (even weights: ln {n_keys} = {math.log(n_keys):.2f}); largest gradient "
-                        f"{last['max gradient']:.3f} against {last['scaled max gradient']:.3f}.")
+                        _("500 queries, each against {keys} keys. At d_k = {d_k}: variance of q·k {variance} (closed "
+                          "form: {d_k}), of q·k/√d_k {scaled_variance}; entropy {entropy} nats without the "
+                          "division, {scaled_entropy} with it (even weights: ln {keys} = {even}); largest gradient "
+                          "{gradient} against {scaled_gradient}.").format(
+                            keys=n_keys, d_k=D_KS[-1], variance=f"{last['variance']:.0f}",
+                            scaled_variance=f"{last['scaled variance']:.2f}", entropy=f"{last['entropy']:.2f}",
+                            scaled_entropy=f"{last['scaled entropy']:.2f}", even=f"{math.log(n_keys):.2f}",
+                            gradient=f"{last['max gradient']:.3f}",
+                            scaled_gradient=f"{last['scaled max gradient']:.3f}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,12 +204,14 @@ def positional_table(values):
     """The sinusoidal table PE for the chosen d_model and number of positions."""
     d_model, positions = int(values["d_model"]), int(values["positions"])
     if d_model % 2:
-        raise ValueError(f"d_model = {d_model} is odd: the table pairs a sine with a cosine, so choose an even one")
+        raise ValueError(_("d_model = {d_model} is odd: the table pairs a sine with a cosine, so choose an even "
+                           "one").format(d_model=d_model))
     table = sinusoidal_table(positions, d_model)  # (T, D)
     longest = 2 * math.pi * 10000 ** ((d_model - 2) / d_model)
-    return LessonFigure(figures.positional_heatmap(table, f"{positions} positions × {d_model} dimensions"),
-                        f"Dimensions 0 and 1 repeat every 2π ≈ 6.3 positions; the last pair every "
-                        f"{longest:,.0f} positions.")
+    title = _("{positions} positions × {d_model} dimensions").format(positions=positions, d_model=d_model)
+    return LessonFigure(figures.positional_heatmap(table, title),
+                        _("Dimensions 0 and 1 repeat every 2π ≈ 6.3 positions; the last pair every {longest} "
+                          "positions.").format(longest=f"{longest:,.0f}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,11 +229,14 @@ def next_token(values, model_name="prose-lm"):
     plain, tempered = distribution(logits), distribution(logits, temperature)  # (V,)
     shown = plain.topk(TOP_TOKENS).indices.tolist()
     labels = escaped(picked.tokenizer.labels(shown))
-    series = {"temperature 1": plain[shown], f"temperature {temperature:g}": tempered[shown]}
-    return LessonFigure(figures.probability_bars(labels, series, chosen=0, title="The next token"),
-                        f"The {TOP_TOKENS} likeliest next tokens of {model_name}: the top one has "
-                        f"{plain[shown[0]]:.0%} at temperature 1 and {tempered[shown[0]]:.0%} at {temperature:g}. "
-                        "Greedy decoding takes it; sampling draws from the bars.")
+    named = _("temperature {temperature}")
+    series = {named.format(temperature=1): plain[shown], named.format(temperature=f"{temperature:g}"): tempered[shown]}
+    return LessonFigure(figures.probability_bars(labels, series, chosen=0, title=_("The next token")),
+                        _("The {count} likeliest next tokens of {model}: the top one has {plain} at temperature 1 and "
+                          "{tempered} at {temperature}. Greedy decoding takes it; sampling draws from the "
+                          "bars.").format(
+                            count=TOP_TOKENS, model=model_name, plain=f"{plain[shown[0]]:.0%}",
+                            tempered=f"{tempered[shown[0]]:.0%}", temperature=f"{temperature:g}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,13 +257,14 @@ def longest_path(architecture, n, kernel):
 def path_lengths(values):
     n, kernel = int(values["length"]), int(values["kernel"])
     lengths = np.unique(np.geomspace(2, n, 40).round().astype(int))
-    names = {"RNN": "RNN", "CNN": f"CNN, kernel {kernel}", "attention": "Self-attention"}
+    names = {"RNN": "RNN", "CNN": _("CNN, kernel {kernel}").format(kernel=kernel), "attention": _("Self-attention")}
     series = {label: [longest_path(name, int(m), kernel) for m in lengths] for name, label in names.items()}
-    figure = figures.curves(lengths, series, "Longest path between two tokens", "sequence length n",
-                            "layers or steps", log_y=True)
-    return LessonFigure(figure, f"At n = {n}: an RNN needs {longest_path('RNN', n, kernel)} sequential steps, a stack "
-                                f"of convolutions {longest_path('CNN', n, kernel)} layers, self-attention "
-                                f"{longest_path('attention', n, kernel)} (but it scores all {n * n:,} pairs).")
+    figure = figures.curves(lengths, series, _("Longest path between two tokens"), _("sequence length n"),
+                            _("layers or steps"), log_y=True)
+    return LessonFigure(figure, _("At n = {n}: an RNN needs {rnn} sequential steps, a stack of convolutions {cnn} "
+                                  "layers, self-attention {attention} (but it scores all {pairs} pairs).").format(
+                                    n=n, rnn=longest_path("RNN", n, kernel), cnn=longest_path("CNN", n, kernel),
+                                    attention=longest_path("attention", n, kernel), pairs=f"{n * n:,}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,11 +276,13 @@ def padding(values, model_name="reverse-transformer"):
     picked = shipped(model_name)
     texts = [line.strip() for line in values["lines"].splitlines() if line.strip()]
     check = padding_check(picked.model, texts, picked.task())
-    rows = check.table.to_dict("records")
+    rows, line = check.table.to_dict("records"), _("input {input} ({padding} PAD) {masked} with the mask, {unmasked} "
+                                                  "without")
+    inputs = "; ".join(line.format(input=b, padding=row["padding"], masked=f"{row['max |difference|']:.0e}",
+                                   unmasked=f"{row['without the mask']:.2g}") for b, row in enumerate(rows))
     return LessonFigure(lesson_figures.padded_batch(check),
-                        "Largest change of a logit at a real position, batch against alone: "
-                        + "; ".join(f"input {b} ({row['padding']} PAD) {row['max |difference|']:.0e} with the mask, "
-                                    f"{row['without the mask']:.2g} without" for b, row in enumerate(rows)) + ".")
+                        _("Largest change of a logit at a real position, batch against alone: {inputs}.").format(
+                            inputs=inputs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,14 +293,15 @@ def sentence_similarity(values):
     model = minilm()
     sentences, notes = model.fit_sentences(values["sentences"])
     if len(sentences) < 2:
-        raise ValueError("write at least two sentences, one per line, to compare them")
+        raise ValueError(_("write at least two sentences, one per line, to compare them"))
     similarity = model.similarity(sentences)  # (N, N)
     numbers = [str(i + 1) for i in range(len(sentences))]
     pairs = [(float(similarity[i, j]), i, j) for i in range(len(sentences)) for j in range(i + 1, len(sentences))]
     best, i, j = max(pairs)
-    return LessonFigure(figures.similarity_heatmap(similarity, numbers, "Cosine similarity of the sentences"),
-                        f"Sentences numbered from 1 in the order written; the closest pair is {i + 1} and {j + 1} "
-                        f"({best:.2f})." + (" Some lines were cut or left out." if notes else ""))
+    return LessonFigure(figures.similarity_heatmap(similarity, numbers, _("Cosine similarity of the sentences")),
+                        _("Sentences numbered from 1 in the order written; the closest pair is {first} and {second} "
+                          "({similarity}).").format(first=i + 1, second=j + 1, similarity=f"{best:.2f}")
+                        + (_(" Some lines were cut or left out.") if notes else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,9 +335,13 @@ def induction_head(values, model_name="induction-lm"):
     labels = escaped(picked.tokenizer.labels(tokens[0]))
     T = tokens.shape[1]
     chance = float(induction_score(torch.ones(T, T).tril().div(torch.arange(1, T + 1)[:, None])[None, None], half))
-    figure = figures.attention_heatmap(patterns[layer][0, head], labels, labels, f"Layer {layer}, head {head}",
+    figure = figures.attention_heatmap(patterns[layer][0, head], labels, labels,
+                                       _("Layer {layer}, head {head}").format(layer=layer, head=head),
                                        torch.ones(T, T, dtype=torch.bool).triu(1))
-    return LessonFigure(figure, f"{half} random letters, then the same {half} again. Induction score (weight from a "
-                                f"letter's second copy on the letter after its first copy) of layer {layer}'s heads: "
-                                + ", ".join(f"head {h} {s:.2f}" for h, s in enumerate(scores.tolist()))
-                                + f"; a head spreading its weight evenly scores {chance:.2f}.")
+    each = _("head {head} {score}")
+    return LessonFigure(figure, _("{half} random letters, then the same {half} again. Induction score (weight from a "
+                                  "letter's second copy on the letter after its first copy) of layer {layer}'s heads: "
+                                  "{scores}; a head spreading its weight evenly scores {chance}.").format(
+                                    half=half, layer=layer, chance=f"{chance:.2f}",
+                                    scores=", ".join(each.format(head=h, score=f"{s:.2f}")
+                                                     for h, s in enumerate(scores.tolist()))))

@@ -11,10 +11,14 @@ No streamlit here: pages only place what these return. Conventions shared by eve
   square-celled one gets a figure width and height that make its cells square (`square_size`) instead of an axis
   constraint that shrinks the heatmap away from its colour bar in a narrow column.
 - Log axes label every tick with its magnitude ("0.2 0.5 1 2"), not the leading digit alone (`LOG_TICKS`).
+- Every word a figure shows (axis and colour-bar titles, hovers, legends, default titles) is in the session's
+  language (attnviz.i18n), and its text is drawn in a font stack that has Chinese glyphs (`FONT_FAMILY`).
 """
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from attnviz.i18n import N_, _
 
 ATTENTION_COLORS = "Blues"
 DIVERGING_COLORS = "RdBu_r"  # red positive, blue negative, white at zero
@@ -29,6 +33,13 @@ COLORBAR_PX = 80  # what a colour bar with its ticks and title takes right of th
 TICK_CHAR_PX = 7  # the width of one character of a tick label, to leave room for the labels
 MIN_PLOT_PX = 120  # a heatmap of one or two rows is drawn at least this high (its cells taller than wide)
 LOG_TICKS = dict(tickformat=",.2~r")  # 2 significant digits, no trailing zeros: 0.05, 0.2, 1, 20, 1,000
+# Streamlit's own font (its web font, served by Streamlit itself, has Latin glyphs only), then the Simplified Chinese
+# fonts that systems ship (Linux and Android, macOS and iOS, Windows, older Linux): the browser takes each character
+# from the first family that has it. Nothing is fetched: a family the machine lacks is skipped.
+LATIN_FONTS = ("Source Sans", "Source Sans Pro", "Source Sans 3")
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei",
+             "WenQuanYi Micro Hei")
+FONT_FAMILY = ", ".join(f'"{family}"' for family in (*LATIN_FONTS, *CJK_FONTS)) + ", sans-serif"
 
 
 def as_array(x, ndim=None, name="array"):
@@ -76,11 +87,14 @@ def masked_values(z, masked):
 
 
 def compact_layout(fig, title, height, background=MASKED_COLOR):
-    """Title at the left, little margin; the background is what masked heatmap cells show.
+    """Title at the left, little margin, `FONT_FAMILY`; the background is what masked heatmap cells show. Every
+    figure of the app goes through here.
 
-    `pad=0`: a padding (Streamlit's theme sets 8 px) would widen the background into a grey frame."""
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=int(height),
-                      margin=dict(l=10, r=10, t=50 if title else 20, b=10, pad=0), plot_bgcolor=background)
+    `pad=0`: a padding (Streamlit's theme sets 8 px) would widen the background into a grey frame. Streamlit's
+    theme also names its own font for titles and hover labels, so those get the font stack too."""
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font_family=FONT_FAMILY), height=int(height),
+                      margin=dict(l=10, r=10, t=50 if title else 20, b=10, pad=0), plot_bgcolor=background,
+                      font_family=FONT_FAMILY, hoverlabel_font_family=FONT_FAMILY)
     return fig
 
 
@@ -123,15 +137,16 @@ def square_cells(fig, toward="right", **subplot):
 
 
 def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="", y_title="",
-                   masked=None, value_name="value", diverging=None, zmin=None, zmax=None, colorscale=None,
+                   masked=None, value_name=None, diverging=None, zmin=None, zmax=None, colorscale=None,
                    show_values=None, square=False, height=None, width=CHART_WIDTH):
     """Any (R, C) matrix as a labelled heatmap (Q, K, V, QK^T, weights, positional tables ...).
 
     `diverging=None` picks a diverging scale centred on 0 when the data has negative values.
     `show_values=None` writes the numbers into the cells when the matrix is small (at most 12 x 12).
     `square=True` makes the cells square at a figure width of at most `width` px (`square_size`); else
-    `height=None` grows with the rows, within limits.
+    `height=None` grows with the rows, within limits. `value_name=None` calls the values "value".
     """
+    value_name = _("value") if value_name is None else value_name
     z, blocked = masked_values(as_array(matrix, 2, "matrix"), masked)
     rows, cols = z.shape
     row_labels, col_labels = check_labels(row_labels, rows, "row_labels"), check_labels(col_labels, cols, "col_labels")
@@ -141,8 +156,9 @@ def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="
     if diverging and zmin is None and zmax is None:
         zmax = float(np.abs(finite).max()) if finite.size else 1.0
         zmin = -zmax
-    hover = [[f"{y_title or 'row'} {describe(i, row_labels)}<br>{x_title or 'column'} {describe(j, col_labels)}<br>"
-              + ("masked" if blocked[i, j] else f"{value_name} {z[i, j]:.4g}") for j in range(cols)]
+    row_name, column_name, masked_text = y_title or _("row"), x_title or _("column"), _("masked")
+    hover = [[f"{row_name} {describe(i, row_labels)}<br>{column_name} {describe(j, col_labels)}<br>"
+              + (masked_text if blocked[i, j] else f"{value_name} {z[i, j]:.4g}") for j in range(cols)]
              for i in range(rows)]
     if show_values is None:
         show_values = rows <= 12 and cols <= 12
@@ -161,13 +177,16 @@ def matrix_heatmap(matrix, row_labels=None, col_labels=None, title="", x_title="
 
 
 def attention_heatmap(weights, query_labels=None, key_labels=None, title="", masked=None,
-                      x_title="key", y_title="query", show_values=False, height=None, width=CHART_WIDTH):
+                      x_title=None, y_title=None, show_values=False, height=None, width=CHART_WIDTH):
     """One head's (Tq, Tk) attention weights; square cells, so cross-attention is a rectangle; colour fixed to 0..1.
 
-    `masked` (bool, (Tq, Tk), True = blocked, e.g. the causal triangle) shows those cells as masked.
+    `masked` (bool, (Tq, Tk), True = blocked, e.g. the causal triangle) shows those cells as masked. The axes are
+    titled "key" and "query" unless told (`x_title`, `y_title`; "" for none).
     """
+    x_title = _("key") if x_title is None else x_title
+    y_title = _("query") if y_title is None else y_title
     return matrix_heatmap(weights, query_labels, key_labels, title, x_title, y_title, masked=masked,
-                          value_name="weight", diverging=False, zmin=0.0, zmax=1.0, colorscale=ATTENTION_COLORS,
+                          value_name=_("weight"), diverging=False, zmin=0.0, zmax=1.0, colorscale=ATTENTION_COLORS,
                           show_values=show_values, square=True, height=height, width=width)
 
 
@@ -179,25 +198,27 @@ def attention_grid(patterns, title="", masked=None, off=(), width=900, clickable
     `width` is the width (px) the grid is drawn at, from which the rows get their height.
 
     `clickable=True` makes a click on a head select it: heatmaps send no selection events, so each head also
-    gets one invisible square marker as large as its thumbnail (traces L*H onwards, `customdata` [layer, head]),
-    which plotly selects on a click and Streamlit reports (`st.plotly_chart(on_select=...)`).
+    gets one invisible square marker as large as its thumbnail (traces L*H onwards, named like their head,
+    `customdata` [layer, head]), which plotly selects on a click and Streamlit reports
+    (`st.plotly_chart(on_select=...)`).
     """
     patterns = as_array(patterns, 4, "patterns (layers, heads, queries, keys)")
     L, H, Tq, Tk = patterns.shape
     gap, title_px = min(0.02, 0.5 / H), 24  # between heads (a fraction of the width); above each head (px)
     side = (width - 80) * (1 - (H - 1) * gap) / H * Tq / Tk  # a head's height when its cells are square
     row_px = max(60, min(240, round(side) + title_px))
+    off_text, cell_hover = _("off"), _("query %{y} key %{x}<br>weight %{z:.3f}")
+    names = [[_("layer {layer} head {head}").format(layer=l, head=h) for h in range(H)] for l in range(L)]
     fig = make_subplots(rows=L, cols=H, horizontal_spacing=gap, vertical_spacing=title_px / (row_px * L),
-                        subplot_titles=[f"L{l} H{h}" + (" off" if (l, h) in off else "")
+                        subplot_titles=[f"L{l} H{h}" + (f" {off_text}" if (l, h) in off else "")
                                         for l in range(L) for h in range(H)])
     for l in range(L):
         for h in range(H):
-            z, _ = masked_values(patterns[l, h], masked)
+            z, _blocked = masked_values(patterns[l, h], masked)
             fig.add_trace(go.Heatmap(
-                z=z, coloraxis="coloraxis", name=f"layer {l} head {h}", hoverongaps=False,
+                z=z, coloraxis="coloraxis", name=names[l][h], hoverongaps=False,
                 hoverinfo="skip" if clickable else None,
-                hovertemplate=None if clickable else
-                f"layer {l} head {h}<br>query %{{y}} key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
+                hovertemplate=None if clickable else f"{names[l][h]}<br>{cell_hover}<extra></extra>"),
                 row=l + 1, col=h + 1)
             square_cells(fig, "center", row=l + 1, col=h + 1)
     if clickable:
@@ -205,17 +226,18 @@ def attention_grid(patterns, title="", masked=None, off=(), width=900, clickable
         for l in range(L):
             for h in range(H):
                 fig.add_trace(go.Scatter(
-                    x=[(Tk - 1) / 2], y=[(Tq - 1) / 2], customdata=[[l, h]], mode="markers", name=f"pick L{l} H{h}",
+                    x=[(Tk - 1) / 2], y=[(Tq - 1) / 2], customdata=[[l, h]], mode="markers", name=names[l][h],
                     marker=dict(symbol="square", size=thumbnail_px, opacity=0),
                     selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
-                    hovertemplate=f"layer {l} head {h}: click to zoom<extra></extra>", showlegend=False),
+                    hovertemplate=_("layer {layer} head {head}: click to zoom").format(layer=l, head=h)
+                    + "<extra></extra>", showlegend=False),
                     row=l + 1, col=h + 1)
         fig.update_layout(clickmode="event+select", dragmode=False)
     fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, range=[-0.5, Tk - 0.5])
     fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, range=[Tq - 0.5, -0.5])
     fig.update_annotations(font_size=11)
     fig.update_layout(coloraxis=dict(colorscale=ATTENTION_COLORS, cmin=0.0, cmax=1.0,
-                                     colorbar=colorbar("weight")))
+                                     colorbar=colorbar(_("weight"))))
     return compact_layout(fig, title, row_px * L + 60)
 
 
@@ -231,20 +253,26 @@ def stat_heatmap(values, stat, title=None, row_labels=None, col_labels=None):
     finite = values[np.isfinite(values)]
     from_zero = finite.size and finite.min() >= 0
     zmin, zmax = (0.0, max(float(finite.max()), 1e-9)) if from_zero else (None, None)  # plotly needs both
-    return matrix_heatmap(values, rows, cols, title or f"{stat} per head", x_title="head", y_title="layer",
+    return matrix_heatmap(values, rows, cols, title or _("{stat} per head").format(stat=stat),
+                          x_title=_("head"), y_title=_("layer"),
                           value_name=stat, diverging=False, show_values=True, zmin=zmin, zmax=zmax,
                           height=min(max(48 * L + 140, 200), MAX_HEIGHT))
 
 
-def positional_heatmap(table, title="Positional encoding", height=480):
-    """A (T, D) positional-encoding table: positions down, dimensions across, signed colours."""
-    return matrix_heatmap(table, title=title, x_title="dimension", y_title="position", value_name="value",
+def positional_heatmap(table, title=None, height=480):
+    """A (T, D) positional-encoding table: positions down, dimensions across, signed colours; `title=None`:
+    "Positional encoding"."""
+    return matrix_heatmap(table, title=_("Positional encoding") if title is None else title,
+                          x_title=_("dimension"), y_title=_("position"), value_name=_("value"),
                           diverging=True, show_values=False, height=height)
 
 
-def similarity_heatmap(similarity, labels=None, title="Similarity", value_name="similarity", width=CHART_WIDTH,
+def similarity_heatmap(similarity, labels=None, title=None, value_name=None, width=CHART_WIDTH,
                        x_title="", y_title=""):
-    """A square (N, N) similarity matrix (positions, sentences ...) with signed colours and square cells."""
+    """A square (N, N) similarity matrix (positions, sentences ...) with signed colours and square cells; `title`
+    and `value_name` are "Similarity" and "similarity" unless told."""
+    title = _("Similarity") if title is None else title
+    value_name = _("similarity") if value_name is None else value_name
     similarity = as_array(similarity, 2, "similarity")
     if similarity.shape[0] != similarity.shape[1]:
         raise ValueError(f"a similarity matrix must be square, got shape {similarity.shape}")
@@ -272,10 +300,12 @@ def curves(x, series, title="", x_title="", y_title="", log_y=False):
     return compact_layout(fig, title, 340, background="white")
 
 
-def probability_bars(tokens, probs, chosen=None, title="Next-token probabilities"):
+def probability_bars(tokens, probs, chosen=None, title=None):
     """Bars of token probabilities on a fixed 0..1 axis; `probs` is one (N,) array or {name: (N,)}
-    (e.g. before/after an ablation, grouped). The bar at index `chosen` gets a dark outline."""
-    series = probs if isinstance(probs, dict) else {"probability": probs}
+    (e.g. before/after an ablation, grouped). The bar at index `chosen` gets a dark outline. `title=None`:
+    "Next-token probabilities"."""
+    title = _("Next-token probabilities") if title is None else title
+    series = probs if isinstance(probs, dict) else {_("probability"): probs}
     labels = check_labels(tokens, len(tokens), "tokens")
     fig = go.Figure()
     for i, (name, values) in enumerate(series.items()):
@@ -289,13 +319,14 @@ def probability_bars(tokens, probs, chosen=None, title="Next-token probabilities
             textposition="outside", customdata=labels,
             hovertemplate="%{customdata}: %{y:.4f}<extra>" + str(name) + "</extra>",
             marker=dict(color=SERIES_COLORS[i % len(SERIES_COLORS)], line=dict(width=outline, color="#222"))))
-    fig.update_xaxes(label_axis(labels, "token", angle=-45))
-    fig.update_yaxes(title="probability", range=[0, 1.08])
+    fig.update_xaxes(label_axis(labels, _("token"), angle=-45))
+    fig.update_yaxes(title=_("probability"), range=[0, 1.08])
     fig.update_layout(barmode="group", showlegend=len(series) > 1, legend=dict(orientation="h", x=1, xanchor="right", y=1.12))
     return compact_layout(fig, title, 340, background="white")
 
 
 FATE_COLORS = {"start": "#222222", "kept": "#1f77b4", "finished": "#2ca02c", "pruned": "#b0b0b0"}
+FATE_NAMES = {"start": N_("start"), "kept": N_("kept"), "finished": N_("finished"), "pruned": N_("pruned")}  # legend
 BEST_COLOR = "#ff7f0e"
 
 
@@ -320,10 +351,13 @@ def tree_positions(nodes):
     return y
 
 
-def beam_tree(nodes, title="Beam search tree"):
+def beam_tree(nodes, title=None):
     """A search tree: one column per step, nodes coloured by fate (`FATE_COLORS`: kept as a beam, finished
     with EOS, pruned), the path of the best hypothesis in orange. `nodes`: dicts with id, parent (None for
-    the roots), step, label, fate, best, and optional logprob/score for the hover (`decoding_views.beam_tree`)."""
+    the roots), step, label, fate, best, and optional logprob/score for the hover (`decoding_views.beam_tree`).
+    `title=None`: "Beam search tree"."""
+    title = _("Beam search tree") if title is None else title
+    node_hover = _("%{text} (step %{x})<br>log-prob %{customdata[0]:.3f}<br>score %{customdata[1]:.3f}")
     nodes = sorted(nodes, key=lambda n: -n.get("score", 0.0))  # best candidates at the top of their parent
     y, by_id = tree_positions(nodes), {n["id"]: n for n in nodes}
     fig = go.Figure()
@@ -335,19 +369,18 @@ def beam_tree(nodes, title="Beam search tree"):
                 xs += [parent["step"], n["step"], None]
                 ys += [y[parent["id"]], y[n["id"]], None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=width), hoverinfo="skip",
-                                 name="best hypothesis" if best else "extends", showlegend=best))
+                                 name=_("best hypothesis") if best else _("extends"), showlegend=best))
     for fate, color in FATE_COLORS.items():
-        group = [n for n in nodes if n["fate"] == fate]
+        group, name = [n for n in nodes if n["fate"] == fate], _(FATE_NAMES[fate])
         fig.add_trace(go.Scatter(
-            x=[n["step"] for n in group], y=[y[n["id"]] for n in group], name=fate,
+            x=[n["step"] for n in group], y=[y[n["id"]] for n in group], name=name,
             mode="markers" if fate == "pruned" else "markers+text",  # most nodes: their labels on hover only
             text=[n["label"] for n in group], textposition="middle right", textfont=dict(size=11),
             marker=dict(color=color, size=6 if fate == "pruned" else 9,
                         line=dict(width=[2 if n["best"] else 0 for n in group], color=BEST_COLOR)),
             customdata=[[n.get("logprob", 0.0), n.get("score", 0.0)] for n in group],
-            hovertemplate="%{text} (step %{x})<br>log-prob %{customdata[0]:.3f}<br>score %{customdata[1]:.3f}"
-                          f"<extra>{fate}</extra>", showlegend=bool(group)))
-    fig.update_xaxes(title="step", tickformat="d", dtick=1, showgrid=False, zeroline=False)
+            hovertemplate=f"{node_hover}<extra>{name}</extra>", showlegend=bool(group)))
+    fig.update_xaxes(title=_("step"), tickformat="d", dtick=1, showgrid=False, zeroline=False)
     fig.update_yaxes(visible=False, autorange="reversed")
     leaves = len(nodes) - len({n["parent"] for n in nodes if n["parent"] is not None})
     return compact_layout(fig, title, min(max(12 * leaves + 120, 300), 1200), background="white")  # 12 px a leaf: labels fit

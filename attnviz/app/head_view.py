@@ -10,6 +10,7 @@ import html
 import plotly.graph_objects as go
 
 from attnviz.app.figures import SERIES_COLORS, as_array, check_labels, compact_layout
+from attnviz.i18n import _
 
 MIN_WEIGHT = 0.01
 ROW_PX = 22  # px per token row
@@ -26,23 +27,23 @@ def head_view(weights, query_labels, key_labels, heads, focus=None, title="", mi
     The token columns are the first two traces (queries, then keys), with `customdata` their positions, so a
     click on a token can be read back from a selection."""
     weights = as_array(weights, 3, "weights (heads, queries, keys)")
-    _, Tq, Tk = weights.shape
+    _heads, Tq, Tk = weights.shape
     query_labels = check_labels(query_labels, Tq, "query_labels")
     key_labels = check_labels(key_labels, Tk, "key_labels")
     fig = go.Figure()
-    for x, labels, side, anchor in ((QUERY_X, query_labels, "query", "middle left"),
-                                    (KEY_X, key_labels, "key", "middle right")):
+    for x, labels, side, hover, anchor in (
+            (QUERY_X, query_labels, _("query"), _("query %{customdata} %{text}<br>click to focus"), "middle left"),
+            (KEY_X, key_labels, _("key"), _("key %{customdata} %{text}"), "middle right")):
         text = [html.escape(label) for label in labels]  # plotly renders a few HTML tags in text
         fig.add_trace(go.Scatter(
             x=[x] * len(labels), y=list(range(len(labels))), mode="markers+text", text=text,
             textposition=anchor, customdata=list(range(len(labels))), name=side, showlegend=False,
-            marker=dict(size=10, color=["#ff7f0e" if side == "query" and i == focus else "#999"
+            marker=dict(size=10, color=["#ff7f0e" if x == QUERY_X and i == focus else "#999"
                                         for i in range(len(labels))]),
-            hovertemplate=f"{side} %{{customdata}} %{{text}}" + ("<br>click to focus" if side == "query" else "")
-                          + "<extra></extra>"))
+            hovertemplate=f"{hover}<extra></extra>"))
     queries = range(Tq) if focus is None else [focus]
     for head in heads:
-        shown_in_legend = False
+        shown_in_legend, name = False, _("head {head}").format(head=head)
         for i in queries:
             for j in range(Tk):
                 weight = float(weights[head, i, j])
@@ -50,7 +51,7 @@ def head_view(weights, query_labels, key_labels, heads, focus=None, title="", mi
                     continue
                 fig.add_trace(go.Scatter(
                     x=[QUERY_X, KEY_X], y=[i, j], mode="lines", opacity=weight, customdata=[[head, i, j]] * 2,
-                    line=dict(color=head_color(head), width=2), legendgroup=f"head {head}", name=f"head {head}",
+                    line=dict(color=head_color(head), width=2), legendgroup=f"head {head}", name=name,
                     showlegend=not shown_in_legend, hoverinfo="skip"))
                 shown_in_legend = True
     fig.update_xaxes(visible=False, range=[QUERY_X - 0.6, KEY_X + 0.6], fixedrange=True)

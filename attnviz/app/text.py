@@ -1,7 +1,11 @@
-"""Page prose that is longer than a label: captions, formulas (LaTeX) and the sentences built from results."""
+"""Page prose that is longer than a label: captions, formulas (LaTeX) and the sentences built from results.
 
+The constants are English, marked for the catalog (`N_`): a page shows them translated, `_(ROLLOUT_CAPTION)`; a
+formula's words are translated with it, its LaTeX stays as it is. The functions answer in the session's language.
+"""
+from attnviz.i18n import N_, _
 
-ROLLOUT_CAPTION = (
+ROLLOUT_CAPTION = N_(
     "Attention rollout (Abnar & Zuidema, 2020) multiplies the layers' head-averaged attention, each mixed "
     "half-and-half with the identity for the residual connection, to estimate how much each output position "
     "draws on each input token. It is an estimate: it ignores the values, the output projection and the MLPs, "
@@ -9,8 +13,8 @@ ROLLOUT_CAPTION = (
     "(cross-attention is not included). Read it as a hint, not as an explanation."
 )
 MECHANICS_FORMULAS = {  # step name -> what it is, in LaTeX; `head_mechanics` fills them in this order
-    "X": r"X \in \mathbb{R}^{T_q \times d_{model}} \text{ (the attention layer's input)}",
-    "X_kv": r"X_{kv} \in \mathbb{R}^{T_k \times d_{model}} \text{ (what the queries look at)}",
+    "X": N_(r"X \in \mathbb{R}^{T_q \times d_{model}} \text{ (the attention layer's input)}"),
+    "X_kv": N_(r"X_{kv} \in \mathbb{R}^{T_k \times d_{model}} \text{ (what the queries look at)}"),
     "W_Q": r"W^Q_h \in \mathbb{R}^{d_{model} \times d_k}",
     "W_K": r"W^K_h \in \mathbb{R}^{d_{model} \times d_k}",
     "W_V": r"W^V_h \in \mathbb{R}^{d_{model} \times d_k}",
@@ -19,22 +23,23 @@ MECHANICS_FORMULAS = {  # step name -> what it is, in LaTeX; `head_mechanics` fi
     "V": r"V_h = X_{kv} W^V_h + b^V_h",
     "QK^T": r"S_h = Q_h K_h^\top",
     "scaled": r"S_h / \sqrt{d_k}",
-    "masked": r"S_h / \sqrt{d_k} + M, \quad M_{ij} = -\infty \text{ where key } j \text{ is blocked}",
-    "weights": r"A_h = \mathrm{softmax}\left(S_h / \sqrt{d_k} + M\right) \text{ (row by row)}",
+    "masked": N_(r"S_h / \sqrt{d_k} + M, \quad M_{ij} = -\infty \text{ where key } j \text{ is blocked}"),
+    "weights": N_(r"A_h = \mathrm{softmax}\left(S_h / \sqrt{d_k} + M\right) \text{ (row by row)}"),
     "Z": r"Z_h = A_h V_h",
     "concat": r"Z = [Z_1 \; Z_2 \; \cdots \; Z_H]",
     "W_O": r"W^O \in \mathbb{R}^{d_{model} \times d_{model}}",
     "output": r"\mathrm{MultiHead}(X) = Z W^O + b^O",
 }
-LENGTH_CLAIM = ("Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets worse "
-                "as sentences get longer, and that attention fixes it.")
-BEYOND_TEXT = (
+LENGTH_CLAIM = N_("Bahdanau et al. (2015) found that squeezing a whole sentence into one fixed-size vector gets "
+                  "worse as sentences get longer, and that attention fixes it.")
+BEYOND_TEXT = N_(
     "Here are the models on fresh examples of every length. The plain LSTM must carry the whole input in its final "
     "state, so each extra letter crowds the others out and its exact match falls with length; the attention models "
     "look every letter up again when they need it. Outside the green band every model is on new ground, and the "
     "Transformer meets positions it never saw in training.")
-GROUPED_TEXT = "Here the test set is grouped by the length of the source: all of these lengths occur in training."
-LENGTH_SOURCES = (
+GROUPED_TEXT = N_("Here the test set is grouped by the length of the source: all of these lengths occur in "
+                  "training.")
+LENGTH_SOURCES = N_(
     "Fresh examples of each length (200 where that many exist), scored as greedy decoding would. Cho et al. (2014, "
     "“On the properties of neural machine translation: encoder-decoder approaches”) saw an encoder-decoder "
     "without attention fail on long sentences; Bahdanau et al. (2015, “Neural machine translation by jointly "
@@ -46,10 +51,11 @@ def trend(rows, low, high, metric="exact_match"):
     at = lambda rs, length: next((r[metric] for r in rs if r["length"] == length and r[metric] is not None), None)
     parts = [f"{label} {at(rs, low):.0%} → {at(rs, high):.0%}" for label, rs in rows.items()
              if at(rs, low) is not None and at(rs, high) is not None]
-    return f"Exact match from length {low} to length {high}: {', '.join(parts)}." if parts else ""
+    return _("Exact match from length {low} to length {high}: {models}.").format(
+        low=low, high=high, models=", ".join(parts)) if parts else ""
 
 
-COST_NOTE = (
+COST_NOTE = N_(
     "One forward pass of batch 1, source and target of the same length, on this machine's device, with the "
     "model's own sizes. Attention weights: every head scores every query against every key, T × T per attention "
     "module, so they grow with the square of the length; the Transformer has three attention modules (encoder "
@@ -58,11 +64,11 @@ COST_NOTE = (
     "computes all T × T weights but never stores them, so the Transformer's activations grow about linearly; "
     "the additive attention of the LSTM keeps a T × T × hidden tensor. Time is wall-clock, the fastest of "
     "several passes: other work on a busy machine still makes it noisy.")
-MARKS_NOTE = "Red: wrong character, orange: one too many, grey: missing."
+MARKS_NOTE = N_("Red: wrong character, orange: one too many, grey: missing.")
 
 
 def rollout_title(upto):
     """The rollout chart's title: through layers 0 to `upto`, or of layer 0 alone (a one-layer stack)."""
     if upto == 0:
-        return "Rollout of layer 0 alone: its heads' mean, mixed half-and-half with the identity"
-    return f"Rollout through layers 0–{upto}"
+        return _("Rollout of layer 0 alone: its heads' mean, mixed half-and-half with the identity")
+    return _("Rollout through layers 0–{upto}").format(upto=upto)

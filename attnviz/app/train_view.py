@@ -1,5 +1,7 @@
 """What the Train live page shows, without Streamlit: its fields and class presets, the numbers and curves it
-redraws every second, the attention time-lapse and the runs table.
+redraws every second, the attention time-lapse and the runs table. Every word it builds is in the session's
+language (attnviz.i18n); the names a page offers as choices (class presets, user tasks) are English, marked for
+the catalog, and shown translated: `format_func=_`.
 
     figs = curve_figures(run.snapshot())
 """
@@ -13,6 +15,7 @@ from attnviz.app import figures
 from attnviz.app.markdown import escape
 from attnviz.data.tasks import LM_TASKS
 from attnviz.data.tokenizers import BOS, EOS
+from attnviz.i18n import N_, _
 from attnviz.interpret.head_types import induction_over_training
 from attnviz.interpret.patterns import parse_pattern_name
 from attnviz.models.architectures import MAX_PARAMETERS, RNN_SIZES, TRANSFORMER_SIZES, architectures_for
@@ -27,51 +30,63 @@ from attnviz.training.runs import REGISTRY, thin
 class Field:
     """One number the user sets: its widget label, step and a one-line help. It has no bounds of its own: the
     library's configs (TrainConfig, the model configs, check_size) decide what is possible, and the page shows their
-    refusal next to the field, so a value the user typed is never replaced by another."""
+    refusal next to the field, so a value the user typed is never replaced by another.
+
+    `name` and `hint` are English (marked for the catalog, or a config name like d_model that stays as it is);
+    `label` and `help` are them in the session's language."""
     key: str
-    label: str
+    name: str
     step: float = 1
-    help: str = ""
+    hint: str = ""
+
+    @property
+    def label(self):
+        return _(self.name)
+
+    @property
+    def help(self):
+        return _(self.hint) if self.hint else ""  # the catalog's empty message is its header
 
 
 SIZE_FIELDS = {
-    "transformer": [Field("d_model", "d_model", 8, "width of every token vector"),
-                    Field("n_heads", "heads", 1, "attention heads per layer; must divide d_model"),
-                    Field("n_encoder_layers", "encoder layers", 1),
-                    Field("n_decoder_layers", "decoder layers", 1),
-                    Field("d_ff", "d_ff", 8, "width of the feed-forward layer; 0: none (attention only)")],
-    "rnn": [Field("embed_dim", "embedding size", 8),
-            Field("hidden_size", "hidden size", 8, "the state the RNN carries from token to token"),
-            Field("n_layers", "layers", 1)],
+    "transformer": [Field("d_model", "d_model", 8, N_("width of every token vector")),
+                    Field("n_heads", N_("heads"), 1, N_("attention heads per layer; must divide d_model")),
+                    Field("n_encoder_layers", N_("encoder layers"), 1),
+                    Field("n_decoder_layers", N_("decoder layers"), 1),
+                    Field("d_ff", "d_ff", 8, N_("width of the feed-forward layer; 0: none (attention only)"))],
+    "rnn": [Field("embed_dim", N_("embedding size"), 8),
+            Field("hidden_size", N_("hidden size"), 8, N_("the state the RNN carries from token to token")),
+            Field("n_layers", N_("layers"), 1)],
 }
 TRAIN_FIELDS = [
-    Field("steps", "steps", 50, "optimiser steps (the run may end earlier: time limit)"),
-    Field("time_budget", "time limit (s)", 10, "seconds of training at most; 0 = no limit"),
-    Field("batch_size", "batch size", 8),
-    Field("lr", "learning rate", 1e-4, "peak learning rate; too high and the loss becomes NaN"),
-    Field("warmup", "warm-up steps", 10, "linear warm-up, then cosine decay to 10%"),
-    Field("seed", "seed", 1, "the same seed and settings train the same model"),
+    Field("steps", N_("steps"), 50, N_("optimiser steps (the run may end earlier: time limit)")),
+    Field("time_budget", N_("time limit (s)"), 10, N_("seconds of training at most; 0 = no limit")),
+    Field("batch_size", N_("batch size"), 8),
+    Field("lr", N_("learning rate"), 1e-4, N_("peak learning rate; too high and the loss becomes NaN")),
+    Field("warmup", N_("warm-up steps"), 10, N_("linear warm-up, then cosine decay to 10%")),
+    Field("seed", N_("seed"), 1, N_("the same seed and settings train the same model")),
 ]
 MORE_FIELDS = [
-    Field("weight_decay", "weight decay", 0.01),
-    Field("label_smoothing", "label smoothing", 0.05),
-    Field("clip", "gradient clipping", 0.5, "largest gradient norm; 0 = off"),
-    Field("eval_every", "validate every (steps)", 10),
-    Field("snapshot_every", "attention snapshot every (steps)", 5, "0 = no snapshots (no time-lapse)"),
+    Field("weight_decay", N_("weight decay"), 0.01),
+    Field("label_smoothing", N_("label smoothing"), 0.05),
+    Field("clip", N_("gradient clipping"), 0.5, N_("largest gradient norm; 0 = off")),
+    Field("eval_every", N_("validate every (steps)"), 10),
+    Field("snapshot_every", N_("attention snapshot every (steps)"), 5, N_("0 = no snapshots (no time-lapse)")),
 ]
 
 
-# Class presets: a named preset with a time limit, so "30 seconds" holds on a laptop and on a GPU alike.
+# Class presets: a named preset with a time limit, so "30 seconds" holds on a laptop and on a GPU alike. The labels
+# are the choices' values (in links too), the same in every language: a page shows them translated.
 CLASS_PRESETS = {
-    "30-second demo: reverse letters (Transformer)": ("reverse-transformer", 30),
-    "30-second demo: copy letters, the diagonal (Transformer)": ("copy-transformer", 30),
-    "1 minute: reverse with an LSTM and Bahdanau attention": ("reverse-lstm+bahdanau", 60),
-    "1 minute: reverse with a plain LSTM (no attention)": ("reverse-lstm", 60),
-    "2 minutes: dates to ISO, cross-attention alignments": ("dates-transformer", 120),
-    "2 minutes: a language model over Python's docs": ("pydoc-lm", 120),
-    "90 seconds: watch an induction head form (attention-only, 2 layers)": ("induction-lm", 90),
+    N_("30-second demo: reverse letters (Transformer)"): ("reverse-transformer", 30),
+    N_("30-second demo: copy letters, the diagonal (Transformer)"): ("copy-transformer", 30),
+    N_("1 minute: reverse with an LSTM and Bahdanau attention"): ("reverse-lstm+bahdanau", 60),
+    N_("1 minute: reverse with a plain LSTM (no attention)"): ("reverse-lstm", 60),
+    N_("2 minutes: dates to ISO, cross-attention alignments"): ("dates-transformer", 120),
+    N_("2 minutes: a language model over Python's docs"): ("pydoc-lm", 120),
+    N_("90 seconds: watch an induction head form (attention-only, 2 layers)"): ("induction-lm", 90),
 }
-USER_TASKS = {"text": "text file", "pairs": "TSV file of source<TAB>target lines"}
+USER_TASKS = {"text": N_("text file"), "pairs": N_("TSV file of source<TAB>target lines")}
 
 
 def size_fields(architecture):
@@ -139,20 +154,27 @@ def refused_field(error, fields):
 
 
 def size_note(n_parameters):
-    return f"{n_parameters:,} parameters (the limit here is {MAX_PARAMETERS:,})"
+    return _("{parameters} parameters (the limit here is {limit})").format(
+        parameters=f"{n_parameters:,}", limit=f"{MAX_PARAMETERS:,}")
 
 
-CLUSTER_WAIT = "waiting for a free worker on the cluster"
+CLUSTER_WAIT = N_("waiting for a free worker on the cluster")
+STATUS_WORDS = {"queued": N_("queued"), "running": N_("training"), "done": N_("done"), "stopped": N_("stopped"),
+                "failed": N_("failed"), "diverged": N_("diverged")}  # a run's status (attnviz.training) as shown
+
+
+def status_word(status):
+    return _(STATUS_WORDS[status]) if status in STATUS_WORDS else status
 
 
 def status_text(run, status, queue_position):
     """'training', 'queued (place 2)', 'waiting for a free worker on the cluster' (queued by Ray, not here),
     'saving' (ended, checkpoint being written), 'done', 'stopped', ..."""
     if status == "queued":
-        return f"queued (place {queue_position})" if queue_position else CLUSTER_WAIT
+        return _("queued (place {place})").format(place=queue_position) if queue_position else _(CLUSTER_WAIT)
     if status in ("done", "stopped") and not run.done:
-        return "saving"
-    return "training" if status == "running" else status
+        return _("saving")
+    return status_word(status)
 
 
 def time_left(snap, config):
@@ -167,9 +189,9 @@ def best_metric(evals, kind):
     """The best validation result so far, (name, value as text): exact match for seq2seq, perplexity for an LM;
     None before the first validation."""
     if kind == "lm" and evals.get("perplexity"):
-        return "perplexity", f"{min(evals['perplexity']):.2f}"
+        return _("perplexity"), f"{min(evals['perplexity']):.2f}"
     if evals.get("exact_match"):
-        return "exact match", f"{max(evals['exact_match']):.1%}"
+        return _("exact match"), f"{max(evals['exact_match']):.1%}"
     return None
 
 
@@ -177,26 +199,29 @@ def run_metrics(run, snap, active):
     """{label: value as text} of a run's panel: status, step, time left (while `active`), best result, device."""
     left = time_left(snap, run.config)
     best = best_metric(snap.evals, run.task.kind)
-    return {"Status": "queued" if snap.status == "queued" else status_text(run, snap.status, snap.queue_position),
-            "Step": f"{snap.step} / {snap.steps}",
-            "Time left": "–" if left is None or not active else f"~{left:.0f} s",
-            f"Best {best[0]}" if best else "Best so far": best[1] if best else "–",
-            "Device": snap.device.upper() + (f" on {snap.node}" if snap.node else "")}
+    device = snap.device.upper()
+    return {_("Status"): status_word("queued") if snap.status == "queued"
+            else status_text(run, snap.status, snap.queue_position),
+            _("Step"): f"{snap.step} / {snap.steps}",
+            _("Time left"): "–" if left is None or not active else _("~{seconds} s").format(seconds=f"{left:.0f}"),
+            _("Best {metric}").format(metric=best[0]) if best else _("Best so far"): best[1] if best else "–",
+            _("Device"): _("{device} on {node}").format(device=device, node=snap.node) if snap.node else device}
 
 
 def run_notices(run, snap):
     """[(level, Markdown)] to show under a run's numbers, level being "info", "error" or "success"."""
     notices = []
     if snap.status == "queued":
-        notices.append(("info", f"Waiting for a free slot: you are number {snap.queue_position} in the queue."
-                        if snap.queue_position else f"{CLUSTER_WAIT.capitalize()}: every worker is busy."))
+        notices.append(("info", _("Waiting for a free slot: you are number {place} in the queue.").format(
+            place=snap.queue_position) if snap.queue_position
+            else _("Waiting for a free worker on the cluster: every worker is busy.")))
     if snap.node:
-        notices.append(("info", f"Training on the cluster node {escape(snap.node)}."))
+        notices.append(("info", _("Training on the cluster node {node}.").format(node=escape(snap.node))))
     if snap.error:  # it may quote what the user typed (a worker's exception)
         notices.append(("error", escape(snap.error)))
     if snap.saved_path and snap.status != "diverged":
-        notices.append(("success", f"Saved as **{escape(run.name)}**: pick it in the model picker in the sidebar, "
-                                   "on every page."))
+        notices.append(("success", _("Saved as **{name}**: pick it in the model picker in the sidebar, on every "
+                                     "page.").format(name=escape(run.name))))
     return notices
 
 
@@ -214,18 +239,18 @@ def curve_figures(snap, max_points=400):
     h, e = snap.history, snap.evals
     keep = thin(list(range(len(h["step"]))), max_points)
     pick = lambda values: [values[i] for i in keep]
-    train_loss = smoothed(h["loss"])
-    accuracy = {"validation token accuracy": (e["step"], e.get("token_accuracy", []))}
+    train_loss, step = smoothed(h["loss"]), _("step")
+    accuracy = {_("validation token accuracy"): (e["step"], e.get("token_accuracy", []))}
     if "exact_match" in e:
-        accuracy["validation exact match"] = (e["step"], e["exact_match"])
+        accuracy[_("validation exact match")] = (e["step"], e["exact_match"])
     return {
-        "loss": figures.curves([], {"training (moving average)": (pick(h["step"]), pick(train_loss)),
-                                    "validation": (e["step"], e.get("loss", []))},
-                               "Loss", "step", "cross entropy (without label smoothing)", log_y=bool(h["loss"])),
-        "accuracy": figures.curves([], accuracy, "Accuracy", "step", "fraction"),
-        "lr": figures.curves(pick(h["step"]), {"learning rate": pick(h["lr"])}, "Learning rate", "step"),
-        "speed": figures.curves(pick(h["step"]), {"tokens per second": pick(h["tokens_per_s"])},
-                                "Speed (target tokens per second of training)", "step"),
+        "loss": figures.curves([], {_("training (moving average)"): (pick(h["step"]), pick(train_loss)),
+                                    _("validation"): (e["step"], e.get("loss", []))},
+                               _("Loss"), step, _("cross entropy (without label smoothing)"), log_y=bool(h["loss"])),
+        "accuracy": figures.curves([], accuracy, _("Accuracy"), step, _("fraction")),
+        "lr": figures.curves(pick(h["step"]), {_("learning rate"): pick(h["lr"])}, _("Learning rate"), step),
+        "speed": figures.curves(pick(h["step"]), {_("tokens per second"): pick(h["tokens_per_s"])},
+                                _("Speed (target tokens per second of training)"), step),
     }
 
 
@@ -257,7 +282,7 @@ def attention_kinds(patterns):
     """{kind: number of layers} of a snapshot's patterns, e.g. {'encoder self': 1, 'cross': 1}."""
     kinds = {}
     for name in patterns:
-        kind, layer, _ = parse_pattern_name(name)
+        kind, layer, _hook = parse_pattern_name(name)
         kinds[kind] = max(kinds.get(kind, 0), layer + 1)
     return kinds
 
@@ -272,13 +297,16 @@ def lapse_pattern(task, patterns, probe, kind, layer):
     return weights, task.tokenizer.labels(queries), task.tokenizer.labels(keys), causal
 
 
+HISTORY_COLUMNS = [N_("step"), N_("output"), N_("right")]
+
+
 def output_history(task, snapshots, probe, upto):
     """The probe's greedy output at every snapshot up to index `upto`, newest first; for seq2seq also whether it
-    is right (a language model's continuation has no single right answer)."""
+    is right (a language model's continuation has no single right answer). Headers in the session's language."""
     target = probe_target(task, probe)
     table = pd.DataFrame([{"step": s["step"], "output": s["outputs"][probe], "right": s["outputs"][probe] == target}
-                          for s in snapshots[:upto + 1][::-1] if "outputs" in s], columns=["step", "output", "right"])
-    return table if task.kind == "seq2seq" else table.drop(columns="right")
+                          for s in snapshots[:upto + 1][::-1] if "outputs" in s], columns=HISTORY_COLUMNS)
+    return (table if task.kind == "seq2seq" else table.drop(columns="right")).rename(columns=_)
 
 
 def run_row(run, viewer):
@@ -289,20 +317,24 @@ def run_row(run, viewer):
         result = run.result
         status, step, elapsed = result.status, result.step, result.elapsed
         best = " ".join(best_metric(result.evals, run.task.kind) or ())
-    return {"who": "you" if run.owner == viewer else run.trained_by or "–", "model": run.name, "task": run.task.name,
-            "architecture": run.extra_meta.get("arch", "?"), "status": status_text(run, status, position),
-            "step": f"{step}/{run.config.steps}", "best": best, "time": f"{elapsed:.0f} s",
+    return {"who": _("you") if run.owner == viewer else run.trained_by or "–", "model": run.name,
+            "task": run.task.name, "architecture": run.extra_meta.get("arch", "?"),
+            "status": status_text(run, status, position), "step": f"{step}/{run.config.steps}", "best": best,
+            "time": _("{seconds} s").format(seconds=f"{elapsed:.0f}"),
             "started": datetime.fromtimestamp(run.started_at).strftime("%H:%M")}
 
 
 def other_server_row(record):
     """A run of another web server of the class, as its record on the cluster's registry tells it."""
-    status = CLUSTER_WAIT if record["status"] == "queued" else \
-        "training" if record["status"] == "running" else record["status"]
+    status = _(CLUSTER_WAIT) if record["status"] == "queued" else status_word(record["status"])
     return {"who": record["owner"] or "–", "model": record["name"], "task": "–", "architecture": "–",
-            "status": status + (f" on {record['node']}" if record["node"] else ""),
+            "status": _("{status} on {node}").format(status=status, node=record["node"]) if record["node"] else status,
             "step": f"{record['step']}/{record['steps']}", "best": "", "time": "",
-            "started": f"on {record['server']}"}
+            "started": _("on {server}").format(server=record["server"])}
+
+
+RUNS_COLUMNS = [N_("who"), N_("model"), N_("task"), N_("architecture"), N_("status"), N_("step"), N_("best"),
+                N_("time"), N_("started")]
 
 
 def runs_table(viewer, registry=REGISTRY, limit=50, shared=class_runs):
@@ -313,8 +345,10 @@ def runs_table(viewer, registry=REGISTRY, limit=50, shared=class_runs):
     rows = [run_row(run, viewer) for run in runs]
     ours = {run.name for run in runs}
     rows += [other_server_row(r) for r in (shared() or [])[:limit] if r["name"] not in ours]
-    return pd.DataFrame(rows, columns=["who", "model", "task", "architecture", "status", "step", "best", "time",
-                                       "started"])
+    return pd.DataFrame(rows, columns=RUNS_COLUMNS).rename(columns=_)
+
+
+HALVES = (N_("first half loss"), N_("repeated half loss"))  # columns of induction_over_training, as shown
 
 
 def induction_figures(task, snapshots):
@@ -322,6 +356,6 @@ def induction_figures(task, snapshots):
     on their first half (unpredictable) and on their repeated half (falls once an induction head has formed)."""
     curve = induction_over_training(task, snapshots)
     heads = {column: curve[column].tolist() for column in curve.columns if column[:1] == "L" and "H" in column}
-    halves = {name: curve[name].tolist() for name in ("first half loss", "repeated half loss") if name in curve}
-    return {"heads": figures.curves(curve["step"], heads, "Induction score per head", "step", "score"),
-            "halves": figures.curves(curve["step"], halves, "Probe loss by half", "step", "cross-entropy")}
+    halves = {_(name): curve[name].tolist() for name in HALVES if name in curve}
+    return {"heads": figures.curves(curve["step"], heads, _("Induction score per head"), _("step"), _("score")),
+            "halves": figures.curves(curve["step"], halves, _("Probe loss by half"), _("step"), _("cross-entropy"))}

@@ -1,6 +1,8 @@
 """AppTest set-up shared by the page tests."""
 import pytest
 
+from attnviz import i18n
+
 
 @pytest.fixture(scope="session")
 def page_models():
@@ -39,10 +41,8 @@ def page_models():
 
 @pytest.fixture
 def chinese():
-    """The test's own thread reads Chinese too, for the duration of a test: AppTest calls a widget's format_func
-    (which translates its options) in the test's thread when it sets a value, where the page's session does so in
-    its own."""
-    from attnviz import i18n
+    """The test runs in Chinese, like a session of a Chinese page (AppTest also calls a widget's format_func, which
+    translates its options, in the test's own thread), and gets the catalog to check against; English afterwards."""
     i18n.use_language("zh")
-    yield
+    yield i18n.translations("zh")
     i18n.use_language(i18n.SOURCE_LANGUAGE)

@@ -115,3 +115,19 @@ def english_left(at, allowed=()):
             text = text.replace(exception, " ")
         left += ENGLISH_PHRASE.findall(NOT_PROSE.sub(" ", text))
     return sorted(set(left))
+
+
+def figure_texts(fig):
+    """The words a page shows of one plotly figure (a go.Figure, built outside a page): `_figure_strings` and its
+    heatmaps' hover texts (`text` or `customdata`, a string per cell)."""
+    figure = json.loads(fig.to_json())
+    hovers = [cell for trace in figure["data"] if trace.get("type") == "heatmap" for key in ("text", "customdata")
+              for row in trace.get(key) or [] if isinstance(row, list) for cell in row if isinstance(cell, str)]
+    return [*_figure_strings(figure), *hovers]
+
+
+def latin_words(texts):
+    """The words of two or more Latin letters (and underscores: d_model, f_t) in `texts`, outside code, formulas,
+    icons, links, tags and hover placeholders: in a Chinese text, the names and notation it keeps (and any English
+    word left)."""
+    return {word for text in texts for word in re.findall(r"[A-Za-z][A-Za-z_]+", NOT_PROSE.sub(" ", text))}

@@ -1,9 +1,11 @@
-"""Figures carry exactly the data they are given: values, labels (duplicates too), shapes, masked cells."""
+"""Figures carry exactly the data they are given: values, labels (duplicates too), shapes, masked cells; their words
+are in the session's language, in fonts that have Chinese glyphs."""
 import numpy as np
 import pytest
 import torch
+from page_helpers import figure_texts, latin_words
 
-from attnviz.app import figures
+from attnviz.app import figures, head_view
 
 TOKENS = ["<bos>", "the", "cat", "saw", "the", "dog"]  # "the" twice: must stay two columns
 
@@ -246,3 +248,82 @@ def test_presented_figures_have_larger_text_and_leave_the_original_alone():
         shown = figures.presented(fig)
         assert all(size >= figures.PRESENTER_FONT_PX for size in texts_of(shown))
         assert all(size is None or size < figures.PRESENTER_FONT_PX for size in texts_of(fig))  # a copy
+
+
+BEAM_NODES = [dict(id=0, parent=None, step=0, label="<bos>", fate="start", best=True),
+              dict(id=1, parent=0, step=1, label="a", fate="kept", best=True, score=-0.1, logprob=-0.1),
+              dict(id=2, parent=0, step=1, label="b", fate="pruned", best=False, score=-2.0, logprob=-2.0),
+              dict(id=3, parent=1, step=2, label="<eos>", fate="finished", best=True, score=-0.3, logprob=-0.2)]
+
+
+def every_figure():
+    """One figure of every builder of figures.py and head_view.py, each with the words it makes up itself (the
+    titles are the caller's: none here, or its own default)."""
+    labels = ["a", "b", "a", "c"]
+    causal = torch.ones(4, 4, dtype=torch.bool).triu(1)
+    grid = figures.attention_grid(torch.rand(2, 2, 4, 4), masked=causal, off={(1, 0)})
+    return {"matrix": figures.matrix_heatmap(torch.randn(4, 3), masked=causal[:, :3]),
+            "attention": figures.attention_heatmap(weights(4, 4), labels, labels, masked=causal),
+            "grid": grid,
+            "clickable grid": figures.attention_grid(torch.rand(1, 2, 4, 4), clickable=True),
+            "statistic": figures.stat_heatmap(np.random.rand(2, 3), "H"),
+            "positional": figures.positional_heatmap(torch.randn(6, 4)),
+            "similarity": figures.similarity_heatmap(torch.randn(3, 3)),
+            "curves": figures.curves([0, 1, 2], {"a": [1.0, 2.0, 3.0]}, log_y=True),
+            "bars": figures.probability_bars(labels, [0.4, 0.3, 0.2, 0.1], chosen=0),
+            "beam tree": figures.beam_tree(BEAM_NODES),
+            "head view": head_view.head_view(weights(4, 4)[None].repeat(2, 1, 1), labels, labels, heads=[0, 1]),
+            "presented": figures.presented(grid)}
+
+
+CJK_FAMILIES = ("Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei")  # Linux and Android, Apple, Windows
+
+
+@pytest.mark.parametrize("name", list(every_figure()))
+def test_every_figure_draws_its_text_in_a_font_stack_with_chinese_glyphs(name):
+    # Streamlit's theme names its own font for titles and hover labels, which would win over the layout's.
+    layout = every_figure()[name].layout
+    for family in (layout.font.family, layout.title.font.family, layout.hoverlabel.font.family):
+        assert all(f'"{cjk}"' in family for cjk in CJK_FAMILIES)
+        assert family.endswith(", sans-serif")  # the browser's own, when the machine has none of them
+
+
+@pytest.mark.parametrize("name", list(every_figure()))
+def test_every_figure_is_in_chinese_in_a_chinese_session(name, chinese):
+    assert latin_words(figure_texts(every_figure()[name])) == set()  # the labels given are single letters
+
+
+def test_an_english_session_reads_the_same_figures_in_english():
+    shown = every_figure()
+    assert {"query", "key", "weight", "masked"} <= latin_words(figure_texts(shown["attention"]))
+    assert {"layer", "head", "off", "query", "key", "weight"} <= latin_words(figure_texts(shown["grid"]))
+    assert {"Beam", "search", "tree", "step", "pruned", "best", "hypothesis"} <= latin_words(
+        figure_texts(shown["beam tree"]))
+
+
+def test_chinese_axes_hovers_and_legends_come_from_the_catalog(chinese):
+    causal = torch.ones(3, 3, dtype=torch.bool).triu(1)
+    zoom = figures.attention_heatmap(weights(3, 3), ["x", "y", "z"], ["x", "y", "z"], masked=causal)
+    assert zoom.layout.xaxis.title.text == chinese.gettext("key") != "key"
+    assert zoom.layout.yaxis.title.text == chinese.gettext("query")
+    assert zoom.data[0].colorbar.title.text == chinese.gettext("weight")
+    hover = zoom.data[0].text
+    assert hover[0][2].startswith(chinese.gettext("query") + " 0 'x'<br>" + chinese.gettext("key") + " 2 'z'")
+    assert hover[0][2].endswith(chinese.gettext("masked")) and chinese.gettext("weight") in hover[2][0]
+    grid = figures.attention_grid(torch.rand(1, 2, 3, 3), off={(0, 1)})
+    assert grid.data[1].name == chinese.gettext("layer {layer} head {head}").format(layer=0, head=1)
+    assert chinese.gettext("query %{y} key %{x}<br>weight %{z:.3f}") in grid.data[1].hovertemplate
+    assert "%{y}" in grid.data[1].hovertemplate and "%{z:.3f}" in grid.data[1].hovertemplate  # plotly's fields
+    assert grid.layout.annotations[1].text == "L0 H1 " + chinese.gettext("off")
+    tree = figures.beam_tree(BEAM_NODES)
+    assert {trace.name for trace in tree.data} == {chinese.gettext(word) for word in (
+        "best hypothesis", "extends", "start", "kept", "finished", "pruned")}
+    assert tree.layout.title.text == chinese.gettext("Beam search tree")
+    assert tree.layout.xaxis.title.text == chinese.gettext("step")
+
+
+def test_a_title_given_is_kept_and_an_empty_axis_title_stays_empty(chinese):
+    fig = figures.attention_heatmap(weights(2, 2), title="我的标题", x_title="", y_title="源")
+    assert fig.layout.title.text == "我的标题"
+    assert fig.layout.xaxis.title.text in (None, "") and fig.layout.yaxis.title.text == "源"
+    assert figures.positional_heatmap(torch.randn(3, 2), title="").layout.title.text in (None, "")

@@ -57,3 +57,16 @@ def test_user_text_in_a_view_stays_text():
     document = Document(text)
     assert document.references == [] and len(document.scripts) == 1  # plotly.js only
     assert "<script>alert(1)</script>" in "".join(document.headings)  # shown as the text it is
+
+
+def test_a_chinese_view_is_in_chinese_in_the_figures_fonts(chinese):
+    zoom = figures.attention_heatmap(np.eye(2), ["a", "b"], ["x", "y"])
+    text = view_html("注意力浏览器", {"zoom": zoom}, "?lang=zh")
+    document = Document(text)
+    assert '<html lang="zh">' in text and document.references == []
+    prose = "".join(document.headings)
+    assert chinese.gettext("Saved from attnviz.") in prose and "Saved from" not in prose
+    assert chinese.gettext("The link to this view in the app: {link}").format(link="") in prose
+    assert json.dumps(chinese.gettext("Download plot as an SVG")) in document.scripts[1]  # the SVG button's tooltip
+    assert f"font-family: {figures.FONT_FAMILY}" in text  # its headings in the figures' font stack
+    assert chinese.gettext("This view has no figures.") in "".join(Document(view_html("空", {})).headings)

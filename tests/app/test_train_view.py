@@ -1,19 +1,21 @@
-"""attnviz.app.train_view (what Train live shows), attnviz.training.plan, and the probe outputs that the
-training snapshots carry."""
+"""attnviz.app.train_view (what Train live shows, in the session's language), attnviz.training.plan, and the probe
+outputs that the training snapshots carry."""
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from page_helpers import figure_texts, latin_words
 
 from attnviz import TransformerConfig, build_model, capture
 from attnviz.app.markdown import escape
-from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, attention_kinds, best_metric, lapse_pattern,
+from attnviz.app.train_view import (CLASS_PRESETS, HISTORY_COLUMNS, MORE_FIELDS, RUNS_COLUMNS, SIZE_FIELDS,
+                                    TRAIN_FIELDS, attention_kinds, best_metric, curve_figures, lapse_pattern,
                                     output_history, preset_fixed_sizes, preset_labels, preset_name, preset_settings,
-                                    probe_ids, run_notices, runs_table, size_fields, smoothed, status_text,
-                                    task_architectures,
-                                    time_left)
+                                    probe_ids, run_metrics, run_notices, runs_table, size_fields, size_note,
+                                    smoothed, status_text, task_architectures, time_left)
 from attnviz.data.tasks import make_task
 from attnviz.data.tokenizers import CharTokenizer
 from attnviz.decoding.search import greedy
@@ -192,3 +194,42 @@ def test_the_runs_table_adds_the_runs_of_the_other_web_servers(task):
     assert table["status"].tolist() == ["training on 10.0.0.9", "waiting for a free worker on the cluster"]
     assert table["who"].tolist() == ["bob", "–"] and table["started"].tolist() == ["on web-2:77", "on web-3:5"]
     assert runs_table("viewer", registry).empty  # here, with no cluster, only this server's runs (none)
+
+
+def test_the_fields_are_labelled_in_the_sessions_language(chinese):
+    fields = [*SIZE_FIELDS["transformer"], *SIZE_FIELDS["rnn"], *TRAIN_FIELDS, *MORE_FIELDS]
+    assert [f.label for f in fields] == [chinese.gettext(f.name) for f in fields]
+    assert {f.label for f in fields} & {f.name for f in fields} == {"d_model", "d_ff"}  # config names stay
+    assert all(f.help == chinese.gettext(f.hint) != f.hint for f in fields if f.hint)
+    assert {f.help for f in fields if not f.hint} == {""}  # not the catalog's header, the translation of ""
+    assert all(chinese.gettext(label) != label for label in CLASS_PRESETS)  # a page shows them translated
+
+
+def test_a_chinese_run_panel_and_runs_table(chinese, task):
+    run = SimpleNamespace(config=TrainConfig(steps=10), task=task, done=False, name="live-zh")
+    history = {"step": [1, 2], "loss": [2.0, 1.5], "lr": [1e-3, 1e-3], "tokens_per_s": [900.0, 1000.0]}
+    evals = {"step": [2], "loss": [1.4], "token_accuracy": [0.5], "exact_match": [0.25]}
+    snap = RunSnapshot("live-zh", "", "running", 0, 2, 10, 1.0, history, evals, {}, [], "", "checkpoints/x", "cpu",
+                       0.0, node="10.0.0.7")
+    metrics = run_metrics(run, snap, active=True)
+    assert list(metrics)[:3] == [chinese.gettext("Status"), chinese.gettext("Step"), chinese.gettext("Time left")]
+    assert metrics[chinese.gettext("Status")] == chinese.gettext("training")
+    assert chinese.gettext("Best {metric}").format(metric=chinese.gettext("exact match")) in metrics
+    assert latin_words([*metrics, *metrics.values()]) == {"CPU"}  # the device's name, no English word
+    notices = [text for _level, text in run_notices(run, snap)]
+    assert notices == [chinese.gettext("Training on the cluster node {node}.").format(node=escape("10.0.0.7")),
+                       chinese.gettext("Saved as **{name}**: pick it in the model picker in the sidebar, on every "
+                                       "page.").format(name=escape("live-zh"))]
+    assert status_text(run, "queued", 2) == chinese.gettext("queued (place {place})").format(place=2)
+    assert latin_words([size_note(12345)]) == set()
+    for name, fig in curve_figures(snap).items():
+        assert latin_words(figure_texts(fig)) == set(), name
+    theirs = [{"name": "elsewhere", "owner": "bob", "server": "web-2:77", "status": "running", "step": 12,
+               "steps": 350, "node": "10.0.0.9"}]
+    table = runs_table("viewer", RunRegistry(1), shared=lambda: theirs)
+    assert list(table.columns) == [chinese.gettext(column) for column in RUNS_COLUMNS]
+    assert table[chinese.gettext("status")].tolist() == [
+        chinese.gettext("{status} on {node}").format(status=chinese.gettext("training"), node="10.0.0.9")]
+    assert table[chinese.gettext("started")].tolist() == [chinese.gettext("on {server}").format(server="web-2:77")]
+    history_table = output_history(task, [{"step": 1, "outputs": ["x"] * 4}], 0, upto=0)
+    assert list(history_table.columns) == [chinese.gettext(column) for column in HISTORY_COLUMNS]

@@ -442,8 +442,8 @@ def test_induction_sequences_are_a_random_half_said_twice():
     assert task.max_tgt_len == max(len(b) for b in task.train + task.val + task.test)
 
 
-def test_a_files_problem_comes_in_the_sessions_language_naming_its_line(chinese):
-    with chinese() as zh:
+def test_a_files_problem_comes_in_the_sessions_language_naming_its_line(in_chinese):
+    with in_chinese() as zh:
         with pytest.raises(ValueError) as empty_source:
             make_task("pairs", tsv="cat\tCAT\n\tDOG\n")
         with pytest.raises(ValueError) as one_column:

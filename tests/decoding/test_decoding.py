@@ -515,10 +515,10 @@ def test_compare_methods_lists_each_run_with_its_log_probability():
     assert table["per token"].tolist() == pytest.approx(list(table["log-prob"] / [len(r.ids()) for r in runs]))
 
 
-def test_an_impossible_setting_is_refused_in_the_sessions_language(chinese):
+def test_an_impossible_setting_is_refused_in_the_sessions_language(in_chinese):
     with pytest.raises(ValueError, match=r"^top_p=1\.5 is not possible: use a probability in \(0, 1\]"):
         distribution(torch.zeros(5), top_p=1.5)
-    with chinese() as zh, pytest.raises(ValueError) as refused:
+    with in_chinese() as zh, pytest.raises(ValueError) as refused:
         distribution(torch.zeros(5), top_p=1.5)
     assert str(refused.value) == zh("top_p={top_p} is not possible: use a probability in (0, 1] (1 or None: no limit)",
                                     top_p=1.5)

@@ -94,12 +94,12 @@ def test_bad_link_values_fall_back_and_say_why(params, note):
     assert plan.taken == (1 if "steps" in notes[0] else 3)
 
 
-def test_a_links_misfit_and_the_settings_are_said_in_the_sessions_language(chinese):
+def test_a_links_misfit_and_the_settings_are_said_in_the_sessions_language(in_chinese):
     from attnviz.interpret.decoding_plan import describe_sampling
 
     settings = sampling_settings(1.5, 0, 0.9, 7)
     assert describe_sampling(settings) == "temperature 1.5, no top-k, top-p 0.9, seed 7"
-    with chinese() as zh:
+    with in_chinese() as zh:
         plan, notes = Plan.from_params({"steps": "many", "forced": "9:3"}, "greedy", {}, 10, TOKENS, 11)
         described = describe_sampling(settings)
     refusal = zh("{name}={text} is not a whole number", name="steps", text="'many'")

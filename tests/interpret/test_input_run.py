@@ -147,7 +147,7 @@ def test_ablating_an_input_run_returns_cpu_results_whatever_the_default_device(t
     torch.testing.assert_close(got.probs_before, expected.probs_before)
 
 
-def test_what_every_page_says_about_an_input_comes_in_the_sessions_language(task, chinese):
+def test_what_every_page_says_about_an_input_comes_in_the_sessions_language(task, in_chinese):
     from attnviz.checks import EMPTY_INPUT
     from attnviz.interpret.input_run import input_notes
 
@@ -158,7 +158,7 @@ def test_what_every_page_says_about_an_input_comes_in_the_sessions_language(task
         "The model's tokenizer does not know 'z': it reads it as <unk>, so expect a strange output.",
         "The input is 3 tokens long; only its first 2 are used (\u201cza\u201d): more than that per side makes "
         "unreadable heatmaps."]
-    with chinese() as zh:
+    with in_chinese() as zh:
         with pytest.raises(ValueError) as empty:
             input_notes(task, "   ")
         notes = run_input(model, task, "yzab", max_tokens=3).notes

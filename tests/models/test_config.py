@@ -140,16 +140,16 @@ def test_a_refusal_carries_its_field_also_across_processes(make, field):
     assert str(copy).startswith(f"{field}=")
 
 
-def test_a_refusal_comes_in_the_sessions_language_with_the_field_as_the_code_spells_it(chinese):
+def test_a_refusal_comes_in_the_sessions_language_with_the_field_as_the_code_spells_it(in_chinese):
     with pytest.raises(SettingError, match=r"^d_model=63 is not possible: it must be divisible by n_heads=4, e\.g\. "
                                            r"d_model=60$"):
         TransformerConfig(**BASE, d_model=63)
-    with chinese() as zh, pytest.raises(SettingError) as refused:
+    with in_chinese() as zh, pytest.raises(SettingError) as refused:
         TransformerConfig(**BASE, d_model=63)
     fix = zh("it must be divisible by n_heads={n_heads}, e.g. d_model={example}", n_heads=4, example=60)
     assert str(refused.value) == zh("{field}={value} is not possible: {fix}", field="d_model", value="63", fix=fix)
     assert refused.value.field == "d_model" and str(refused.value).startswith("d_model=63 ")
-    with chinese() as zh, pytest.raises(SettingError) as refused:
+    with in_chinese() as zh, pytest.raises(SettingError) as refused:
         TrainConfig(batch_size=5000)
     fix = zh("use a whole number of {minimum} or more and at most {maximum}", minimum=1, maximum="4,096")
     assert str(refused.value) == zh("{field}={value} is not possible: {fix}", field="batch_size", value="5000", fix=fix)

@@ -66,7 +66,7 @@ def test_stop_ends_a_worker_run_within_a_deadline(task, wait_until):
     assert run.snapshot().status == "stopped" and 3 <= run.snapshot().step < 10**6
 
 
-def test_a_killed_worker_fails_its_run_only(task, wait_until, chinese):
+def test_a_killed_worker_fails_its_run_only(task, wait_until, in_chinese):
     registry = RunRegistry(2)
     victim = TrainingRun(tiny(task), task, config(steps=10**6, snapshot_every=0), name="victim",
                          registry=registry).start()
@@ -77,7 +77,7 @@ def test_a_killed_worker_fails_its_run_only(task, wait_until, chinese):
     victim.join(30)
     other.join(120)
     assert victim.snapshot().status == "failed" and "worker lost" in victim.snapshot().error
-    with chinese() as zh:  # worded by this server's reader thread, shown in the language of the page that asks
+    with in_chinese() as zh:  # worded by this server's reader thread, shown in the language of the page that asks
         assert victim.snapshot().error == zh("worker lost: the training process ended unexpectedly (exit code "
                                              "{code}); start the run again", code=-signal.SIGKILL)
     assert other.snapshot().status == "done"
@@ -122,11 +122,11 @@ def test_a_preset_that_ends_at_exact_match_zero_is_diverged():
     assert check_divergence(fine, TrainConfig(steps=350), "reverse-transformer", "reverse").status == "done"
 
 
-def test_a_runs_own_message_is_english_in_its_record_and_in_the_pages_language_in_its_snapshot(task, chinese):
+def test_a_runs_own_message_is_english_in_its_record_and_in_the_pages_language_in_its_snapshot(task, in_chinese):
     from attnviz.training.runs import check_divergence
     run = TrainingRun(tiny(task), task, config(lr=0.5), name="wild", registry=RunRegistry(1))  # never started
     run.result.status, run.result.history["loss"] = "done", [1.0, 2.0]
-    with chinese() as zh:  # the run's own thread has no session: what it words is English, whatever the pages read
+    with in_chinese() as zh:  # the run's own thread has no session: what it words is English, whatever the pages read
         check_divergence(run.result, run.config)
         shown = run.snapshot().error
     assert run.result.error == run.snapshot().error == (
