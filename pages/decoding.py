@@ -164,7 +164,8 @@ if state.get("dec_force_at") != (state.dec_for, t):  # offer the runner-up of th
     state.dec_force_at = (state.dec_for, t)
     state.dec_force_token = next((i for i in shown if i != chosen and i in options), tokenizer.eos_id)
 choice.selectbox(_("Token to force instead"), options, format_func=tokenizer.id_to_token, key="dec_force_token")
-choice.button(_("Force it at step {step}").format(step=t + 1), key="dec_force", on_click=force, args=(t,), icon=":material/edit:")
+choice.button(_("Force it at step {step}").format(step=t + 1), key="dec_force", on_click=force, args=(t,),
+              icon=":material/edit:")
 
 st.subheader(_("Attention behind each step"))
 kinds = [kind for kind in ("cross", "decoder self")

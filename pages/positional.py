@@ -29,12 +29,12 @@ def show_table(table, key, kind="sinusoidal"):
     ui.plotly_chart(st, figures.positional_heatmap(table, title=title), key=f"{key}_table")
     curves, similarity = st.columns(2)
     with curves:
-        dimensions = st.multiselect(_("Dimensions to plot"), range(D), sorted({0, 1} | {D * f // 16 * 2 for f in (1, 2, 3)}),
-                                    key=f"{key}_dims",
+        dimensions = st.multiselect(_("Dimensions to plot"), range(D),
+                                    sorted({0, 1} | {D * f // 16 * 2 for f in (1, 2, 3)}), key=f"{key}_dims",
                                     help=_("Low dimensions change fast with the position, high ones slowly."))
-        ui.plotly_chart(st, figures.curves(range(T), {_("dim {d}").format(d=d): table[:, d] for d in sorted(dimensions)},
-                                           title=_("Value along the positions"), x_title=_("position"),
-                                           y_title=_("value")),
+        lines = {_("dim {d}").format(d=d): table[:, d] for d in sorted(dimensions)}
+        ui.plotly_chart(st, figures.curves(range(T), lines, title=_("Value along the positions"),
+                                           x_title=_("position"), y_title=_("value")),
                         key=f"{key}_curves")
     with similarity:
         title = _("Cosine similarity of positions") if kind == "learned" else \
@@ -54,10 +54,10 @@ def show_table(table, key, kind="sinusoidal"):
                      if kind == "sinusoidal" else
                      _("A learned table promises no such map: the rotation that is exact for sinusoids misses it by:"))
     formula.metric(f"max |PE(pos + {shift}) − M_{shift} PE(pos)|", f"{error:.1e}")
-    ui.plotly_chart(heatmap, figures.matrix_heatmap(matrix, title=f"M_{shift}", x_title=_("dimension"), y_title=_("dimension"),
-                                                value_name="M_k", diverging=True, show_values=D <= 12, square=True,
-                                                width=560),
-                         key=f"{key}_shift")
+    ui.plotly_chart(heatmap, figures.matrix_heatmap(matrix, title=f"M_{shift}", x_title=_("dimension"),
+                                                    y_title=_("dimension"), value_name="M_k", diverging=True,
+                                                    show_values=D <= 12, square=True, width=560),
+                    key=f"{key}_shift")
 
 
 st.header(_("The sinusoidal table"))
@@ -75,8 +75,9 @@ if not tables:
              _("{model} has no positional encoding: this Transformer was built with `positional=\"none\"`; only the "
                "causal mask (if any) tells it order.")).format(model=markdown.escape(picked.name)))
     st.stop()
+labels = {n: f"{n} ({_(KINDS[tables[n][0]])})" for n in tables}  # translated now, in this page run
 name = ui.choice(_("Encoding"), tables, "pe_module", st.radio, "encoding", horizontal=True,
-                 format_func=lambda n: f"{n} ({_(KINDS[tables[n][0]])})") if len(tables) > 1 else next(iter(tables))
+                 format_func=labels.get) if len(tables) > 1 else next(iter(tables))
 kind, table = tables[name]
 task = ui.task_or_stop(picked)
 longest = max(task.max_src_len, task.max_tgt_len)

@@ -14,8 +14,9 @@ def decoding_controls(vocab_size, room):
 
     `view` (temperature, top_k, top_p) reshapes the distribution shown; `settings` are the method's own arguments.
     A link's value that does not fit a widget falls back to its default, and a warning says so."""
+    labels = {name: _(label) for name, label in DECODING_METHODS.items()}  # translated now, in this page run
     method = choice(_("Method"), DECODING_METHODS, "method", st.radio, "method", horizontal=True,
-                    format_func=lambda name: _(DECODING_METHODS[name]))
+                    format_func=labels.get)
     limits = dict(LIMITS, top_k=(0, vocab_size), max_new=(1, room))
     defaults = dict(max_new=min(40, room), temperature=1.0, top_k=0, top_p=1.0, seed=0, width=3, length_penalty=0.0)
     own = {"sample": ["seed"], "beam": ["width", "length_penalty"]}.get(method, [])  # the method's own settings
@@ -50,7 +51,7 @@ def decoding_controls(vocab_size, room):
             del st.query_params[name]
     if method != "sample":
         st.caption(_("{method} does not use temperature, top-k or top-p: they only redraw the chart below.").format(
-            method=_(DECODING_METHODS[method])))
+            method=labels[method]))
     return method, max_new, view, settings
 
 def _from_link(key, param, low, high, default):
