@@ -35,3 +35,14 @@ def page_models():
     save("test-rnn", reverse, "lstm+bahdanau", embed_dim=8, hidden_size=16)
     save("test-lstm", reverse, "lstm", embed_dim=8, hidden_size=16)
     return names
+
+
+@pytest.fixture
+def chinese():
+    """The test's own thread reads Chinese too, for the duration of a test: AppTest calls a widget's format_func
+    (which translates its options) in the test's thread when it sets a value, where the page's session does so in
+    its own."""
+    from attnviz import i18n
+    i18n.use_language("zh")
+    yield
+    i18n.use_language(i18n.SOURCE_LANGUAGE)
