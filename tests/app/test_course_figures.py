@@ -7,7 +7,7 @@ from page_helpers import figure_texts, latin_words
 
 from attnviz.app.course import LESSONS
 from attnviz.data.tokenizers import SPECIAL_LABELS
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint_folder
 
 # Names and notation a Chinese figure or caption keeps: architectures, the symbols of the formulas, and the special
 # tokens (<eos> in a hover is HTML-escaped: &lt;eos&gt;)
@@ -18,7 +18,7 @@ NAMES = {"Transformer", "LSTM", "RNN", "CNN", "Bahdanau", "tanh", "softmax", "ln
 
 def model_names():
     """The words of the shipped models' names (reverse-lstm), which captions name as they are."""
-    return {word for path in checkpoint.SHIPPED_DIR.iterdir() for word in re.findall(r"[A-Za-z_]+", path.name)}
+    return {word for path in checkpoint_folder.SHIPPED_DIR.iterdir() for word in re.findall(r"[A-Za-z_]+", path.name)}
 
 
 def lesson_states():

@@ -1,20 +1,23 @@
-"""The step-by-step decoding page through AppTest, on small trained models (and `page_models` for the rest).
+"""The step-by-step decoding page through AppTest, on small trained models (and `page_models` for the rest), in
+English and in Chinese.
 
 Expected outputs and probabilities come from running attnviz.decoding on the same checkpoint here."""
 import base64
 import re
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import plotly.io
 import pyarrow
 import pytest
 import torch
-from page_helpers import shown
+from page_helpers import ENGLISH_PHRASE, NOT_PROSE, english_left, shown
 from streamlit.testing.v1 import AppTest
 
 from attnviz.app.markdown import code
 from attnviz.decoding.search import METHODS
+from attnviz.interpret.decoding_plan import describe_sampling, stretch_notes
 from attnviz.interpret.decoding_views import TREE_STEPS, beam_tree
 from attnviz.training import checkpoint, checkpoint_folder
 
@@ -394,3 +397,110 @@ def test_a_long_beam_search_shows_a_window_of_the_tree_and_every_hypothesis_whol
     nodes = beam_tree(beam, tokenizer, steps=(3, TREE_STEPS + 2))
     traces = {trace.name: trace for trace in chart(at, "dec_tree").data}
     assert sum(len(traces[fate].x) for fate in ("kept", "finished", "pruned") if fate in traces) == len(nodes)
+
+
+OTHER_FILES_ENGLISH = ("Shared by every page and kept in the link. Press Enter to apply.",  # app/ui/attention.py
+                       "log-prob %{customdata[0]:.3f}<br>score %{customdata[1]:.3f}",  # figures.beam_tree's hover
+                       "query %{y} key %{x}<br>weight %{z:.3f}")  # figures.attention_grid's hover
+STOPS_ZH = {"eos": "以 <eos> 结束", "max_new_tokens": "达到了新词元数上限"}
+
+
+def english_on_main(at, tokenizer, *allowed):
+    """The English phrases left in the page's main area (the sidebar is the ui package's), besides `allowed`, the
+    model's own words (its tokens as chips, the outputs in the page's tables), the sampling settings of each stretch
+    of steps as attnviz.interpret.decoding_plan describes them, and OTHER_FILES_ENGLISH."""
+    chips = [code(label) for label in tokenizer.labels(range(tokenizer.vocab_size))]
+    outputs = [cell for frame in [*at.dataframe, *at.table] for column in ("output", "tokens")
+               if column in frame.value.columns for cell in frame.value[column]
+               if ENGLISH_PHRASE.search(NOT_PROSE.sub(" ", cell))]  # a shorter one would blank letters out of words
+    stretches = [dict(items) for _first, items in at.session_state["dec_plan"].stretches]
+    sampling = [describe_sampling(view) for settings in stretches if "temperature" in settings  # sampling's
+                for view in (settings, {name: value for name, value in settings.items() if name != "seed"})]
+    return english_left(SimpleNamespace(main=at.main, sidebar=()),
+                        allowed=[*allowed, *chips, *outputs, *sampling, *OTHER_FILES_ENGLISH])
+
+
+def test_step_by_step_in_chinese_with_a_forced_token(trained, chinese):
+    at = open_page(model=MODEL, text="abcdef", lang="zh")
+    assert not at.exception
+    assert at.title[0].value == "逐步解码"
+    assert [at.button(key=key).label for key in ("dec_next", "dec_run", "dec_reset")] == ["下一步", "运行到结束", "重置"]
+    assert at.radio(key="method").options == ["贪心搜索", "采样", "束搜索"]
+    assert at.text_input(key="input_box").label == "源序列"
+    assert any(c.value == "贪心搜索不使用温度、top-k 和 top-p：它们只会重绘下面的图。" for c in at.caption)
+    at.button(key="dec_run").click().run()
+    at.slider(key="dec_step").set_value(2).run()
+    tokenizer = checkpoint.load_checkpoint(MODEL).tokenizer
+    forced = tokenizer.encode("a")[0]
+    at.selectbox(key="dec_force_token").set_value(forced).run()
+    at.button(key="dec_force").click().run()
+    assert not at.exception
+    assert english_on_main(at, tokenizer) == []
+    _, after = reference(MODEL, "abcdef", max_new_tokens=40, forced={1: forced})
+    status = f"已走 {len(after.steps)} 步；{STOPS_ZH[after.stop[0]]}；第 2 步强制为 `` a ``"
+    assert status in [plain(c.value) for c in at.caption]
+    p = after.steps[1].probs()[0, forced].item()
+    assert any(m.value.startswith(f"**第 2 步**被强制为 `` a ``，模型给它的概率是 {p:.1%}。所选分布的熵：") for m in at.markdown)
+    assert any(m.value.startswith("**目前的输出** “") for m in at.markdown)
+    assert at.button(key="dec_force").label == "在第 2 步强制使用它"
+    assert chart(at, "dec_bars").layout.title.text == f"第 2 步：“{tokenizer.id_to_token(after.ids()[0])}” 之后的下一个词元"
+    cross = chart(at, "dec_cross").layout
+    assert (cross.xaxis.title.text, cross.yaxis.title.text) == ("源序列", "该步读入")
+    assert cross.title.text.endswith("，第 0 层第 0 个头")
+    at.toggle(key="dec_all_heads").set_value(True).run()
+    assert not at.exception and english_on_main(at, tokenizer) == []
+    assert [e.label for e in at.expander] == ["每一步的表格", "贪心搜索、束搜索和采样并排比较"]
+
+
+def test_sampling_in_chinese_with_new_settings_from_the_next_step(trained, chinese):
+    at = open_page(model=MODEL, text="abcdef", method="sample", lang="zh")
+    at.button(key="dec_next").click().run()
+    at.slider(key="dec_temperature").set_value(1.5).run()
+    assert not at.exception
+    hot = dict(temperature=1.5, top_k=None, top_p=None, seed=0)
+    tokenizer = checkpoint.load_checkpoint(MODEL).tokenizer
+    assert english_on_main(at, tokenizer, describe_sampling(hot)) == []
+    notes = "；".join(stretch_notes(at.session_state["dec_plan"]))
+    assert [line.strip() for line in plain(at.caption[1].value).split("\n")] == [
+        f"采样设置：{notes}。", f"新设置（{describe_sampling(hot)}）从第 3 步起生效：已走的步骤保留原来的设置。用这些设置重放，可以用它们"
+                           "把每一步重新采样。"]
+    assert at.button(key="dec_replay").label == "用这些设置重放"
+    at.button(key="dec_next").click().run()
+    assert not at.exception and english_on_main(at, tokenizer) == []
+    drawn_from = describe_sampling({name: value for name, value in hot.items() if name != "seed"})
+    assert [trace.name for trace in chart(at, "dec_bars").data] == ["模型（温度 1）", f"抽样分布（{drawn_from}）"]
+
+
+def test_beam_search_in_chinese(trained, chinese):
+    at = open_page(model=MODEL, text="abcdef", method="beam", lang="zh")
+    at.button(key="dec_run").click().run()
+    assert not at.exception
+    assert english_on_main(at, checkpoint.load_checkpoint(MODEL).tokenizer) == []
+    assert "束搜索" in [header.value for header in at.subheader]
+    assert any(c.value == "束搜索对完整的输出排序，所以改变束宽或长度惩罚会把已走的步骤重新搜索一遍。" for c in at.caption)
+    assert (at.slider(key="dec_width").label, at.slider(key="dec_length_penalty").label) == ("束宽", "长度惩罚")
+    assert chart(at, "dec_tree").layout.title.text == "每一步考察过的所有候选（把鼠标移到灰色的上面查看）"
+
+
+def test_a_language_model_and_an_rnn_without_attention_in_chinese(page_models, chinese):
+    at = open_page(model="test-lm", text="the cat", method="sample", lang="zh")
+    at.number_input(key="dec_max_new").set_value(6).run()
+    at.button(key="dec_run").click().run()
+    assert not at.exception
+    tokenizer, sampled = reference("test-lm", "the cat", "sample", max_new_tokens=6, seed=0)
+    assert english_on_main(at, tokenizer, tokenizer.decode(sampled.ids()).replace(chr(10), " ⏎ ")) == []
+    assert at.text_input(key="input_box").label == "提示（可以为空）"
+    assert at.number_input(key="dec_seed").label == "随机种子"
+    at = open_page(model="test-lstm", text="abcd", lang="zh")
+    assert not at.exception
+    assert english_on_main(at, checkpoint.load_checkpoint("test-lstm").tokenizer) == []
+    assert [shown(info) for info in at.info] == ["test-lstm 没有可显示的注意力：它的解码器只通过一个状态读取源序列。"]
+
+
+def test_bad_link_values_in_chinese(trained, chinese):
+    at = open_page(model=MODEL, text="abcdef", method="sample", temperature="9", step="0", lang="zh")
+    assert not at.exception
+    assert english_on_main(at, checkpoint.load_checkpoint(MODEL).tokenizer) == []
+    notes = [plain(w.value) for w in at.warning]
+    assert any(n.startswith("链接中的 temperature='9'") and n.endswith("：改用 1.0。") for n in notes)
+    assert any(n.startswith("链接中的 step='0'") and n.endswith("：改为显示最新一步。") for n in notes)
