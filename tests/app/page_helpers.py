@@ -55,7 +55,8 @@ def shown_in(elements):
 
 
 ENGLISH_PHRASE = re.compile(r"[A-Za-z][A-Za-z'’-]*(?:,? +[A-Za-z][A-Za-z'’-]*){2,}")  # three English words in a row
-NOT_PROSE = re.compile(r"`[^`]*`|\$\$?[^$]*\$\$?|:material/[a-z_]+:|%\{[^}]*\}|<[^>]+>|https?://\S+")
+# not prose: code spans (`x`, and markdown.code's `` x ``), formulas, icons, hover placeholders, tags, links
+NOT_PROSE = re.compile(r"`` .*? ``|`[^`]*`|\$\$?[^$]*\$\$?|:material/[a-z_]+:|%\{[^}]*\}|<[^>]+>|https?://\S+")
 SKIPPED_FIELDS = {"id", "form_id", "spec", "data", "key", "element_id", "string_value", "default", "raw_value"}
 
 
@@ -88,10 +89,11 @@ def _figure_strings(figure):
         yield from walk({key: trace[key] for key in ("name", "hovertemplate", "colorbar") if key in trace})
 
 
-def page_texts(at):
-    """Every piece of text a page run shows: element and block protos (labels, help, options, captions, messages,
-    tab and expander labels), table headers and cells, and the words on its plotly figures."""
-    for root in (at.main, at.sidebar):
+def page_texts(at, where=("main", "sidebar")):
+    """Every piece of text a page run shows in `where` (its main area, its sidebar or both): element and block protos
+    (labels, help, options, captions, messages, tab and expander labels), table headers and cells, and the words on
+    its plotly figures."""
+    for root in (getattr(at, name) for name in where):
         for node in root:
             proto = getattr(node, "proto", None)
             if getattr(node, "type", "") in {"dataframe", "table"}:
@@ -106,15 +108,18 @@ def page_texts(at):
                 yield from _strings(proto)
 
 
-def english_left(at, allowed=()):
-    """The English phrases (three words in a row) left on a page, outside code, formulas, icons, links, hover
-    placeholders and the `allowed` strings (a model's output, a user's input): a translated page has none."""
-    left = []
-    for text in page_texts(at):
-        for exception in sorted(allowed, key=len, reverse=True):
-            text = text.replace(exception, " ")
-        left += ENGLISH_PHRASE.findall(NOT_PROSE.sub(" ", text))
-    return sorted(set(left))
+def english_phrases(text, allowed=()):
+    """The English phrases (three words in a row) of `text`, outside code, formulas, icons, links, hover placeholders
+    and the `allowed` strings (a model's output, a user's input)."""
+    for exception in sorted(allowed, key=len, reverse=True):
+        text = text.replace(exception, " ")
+    return ENGLISH_PHRASE.findall(NOT_PROSE.sub(" ", text))
+
+
+def english_left(at, allowed=(), where=("main", "sidebar")):
+    """The English phrases left on a page (`english_phrases` of every text it shows in `where`): a translated page
+    has none."""
+    return sorted({phrase for text in page_texts(at, where) for phrase in english_phrases(text, allowed)})
 
 
 def figure_texts(fig):

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import torch
-from page_helpers import shown
+from page_helpers import english_left, english_phrases, shown
 from streamlit.testing.v1 import AppTest
 
 from attnviz.training.checkpoint_list import CheckpointInfo, list_checkpoints
@@ -36,6 +36,17 @@ def test_without_models_the_page_says_how_to_make_one(model_dirs):
     assert not at.dataframe
     assert [s.key for s in at.sidebar.selectbox] == ["language"]  # no model picker, only the language
     assert any("python -m attnviz train" in i.value for i in at.info)
+
+
+def test_without_models_home_and_the_attention_pages_say_so_in_chinese(model_dirs):
+    at = run_app(lang="zh")
+    assert not at.exception
+    assert english_left(at) == []
+    assert any("还没有训练好的模型" in i.value and "python -m attnviz train" in i.value for i in at.info)
+    at.switch_page("pages/explorer.py").run()
+    assert not at.exception
+    note = at.main.info[0].value  # ui.model_or_stop's
+    assert "还没有可查看的模型" in note and "python -m attnviz train" in note and english_phrases(note) == []
 
 
 def test_models_are_listed_and_picked(model_dirs, make_checkpoint):

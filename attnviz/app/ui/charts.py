@@ -4,6 +4,7 @@ import streamlit as st
 
 from attnviz.app import figures
 from attnviz.app.standalone import view_html
+from attnviz.i18n import _
 
 
 PRESENT_PARAM = "present"
@@ -25,9 +26,9 @@ def _keep_presenting():
 def presenter_toggle():
     """The sidebar's presenter switch; while on it is kept in the URL (?present=1) and the text is larger."""
     st.session_state["present_toggle"] = presenting()  # a widget's own state ends with its page
-    on = st.sidebar.toggle("Presenter mode", key="present_toggle", on_change=_keep_presenting,
-                           help="Larger fonts and fewer controls, for a room looking at one screen. "
-                                "A link with ?present=1 opens in it.")
+    on = st.sidebar.toggle(_("Presenter mode"), key="present_toggle", on_change=_keep_presenting,
+                           help=_("Larger fonts and fewer controls, for a room looking at one screen. "
+                                  "A link with `?present=1` opens in it."))
     if on:
         st.query_params[PRESENT_PARAM] = "1"
         st.html(PRESENTER_CSS)
@@ -44,15 +45,16 @@ def view_download(page):
     if presenting():
         return
     st.session_state["image_format_box"] = st.session_state.setdefault("image_format", "png")
-    st.sidebar.segmented_control("Figures save as", list(IMAGE_FORMATS), key="image_format_box", required=True,
+    st.sidebar.segmented_control(_("Figures save as"), list(IMAGE_FORMATS), key="image_format_box", required=True,
                                  format_func=IMAGE_FORMATS.get, on_change=_keep_image_format,
-                                 help="What the camera button above each figure saves: PNG (an image) or SVG "
-                                      "(vector graphics, for papers and slides).")
+                                 help=_("What the camera button above each figure saves: PNG (an image) or SVG "
+                                        "(vector graphics, for papers and slides)."))
     link = "?" + "&".join(f"{name}={value}" for name, value in st.query_params.items())
-    st.sidebar.download_button("Download this view", lambda: view_html(page.title, shown, link),
+    title = _(page.title)
+    st.sidebar.download_button(_("Download this view"), lambda: view_html(title, shown, link),
                                file_name=f"attnviz-{page.url_path or 'home'}.html", mime="text/html",
                                key="download_view", icon="⬇️", on_click="ignore",
-                               help="Every figure of this page in one HTML file that works offline.")
+                               help=_("Every figure of this page in one HTML file that works offline."))
 
 def chart_config(key):
     """Plotly's configuration for every chart: the camera saves in the chosen format (at twice the size on screen,

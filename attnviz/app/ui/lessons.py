@@ -6,7 +6,7 @@ from attnviz.app.markdown import escape
 from attnviz.app.ui.charts import plotly_chart
 from attnviz.app.ui.page_table import PAGES
 from attnviz.app.ui.widgets import MAX_INPUT_CHARS, choice
-from attnviz.i18n import current_language
+from attnviz.i18n import _, current_language
 
 
 def lesson_picker(lessons):
@@ -19,11 +19,11 @@ def lesson_picker(lessons):
         st.query_params["lesson"] = slugs[int(wanted) - 1]
     if "lesson" not in st.session_state and "course_lesson" in st.session_state:  # a widget's state ends with its page
         st.session_state["lesson"] = st.session_state["course_lesson"]
-    slug = st.session_state["course_lesson"] = choice(
-        "Lesson", slugs, "lesson", param="lesson", format_func=lambda s: f"{slugs.index(s) + 1}. {by_slug[s].title}")
+    slug = st.session_state["course_lesson"] = choice(_("Lesson"), slugs, "lesson", param="lesson",
+                                                      format_func=lambda s: f"{slugs.index(s) + 1}. {by_slug[s].title}")
     return by_slug[slug]
 
-@st.cache_data(max_entries=256, show_spinner="Computing the lesson's figure…")
+@st.cache_data(max_entries=256, show_spinner=False)  # the spinner is `show_lesson`'s, in the session's language
 def _lesson_figure(_lesson, slug, values, language):  # language: the figure's labels are in it
     return _lesson.figure(dict(values))
 
@@ -57,18 +57,19 @@ def show_lesson(lesson, lessons):
         st.latex(lesson.formula)
     values = lesson_inputs(lesson)
     try:
-        drawn = _lesson_figure(lesson, lesson.slug, tuple(sorted(values.items())), current_language())
+        with st.spinner(_("Computing the lesson's figure…")):
+            drawn = _lesson_figure(lesson, lesson.slug, tuple(sorted(values.items())), current_language())
     except (ValueError, ImportError) as error:  # input the models cannot take, or MiniLM not installed
         st.warning(escape(error))
     else:
         plotly_chart(st, drawn.figure, "lesson_figure")
         st.caption(drawn.caption)
-    st.markdown(f"**Try this.** {lesson.try_this}")
-    if st.toggle("Show the answer", key=f"lesson_{lesson.slug}_answer"):
+    st.markdown(_("**Try this.** {exercise}").format(exercise=lesson.try_this))
+    if st.toggle(_("Show the answer"), key=f"lesson_{lesson.slug}_answer"):
         st.success(lesson.answer, icon=":material/lightbulb:")
     titles = {page.file: page for page in PAGES}
     for link in lesson.links(values):
-        st.page_link(link.page, label=f"{link.label}: {titles[link.page].title}", icon=titles[link.page].icon,
+        st.page_link(link.page, label=f"{link.label}: {_(titles[link.page].title)}", icon=titles[link.page].icon,
                      query_params=link.params or None)
     index = lessons.index(lesson)
     back, forward = st.columns(2)

@@ -44,7 +44,9 @@ def model_picker():
         st.session_state["model_choice"] = wanted if wanted in infos else default_model(infos.values())
     st.session_state["model"] = st.session_state["model_choice"]  # a widget's own state ends with its page
     owner = browser_owner()
-    name = st.sidebar.selectbox(_("Model"), list(infos), key="model", format_func=lambda n: model_label(infos[n], owner),
+    # labelled now, in the session's language: Streamlit may call a format_func outside the page's run
+    labels = {name: model_label(info, owner) for name, info in infos.items()}
+    name = st.sidebar.selectbox(_("Model"), list(infos), key="model", format_func=labels.get,
                                 on_change=_keep_picked_model,
                                 help=_("Every page uses this model. Shipped models come with attnviz; "
                                        "yours were trained here."))
@@ -74,14 +76,15 @@ def browser_owner():
     every tab of the browser, never in a link. Without the cookie, a random token for this session."""
     return owner_token(st.context.cookies) or st.session_state.setdefault("owner_token", secrets.token_hex(16))
 
-@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+@st.cache_resource(max_entries=8, show_spinner=False)  # the spinner is `load_model`'s, in the session's language
 def _load(path, modified_ns):  # modified_ns: a model saved again under the same name is loaded afresh
     return load_checkpoint(path)
 
 def load_model(info):
     """The `Checkpoint` behind a picker choice, cached for all sessions: read it, never modify it."""
     path = Path(info.path)
-    return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+    with st.spinner(_("Loading the model…")):
+        return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
 
 @st.cache_resource
 def training_registry():
@@ -89,9 +92,13 @@ def training_registry():
     attnviz.training.runs after a source edit, so every page keeps finding (and capping) the same runs."""
     return REGISTRY
 
-@st.cache_resource(show_spinner="Loading MiniLM…")
 def minilm():
     """The pretrained MiniLM, loaded once per process and shared (its methods lock around the hooks)."""
+    with st.spinner(_("Loading MiniLM…")):
+        return _minilm()
+
+@st.cache_resource(show_spinner=False)  # the spinner is `minilm`'s, in the session's language
+def _minilm():
     from attnviz.models import pretrained
     return pretrained.load_minilm()
 

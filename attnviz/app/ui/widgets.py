@@ -6,6 +6,7 @@ import re
 import streamlit as st
 
 from attnviz.app.markdown import code, escape
+from attnviz.i18n import _
 
 
 MAX_INPUT_CHARS = 1000  # the input travels in the URL; models read far fewer tokens anyway
@@ -28,8 +29,9 @@ def choice(label, options, key, widget=st.selectbox, param=None, fallback=0, **k
         by_text = {str(option): option for option in options}
         wanted = st.query_params.get(param) if param else None
         if wanted is not None and wanted not in by_text and key not in st.session_state:  # a link's, not ours
-            st.warning(f"The link asks for {param} {code(wanted)}, which is not one of the choices here: "
-                       f"{code(options[fallback])} instead.", icon=":material/link_off:")
+            st.warning(_("The link asks for {name} {value}, which is not one of the choices here: {fallback} instead.")
+                       .format(name=param, value=code(wanted), fallback=code(options[fallback])),
+                       icon=":material/link_off:")
         st.session_state[key] = by_text.get(wanted, options[fallback])
     value = widget(label, options, key=key, **kwargs)
     if param:
@@ -113,8 +115,10 @@ def number_inputs(fields, prefix, defaults, where=st, linked=False, per_row=None
                                             format=None if whole else "%g")
         notes[f.key] = column.container()
         if wanted is not None and _number(wanted, whole) is None:
-            notes[f.key].warning(f"The link's {f.key} {code(wanted)} is not a {'whole ' if whole else ''}number: "
-                                 f"{values[f.key]} instead.", icon=":material/link_off:")
+            note = _("The link's {name} {value} is not a whole number: {fallback} instead.") if whole else \
+                _("The link's {name} {value} is not a number: {fallback} instead.")
+            notes[f.key].warning(note.format(name=f.key, value=code(wanted), fallback=values[f.key]),
+                                 icon=":material/link_off:")
         if linked:
             st.query_params[f.key] = str(values[f.key])
     return values, notes
