@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 
 from attnviz.data.tasks import task_from_spec
 from attnviz.data.tokenizers import tokenizer_from_spec
+from attnviz.i18n import N_, _
 from attnviz.models.architectures import CONFIG_FAMILIES, build_model, check_size, family_of
 from attnviz.training.checkpoint_folder import (FORMAT_VERSION, MAX_META_BYTES, META, WEIGHTS, CheckpointError,
                                                 existing_folder, fsync, not_a_link, read_file, read_meta, trash_of)
@@ -52,7 +53,8 @@ def _jsonable(value, where="meta"):
         return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise CheckpointError(f"{where} is a {type(value).__name__}, which a checkpoint cannot store as JSON")
+    raise CheckpointError(_("{where} is a {type}, which a checkpoint cannot store as JSON").format(
+        where=where, type=type(value).__name__))
 
 
 # ---------------------------------------------------------------------------------------------- saving
@@ -110,7 +112,7 @@ def save_checkpoint(path, model, tokenizer, meta, claim=None):
     files = tokenizer.files()
     for file_name in files:
         if validate_name(file_name) in (WEIGHTS, META):
-            raise CheckpointError(f"a tokenizer file may not be called {file_name!r}")
+            raise CheckpointError(_("a tokenizer file may not be called {name}").format(name=repr(file_name)))
     meta = _jsonable({
         **meta,
         "format_version": FORMAT_VERSION,
@@ -122,8 +124,9 @@ def save_checkpoint(path, model, tokenizer, meta, claim=None):
     })
     meta_bytes = json.dumps(meta, allow_nan=False).encode()
     if len(meta_bytes) > MAX_META_BYTES:
-        raise CheckpointError(f"meta.json would be {len(meta_bytes) / 2**20:.0f} MB; keep it under "
-                              f"{MAX_META_BYTES // 2**20} MB (fewer attention snapshots?)")
+        raise CheckpointError(_("meta.json would be {megabytes} MB; keep it under {limit} MB (fewer attention "
+                                "snapshots?)").format(megabytes=f"{len(meta_bytes) / 2**20:.0f}",
+                                                      limit=MAX_META_BYTES // 2**20))
     weights = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in _unique_state(model).items()}
     if claim is None:
         with claim_name(path, owner_of(meta)) as claim:
@@ -138,7 +141,7 @@ def _replace(path, claim, weights, files, meta_bytes):
     try:
         _tidy(path)
         if path.exists() and not (path / META).is_file():
-            raise CheckpointError(f"{path} exists and is not a checkpoint: refusing to replace it")
+            raise CheckpointError(_("{path} exists and is not a checkpoint: refusing to replace it").format(path=path))
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
             _write_folder(tmp, weights, files, meta_bytes)
@@ -152,7 +155,8 @@ def _replace(path, claim, weights, files, meta_bytes):
         fsync(path.parent)
         shutil.rmtree(trash_of(path), ignore_errors=True)
     except OSError as e:
-        raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
+        raise CheckpointError(_("cannot save the checkpoint {path}: {reason}").format(path=path,
+                                                                                      reason=e.strerror or e)) from None
     return path
 
 
@@ -162,25 +166,28 @@ def _config(meta, folder):
     try:
         config = CONFIG_FAMILIES[meta["architecture"]].from_dict(meta["config"])
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"the model config in {folder / META} is invalid: {e}") from None
+        raise CheckpointError(_("the model config in {path} is invalid: {reason}").format(path=folder / META,
+                                                                                         reason=e)) from None
     try:
         check_size(config)  # counted from the config: nothing is built or allocated yet
     except ValueError as e:
-        raise CheckpointError(f"refusing to build the model described in {folder / META}: {e}") from None
+        raise CheckpointError(_("refusing to build the model described in {path}: {reason}").format(
+            path=folder / META, reason=e)) from None
     return config
 
 
 def _tokenizer(meta, folder):
     names = meta.get("tokenizer_files", [])
     if not isinstance(names, list):
-        raise CheckpointError(f"tokenizer_files in {folder / META} must be a list of file names")
+        raise CheckpointError(_("tokenizer_files in {path} must be a list of file names").format(path=folder / META))
     files = {}
     for name in names:
-        files[name] = read_file(folder / validate_name(name), MAX_TOKENIZER_FILE_BYTES, "the tokenizer file")
+        files[name] = read_file(folder / validate_name(name), MAX_TOKENIZER_FILE_BYTES, N_("the tokenizer file"))
     try:
         return tokenizer_from_spec(meta["tokenizer"], files)
     except Exception as e:  # a corrupt tokenizer file can fail anywhere inside sentencepiece
-        raise CheckpointError(f"cannot rebuild the tokenizer of {folder}: {e}") from None
+        raise CheckpointError(_("cannot rebuild the tokenizer of {folder}: {reason}").format(folder=folder,
+                                                                                            reason=e)) from None
 
 
 def _check_vocabulary(config, tokenizer, folder):
@@ -188,38 +195,41 @@ def _check_vocabulary(config, tokenizer, folder):
     for key, value in (("src_vocab_size", tokenizer.vocab_size), ("tgt_vocab_size", tokenizer.vocab_size),
                        ("pad_id", tokenizer.pad_id)):
         if getattr(config, key) != value:
-            raise CheckpointError(f"the config in {folder / META} has {key}={getattr(config, key)!r}, but its "
-                                  f"tokenizer's is {value}: the two must be equal")
+            raise CheckpointError(_("the config in {path} has {key}={value}, but its tokenizer's is {expected}: the "
+                                    "two must be equal").format(path=folder / META, key=key,
+                                                                value=repr(getattr(config, key)), expected=value))
 
 
 def _load_weights(model, file):
     """Copy the tensors of `file` into `model`, naming any missing, unexpected or misshapen tensor."""
     if not not_a_link(file).is_file():
-        raise CheckpointError(f"{file} is missing")
+        raise CheckpointError(_("{file} is missing").format(file=file))
     with open(file, "rb") as f:
         head = f.read(4)
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        raise CheckpointError(f"{file} looks like a pickle / torch.save file, not safetensors; "
-                              "attnviz never unpickles files (they can run arbitrary code)")
+        raise CheckpointError(_("{file} looks like a pickle / torch.save file, not safetensors; attnviz never "
+                                "unpickles files (they can run arbitrary code)").format(file=file))
     expected = _unique_state(model)
     try:
         with safe_open(file, framework="pt") as f:
             stored = set(f.keys())
             missing, unexpected = sorted(set(expected) - stored), sorted(stored - set(expected))
             if missing or unexpected:
-                raise CheckpointError(f"{file} does not fit the model: missing tensors {missing}, "
-                                      f"unexpected tensors {unexpected}")
+                raise CheckpointError(_("{file} does not fit the model: missing tensors {missing}, unexpected "
+                                        "tensors {unexpected}").format(file=file, missing=missing,
+                                                                       unexpected=unexpected))
             for name, target in expected.items():
                 shape = tuple(f.get_slice(name).get_shape())
                 if shape != tuple(target.shape):
-                    raise CheckpointError(f"{file}: tensor {name!r} has shape {shape}, "
-                                          f"but the model expects {tuple(target.shape)}")
+                    raise CheckpointError(_("{file}: tensor {name} has shape {shape}, but the model expects "
+                                            "{expected}").format(file=file, name=repr(name), shape=shape,
+                                                                 expected=tuple(target.shape)))
                 with torch.no_grad():
                     target.copy_(f.get_tensor(name))
     except CheckpointError:
         raise
     except Exception as e:  # safetensors raises its own error type for truncated or corrupt files
-        raise CheckpointError(f"{file} is truncated or corrupt: {e}") from None
+        raise CheckpointError(_("{file} is truncated or corrupt: {reason}").format(file=file, reason=e)) from None
 
 
 @dataclass
@@ -241,7 +251,8 @@ class Checkpoint:
             try:
                 self._task = task_from_spec(self.meta["task"], self.tokenizer)
             except (TypeError, ValueError) as e:
-                raise CheckpointError(f"cannot rebuild the task recorded in {self.path / META}: {e}") from None
+                raise CheckpointError(_("cannot rebuild the task recorded in {path}: {reason}").format(
+                    path=self.path / META, reason=e)) from None
         return self._task
 
 

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from attnviz.i18n import N_, _
 from attnviz.models.architectures import CONFIG_FAMILIES
 
 FORMAT_VERSION = 1
@@ -48,7 +49,8 @@ def fsync(path):
 def not_a_link(path):
     """`path`, unless it is a symbolic link: a link in a checkpoint folder could point anywhere on the machine."""
     if path.is_symlink():
-        raise CheckpointError(f"{path} is a symbolic link: checkpoints are read only from real folders and files")
+        raise CheckpointError(_("{path} is a symbolic link: checkpoints are read only from real folders and "
+                                "files").format(path=path))
     return path
 
 
@@ -57,45 +59,52 @@ def existing_folder(path):
     for folder in (path, trash_of(path)):
         if not_a_link(folder).is_dir():
             return folder
-    raise CheckpointError(f"no checkpoint folder at {path}")
+    raise CheckpointError(_("no checkpoint folder at {path}").format(path=path))
 
 
 def read_file(file, limit, what):
-    """The bytes of a regular file of at most `limit` bytes, opened without following a link."""
+    """The bytes of a regular file of at most `limit` bytes, opened without following a link; `what` says what the
+    file is, marked with N_ ("the metadata") and translated here."""
+    what = _(what)
     if not not_a_link(file).is_file():
-        raise CheckpointError(f"{what} {file} is missing")
+        raise CheckpointError(_("{what} {file} is missing").format(what=what, file=file))
     try:
         fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))  # a link swapped in meanwhile is refused
         with os.fdopen(fd, "rb") as f:
             if os.fstat(f.fileno()).st_size > limit:
-                raise CheckpointError(f"{what} {file} is larger than {limit // 2**20} MB: refusing to read it")
+                raise CheckpointError(_("{what} {file} is larger than {megabytes} MB: refusing to read it").format(
+                    what=what, file=file, megabytes=limit // 2**20))
             return f.read(limit + 1)
     except OSError as e:
-        raise CheckpointError(f"cannot read {what} {file}: {e.strerror or e}") from None
+        raise CheckpointError(_("cannot read {what} {file}: {reason}").format(what=what, file=file,
+                                                                              reason=e.strerror or e)) from None
 
 
 def read_meta(path):
     """meta.json of a checkpoint folder, checked for size, JSON syntax, format version and architecture."""
     meta_path = existing_folder(Path(path)) / META
     if not meta_path.is_file() and not meta_path.is_symlink():
-        raise CheckpointError(f"{meta_path} is missing: the folder is not a checkpoint")
-    data = read_file(meta_path, MAX_META_BYTES, "the metadata")
+        raise CheckpointError(_("{path} is missing: the folder is not a checkpoint").format(path=meta_path))
+    data = read_file(meta_path, MAX_META_BYTES, N_("the metadata"))
     try:
         meta = json.loads(data)
     except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"{meta_path} is not valid JSON: {e}") from None
+        raise CheckpointError(_("{path} is not valid JSON: {reason}").format(path=meta_path, reason=e)) from None
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{meta_path} must hold a JSON object, not {type(meta).__name__}")
+        raise CheckpointError(_("{path} must hold a JSON object, not {type}").format(path=meta_path,
+                                                                                  type=type(meta).__name__))
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(f"{meta_path} has no valid format_version (found {version!r})")
+        raise CheckpointError(_("{path} has no valid format_version (found {version})").format(path=meta_path,
+                                                                                            version=repr(version)))
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"{meta_path.parent} was written in checkpoint format {version} by a newer attnviz; "
-                              f"this version reads format {FORMAT_VERSION} at most: please upgrade attnviz")
+        raise CheckpointError(_("{folder} was written in checkpoint format {version} by a newer attnviz; this version "
+                                "reads format {readable} at most: please upgrade attnviz").format(
+            folder=meta_path.parent, version=version, readable=FORMAT_VERSION))
     if meta.get("architecture") not in CONFIG_FAMILIES:
-        raise CheckpointError(f"{meta_path} names an unknown architecture {meta.get('architecture')!r}; "
-                              f"known: {', '.join(CONFIG_FAMILIES)}")
+        raise CheckpointError(_("{path} names an unknown architecture {architecture}; known: {known}").format(
+            path=meta_path, architecture=repr(meta.get("architecture")), known=", ".join(CONFIG_FAMILIES)))
     for key in ("config", "tokenizer"):
         if not isinstance(meta.get(key), dict):
-            raise CheckpointError(f"{meta_path} has no {key!r} object")
+            raise CheckpointError(_("{path} has no {key} object").format(path=meta_path, key=repr(key)))
     return meta

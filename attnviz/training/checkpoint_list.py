@@ -3,6 +3,7 @@ folder a bare name stands for (USER_DIR first, so your model of a name is found 
 from dataclasses import dataclass
 from pathlib import Path
 
+from attnviz.i18n import _
 from attnviz.training import checkpoint_folder
 from attnviz.training.checkpoint_folder import CheckpointError, read_meta, trash_of
 from attnviz.training.checkpoint_names import is_bare_name, validate_name
@@ -54,5 +55,5 @@ def find_checkpoint(name_or_path, dirs=None):
         if path.is_dir() or trash_of(path).is_dir() or path.is_symlink():
             return path
     known = sorted({info.name for info in list_checkpoints(dirs)})
-    raise CheckpointError(f"no checkpoint named {name!r} in {', '.join(map(str, dirs))}; "
-                          f"available: {', '.join(known) or 'none'}")
+    raise CheckpointError(_("no checkpoint named {name} in {folders}; available: {available}").format(
+        name=repr(name), folders=", ".join(map(str, dirs)), available=", ".join(known) or _("none")))

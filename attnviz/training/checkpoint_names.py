@@ -13,6 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from attnviz.i18n import _
 from attnviz.training import checkpoint_folder
 from attnviz.training.checkpoint_folder import CheckpointError, fsync, read_meta, trash_of
 from attnviz.training.owners import owner_of, trained_by
@@ -28,9 +29,9 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 def validate_name(name):
     """Return `name` if it can name a checkpoint folder, else raise CheckpointError saying why."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name == "..":
-        raise CheckpointError(
-            f"{name!r} cannot name a checkpoint: use 1-100 letters, digits, '.', '_' or '-', "
-            "not starting with '.' and without path separators (e.g. 'reverse-small')")
+        raise CheckpointError(_("{name} cannot name a checkpoint: use 1-100 letters, digits, '.', '_' or '-', not "
+                                "starting with '.' and without path separators (e.g. 'reverse-small')").format(
+            name=repr(name)))
     return name
 
 
@@ -81,20 +82,21 @@ def _hold(path, owner):
         path.parent.mkdir(parents=True, exist_ok=True)
         claim = NameClaim(path, open(path.with_name(f".{path.name}.lock"), "a"))
     except OSError as e:
-        raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
+        raise CheckpointError(_("cannot save the checkpoint {path}: {reason}").format(path=path,
+                                                                                  reason=e.strerror or e)) from None
     try:
         if fcntl:
             fcntl.flock(claim._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         claim.release()
-        raise CheckpointError(f"the name {path.name!r} is taken: a model is being trained or saved under it right "
-                              "now. Choose another name") from None
+        raise CheckpointError(_("the name {name} is taken: a model is being trained or saved under it right now. "
+                                "Choose another name").format(name=repr(path.name))) from None
     try:
         if path.exists() or path.is_symlink() or trash_of(path).is_dir():
             meta = read_meta(path)
             if owner_of(meta) != owner:
-                raise CheckpointError(f"the name {path.name!r} is taken: it holds a model trained by "
-                                      f"{trained_by(meta)}. Choose another name")
+                raise CheckpointError(_("the name {name} is taken: it holds a model trained by {trainer}. Choose "
+                                        "another name").format(name=repr(path.name), trainer=trained_by(meta)))
     except BaseException:
         claim.release()
         raise
@@ -109,8 +111,9 @@ def claim_name(name_or_path, owner=""):
     path = save_folder(name_or_path)
     if (path.parent.resolve() == checkpoint_folder.USER_DIR.resolve()
             and (checkpoint_folder.SHIPPED_DIR / path.name).is_dir()):
-        raise CheckpointError(f"{path.name!r} is the name of a shipped model, reserved so that the shipped model "
-                              f"stays visible: choose another name (e.g. 'my-{path.name}')")
+        raise CheckpointError(_("{name} is the name of a shipped model, reserved so that the shipped model stays "
+                                "visible: choose another name (e.g. '{suggestion}')").format(
+            name=repr(path.name), suggestion=f"my-{path.name}"))
     return _hold(path, owner)
 
 
@@ -119,9 +122,10 @@ def delete_checkpoint(name, owner):
     else's, or one being trained or saved right now. It is renamed away first, so it vanishes in one step."""
     path = checkpoint_folder.USER_DIR / validate_name(name)
     if not (path.is_dir() or trash_of(path).is_dir()):
-        raise CheckpointError(f"{name!r} is a shipped model: it cannot be deleted"
-                              if (checkpoint_folder.SHIPPED_DIR / name).is_dir()
-                              else f"there is no model named {name!r} to delete")
+        shipped = (checkpoint_folder.SHIPPED_DIR / name).is_dir()
+        refusal = (_("{name} is a shipped model: it cannot be deleted") if shipped
+                   else _("there is no model named {name} to delete"))
+        raise CheckpointError(refusal.format(name=repr(name)))
     with _hold(path, owner):
         for folder in (path, trash_of(path)):
             if folder.is_dir():

@@ -165,6 +165,30 @@ def test_newer_format_is_refused(tmp_path):
         load_checkpoint(tmp_path / "m")
 
 
+def test_refusals_to_load_read_in_the_session_language(tmp_path, in_chinese):
+    newer, corrupt, without_vocabulary = (saved(tmp_path / name) for name in ("newer", "corrupt", "vocabulary"))
+    edit_meta(newer, format_version=2)
+    (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:100])
+    edit_meta(without_vocabulary, tokenizer_files=["vocab.txt"])
+    with in_chinese() as zh:
+        with pytest.raises(CheckpointError) as newer_error:
+            load_checkpoint(newer)
+        with pytest.raises(CheckpointError) as corrupt_error:
+            load_checkpoint(corrupt)
+        with pytest.raises(CheckpointError) as missing_error:
+            load_checkpoint(without_vocabulary)
+        assert str(newer_error.value) == zh(
+            "{folder} was written in checkpoint format {version} by a newer attnviz; this version reads format "
+            "{readable} at most: please upgrade attnviz", folder=newer, version=2, readable=1)
+        reason = str(corrupt_error.value).rpartition("：")[2]  # safetensors' own words stay as they are
+        assert reason and str(corrupt_error.value) == zh("{file} is truncated or corrupt: {reason}",
+                                                         file=corrupt / "model.safetensors", reason=reason)
+        assert str(missing_error.value) == zh("{what} {file} is missing", what=zh("the tokenizer file"),
+                                              file=without_vocabulary / "vocab.txt")
+    with pytest.raises(CheckpointError, match="was written in checkpoint format 2 by a newer attnviz"):
+        load_checkpoint(newer)  # English again after the block
+
+
 @pytest.mark.parametrize("change, message", [
     ({"architecture": "mamba"}, "unknown architecture 'mamba'"),
     ({"config": {**vars(SMALL), "d_model": 15}}, "config .* is invalid.*divisible"),

@@ -28,3 +28,12 @@ def test_a_bare_name_is_found_in_your_folder_first_and_an_unknown_one_lists_what
     assert find_checkpoint("elsewhere/m") == Path("elsewhere/m")  # a path is taken as it is
     with pytest.raises(CheckpointError, match="no checkpoint named 'nope' in .*; available: both, theirs$"):
         find_checkpoint("nope")
+
+
+def test_an_unknown_name_is_reported_in_the_session_language(model_dirs, in_chinese):
+    with in_chinese() as zh:
+        with pytest.raises(CheckpointError) as error:
+            find_checkpoint("nope")
+        assert str(error.value) == zh("no checkpoint named {name} in {folders}; available: {available}",
+                                      name="'nope'", folders=f"{model_dirs.user}, {model_dirs.shipped}",
+                                      available=zh("none"))

@@ -147,6 +147,32 @@ def test_shipped_names_are_reserved_in_the_user_folder(model_dirs):
     assert weights_of(shipped / "reverse-x") == {3.0}
 
 
+def test_refused_names_are_explained_in_the_session_language(model_dirs, in_chinese):
+    user, shipped = model_dirs
+    save_checkpoint("ada-model", model_filled_with(1), TOKENIZER, {"owner": "ada-token", "trained_by": "Ada"})
+    save_checkpoint(shipped / "reverse-x", model_filled_with(1), TOKENIZER, {})
+    with in_chinese() as zh:
+        with pytest.raises(CheckpointError) as taken:
+            save_checkpoint("ada-model", model_filled_with(2), TOKENIZER, {"owner": "bob-token"})
+        with pytest.raises(CheckpointError) as reserved:
+            claim_name("reverse-x")
+        with pytest.raises(CheckpointError) as undeletable:
+            delete_checkpoint("reverse-x", "ada-token")
+        with pytest.raises(CheckpointError) as bad:
+            validate_name("a/b")
+        assert str(taken.value) == zh("the name {name} is taken: it holds a model trained by {trainer}. Choose "
+                                      "another name", name="'ada-model'", trainer="Ada")
+        assert str(reserved.value) == zh("{name} is the name of a shipped model, reserved so that the shipped model "
+                                         "stays visible: choose another name (e.g. '{suggestion}')",
+                                         name="'reverse-x'", suggestion="my-reverse-x")
+        assert str(undeletable.value) == zh("{name} is a shipped model: it cannot be deleted", name="'reverse-x'")
+        assert str(bad.value) == zh("{name} cannot name a checkpoint: use 1-100 letters, digits, '.', '_' or '-', "
+                                    "not starting with '.' and without path separators (e.g. 'reverse-small')",
+                                    name="'a/b'")
+    with pytest.raises(CheckpointError, match="^'reverse-x' is a shipped model: it cannot be deleted$"):
+        delete_checkpoint("reverse-x", "ada-token")  # English again after the block
+
+
 def test_only_the_owner_deletes_a_model_and_never_while_it_is_written(model_dirs):
     user, shipped = model_dirs
     save_checkpoint("ada-model", model_filled_with(1), TOKENIZER, {"owner": "ada-token"})
