@@ -142,7 +142,9 @@ ui.chart_rows(lesson_figures.scaling_curves(gaussian_stats(n_keys, seed)), (("va
               "scaling_")
 st.markdown(_("This model's own heads on the input above: the variance of their q·k, and the softmax with and "
               "without the division the model makes."))
+MEASURES = {"variance": N_("variance"), "scaled variance": N_("scaled variance"), "entropy": N_("entropy"),
+            "scaled entropy": N_("scaled entropy"), "max gradient": N_("max gradient"),
+            "scaled max gradient": N_("scaled max gradient")}
 st.dataframe(own_stats(picked, ui.model_key(picked), run, run.text), hide_index=True, key="scaling_model",
-             column_config={c: st.column_config.NumberColumn(format="%.3g") for c in
-                            ("variance", "scaled variance", "entropy", "scaled entropy", "max gradient",
-                             "scaled max gradient")})
+             column_config={"module": _("module"), "kind": _("attention"), "layer": _("layer"), "head": _("head")} |
+             {c: st.column_config.NumberColumn(_(label), format="%.3g") for c, label in MEASURES.items()})
