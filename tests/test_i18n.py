@@ -26,6 +26,16 @@ def read_catalog(language):
         return pofile.read_po(po, locale=language)
 
 
+def singular(message_id):
+    """A message's id as the catalog keys it: the message itself, or the singular of an ngettext pair."""
+    return message_id if isinstance(message_id, str) else message_id[0]
+
+
+def forms(translation):
+    """The translated forms of a message: one, or one per plural form of an ngettext pair."""
+    return [translation] if isinstance(translation, str) else list(translation)
+
+
 def placeholders(text):
     """The str.format fields of a message ({device}); LaTeX braces like \\frac{QK}{d} are not fields."""
     return sorted(re.findall(r"(?<![\\}^_])\{([a-z_]+)\}", text))
@@ -37,23 +47,23 @@ MARKUP = re.compile(r"\*\*|`|\$\$?|\\[a-z]+|\{[a-z_]*\}")  # bold, code, maths a
 @pytest.mark.parametrize("language", [lang for lang in LANGUAGES if lang != SOURCE_LANGUAGE])
 def test_every_message_has_a_translation_with_the_same_placeholders_and_markup(language):
     catalog = read_catalog(language)
-    translated = {message.id: message.string for message in catalog if message.id}
+    translated = {singular(message.id): forms(message.string) for message in catalog if message.id}
     messages = source_messages()
     assert messages, "the extractor found no message"
-    missing = sorted(m for m in messages if not translated.get(m if isinstance(m, str) else m[0]))
+    missing = sorted((m for m in messages if not all(translated.get(singular(m), [""]))), key=singular)
     assert not missing, f"{len(missing)} messages have no {language} translation, e.g. {missing[:3]}"
     for message in messages:
-        source = message if isinstance(message, str) else message[0]
-        target = translated[source] if isinstance(message, str) else translated[source][0]
-        assert placeholders(target) == placeholders(source), source
-        assert sorted(MARKUP.findall(target)) == sorted(MARKUP.findall(source)), source
+        source = singular(message)
+        for target in translated[source]:
+            assert placeholders(target) == placeholders(source), source
+            assert sorted(MARKUP.findall(target)) == sorted(MARKUP.findall(source)), source
 
 
 def test_no_translation_is_kept_for_a_message_the_code_no_longer_has():
-    messages = {m if isinstance(m, str) else m[0] for m in source_messages()}
+    messages = {singular(m) for m in source_messages()}
     for language in LANGUAGES:
         if language != SOURCE_LANGUAGE:
-            stale = sorted(m.id for m in read_catalog(language) if m.id and m.id not in messages)
+            stale = sorted(singular(m.id) for m in read_catalog(language) if m.id and singular(m.id) not in messages)
             assert not stale, f"{language}: stale entries (run pybabel update): {stale[:3]}"
 
 
