@@ -12,6 +12,7 @@ from attnviz.app.train_view import (MORE_FIELDS, TRAIN_FIELDS, USER_TASKS, atten
                                     probe_target, refused_field, run_metrics, run_notices, runs_table, size_fields,
                                     size_note, task_architectures)
 from attnviz.data.tasks import TASKS, make_task
+from attnviz.i18n import _, ngettext
 from attnviz.models.architectures import ARCHITECTURES
 from attnviz.training.checkpoint_names import delete_checkpoint
 from attnviz.training.owners import owner_of
@@ -21,13 +22,14 @@ ui.sidebar(__file__)
 
 registry = ui.training_registry()  # the same runs on every page, also after Streamlit reloads attnviz.training.runs
 owner_token = ui.browser_owner()  # never shown: runs and models say who trained them by the name given
-st.title("Train live")
+st.title(_("Train live"))
 slots = registry.max_concurrent
-st.caption("Train a small model on this server and watch its loss fall and its attention pattern form. "
-           f"{slots} run{' trains' if slots == 1 else 's train'} at once here; more wait in a queue.")
+st.caption(_("Train a small model on this server and watch its loss fall and its attention pattern form.") + " "
+           + ngettext("{slots} run trains at once here; more wait in a queue.",
+                      "{slots} runs train at once here; more wait in a queue.", slots).format(slots=slots))
 
 
-@st.cache_resource(max_entries=16, show_spinner="Preparing the task…")
+@st.cache_resource(max_entries=16, show_spinner=_("Preparing the task…"))
 def cached_task(name, data=None):  # shared by every session; training only reads a task
     return make_task(name, **({"text" if name == "text" else "tsv": data} if data is not None else {}))
 
@@ -61,6 +63,7 @@ def follow_task():
         st.session_state["train_task"] = task_name
 
 
+@ui.in_session_language  # a callback: the library's refusal in the session's language
 def start_run(plan):
     suggested = plan.name == st.session_state.get("train_name_suggested")
     try:
@@ -81,40 +84,42 @@ active = live and mine  # your own run is going: one at a time
 
 # The form is a link: the preset, task, architecture and every number are in the URL (a teacher hands out one link
 # per exercise), and a new session starts from the link's values, the preset's where the link has none.
-with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
-    label = ui.choice("Preset", preset_labels(), "train_preset", st.selectbox, "preset", on_change=apply_preset,
-                      help="Fills in every setting below; change any of them afterwards.")
+with st.expander(_("Set up a run"), expanded=run is None, icon=":material/tune:"):
+    label = ui.choice(_("Preset"), preset_labels(), "train_preset", st.selectbox, "preset", on_change=apply_preset,
+                      format_func=_, help=_("Fills in every setting below; change any of them afterwards."))
     preset = preset_settings(label)
     left, right = st.columns(2)
     tasks = list(TASKS)
-    task_name = ui.choice("Task", tasks, "train_task", left.selectbox, "task", tasks.index(preset["task"]),
+    task_name = ui.choice(_("Task"), tasks, "train_task", left.selectbox, "task", tasks.index(preset["task"]),
                           on_change=follow_task)
-    left.caption(TASKS[task_name])  # beside the choice: a description in the box would be cut short
-    upload = right.file_uploader(f"Your {USER_TASKS[task_name]} (UTF-8, at most 5 MB)", key="train_upload") \
-        if task_name in USER_TASKS else None
+    left.caption(_(TASKS[task_name]))  # beside the choice: a description in the box would be cut short
+    upload = right.file_uploader(_("Your {what} (UTF-8, at most 5 MB)").format(what=_(USER_TASKS[task_name])),
+                                 key="train_upload") if task_name in USER_TASKS else None
     architectures = task_architectures(task_name)
-    architecture = ui.choice("Architecture", architectures, "train_architecture", left.selectbox, "architecture",
+    architecture = ui.choice(_("Architecture"), architectures, "train_architecture", left.selectbox, "architecture",
                              architectures.index(preset["architecture"]) if preset["architecture"] in architectures
                              else 0)
-    left.caption(ARCHITECTURES[architecture])
+    left.caption(_(ARCHITECTURES[architecture]))
     fixed = preset_fixed_sizes(label, architecture)  # e.g. learned positions
     fields = size_fields(architecture)
     sizes, notes = ui.number_inputs(fields, "train_", preset, linked=True)  # each with a container under it
     if fixed:
-        st.caption("From the preset as well: " + ", ".join(f"{key} = {value}" for key, value in fixed.items()))
+        st.caption(_("From the preset as well: {settings}").format(
+            settings=", ".join(f"{key} = {value}" for key, value in fixed.items())))
     train, train_notes = ui.number_inputs(TRAIN_FIELDS, "train_", preset, linked=True)
-    with st.popover("More settings", icon=":material/settings:"):
+    with st.popover(_("More settings"), icon=":material/settings:"):
         more, more_notes = ui.number_inputs(MORE_FIELDS, "train_", preset, linked=True, per_row=3)
     train, notes = train | more, notes | train_notes | more_notes
     base = name_base(label, task_name, architecture)
     keep_name_suggested(base)
     left, right = st.columns(2)
-    name = left.text_input("Save as", key="train_name", help="The model is saved under this name when the run ends.")
-    owner = right.text_input("Your name (optional)", key="train_owner", max_chars=40,
-                             help="Shown in the table of runs on this server.")
+    name = left.text_input(_("Save as"), key="train_name",
+                           help=_("The model is saved under this name when the run ends."))
+    owner = right.text_input(_("Your name (optional)"), key="train_owner", max_chars=40,
+                             help=_("Shown in the table of runs on this server."))
     task = plan = refused = None
     if task_name in USER_TASKS and upload is None:
-        st.info(f"Upload a {USER_TASKS[task_name]} to train on.")
+        st.info(_("Upload a {what} to train on.").format(what=_(USER_TASKS[task_name])))
     else:
         try:
             task = cached_task(task_name, upload.getvalue() if upload else None)
@@ -124,54 +129,61 @@ with st.expander("Set up a run", expanded=run is None, icon=":material/tune:"):
         try:
             plan = plan_run(task, architecture, fixed | sizes, train, name, owner,
                             preset_name(label) if base == preset_name(label) else "", registry)
-            st.caption(f":material/check_circle: {size_note(plan.n_parameters)}; "
-                       f"{len(task.train):,} training examples")
+            st.caption(":material/check_circle: " + ngettext(
+                "{size}; {count} training example", "{size}; {count} training examples", len(task.train)).format(
+                size=size_note(plan.n_parameters), count=f"{len(task.train):,}"))
         except ValueError as error:  # a setting that cannot work, a size above the limit, a taken name
             refused = refused_field(error, fields + TRAIN_FIELDS + MORE_FIELDS)
             (notes[refused.key] if refused else st).error(ui.message(error), icon=":material/block:")
-    why_not = refused and (f"Start is off until {refused.label} holds a possible value: see the message under it"
-                           + (" (in More settings)." if refused in MORE_FIELDS else "."))
-    st.button("Start training", type="primary", key="train_start", on_click=start_run, args=(plan,),
+    why_not = refused and (
+        _("Start is off until {field} holds a possible value: see the message under it (in More settings).")
+        if refused in MORE_FIELDS else
+        _("Start is off until {field} holds a possible value: see the message under it.")).format(
+            field=_(refused.label))
+    st.button(_("Start training"), type="primary", key="train_start", on_click=start_run, args=(plan,),
               disabled=plan is None or active, icon=":material/play_arrow:", help=why_not)
     if why_not:
         st.caption(f":material/block: {escape(why_not)}")
     if "train_start_error" in st.session_state:
         st.error(escape(st.session_state.pop("train_start_error")))
     if active:
-        st.caption("Your run is going: stop it, or let it finish, to start another.")
+        st.caption(_("Your run is going: stop it, or let it finish, to start another."))
 
 if run_name and run is None:
-    st.info(f"The run {code(run_name)} is not on this server any more (it restarted). If it had finished, it was "
-            "saved: look for it in the model picker.")
+    st.info(_("The run {name} is not on this server any more (it restarted). If it had finished, it was saved: "
+              "look for it in the model picker.").format(name=code(run_name)))
 
 
 def timelapse(run, snapshots):
     """The probes' attention at each snapshot on a slider, and their greedy outputs beside it."""
     task = run.task
-    st.subheader("Attention time-lapse")
+    st.subheader(_("Attention time-lapse"))
     steps = [snapshot["step"] for snapshot in snapshots]
     follow = st.session_state.get("lapse_follow", True) if run.done else \
-        st.toggle("Follow the newest snapshot", value=True, key="lapse_follow")
-    step = ui.newest_slider("Training step", steps, "lapse_step", follow, run.name,
-                            help="Slide to watch the attention form.",
+        st.toggle(_("Follow the newest snapshot"), value=True, key="lapse_follow")
+    step = ui.newest_slider(_("Training step"), steps, "lapse_step", follow, run.name,
+                            help=_("Slide to watch the attention form."),
                             disabled=(follow and not run.done) or len(steps) < 2)
     patterns = snapshots[steps.index(step)]["patterns"]
     controls, heatmap, outputs = st.columns([1, 2, 1.3])
-    probe = ui.choice("Probe input", range(len(task.probes)), "lapse_probe", controls.selectbox,
-                           format_func=lambda i: probe_label(task, i))
+    probe = ui.choice(_("Probe input"), range(len(task.probes)), "lapse_probe", controls.selectbox,
+                      format_func=lambda i: probe_label(task, i))
     kinds = attention_kinds(patterns)  # the default is the last kind: cross-attention when there is one
-    kind = ui.choice("Attention", kinds, "lapse_kind", controls.radio, fallback=-1, format_func=ui.KIND_LABELS.get)
-    layer = ui.choice("Layer", range(kinds[kind]), "lapse_layer", controls.selectbox)
+    kind = ui.choice(_("Attention"), kinds, "lapse_kind", controls.radio, fallback=-1,
+                     format_func=lambda kind: _(ui.KIND_LABELS[kind]))
+    layer = ui.choice(_("Layer"), range(kinds[kind]), "lapse_layer", controls.selectbox)
     weights, queries, keys, masked = lapse_pattern(task, patterns, probe, kind, layer)
-    head = ui.choice("Head", range(len(weights)), "lapse_head", controls.selectbox)
+    head = ui.choice(_("Head"), range(len(weights)), "lapse_head", controls.selectbox)
     ui.plotly_chart(heatmap, figures.attention_heatmap(
-        weights[head], queries, keys, f"Step {step}: {kind} attention, layer {layer}, head {head}", masked=masked),
+        weights[head], queries, keys, _("Step {step}: {attention}, layer {layer}, head {head}").format(
+            step=step, attention=_(ui.KIND_LABELS[kind]), layer=layer, head=head), masked=masked),
         key="lapse_heatmap")
-    outputs.markdown(f"**Greedy output** (target: `{probe_target(task, probe)}`)")
+    outputs.markdown(_("**Greedy output** (target: {target})").format(target=code(probe_target(task, probe))))
     outputs.dataframe(output_history(task, snapshots, probe, steps.index(step)), hide_index=True,
                       key="lapse_outputs", height=360)
 
 
+@ui.in_session_language
 def save_anyway(run):
     try:
         run.save_anyway(owner_token)
@@ -182,21 +194,21 @@ def save_anyway(run):
 def run_panel(run, live, mine):
     """One run: its status, numbers, curves and attention time-lapse; Stop and Save anyway for its owner only."""
     snap = run.snapshot()
-    by = "" if mine or not snap.trained_by else f" by {snap.trained_by}"  # who, if not you
-    st.subheader(escape(f"Run {run.name}{by}"))
+    title = _("Run {name}") if mine or not snap.trained_by else _("Run {name} by {owner}")  # who, if not you
+    st.subheader(escape(title.format(name=run.name, owner=snap.trained_by)))
     for column, (label, value) in zip(st.columns([1, 1, 1, 1, 1.6]), run_metrics(run, snap, live).items()):
         column.metric(label, value)
     for level, text in run_notices(run, snap):
         getattr(st, level)(text)  # st.info, st.error or st.success
     if live and mine:
-        st.button("Stop", key="train_stop", on_click=run.stop, kwargs={"owner": owner_token, "timeout": 0},
+        st.button(_("Stop"), key="train_stop", on_click=run.stop, kwargs={"owner": owner_token, "timeout": 0},
                   icon=":material/stop:")
     if mine and run.done and snap.status == "diverged" and not snap.saved_path:
-        st.button("Save anyway", key="train_save_anyway", on_click=save_anyway, args=(run,), icon=":material/save:")
+        st.button(_("Save anyway"), key="train_save_anyway", on_click=save_anyway, args=(run,), icon=":material/save:")
         if "train_save_error" in st.session_state:
             st.error(escape(st.session_state.pop("train_save_error")))
     elif snap.status == "diverged" and snap.saved_path:
-        st.text(f"Saved anyway as {run.name}.")
+        st.text(_("Saved anyway as {name}.").format(name=run.name))
     if snap.history["step"]:  # none while queued: nothing to draw, and no work for a busy server
         ui.chart_rows(curve_figures(snap), (("loss", "accuracy"), ("lr", "speed")), "curve_")
     if snap.snapshots and run.task.name == "induction":  # the moment an induction head forms
@@ -208,18 +220,20 @@ def run_panel(run, live, mine):
 # One fragment redraws the page's live part: two fragments polling on one page, with a full rerun between, made
 # the browser fail ("'setIn' cannot be called on an ElementNode") and show a blank page.
 @st.fragment(run_every=1.0 if live else 2.0 if any(not r.done for r in registry.runs) else None)
+@ui.in_session_language  # a fragment's rerun skips ui.sidebar
 def live_view():
     if live and run.done:
         st.rerun()  # the run ended: redraw the page once (the sidebar lists the saved model) and stop polling
     if run is not None:
         run_panel(run, live, mine)
-    st.subheader("Runs on this server")
-    ui.table_or_caption(runs_table(owner_token, registry), "No runs yet.", key="runs_table")
+    st.subheader(_("Runs on this server"))
+    ui.table_or_caption(runs_table(owner_token, registry), _("No runs yet."), key="runs_table")
 
 
 live_view()
 
 
+@ui.in_session_language
 def delete_model(name):
     try:
         delete_checkpoint(name, owner_token)
@@ -230,12 +244,12 @@ def delete_model(name):
 
 yours = [info.name for info in ui.checkpoints() if not info.shipped and owner_of(info.meta) == owner_token]
 if yours:
-    st.subheader("Your models")
+    st.subheader(_("Your models"))
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    doomed = left.selectbox("Trained in this browser", yours, key="train_delete_choice",
-                            help="Only the models you trained here are listed: you delete yours, nobody else's.")
-    right.button("Delete", key="train_delete", on_click=delete_model, args=(doomed,), icon=":material/delete:")
+    doomed = left.selectbox(_("Trained in this browser"), yours, key="train_delete_choice",
+                            help=_("Only the models you trained here are listed: you delete yours, nobody else's."))
+    right.button(_("Delete"), key="train_delete", on_click=delete_model, args=(doomed,), icon=":material/delete:")
 if "train_deleted" in st.session_state:
-    st.success(f"Deleted {escape(st.session_state.pop('train_deleted'))}.")
+    st.success(_("Deleted {name}.").format(name=escape(st.session_state.pop("train_deleted"))))
 if "train_delete_error" in st.session_state:
     st.error(escape(st.session_state.pop("train_delete_error")))

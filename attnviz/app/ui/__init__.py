@@ -15,13 +15,14 @@ from attnviz.app.ui.lessons import lesson_picker, show_lesson
 from attnviz.app.ui.models import (browser_owner, checkpoints, default_model, load_model, minilm, model_key,
                                    model_picker, selected_model, training_registry)
 from attnviz.app.ui.page_table import APP_ICON, HOME, PAGES, available_pages
-from attnviz.app.ui.sidebar import sidebar
+from attnviz.app.ui.sidebar import in_session_language, sidebar
 from attnviz.app.ui.widgets import (choice, linked_slider, linked_state, linked_text, message, newest_slider,
                                     number_inputs, table_or_caption)
 
 __all__ = ["APP_ICON", "HOME", "KIND_LABELS", "PAGES", "attention_kind", "available_pages", "browser_owner",
-           "chart_rows", "checkpoints", "choice", "decoding_controls", "default_model", "head_grid", "head_view_chart",
-           "input_notes_or_stop", "input_run", "input_text", "layer_and_head", "lesson_picker", "linked_slider",
-           "linked_state", "linked_text", "load_model", "message", "minilm", "model_key", "model_or_stop",
-           "model_picker", "newest_slider", "number_inputs", "plotly_chart", "selected_model",
-           "show_lesson", "show_tokens", "sidebar", "table_or_caption", "task_or_stop", "training_registry"]
+           "chart_rows", "checkpoints", "choice", "decoding_controls", "default_model", "head_grid",
+           "head_view_chart", "in_session_language", "input_notes_or_stop", "input_run", "input_text",
+           "layer_and_head", "lesson_picker", "linked_slider", "linked_state", "linked_text", "load_model", "message",
+           "minilm", "model_key", "model_or_stop", "model_picker", "newest_slider", "number_inputs", "plotly_chart",
+           "selected_model", "show_lesson", "show_tokens", "sidebar", "table_or_caption", "task_or_stop",
+           "training_registry"]

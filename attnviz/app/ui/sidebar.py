@@ -11,6 +11,8 @@ menu lists file names and is hidden (.streamlit/config.toml: client.showSidebarN
 every page begins with `ui.sidebar(__file__)`, which draws the menu of titles from PAGES, the device and the
 model picker.
 """
+import functools
+
 import streamlit as st
 
 from attnviz.app.ui.charts import PRESENT_PARAM, presenter_toggle, presenting, view_download
@@ -56,6 +58,15 @@ def session_language():
         st.session_state["language_choice"] = wanted if wanted in LANGUAGES else preferred_language(
             st.context.locale or st.context.headers.get("Accept-Language"))
     return st.session_state["language_choice"]
+
+def in_session_language(function):
+    """`function` (a widget's callback, a fragment) run in the session's language: Streamlit runs a callback before
+    the page and a fragment's rerun without it, each in a thread of its own, which starts in English."""
+    @functools.wraps(function)
+    def in_language(*args, **kwargs):
+        use_language(session_language())
+        return function(*args, **kwargs)
+    return in_language
 
 def _keep_picked_language():
     st.session_state["language_choice"] = st.session_state["language"]
