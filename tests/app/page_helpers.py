@@ -56,7 +56,7 @@ def shown_in(elements):
 
 ENGLISH_PHRASE = re.compile(r"[A-Za-z][A-Za-z'’-]*(?:,? +[A-Za-z][A-Za-z'’-]*){2,}")  # three English words in a row
 # not prose: code spans (`x`, and markdown.code's `` x ``), formulas, icons, hover placeholders, tags, links
-NOT_PROSE = re.compile(r"`` .*? ``|`[^`]*`|\$\$?[^$]*\$\$?|:material/[a-z_]+:|%\{[^}]*\}|<[^>]+>|https?://\S+")
+NOT_PROSE = re.compile(r"`` .*? ``|`[^`]*`|<code>.*?</code>|\$\$?[^$]*\$\$?|:material/[a-z_]+:|%\{[^}]*\}|<[^>]+>|https?://\S+")
 SKIPPED_FIELDS = {"id", "form_id", "spec", "data", "key", "element_id", "string_value", "default", "raw_value"}
 
 
@@ -98,8 +98,10 @@ def page_texts(at, where=("main", "sidebar")):
             proto = getattr(node, "proto", None)
             if getattr(node, "type", "") in {"dataframe", "table"}:
                 frame = node.value
-                yield from (str(column) for column in frame.columns)
+                config = json.loads(getattr(proto, "columns", "") or "{}")  # column_config: a header's shown label
+                yield from (config.get(str(column), {}).get("label") or str(column) for column in frame.columns)
                 yield from (cell for column in frame.columns for cell in frame[column] if isinstance(cell, str))
+                continue
             elif getattr(node, "type", "") == "plotly_chart":
                 yield from _figure_strings(json.loads(proto.spec))
             elif getattr(node, "type", "") == "code":
@@ -111,6 +113,7 @@ def page_texts(at, where=("main", "sidebar")):
 def english_phrases(text, allowed=()):
     """The English phrases (three words in a row) of `text`, outside code, formulas, icons, links, hover placeholders
     and the `allowed` strings (a model's output, a user's input)."""
+    text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)  # Markdown's escapes: "mat\." reads "mat."
     for exception in sorted(allowed, key=len, reverse=True):
         text = text.replace(exception, " ")
     return ENGLISH_PHRASE.findall(NOT_PROSE.sub(" ", text))
