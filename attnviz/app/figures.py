@@ -116,7 +116,7 @@ def square_size(rows, cols, width, row_labels, col_labels, titled, x_title, y_ti
 
     The margins leave room for the tick labels (the x labels turn by 60 degrees when crowded, as `label_axis`
     does) and the colour bar; the cells take what `width` leaves, at most SQUARE_CELL_PX. Drawing the figure at
-    this width (`layout.width`, which the chart helper in ui.py keeps) keeps the cells square; a narrower column
+    this width (`layout.width`, which ui.plotly_chart keeps) keeps the cells square; a narrower column
     narrows the cells and still leaves the heatmap as tall as its colour bar."""
     crowded = col_labels is not None and label_axis(col_labels, "", angle=-60)["tickangle"] != 0
     margin = dict(l=10 + label_px(row_labels, rows) + (24 if y_title else 0), r=COLORBAR_PX, t=50 if titled else 20,

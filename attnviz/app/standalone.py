@@ -2,8 +2,8 @@
 any browser without a network, since plotly.js travels inside the file and nothing refers to a server.
 
 The toolbar of each chart saves it as a PNG (the camera) or as an SVG (the button beside it), for slides and
-papers. No streamlit here: ui.py collects the figures a page draws and offers this file for download. Its words
-are in the session's language (attnviz.i18n), in the figures' font stack.
+papers. No streamlit here: the ui package collects the figures a page draws and offers this file for download. Its
+words are in the session's language (attnviz.i18n), in the figures' font stack.
 """
 import html
 import json

@@ -13,6 +13,7 @@ from attnviz.i18n import N_, _
 from attnviz.models.architectures import build_model, check_size, kind_of, model_config
 from attnviz.training.config import TrainConfig
 
+
 @dataclass(frozen=True)
 class Preset:
     description: str

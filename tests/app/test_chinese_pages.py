@@ -22,14 +22,15 @@ PAGE_VIEWS = {  # page -> the shipped model and the link's other parameters for 
 }
 
 
-CITED_TITLES = ["On the properties of neural machine translation: encoder-decoder approaches",  # a paper keeps its title
+# A cited paper keeps its title.
+CITED_TITLES = ["On the properties of neural machine translation: encoder-decoder approaches",
                 "Neural machine translation by jointly learning to align and translate", "What does BERT look at"]
 
 
 def typed_text(at):
     """What the boxes hold: the models' input, left as it is (an English sentence for MiniLM, a prompt for an LM)."""
-    return [line for box in [*at.text_input, *at.text_area] if box.value for line in [box.value, *box.value.splitlines()]
-            if line.strip()]
+    return [line for box in [*at.text_input, *at.text_area] if box.value
+            for line in [box.value, *box.value.splitlines()] if line.strip()]
 
 
 def views():

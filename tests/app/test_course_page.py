@@ -97,7 +97,7 @@ def lesson_elements(at):
     return SimpleNamespace(main=own, sidebar=[])
 
 
-# Words of ui.py's course helpers, not of the lessons: the answer's toggle, and the title of the page a link opens
+# Words of the ui package's course helpers, not of the lessons: the answer's toggle, and the title of the page a link opens
 # (`show_lesson` adds it to the link's label as ui.PAGES has it). The UI's own translation covers them.
 UI_WORDS = ("Show the answer", "RNN vs attention")
 

@@ -13,6 +13,7 @@ IMAGE_FORMATS = {"png": "PNG", "svg": "SVG"}
 
 PRESENTER_CSS = "<style>html { font-size: 22px; }</style>"  # Streamlit sizes its text in rem: all of it grows
 
+
 def presenting():
     """Presenter mode, for a room looking at one screen: larger fonts in figures and text, fewer controls. On with
     the sidebar's toggle or a link with ?present=1; pages may read it to show less."""
@@ -20,8 +21,10 @@ def presenting():
         st.session_state["presenting"] = st.query_params.get(PRESENT_PARAM) == "1"
     return st.session_state["presenting"]
 
+
 def _keep_presenting():
     st.session_state["presenting"] = st.session_state["present_toggle"]
+
 
 def presenter_toggle():
     """The sidebar's presenter switch; while on it is kept in the URL (?present=1) and the text is larger."""
@@ -35,8 +38,10 @@ def presenter_toggle():
     else:
         st.query_params.pop(PRESENT_PARAM, None)
 
+
 def _keep_image_format():
     st.session_state["image_format"] = st.session_state["image_format_box"]
+
 
 def view_download(page):
     """The sidebar's downloads: the format the camera button of every figure saves (PNG or SVG), and a standalone
@@ -56,12 +61,14 @@ def view_download(page):
                                key="download_view", icon="⬇️", on_click="ignore",
                                help=_("Every figure of this page in one HTML file that works offline."))
 
+
 def chart_config(key):
     """Plotly's configuration for every chart: the camera saves in the chosen format (at twice the size on screen,
     named after the chart), no plotly logo, and no toolbar at all in presenter mode."""
     return {"displaylogo": False, "displayModeBar": "hover" if not presenting() else False,
             "toImageButtonOptions": {"format": st.session_state.get("image_format", "png"), "filename": key,
                                      "scale": 2}}
+
 
 def plotly_chart(where, fig, key, **kwargs):
     """Draw a plotly figure in `where` (st, a column, a container) the way every figure of the app is drawn:
@@ -72,6 +79,7 @@ def plotly_chart(where, fig, key, **kwargs):
     st.session_state.setdefault("view_figures", {})[key] = fig
     return where.plotly_chart(fig, key=key, config=chart_config(key),
                               width="content" if fig.layout.width else "stretch", **kwargs)
+
 
 def chart_rows(charts, rows, key_prefix):
     """Plotly figures ({name: figure}) in rows of columns, e.g. rows (("loss", "accuracy"), ("lr", "speed")); each

@@ -9,6 +9,7 @@ from attnviz.interpret.decoding_plan import LIMITS, parse_number, sampling_setti
 
 DECODING_METHODS = {"greedy": N_("Greedy"), "sample": N_("Sampling"), "beam": N_("Beam search")}
 
+
 def decoding_controls(vocab_size, room):
     """The decoding method and its settings in one row, all kept in the URL: (method, max new tokens, view, settings).
 
@@ -53,6 +54,7 @@ def decoding_controls(vocab_size, room):
         st.caption(_("{method} does not use temperature, top-k or top-p: they only redraw the chart below.").format(
             method=labels[method]))
     return method, max_new, view, settings
+
 
 def _from_link(key, param, low, high, default):
     """Give a widget's session key its value from the URL (?param=) when the session has none yet, else `default`;

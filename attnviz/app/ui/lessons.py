@@ -23,9 +23,11 @@ def lesson_picker(lessons):
                                                       format_func=lambda s: f"{slugs.index(s) + 1}. {by_slug[s].title}")
     return by_slug[slug]
 
+
 @st.cache_data(max_entries=256, show_spinner=False)  # the spinner is `show_lesson`'s, in the session's language
 def _lesson_figure(_lesson, slug, values, language):  # language: the figure's labels are in it
     return _lesson.figure(dict(values))
+
 
 def lesson_inputs(lesson):
     """The lesson's declared inputs in one row: {input key: value}. Kept in the session beyond the widgets' own
@@ -45,8 +47,10 @@ def lesson_inputs(lesson):
         values[field.key] = kept[key] = value
     return values
 
+
 def _go_to_lesson(slug):
     st.session_state["lesson"] = slug
+
 
 def show_lesson(lesson, lessons):
     """A lesson: its text and formula, its inputs, its live figure, "try this" with the answer on demand, the links

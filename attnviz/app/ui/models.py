@@ -22,12 +22,15 @@ def checkpoints():
     folders = (checkpoint_folder.SHIPPED_DIR, checkpoint_folder.USER_DIR)
     return _checkpoints(tuple((str(d), d.stat().st_mtime_ns if d.exists() else 0) for d in folders))
 
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _checkpoints(folder_stamps):
     return list_checkpoints()
 
+
 def _keep_picked_model():
     st.session_state["model_choice"] = st.session_state["model"]
+
 
 def model_picker():
     """Choose a checkpoint (shipped or your own); shared by all pages and kept in the URL as ?model=NAME.
@@ -54,15 +57,18 @@ def model_picker():
     st.session_state["model_info"] = infos[name]
     return infos[name]
 
+
 def selected_model():
     """The `Checkpoint` picked in the sidebar (loaded and cached), or None when there is no model yet."""
     info = st.session_state.get("model_info")
     return load_model(info) if info else None
 
+
 def default_model(infos):
     """A first-time visitor starts on a Transformer (every page has attention to show), shipped before yours."""
     ranked = sorted(infos, key=lambda info: (info.meta.get("architecture") != "transformer", not info.shipped))
     return ranked[0].name
+
 
 def model_label(info, owner):
     """'NAME (task)' for a shipped model, 'NAME (task, yours)' for one `owner` trained, else 'NAME (task, by WHO)'."""
@@ -71,14 +77,17 @@ def model_label(info, owner):
         _(", by {owner}").format(owner=trained_by(info.meta))
     return f"{info.name} ({task}{whose})"
 
+
 def browser_owner():
     """This browser's owner token (see attnviz.app.owner for why the XSRF cookie): the same after a reload and in
     every tab of the browser, never in a link. Without the cookie, a random token for this session."""
     return owner_token(st.context.cookies) or st.session_state.setdefault("owner_token", secrets.token_hex(16))
 
+
 @st.cache_resource(max_entries=8, show_spinner=False)  # the spinner is `load_model`'s, in the session's language
 def _load(path, modified_ns):  # modified_ns: a model saved again under the same name is loaded afresh
     return load_checkpoint(path)
+
 
 def load_model(info):
     """The `Checkpoint` behind a picker choice, cached for all sessions: read it, never modify it."""
@@ -86,21 +95,25 @@ def load_model(info):
     with st.spinner(_("Loading the model…")):
         return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0)
 
+
 @st.cache_resource
 def training_registry():
     """The process-wide `RunRegistry` of training runs, kept by Streamlit: it outlives a reload of
     attnviz.training.runs after a source edit, so every page keeps finding (and capping) the same runs."""
     return REGISTRY
 
+
 def minilm():
     """The pretrained MiniLM, loaded once per process and shared (its methods lock around the hooks)."""
     with st.spinner(_("Loading MiniLM…")):
         return _minilm()
 
+
 @st.cache_resource(show_spinner=False)  # the spinner is `minilm`'s, in the session's language
 def _minilm():
     from attnviz.models import pretrained
     return pretrained.load_minilm()
+
 
 def model_key(picked):
     """What names a loaded `Checkpoint` in `st.cache_data` keys (pass the checkpoint itself as `_picked`), with the

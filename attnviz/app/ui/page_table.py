@@ -7,6 +7,7 @@ from attnviz.i18n import N_
 
 ROOT = Path(__file__).resolve().parents[3]
 
+
 class PageInfo(NamedTuple):
     file: str  # relative to the repository root, like app.py
     title: str
@@ -17,6 +18,7 @@ class PageInfo(NamedTuple):
     def url_path(self):
         """Where Streamlit serves the page: "" (the root) for app.py, "explorer" for pages/explorer.py."""
         return "" if self.file == HOME else Path(self.file).stem
+
 
 HOME = "app.py"
 
@@ -45,8 +47,10 @@ PAGES = [
              N_("A real pretrained model (MiniLM-L6) running in our own encoder: its heads on your sentence.")),
 ]
 
+
 def available_pages():
     return [page for page in PAGES if (ROOT / page.file).exists()]
+
 
 def page_of(script_path):
     """The `PageInfo` of a page file (the page's `__file__`)."""

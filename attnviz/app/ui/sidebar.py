@@ -26,6 +26,7 @@ LINKED_STATE = {"model_choice": "model", "input_text": "text", "attention": "att
                 "head": "head", "method": "method", "lesson": "lesson", "course_lesson": "lesson",
                 "rnn_task": "rnn_task", "rnn_source": "rnn_source"}
 
+
 def sidebar(script_path):
     """What every page starts with (`ui.sidebar(__file__)`): the session's language, the tab's title and icon, then
     in the sidebar the menu, the language, the device badge, the model picker, presenter mode and the figures'
@@ -50,6 +51,7 @@ def sidebar(script_path):
     view_download(page)
     return picked
 
+
 def session_language():
     """This session's language: the one picked before, else ?lang= (a shared link), else the browser's preference
     (navigator.language, then the Accept-Language header), else English."""
@@ -58,6 +60,7 @@ def session_language():
         st.session_state["language_choice"] = wanted if wanted in LANGUAGES else preferred_language(
             st.context.locale or st.context.headers.get("Accept-Language"))
     return st.session_state["language_choice"]
+
 
 def in_session_language(function):
     """`function` (a widget's callback, a fragment) run in the session's language: Streamlit runs a callback before
@@ -68,8 +71,10 @@ def in_session_language(function):
         return function(*args, **kwargs)
     return in_language
 
+
 def _keep_picked_language():
     st.session_state["language_choice"] = st.session_state["language"]
+
 
 def language_picker():
     """English or 简体中文, kept in the URL as ?lang= (the page reruns in the new language at once)."""
@@ -78,6 +83,7 @@ def language_picker():
                                     on_change=_keep_picked_language)
     st.query_params["lang"] = language
     return language
+
 
 def arrive(page):
     """On a page's first run after another page, the link that led here wins: each `LINKED_STATE` choice its URL
@@ -91,6 +97,7 @@ def arrive(page):
         if param in st.query_params:
             st.session_state.pop(key, None)
             st.session_state.pop(f"{key}_kept", None)  # the copy a `carried_choice` keeps beside its widget
+
 
 def device_badge():
     """Which device training will use: CUDA, then Apple MPS, then the CPU."""

@@ -11,12 +11,14 @@ from attnviz.i18n import _
 
 MAX_INPUT_CHARS = 1000  # the input travels in the URL; models read far fewer tokens anyway
 
+
 def message(error):
     """An error's text as a sentence on the page, escaped (it may quote what the user typed): "line 2 of ..."
     becomes "Line 2 of ...", while a message that starts with a name ("d_model=64 is not possible", "'x' exists
     already") keeps it as it is spelled."""
     text = str(error)
     return escape(text[:1].upper() + text[1:] if re.match(r"[a-z]+ ", text) else text)
+
 
 def choice(label, options, key, widget=st.selectbox, param=None, fallback=0, **kwargs):
     """A choice (`widget`: a selectbox, a radio, ...) kept in the session under `key` and, given `param`, in the
@@ -38,8 +40,10 @@ def choice(label, options, key, widget=st.selectbox, param=None, fallback=0, **k
         st.query_params[param] = str(value)
     return value
 
+
 def _keep_choice(key):
     st.session_state[f"{key}_kept"] = st.session_state[key]
+
 
 def carried_choice(label, options, key, widget, **kwargs):
     """A `choice` kept in the URL as ?key=... that also carries from page to page (explorer → mechanics →
@@ -51,6 +55,7 @@ def carried_choice(label, options, key, widget, **kwargs):
     value = choice(label, options, key, widget, key, on_change=_keep_choice, args=(key,), **kwargs)
     st.session_state[f"{key}_kept"] = value
     return value
+
 
 def linked_slider(label, low, high, default, key, param, where=st, **kwargs):
     """A whole-number slider kept in the session (beside its widget, like `carried_choice`) and in the URL as
@@ -67,6 +72,7 @@ def linked_slider(label, low, high, default, key, param, where=st, **kwargs):
     st.query_params[param] = str(value)
     return value
 
+
 def linked_text(widget, label, box, kept, param, default, limit=MAX_INPUT_CHARS, **kwargs):
     """A text box (`widget`: st.text_input or st.text_area, keyed `box`) whose text is kept in the session under
     `kept` and in the URL as ?param=..., so it survives switching pages and travels with a shared link.
@@ -80,8 +86,10 @@ def linked_text(widget, label, box, kept, param, default, limit=MAX_INPUT_CHARS,
     st.query_params[param] = text
     return text
 
+
 def _keep_text(box, kept, limit):
     st.session_state[kept] = st.session_state[box][:limit]
+
 
 def linked_state(key, param):
     """A session value restored from, and kept in, the URL as ?param=... (a reload or a shared link finds it)."""
@@ -91,6 +99,7 @@ def linked_state(key, param):
     if value:
         st.query_params[param] = value
     return value
+
 
 def number_inputs(fields, prefix, defaults, where=st, linked=False, per_row=None):
     """Number inputs side by side (in rows of `per_row`), one per field (`.key`, `.label`, `.step`, `.help`), keyed
@@ -123,7 +132,9 @@ def number_inputs(fields, prefix, defaults, where=st, linked=False, per_row=None
             st.query_params[f.key] = str(values[f.key])
     return values, notes
 
+
 MAX_WHOLE = 2**53 - 1  # what a number input can hold exactly (the browser's safe integers)
+
 
 def _number(text, whole):
     """A URL value as the number a field holds (int for a whole-number field), or None when it is none."""
@@ -135,6 +146,7 @@ def _number(text, whole):
         return None
     return int(value) if whole else value
 
+
 def newest_slider(label, values, key, follow, source=None, **kwargs):
     """A select slider over a list that grows (say snapshots): it moves to the newest value when the list grows, or
     `source` (what it lists) changes, while `follow` is on, and when its value is gone."""
@@ -143,6 +155,7 @@ def newest_slider(label, values, key, follow, source=None, **kwargs):
     if (follow and grown) or st.session_state.get(key) not in values:
         st.session_state[key] = values[-1]
     return st.select_slider(label, values, key=key, **kwargs)
+
 
 def table_or_caption(table, empty_note, **kwargs):
     """A dataframe without its index, or a caption when it has no rows."""
