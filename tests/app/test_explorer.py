@@ -373,7 +373,8 @@ def test_a_transformer_in_chinese_with_heads_off_and_ranked(page_models, chinese
     assert not at.exception
     picked, run = reference("test-reverse", "abcdef")
     assert english_on_main(at, run) == []
-    assert [tab.label for tab in at.tabs] == ["注意力头", "头视图", "头的统计", "注意力展开", "关闭注意力头", "导出"]
+    assert [tab.label for tab in at.tabs] == [chinese.gettext(tab) for tab in ("Heads", "Head view", "Head statistics",
+                                                                               "Rollout", "Switch heads off", "Export")]
     entropy = head_stats(run.cache["encoder.layers.0.self_attn.hook_pattern"])["entropy"][0]
     assert any(c.value.startswith(f"这个头：熵为 {entropy:.2f} 奈特") for c in at.caption)
     after = ablate_input(picked.model, picked.task(), run, {("decoder.layers.0.cross_attn", 0),

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from attnviz import checks
 from attnviz.app.markdown import escape
 from attnviz.app.text import ROLLOUT_CAPTION, rollout_title
+from attnviz.i18n import translations
 from attnviz.interpret.bert_heads import HEAD_STATS
 from attnviz.models import pretrained
 
@@ -274,7 +275,8 @@ def test_the_page_reads_in_chinese(minilm):
     assert at.title[0].value == "预训练模型（MiniLM）"
     assert [tab.label for tab in at.tabs] == ["注意力头", "注意力头统计", "注意力展开", "相似度与消融"]
     assert chart(at, "minilm_sim_after")["layout"]["title"]["text"] == "关闭了 2 个头"
-    assert at.multiselect(key="minilm_ablate").format_func((3, 4)) == "第 3 层第 4 个头"
+    assert at.multiselect(key="minilm_ablate").format_func((3, 4)) == \
+        translations("zh").gettext("layer {layer} head {head}").format(layer=3, head=4)
     assert english_left(at, allowed=others_english(at)) == []
     assert english_left(at, where=("sidebar",)) == []
 

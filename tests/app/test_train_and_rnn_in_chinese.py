@@ -23,10 +23,13 @@ from test_train_page import set_numbers, start_tiny
 from attnviz import build_model, i18n
 from attnviz.interpret import contenders
 from attnviz.interpret.contenders import checkpoint_name, runs_of
-from attnviz.training import checkpoint
+from attnviz.training import checkpoint, checkpoint_folder, checkpoint_names
 from attnviz.training.runs import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
+# AppTest formats a widget's options again in the test's own thread (format_func=_ translates there), so the test
+# thread reads Chinese too, as the sessions do.
+pytestmark = pytest.mark.usefixtures("chinese")
 saved = test_train_page.saved  # the names of the runs a test starts, deleted afterwards
 shipped_dir, dirs, tiny_presets = test_rnn_page.shipped_dir, test_rnn_page.dirs, test_rnn_page.tiny_presets
 
@@ -126,7 +129,7 @@ def test_a_run_going_and_finished_is_chinese(saved, wait_for_run):
 
 
 def test_deleting_your_model_is_chinese(make_checkpoint):
-    make_checkpoint(checkpoint.USER_DIR / "page-zh-mine", owner="zh-owner")
+    make_checkpoint(checkpoint_folder.USER_DIR / "page-zh-mine", owner="zh-owner")
     at = open_train(owner="zh-owner")
     assert at.selectbox(key="train_delete_choice").label == "在此浏览器中训练的模型"
     at.button(key="train_delete").click().run()
@@ -140,8 +143,8 @@ def test_a_message_made_in_a_callback_is_in_the_session_language(make_checkpoint
     def refuse(name, owner):
         raise ValueError(i18n._("Home"))  # any message of the catalog, as the library words one
 
-    make_checkpoint(checkpoint.USER_DIR / "page-zh-refused", owner="zh-owner")
-    monkeypatch.setattr(checkpoint, "delete_checkpoint", refuse)
+    make_checkpoint(checkpoint_folder.USER_DIR / "page-zh-refused", owner="zh-owner")
+    monkeypatch.setattr(checkpoint_names, "delete_checkpoint", refuse)
     at = open_train(owner="zh-owner")
     at.button(key="train_delete").click().run()
     assert [error.value for error in at.error] == ["首页"]
@@ -187,7 +190,7 @@ def test_the_comparison_is_chinese_in_every_section(dirs):
 
 
 def test_missing_models_and_training_all_three_are_chinese(dirs, tiny_presets, monkeypatch, wait_for_run):
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", dirs[1])  # nothing shipped: the page says how to get them
+    monkeypatch.setattr(checkpoint_folder, "SHIPPED_DIR", dirs[1])  # nothing shipped: the page says how to get them
     at = open_rnn()
     assert any("**在这里训练全部三个**" in info.value for info in at.info)
     assert english_of_the_comparison(at) == []
