@@ -255,9 +255,12 @@ def click_latency(quick, n_tabs=10):
             tab.locator(".st-key-train_start button").click()  # the 30-second demo preset
             expect(tab.locator('[data-testid="stMetric"]').first).to_be_visible(timeout=120_000)  # its run panel
             tabs.append(tab)
-        for tab in tabs:  # open the settings again to click in them
-            tab.locator('[data-testid="stExpander"] summary').first.click(timeout=120_000)
-            expect(tab.locator(STEP_BUTTON.format("Up"))).to_be_visible(timeout=120_000)
+        for index, tab in enumerate(tabs):  # open the settings again to click in them
+            try:
+                tab.locator('[data-testid="stExpander"] summary').first.click(timeout=120_000)
+                expect(tab.locator(STEP_BUTTON.format("Up"))).to_be_visible(timeout=120_000)
+            except (PlaywrightError, AssertionError):
+                page_errors.setdefault(index, "the page went blank before the clicks")
         times, unanswered = [], 0
         for i in range(clicks_per_tab):
             for index, tab in enumerate(tabs):
