@@ -114,7 +114,8 @@ def test_language_model_and_rnn(page_models):
     assert any("recurrent" in i.value for i in at.info)
 
 
-def test_a_mismatch_would_be_shown_as_an_error(page_models, monkeypatch):
+def break_the_check(monkeypatch):
+    """The page's head mechanics, with a recomputation that misses the model's weights by 0.25."""
     real = head_mechanics
 
     def off_by_a_bit(*args, **kwargs):
@@ -123,6 +124,10 @@ def test_a_mismatch_would_be_shown_as_an_error(page_models, monkeypatch):
         return result
 
     monkeypatch.setattr(mechanics, "head_mechanics", off_by_a_bit)
+
+
+def test_a_mismatch_would_be_shown_as_an_error(page_models, monkeypatch):
+    break_the_check(monkeypatch)
     at = open_page(model="test-reverse", text="bad", attention="encoder self")  # an input no other test uses
     assert not at.exception and not at.success
     assert "do not match" in at.error[0].value and "2.5e-01" in at.error[0].value
@@ -186,14 +191,7 @@ def test_a_language_model_and_an_rnn_in_chinese(page_models, chinese):
 
 
 def test_a_mismatch_is_shown_in_chinese(page_models, chinese, monkeypatch):
-    real = head_mechanics
-
-    def off_by_a_bit(*args, **kwargs):
-        result = real(*args, **kwargs)
-        result.weights_error = 0.25
-        return result
-
-    monkeypatch.setattr(mechanics, "head_mechanics", off_by_a_bit)
+    break_the_check(monkeypatch)
     at = open_page(model="test-reverse", text="dab", attention="encoder self", lang="zh")  # an input no other test uses
     assert not at.exception and not at.success
     assert "捕获的权重不一致：" in at.error[0].value and "**2.5e-01**" in at.error[0].value

@@ -25,6 +25,13 @@ def formula(T, D):
     return np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
 
 
+
+def removed_positions(name):
+    """The test set run again without the positional encodings, computed here (not read off the page)."""
+    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / name)
+    with torch.no_grad():
+        return positional_ablation_summary(picked.model, picked.task().batches("test", 256), "remove")
+
 def test_sinusoidal_table_follows_the_sliders(page_models):
     at = open_page(model="test-reverse")
     assert not at.exception
@@ -67,9 +74,7 @@ def test_experiment_measures_the_accuracy_drop(page_models):
     assert not at.metric or all("Token accuracy" not in m.label for m in at.metric)
     at.toggle(key="pe_experiment").set_value(True).run()
     assert not at.exception
-    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse")
-    with torch.no_grad():
-        removed = positional_ablation_summary(picked.model, picked.task().batches("test", 256), "remove")
+    removed = removed_positions("test-reverse")
     shown = {m.label: m for m in at.metric}
     assert shown["Token accuracy, as trained"].value == f"{removed['accuracy_before']:.1%}"
     assert shown["Positions removed"].value == f"{removed['accuracy_after']:.1%}"
@@ -157,9 +162,7 @@ def test_the_lab_in_chinese_with_the_experiment(page_models, chinese):
     assert figures["pe_similarity"]["layout"]["title"]["text"] == "PE(i) · PE(j)：相近的位置彼此相似"
     assert any(shown(m).startswith("对正弦位置表，") and "往回 5 个词元" in shown(m) and "在全部 59 个位置上" in shown(m)
                for m in at.markdown)
-    picked = checkpoint.load_checkpoint(checkpoint_folder.USER_DIR / "test-reverse")
-    with torch.no_grad():
-        removed = positional_ablation_summary(picked.model, picked.task().batches("test", 256), "remove")
+    removed = removed_positions("test-reverse")
     metrics = {m.label: m for m in at.metric}
     assert metrics["词元准确率（训练后原样）"].value == f"{removed['accuracy_before']:.1%}"
     assert metrics["去掉位置编码"].value == f"{removed['accuracy_after']:.1%}"
