@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from attnviz.training.checkpoint_folder import SHIPPED_DIR, CheckpointError
+from attnviz.training.checkpoint_folder import SHIPPED_DIR, CheckpointError, read_meta
 from attnviz.training.checkpoint_list import find_checkpoint, list_checkpoints
 
 
@@ -37,3 +37,28 @@ def test_an_unknown_name_is_reported_in_the_session_language(model_dirs, in_chin
         assert str(error.value) == zh("no checkpoint named {name} in {folders}; available: {available}",
                                       name="'nope'", folders=f"{model_dirs.user}, {model_dirs.shipped}",
                                       available=zh("none"))
+
+
+def test_a_listing_parses_again_only_the_meta_json_that_changed(tmp_path, make_checkpoint, monkeypatch):
+    from attnviz.training import checkpoint_list
+
+    make_checkpoint(tmp_path / "kept", metrics={"exact_match": 0.1})
+    make_checkpoint(tmp_path / "saved-again", metrics={"exact_match": 0.2})
+    list_checkpoints([tmp_path])
+    parsed = []
+    monkeypatch.setattr(checkpoint_list, "read_meta", lambda folder: parsed.append(folder.name) or read_meta(folder))
+    make_checkpoint(tmp_path / "saved-again", metrics={"exact_match": 0.9})  # a student saves under the name again
+    make_checkpoint(tmp_path / "new", metrics={"exact_match": 0.5})
+    found = list_checkpoints([tmp_path])
+    assert {info.name: info.meta["metrics"]["exact_match"] for info in found} == {
+        "kept": 0.1, "saved-again": 0.9, "new": 0.5}
+    assert sorted(parsed) == ["new", "saved-again"]
+
+
+def test_a_listed_checkpoint_whose_meta_json_becomes_a_link_is_refused_when_listed_again(tmp_path, make_checkpoint):
+    make_checkpoint(tmp_path / "listed" / "m")
+    assert [info.name for info in list_checkpoints([tmp_path / "listed"])] == ["m"]
+    (tmp_path / "listed" / "m" / "meta.json").rename(tmp_path / "meta.json")
+    (tmp_path / "listed" / "m" / "meta.json").symlink_to(tmp_path / "meta.json")
+    found = list_checkpoints([tmp_path / "listed"])
+    assert list(found) == [] and [p.name for p, message in found.problems if "symbolic link" in message] == ["m"]
