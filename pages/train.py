@@ -174,10 +174,11 @@ def timelapse(run, snapshots):
     layer = ui.choice(_("Layer"), range(kinds[kind]), "lapse_layer", controls.selectbox)
     weights, queries, keys, masked = lapse_pattern(task, patterns, probe, kind, layer)
     head = ui.choice(_("Head"), range(len(weights)), "lapse_head", controls.selectbox)
-    ui.plotly_chart(heatmap, figures.attention_heatmap(
-        weights[head], queries, keys, _("Step {step}: {attention}, layer {layer}, head {head}").format(
-            step=step, attention=_(ui.KIND_LABELS[kind]), layer=layer, head=head), masked=masked),
-        key="lapse_heatmap")
+    title = _("Step {step}: {attention}, layer {layer}, head {head}").format(
+        step=step, attention=_(ui.KIND_LABELS[kind]), layer=layer, head=head)
+    pattern = ui.shared_figures(("lapse", run.name, run.started_at, step, probe, kind, layer, head),
+                                lambda: figures.attention_heatmap(weights[head], queries, keys, title, masked=masked))
+    ui.plotly_chart(heatmap, pattern, key="lapse_heatmap")
     outputs.markdown(_("**Greedy output** (target: {target})").format(target=code(probe_target(task, probe))))
     outputs.dataframe(output_history(task, snapshots, probe, steps.index(step)), hide_index=True,
                       key="lapse_outputs", height=360)
@@ -209,10 +210,15 @@ def run_panel(run, live, mine):
             st.error(escape(st.session_state.pop("train_save_error")))
     elif snap.status == "diverged" and snap.saved_path:
         st.text(_("Saved anyway as {name}.").format(name=run.name))
+    # Every tab watching the run redraws these every second or two: built once per new step, for all of them.
     if snap.history["step"]:  # none while queued: nothing to draw, and no work for a busy server
-        ui.chart_rows(curve_figures(snap), (("loss", "accuracy"), ("lr", "speed")), "curve_")
+        curves = ui.shared_figures(("curves", run.name, run.started_at, len(snap.history["step"]),
+                                    len(snap.evals["step"])), lambda: curve_figures(snap))
+        ui.chart_rows(curves, (("loss", "accuracy"), ("lr", "speed")), "curve_")
     if snap.snapshots and run.task.name == "induction":  # the moment an induction head forms
-        ui.chart_rows(induction_figures(run.task, snap.snapshots), (("heads", "halves"),), "induction_")
+        induction = ui.shared_figures(("induction", run.name, run.started_at, len(snap.snapshots)),
+                                      lambda: induction_figures(run.task, snap.snapshots))
+        ui.chart_rows(induction, (("heads", "halves"),), "induction_")
     if snap.snapshots:
         timelapse(run, snap.snapshots)
 

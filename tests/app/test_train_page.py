@@ -14,6 +14,7 @@ from markdown_it import MarkdownIt
 from page_helpers import shown_in
 from streamlit.testing.v1 import AppTest
 
+from attnviz import i18n
 from attnviz.app.markdown import escape
 from attnviz.app.train_view import preset_labels, preset_name, preset_settings
 from attnviz.models.architectures import RNN_SIZES
@@ -23,7 +24,7 @@ from attnviz.training.plan import free_name
 from attnviz.training.presets import PRESETS
 from attnviz.training.executor import ThreadExecutor
 from attnviz.training.owners import anonymous_label
-from attnviz.training.runs import REGISTRY, TrainingRun
+from attnviz.training.runs import REGISTRY, TrainingRun, thin
 
 APP = "../../app.py"
 PAGE = "pages/train.py"
@@ -272,6 +273,29 @@ def test_another_browser_watches_a_run_but_cannot_stop_it(saved, wait_for_run):
     reloaded.button(key="train_stop").click().run()
     wait_for_run(run, timeout=120)
     assert run.snapshot().status == "stopped"
+
+
+def test_every_tab_sees_the_curves_of_the_steps_so_far_in_its_own_language(saved, wait_for_run):
+    """A run's figures are built once for all the tabs watching it; each tab still shows every step so far, and
+    the figures' words in its own language."""
+    ada = open_page(owner="ada-browser")
+    run = start_tiny(ada, "page-curves", saved, steps=20_000, eval_every=10_000)  # no new validation meanwhile
+    wait_for_run(run, lambda snap: snap.step >= 3, what="step 3")
+    last_step = lambda: traces(ada.run(), "curve_loss")["training (moving average)"]["x"][-1]
+    first = last_step()
+    wait_for_run(run, lambda snap: snap.step > first + 5, what="five more steps")
+    assert last_step() > first + 5  # the same tab, the same run, a newer figure
+    run.stop("ada-browser", timeout=60)
+    wait_for_run(run, timeout=120)
+    steps = run.snapshot().history["step"]
+    shown_steps = [steps[i] for i in thin(list(range(len(steps))), 400)]  # the page thins long histories
+    zh = i18n.translations("zh").gettext
+    for at, title, series in ((ada.run(), "Loss", "training (moving average)"),  # Bob's tab opens after Ada's run
+                              (open_page(owner="bob-browser", run="page-curves", lang="zh"), zh("Loss"),
+                               zh("training (moving average)"))):
+        assert not at.exception
+        assert chart(at, "curve_loss")["layout"]["title"]["text"] == title
+        assert list(traces(at, "curve_loss")[series]["x"]) == shown_steps
 
 
 def test_an_anonymous_run_shows_a_label_never_the_token(saved):

@@ -9,7 +9,7 @@ travel with a link (they are kept in the URL), and every figure is drawn the sam
 """
 from attnviz.app.ui.attention import (KIND_LABELS, attention_kind, head_grid, head_view_chart, input_notes_or_stop,
                                       input_run, input_text, layer_and_head, model_or_stop, show_tokens, task_or_stop)
-from attnviz.app.ui.charts import chart_rows, plotly_chart
+from attnviz.app.ui.charts import chart_rows, plotly_chart, shared_figures
 from attnviz.app.ui.decoding import decoding_controls
 from attnviz.app.ui.lessons import lesson_picker, show_lesson
 from attnviz.app.ui.models import (browser_owner, checkpoints, default_model, load_model, minilm, model_key,
@@ -24,5 +24,5 @@ __all__ = ["APP_ICON", "HOME", "KIND_LABELS", "PAGES", "attention_kind", "availa
            "head_view_chart", "in_session_language", "input_notes_or_stop", "input_run", "input_text",
            "layer_and_head", "lesson_picker", "linked_slider", "linked_state", "linked_text", "load_model", "message",
            "minilm", "model_key", "model_or_stop", "model_picker", "newest_slider", "number_inputs", "plotly_chart",
-           "selected_model", "show_lesson", "show_tokens", "sidebar", "table_or_caption", "task_or_stop",
-           "training_registry"]
+           "selected_model", "shared_figures", "show_lesson", "show_tokens", "sidebar", "table_or_caption",
+           "task_or_stop", "training_registry"]

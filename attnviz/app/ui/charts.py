@@ -4,7 +4,7 @@ import streamlit as st
 
 from attnviz.app import figures
 from attnviz.app.standalone import view_html
-from attnviz.i18n import _
+from attnviz.i18n import _, current_language
 
 
 PRESENT_PARAM = "present"
@@ -79,6 +79,22 @@ def plotly_chart(where, fig, key, **kwargs):
     st.session_state.setdefault("view_figures", {})[key] = fig
     return where.plotly_chart(fig, key=key, config=chart_config(key),
                               width="content" if fig.layout.width else "stretch", **kwargs)
+
+
+def shared_figures(key, build):
+    """`build()` (a figure, or a dict of them) built once per `key` and language, and shared by every session.
+
+    For figures that many tabs redraw unchanged: Train live redraws a run's curves every second or two in every
+    tab watching it, and building plotly figures was most of a class server's work. `key` must name everything
+    the figures show (e.g. the run and how many steps its history holds); the language is added, since figures
+    hold translated words. Nothing may change a shared figure: `plotly_chart` draws it as it is (presenter mode
+    draws a copy)."""
+    return _built_once((current_language(), *key), build)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _built_once(key, _build):  # the leading underscore: Streamlit does not hash `_build`
+    return _build()
 
 
 def chart_rows(charts, rows, key_prefix):
