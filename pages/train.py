@@ -223,8 +223,8 @@ def run_panel(run, live, mine):
         timelapse(run, snap.snapshots)
 
 
-# One fragment redraws the page's live part: two fragments polling on one page, with a full rerun between, made
-# the browser fail ("'setIn' cannot be called on an ElementNode") and show a blank page.
+# One fragment redraws the page's live part. (Tabs that went blank under load, "'setIn' cannot be called on an
+# ElementNode", were lost to Streamlit's message cache, which .streamlit/config.toml turns off.)
 @st.fragment(run_every=1.0 if live else 2.0 if any(not r.done for r in registry.runs) else None)
 @ui.in_session_language  # a fragment's rerun skips ui.sidebar
 def live_view():

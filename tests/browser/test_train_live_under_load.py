@@ -1,0 +1,67 @@
+"""Train live under a class's load: tabs that start run after run, while more students keep arriving, keep their
+page, and a run that ends on its own redraws the page by itself (Start is on again, the model picker lists it).
+
+Streamlit's message cache lost such tabs (3 of 5 within two minutes): a fragment rerun that starts before the
+previous run's messages have left the server drops that run's blocks but keeps its references to cached elements,
+which then point into blocks the browser never got, and the tab goes blank ("Bad delta path index 9", "'setIn'
+cannot be called on an ElementNode"). .streamlit/config.toml turns the cache off."""
+import re
+import time
+
+from playwright.sync_api import expect, sync_playwright
+
+from attnviz.classroom import CHROMIUM_ARGS, streamlit_server
+
+TABS, ARRIVING, SECONDS = 4, 3, 150  # tabs running runs, tabs open at once that just arrived, how long
+TIMEOUT_MS = 120_000
+
+
+def open_settings(tab):
+    if not tab.locator('[data-testid="stExpander"] details[open]').count():
+        tab.locator('[data-testid="stExpander"] summary').first.click(timeout=TIMEOUT_MS)
+
+
+def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chromium_path, tmp_path):
+    errors = {}  # tab -> the frontend's uncaught errors
+    with streamlit_server({"ATTNVIZ_USER_DIR": str(tmp_path)}) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        tabs = [browser.new_page(viewport={"width": 1400, "height": 1000}) for _ in range(TABS)]
+        for index, tab in enumerate(tabs):
+            tab.on("pageerror", lambda error, index=index: errors.setdefault(index, []).append(str(error)))
+            tab.goto(f"{url}/train?steps=50")  # a few seconds a run
+        arriving, ended = [], [0] * TABS
+        deadline = time.monotonic() + SECONDS
+        while time.monotonic() < deadline:
+            arriving.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
+            arriving[-1].goto(f"{url}/train", wait_until="commit")  # a student arrives; the oldest arrival leaves
+            if len(arriving) > ARRIVING:
+                arriving.pop(0).close()
+            for index, tab in enumerate(tabs):
+                if index in errors:
+                    continue
+                has_run = "run=" in tab.url
+                if has_run and not (tab.locator('[data-testid="stMetric"]').count() and
+                                    not tab.locator(".st-key-train_stop").count()):
+                    continue  # its run is going (its Stop is there), queued, or not drawn yet
+                ended[index] += has_run
+                open_settings(tab)
+                before = tab.url
+                tab.locator(".st-key-train_start button").click(timeout=TIMEOUT_MS)  # the next run
+                expect(tab).not_to_have_url(before, timeout=TIMEOUT_MS)  # ?run= names the new run
+        assert errors == {}, errors
+        assert min(ended) >= 1, ended  # every tab saw a run end on its own and started the next
+
+        for other in tabs[1:] + arriving:
+            other.close()
+        tab = tabs[0]  # a run of the 30-second demo as it is, which solves its task: saved when it ends
+        tab.goto(f"{url}/train")
+        tab.locator(".st-key-train_start button").click(timeout=TIMEOUT_MS)
+        expect(tab).to_have_url(re.compile(r"[?&]run="), timeout=TIMEOUT_MS)
+        name = re.search(r"[?&]run=([^&]+)", tab.url).group(1)
+        expect(tab.get_by_text(f"Saved as {name}")).to_be_visible(timeout=TIMEOUT_MS)  # no click since Start
+        expect(tab.locator(".st-key-train_start button")).to_be_enabled(timeout=TIMEOUT_MS)  # the page redrew
+        tab.get_by_role("combobox", name="Model").click()  # and its model picker lists the model (typed: the list
+        tab.keyboard.type(name)  # of every tab's models is long)
+        expect(tab.get_by_role("option", name=re.compile(rf"^{re.escape(name)} "))).to_be_visible(timeout=TIMEOUT_MS)
+        assert tab.locator(".stException").count() == 0 and errors == {}
+        browser.close()
