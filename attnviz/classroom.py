@@ -227,10 +227,39 @@ CLICK_AND_WAIT = """async (selector) => {
 STEP_BUTTON = '.st-key-train_d_model button[data-testid="stNumberInputStep{}"]'
 
 
+def browser_processes():
+    """Pids of the Chromium processes below this one (the browser, its renderers: one per tab or so), from /proc
+    (Linux; elsewhere none)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            name, fields = rest.rsplit(") ", 1)
+        except (OSError, ValueError):  # a process that ended meanwhile
+            continue
+        children.setdefault(int(fields.split()[1]), []).append((int(pid), name))
+    found, stack = [], [os.getpid()]
+    while stack:
+        for pid, name in children.get(stack.pop(), []):
+            stack.append(pid)
+            if name.startswith("chrom"):
+                found.append(pid)
+    return found
+
+
 def click_latency(quick, n_tabs=10):
     """Rows: p50/p95/max milliseconds of a click on the Train live page with `n_tabs` tabs (sessions), each with a
     run going or queued; clicks without an answer in 60 s, and tabs whose page the browser lost (Streamlit's
-    frontend fails on a delta it cannot place and shows a blank page), with the first such error."""
+    frontend fails on a delta it cannot place and shows a blank page), with the first such error.
+
+    The tabs' browser runs on the server's cores, and drawing ten tabs of live charts took more of them than the
+    server did (measured with top: Chromium 110-145% of the 2 cores, the server and its training worker 42-72%).
+    In a class each browser runs on a student's machine: one row has the browser at the server's priority, the
+    other (not in --quick) at a lower one (nice 10), which leaves the server the cores it needs."""
+    return [click_latency_row(quick, n_tabs, browser_niceness) for browser_niceness in ([10] if quick else [0, 10])]
+
+
+def click_latency_row(quick, n_tabs, browser_niceness):
     chromium = shutil.which("chromium")
     try:
         from playwright.sync_api import Error as PlaywrightError
@@ -255,6 +284,9 @@ def click_latency(quick, n_tabs=10):
             tab.locator(".st-key-train_start button").click()  # the 30-second demo preset
             expect(tab.locator('[data-testid="stMetric"]').first).to_be_visible(timeout=120_000)  # its run panel
             tabs.append(tab)
+        for pid in browser_processes() if browser_niceness else []:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, browser_niceness)
         for index, tab in enumerate(tabs):  # open the settings again to click in them
             try:
                 tab.locator('[data-testid="stExpander"] summary').first.click(timeout=120_000)
@@ -273,7 +305,7 @@ def click_latency(quick, n_tabs=10):
         browser.close()
     times.sort()
     p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))] if times else float("nan")
-    return [dict(tabs=n_tabs, clicks=len(times), p50_ms=statistics.median(times) if times else float("nan"),
-                 p95_ms=p95, max_ms=times[-1] if times else float("nan"), unanswered=unanswered,
-                 lost_tabs=len(page_errors), first_page_error=next(iter(page_errors.values()), "")[:80],
-                 goal="p95 < 500 ms, nothing lost")]
+    return dict(tabs=n_tabs, browser_nice=browser_niceness, clicks=len(times),
+                p50_ms=statistics.median(times) if times else float("nan"), p95_ms=p95,
+                max_ms=times[-1] if times else float("nan"), unanswered=unanswered, lost_tabs=len(page_errors),
+                first_page_error=next(iter(page_errors.values()), "")[:80], goal="p95 < 500 ms, nothing lost")
