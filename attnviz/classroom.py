@@ -255,7 +255,7 @@ def click_latency(quick, n_tabs=10):
     The tabs' browser runs on the server's cores, and drawing ten tabs of live charts took more of them than the
     server did (measured with top: Chromium 110-145% of the 2 cores, the server and its training worker 42-72%).
     In a class each browser runs on a student's machine: one row has the browser at the server's priority, the
-    other (not in --quick) at a lower one (nice 10), which leaves the server the cores it needs."""
+    other (not in --quick) at a lower one (nice 10), to tell the server's part of the wait from the browsers'."""
     return [click_latency_row(quick, n_tabs, browser_niceness) for browser_niceness in ([10] if quick else [0, 10])]
 
 
