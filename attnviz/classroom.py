@@ -12,6 +12,7 @@
 Both use wall time: they measure what people wait for, so they also feel other work on the machine.
 """
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import shutil
@@ -256,18 +257,17 @@ def click_latency(quick, n_tabs=10):
     server did (measured with top: Chromium 110-145% of the 2 cores, the server and its training worker 42-72%).
     In a class each browser runs on a student's machine: one row has the browser at the server's priority, the
     other (not in --quick) at a lower one (nice 10), to tell the server's part of the wait from the browsers'."""
-    return [click_latency_row(quick, n_tabs, browser_niceness) for browser_niceness in ([10] if quick else [0, 10])]
-
-
-def click_latency_row(quick, n_tabs, browser_niceness):
     chromium = shutil.which("chromium")
-    try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        chromium = None
-    if chromium is None:
+    if chromium is None or importlib.util.find_spec("playwright") is None:
         return [dict(skipped="needs Debian's chromium (apt-get install chromium) and the playwright package")]
+    return [click_latency_row(chromium, quick, n_tabs, browser_niceness)
+            for browser_niceness in ([10] if quick else [0, 10])]
+
+
+def click_latency_row(chromium, quick, n_tabs, browser_niceness):
+    """One row of `click_latency`, with the tabs' browser (`chromium`, a path) at `browser_niceness`."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect, sync_playwright
     clicks_per_tab = 4 if quick else 12
     page_errors = {}  # tab index -> the frontend's first uncaught error
     with tempfile.TemporaryDirectory() as user_dir, streamlit_server({"ATTNVIZ_USER_DIR": user_dir}) as url, \
