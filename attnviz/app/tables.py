@@ -1,6 +1,7 @@
 """Tables and marked-up text for the pages: the models table, and outputs with their errors marked. Headers and
 the words in cells are in the session's language (attnviz.i18n); names of models, tasks and architectures stay."""
 import html
+import string
 
 import pandas as pd
 
@@ -17,8 +18,15 @@ MARK_STYLES = {"ok": "", "wrong": "background:#f6b8b8", "extra": "background:#fc
 def marked_html(output, expected=None):
     """`output` as HTML inline code, each character coloured by its `error_marks` status (unmarked without `expected`)."""
     marks = error_marks(output, expected) if expected is not None else [(ch, "ok") for ch in output]
-    return "<code>" + "".join(f'<span style="{MARK_STYLES[status]}">{html.escape(ch)}</span>'
+    return "<code>" + "".join(f'<span style="{MARK_STYLES[status]}">{literal_html(ch)}</span>'
                               for ch, status in marks) + "</code>"
+
+
+def literal_html(ch):
+    """One character as HTML text that Markdown leaves as it is: &, <, > and quotes as entities, other punctuation as
+    a numeric reference (a `*` or `$` between the spans would start emphasis or a formula)."""
+    escaped = html.escape(ch)
+    return f"&#{ord(ch)};" if escaped == ch and ch in string.punctuation else escaped
 
 
 def models_table(infos, owner):

@@ -1,9 +1,11 @@
 """Comparing models: accuracy by length against decoding each example, cost counts against formulas, helpers."""
+import html
 import re
 
 import pytest
 import torch
 import torch.nn as nn
+from markdown_it import MarkdownIt
 
 from attnviz import build_model
 from attnviz.app.tables import MARK_STYLES, marked_html
@@ -202,6 +204,13 @@ def test_marked_html_escapes_and_colours_each_character():
     wrong = MARK_STYLES["wrong"]
     assert marked_html("<b", "<a") == f'<code><span style="">&lt;</span><span style="{wrong}">b</span></code>'
     assert marked_html("ab") == '<code><span style="">a</span><span style="">b</span></code>'
+
+
+def test_marked_html_stays_literal_text_when_rendered_as_markdown():
+    output = "*a* _b_ $c$ `d` [e](f) <g> & h"  # a user's task may have any character in its outputs
+    rendered = MarkdownIt("commonmark").render(marked_html(output))
+    assert not re.search(r"<(em|strong|a|g)\b", rendered)
+    assert html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip() == output
 
 
 def test_an_owners_models_are_named_by_a_short_id_never_by_the_token():
