@@ -92,9 +92,10 @@ def compact_layout(fig, title, height, background=MASKED_COLOR):
 
     `pad=0`: a padding (Streamlit's theme sets 8 px) would widen the background into a grey frame. Streamlit's
     theme also names its own font for titles and hover labels, so those get the font stack too."""
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font_family=FONT_FAMILY), height=int(height),
+    font = dict(family=FONT_FAMILY)  # nested dicts, not font_family=: plotly parses each such path, slowly
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=font), height=int(height),
                       margin=dict(l=10, r=10, t=50 if title else 20, b=10, pad=0), plot_bgcolor=background,
-                      font_family=FONT_FAMILY, hoverlabel_font_family=FONT_FAMILY)
+                      font=font, hoverlabel=dict(font=font))
     return fig
 
 
@@ -294,9 +295,8 @@ def curves(x, series, title="", x_title="", y_title="", log_y=False):
             raise ValueError(f"series {name!r} has {len(ys)} values for {len(xs)} x positions")
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=str(name),
                                  line=dict(color=SERIES_COLORS[i % len(SERIES_COLORS)])))
-    fig.update_xaxes(title=x_title, gridcolor="#eee")
-    fig.update_yaxes(title=y_title, gridcolor="#eee", **(dict(type="log", **LOG_TICKS) if log_y else {}))
-    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(xaxis=dict(title=x_title, gridcolor="#eee"), legend=dict(orientation="h", y=-0.25),
+                      yaxis=dict(title=y_title, gridcolor="#eee", **(dict(type="log", **LOG_TICKS) if log_y else {})))
     return compact_layout(fig, title, 340, background="white")
 
 
