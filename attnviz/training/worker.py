@@ -4,6 +4,7 @@ Messages in: ("train", Job), ("stop",). Out: ("delta", delta) about five times a
 weights as safetensors bytes, test metrics). The pipe closing ends the worker. Started by
 attnviz.training.executor.LocalExecutor with the spawn start method, so nothing of the server is inherited.
 """
+import os
 import threading
 
 import torch
@@ -16,6 +17,8 @@ from attnviz.training.job import delta_since, rebuild_model, weights_bytes
 from attnviz.training.loop import ONE_PROCESS, TrainResult, train
 
 PUBLISH_EVERY = 0.2  # seconds between deltas
+NICENESS = 5  # below the web server's priority: pages stay quick while runs train, and with a free core a run loses
+# nothing (the scheduler prefers the server only when both want the same core)
 
 
 def rebuild(job):
@@ -40,6 +43,8 @@ def run_job(job, result, should_stop, lock, ranks=ONE_PROCESS):
 
 def serve(conn):
     torch.set_num_threads(1)  # tiny models train fastest on one thread, and each worker has its core
+    if hasattr(os, "nice"):  # Unix
+        os.nice(NICENESS)
     while True:
         try:
             message = conn.recv()

@@ -12,6 +12,7 @@ from attnviz.training.loop import train
 from attnviz.training.presets import build
 from attnviz.training.config import TrainConfig
 from attnviz.training.runs import RunRegistry, TrainingRun
+from attnviz.training.worker import NICENESS
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,15 @@ def test_workers_are_reused(task):
         run.join(120)
         pids.append(run.handle.worker.process.pid)
     assert pids[0] == pids[1] and local_executor().n_busy == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="process priorities are Unix's")
+def test_workers_train_below_the_servers_priority(task):
+    run = TrainingRun(tiny(task), task, config(steps=3, snapshot_every=0), name="nice", registry=RunRegistry(1))
+    run.start().join(120)
+    assert run.snapshot().status == "done"
+    worker, server = (os.getpriority(os.PRIO_PROCESS, pid) for pid in (run.handle.worker.process.pid, 0))
+    assert worker == min(server + NICENESS, 19)
 
 
 def test_a_loss_that_ends_above_its_first_loss_is_diverged_and_not_saved(task, tmp_path, monkeypatch):
