@@ -41,11 +41,9 @@ def suggest_name(base):
 
 def keep_name_suggested(base):
     """Until the user types a name, the name box holds a free name made from `base`: a new one when the task or the
-    architecture change `base`, or when someone else took the one suggested. The name of the run this tab started
-    counts as untouched too: a rerun the browser asked for (the live part's) before it heard of the next name
-    suggested at Start brings the old one back."""
+    architecture change `base`, or when someone else took the one suggested."""
     name = st.session_state.get("train_name")
-    untouched = name in (st.session_state.get("train_name_suggested"), st.session_state.get("train_run"))
+    untouched = name == st.session_state.get("train_name_suggested")
     if name is None or (untouched and (base != st.session_state.get("train_name_base") or name_taken(name, registry))):
         suggest_name(base)
 
@@ -82,17 +80,11 @@ run_name = ui.linked_state("train_run", "run")
 run = registry.find(run_name) if run_name else None
 live = run is not None and not run.done
 mine = run is not None and run.owner == owner_token
+active = live and mine  # your own run is going: one at a time
 
 # The form is a link: the preset, task, architecture and every number are in the URL (a teacher hands out one link
 # per exercise), and a new session starts from the link's values, the preset's where the link has none.
-# It is a fragment of its own: a click in it reruns the form alone, not the sidebar and the live part, which in a
-# class every tab is redrawing at once; Start reruns the whole page, which then follows the new run.
-@st.fragment
-@ui.in_session_language  # a fragment's rerun skips ui.sidebar
-def set_up_run():
-    if st.session_state.get("train_run") != run_name:  # Start began a run: the page follows it
-        st.rerun()
-    active = run is not None and not run.done and mine  # your own run is going: one at a time
+with st.expander(_("Set up a run"), expanded=run is None, icon=":material/tune:"):
     label = ui.choice(_("Preset"), preset_labels(), "train_preset", st.selectbox, "preset", on_change=apply_preset,
                       format_func=_, help=_("Fills in every setting below; change any of them afterwards."))
     preset = preset_settings(label)
@@ -156,10 +148,6 @@ def set_up_run():
         st.error(escape(st.session_state.pop("train_start_error")))
     if active:
         st.caption(_("Your run is going: stop it, or let it finish, to start another."))
-
-
-with st.expander(_("Set up a run"), expanded=run is None, icon=":material/tune:"):
-    set_up_run()
 
 if run_name and run is None:
     st.info(_("The run {name} is not on this server any more (it restarted). If it had finished, it was saved: "
