@@ -17,8 +17,9 @@ from attnviz.training.job import delta_since, rebuild_model, weights_bytes
 from attnviz.training.loop import ONE_PROCESS, TrainResult, train
 
 PUBLISH_EVERY = 0.2  # seconds between deltas
-NICENESS = 5  # below the web server's priority: pages stay quick while runs train, and with a free core a run loses
-# nothing (the scheduler prefers the server only when both want the same core)
+# Workers train below the web server's priority: pages stay quick while runs train, and a run with a free core loses
+# nothing (the scheduler prefers the server only when both want the same core).
+NICENESS = 5
 
 
 def rebuild(job):
