@@ -41,9 +41,11 @@ def suggest_name(base):
 
 def keep_name_suggested(base):
     """Until the user types a name, the name box holds a free name made from `base`: a new one when the task or the
-    architecture change `base`, or when someone else took the one suggested."""
+    architecture change `base`, or when someone else took the one suggested. The name of the run this tab started
+    counts as untouched too: a rerun the browser asked for (the live part's, every second) before it heard of the
+    name suggested at Start brings the old one back, and Start would stay off with "exists already"."""
     name = st.session_state.get("train_name")
-    untouched = name == st.session_state.get("train_name_suggested")
+    untouched = name in (st.session_state.get("train_name_suggested"), st.session_state.get("train_run"))
     if name is None or (untouched and (base != st.session_state.get("train_name_base") or name_taken(name, registry))):
         suggest_name(base)
 
