@@ -86,17 +86,22 @@ def masked_values(z, masked):
     return np.where(blocked, np.nan, z), blocked
 
 
-def compact_layout(fig, title, height, background=MASKED_COLOR):
-    """Title at the left, little margin, `FONT_FAMILY`; the background is what masked heatmap cells show. Every
-    figure of the app goes through here.
+def compact_style(title, height, background=MASKED_COLOR):
+    """The layout every figure of the app has: title at the left, little margin, `FONT_FAMILY`; the background is
+    what masked heatmap cells show.
 
     `pad=0`: a padding (Streamlit's theme sets 8 px) would widen the background into a grey frame. Streamlit's
     theme also names its own font for titles and hover labels, so those get the font stack too."""
     font = dict(family=FONT_FAMILY)  # nested dicts, not font_family=: plotly parses each such path, slowly
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=font), height=int(height),
-                      margin=dict(l=10, r=10, t=50 if title else 20, b=10, pad=0), plot_bgcolor=background,
-                      font=font, hoverlabel=dict(font=font))
-    return fig
+    return dict(title=dict(text=title, x=0.0, xanchor="left", font=font), height=int(height),
+                margin=dict(l=10, r=10, t=50 if title else 20, b=10, pad=0), plot_bgcolor=background,
+                font=font, hoverlabel=dict(font=font))
+
+
+def compact_layout(fig, title, height, background=MASKED_COLOR):
+    """`fig` with `compact_style`. (A figure redrawn every second is quicker built with its whole layout at once,
+    `go.Figure(data=..., layout=...)`: each `update_layout` of a figure replays plotly's change callbacks.)"""
+    return fig.update_layout(compact_style(title, height, background))
 
 
 def colorbar(title):
@@ -284,20 +289,21 @@ def similarity_heatmap(similarity, labels=None, title=None, value_name=None, wid
 def curves(x, series, title="", x_title="", y_title="", log_y=False):
     """Named line series over a shared `x`; a series may also be an `(x, y)` pair of its own.
 
-    E.g. chosen positional-encoding dimensions over positions, or training and validation loss by step.
+    E.g. chosen positional-encoding dimensions over positions, or training and validation loss by step. Train live
+    redraws these every second: the figure is built with its layout at once (see `compact_layout`).
     """
     x = as_array(x, 1, "x")
-    fig = go.Figure()
+    traces = []
     for i, (name, values) in enumerate(series.items()):
         xs, ys = (as_array(values[0], 1, name), as_array(values[1], 1, name)) if isinstance(values, tuple) \
             else (x, as_array(values, 1, name))
         if len(xs) != len(ys):
             raise ValueError(f"series {name!r} has {len(ys)} values for {len(xs)} x positions")
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=str(name),
+        traces.append(go.Scatter(x=xs, y=ys, mode="lines", name=str(name),
                                  line=dict(color=SERIES_COLORS[i % len(SERIES_COLORS)])))
-    fig.update_layout(xaxis=dict(title=x_title, gridcolor="#eee"), legend=dict(orientation="h", y=-0.25),
-                      yaxis=dict(title=y_title, gridcolor="#eee", **(dict(type="log", **LOG_TICKS) if log_y else {})))
-    return compact_layout(fig, title, 340, background="white")
+    axes = dict(xaxis=dict(title=x_title, gridcolor="#eee"), legend=dict(orientation="h", y=-0.25),
+                yaxis=dict(title=y_title, gridcolor="#eee", **(dict(type="log", **LOG_TICKS) if log_y else {})))
+    return go.Figure(data=traces, layout=compact_style(title, 340, background="white") | axes)
 
 
 def probability_bars(tokens, probs, chosen=None, title=None):
