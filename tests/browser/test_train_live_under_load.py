@@ -8,6 +8,7 @@ cannot be called on an ElementNode"). .streamlit/config.toml turns the cache off
 import re
 import time
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from attnviz.classroom import CHROMIUM_ARGS, streamlit_server
@@ -19,6 +20,14 @@ TIMEOUT_MS = 120_000
 def open_settings(tab):
     if not tab.locator('[data-testid="stExpander"] details[open]').count():
         tab.locator('[data-testid="stExpander"] summary').first.click(timeout=TIMEOUT_MS)
+
+
+def why_start_is_off(tab):
+    """The name box's value and the texts of the form's alerts and captions, for a failure message."""
+    texts = [element.inner_text() for element in
+             tab.locator('[data-testid="stExpander"] [data-testid="stAlert"], '
+                         '[data-testid="stExpander"] [data-testid="stCaptionContainer"]').all()]
+    return f"name box {tab.locator('.st-key-train_name input').input_value()!r}, messages {texts}"
 
 
 def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chromium_path, tmp_path):
@@ -46,7 +55,11 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
                 ended[index] += has_run
                 open_settings(tab)
                 before = tab.url
-                tab.locator(".st-key-train_start button").click(timeout=TIMEOUT_MS)  # the next run
+                try:
+                    tab.locator(".st-key-train_start button").click(timeout=TIMEOUT_MS)  # the next run
+                except PlaywrightError as error:  # say why Start stayed off: the name box and the form's messages
+                    raise AssertionError(f"tab {index} at {tab.url}: Start stayed off; {why_start_is_off(tab)}") \
+                        from error
                 expect(tab).not_to_have_url(before, timeout=TIMEOUT_MS)  # ?run= names the new run
         assert errors == {}, errors
         assert min(ended) >= 1, ended  # every tab saw a run end on its own and started the next
