@@ -23,11 +23,15 @@ def open_settings(tab):
 
 
 def why_start_is_off(tab):
-    """The name box's value and the texts of the form's alerts and captions, for a failure message."""
+    """Whether Start is shown and enabled, whether the settings are open, the name box's value and the texts of the
+    form's alerts and captions, for a failure message."""
+    start, name = tab.locator(".st-key-train_start button"), tab.locator(".st-key-train_name input")
     texts = [element.inner_text() for element in
              tab.locator('[data-testid="stExpander"] [data-testid="stAlert"], '
                          '[data-testid="stExpander"] [data-testid="stCaptionContainer"]').all()]
-    return f"name box {tab.locator('.st-key-train_name input').input_value()!r}, messages {texts}"
+    settings_open = tab.locator('[data-testid="stExpander"] details[open]').count() > 0
+    return (f"Start visible {start.is_visible()}, enabled {start.count() > 0 and start.is_enabled()}, settings open "
+            f"{settings_open}, name box {name.input_value() if name.count() else None!r}, messages {texts}")
 
 
 def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chromium_path, tmp_path):
