@@ -7,17 +7,18 @@
 - `gpu_sharing_throughput`: N runs sharing one CUDA GPU, each in its own process whose allocator is capped at
   `device.RUN_GPU_BYTES` (so one run cannot take the card): aggregate training steps per second of wall time.
 - `click_latency`: a real `streamlit run app.py` server and Chromium tabs on the Train live page, each with a
-  run going (or queued); how long a click takes until the page shows the server's answer.
+  run going (or queued); how long a click takes until the server's answer reaches the tab, and until the page
+  shows it.
 
 Both use wall time: they measure what people wait for, so they also feel other work on the machine.
 """
 import contextlib
 import importlib.util
+import math
 import multiprocessing
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -211,17 +212,41 @@ def healthy(port):
         return False
 
 
+# Before the page's own scripts: every message from the server that carries the parameter count is noted with the
+# tab's clock and the count it says, so a click's answer is timed twice: when it reached the tab (the server's part,
+# plus the tab taking the message) and when the page showed it (plus drawing it, on the same busy cores).
+ANSWER_SPY = r"""(() => {
+  const Native = window.WebSocket, decoder = new TextDecoder();
+  window.attnvizAnswers = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (event) => {
+        const found = event.data instanceof ArrayBuffer &&
+            decoder.decode(event.data).match(/([\d,]+) parameters \(the limit/);
+        if (found) window.attnvizAnswers.push([performance.now(), found[1]]);
+      });
+    }
+  };
+})()"""
+
 # In the page: click a d_model step button and wait (polling every 5 ms) until the parameter count the server
-# writes under the settings changes. Returns milliseconds, measured by the browser's own clock.
-CLICK_AND_WAIT = """async (selector) => {
+# writes under the settings changes. Returns [ms until shown, ms until the message saying it reached the tab],
+# measured by the browser's own clock.
+CLICK_AND_WAIT = r"""async (selector) => {
   const count = () => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
       .map(e => e.textContent).find(t => t.includes('parameters (the limit')) || '';
   const before = count(), started = performance.now();
   document.querySelector(selector).click();
   return await new Promise((resolve, reject) => {
     const timer = setInterval(() => {
-      if (count() && count() !== before) { clearInterval(timer); resolve(performance.now() - started); }
-      else if (performance.now() - started > 60000) { clearInterval(timer); reject(new Error('no answer in 60 s')); }
+      if (performance.now() - started > 60000) { clearInterval(timer); reject(new Error('no answer in 60 s')); }
+      else if (count() && count() !== before) {
+        clearInterval(timer);
+        const shown = performance.now() - started, said = (count().match(/([\d,]+) parameters/) || [])[1];
+        const message = (window.attnvizAnswers || []).find(([time, number]) => time >= started && number === said);
+        resolve([shown, message ? message[0] - started : NaN]);
+      }
     }, 5);
   });
 }"""
@@ -250,7 +275,8 @@ def browser_processes():
 
 def click_latency(quick, n_tabs=10):
     """Rows: p50/p95/max milliseconds of a click on the Train live page with `n_tabs` tabs (sessions), each with a
-    run going or queued; clicks without an answer in 60 s, and tabs whose page the browser lost (Streamlit's
+    run going or queued, until the page shows the answer, and p50/p95 until the server's message with it reached the
+    tab (`ANSWER_SPY`); clicks without an answer in 60 s, and tabs whose page the browser lost (Streamlit's
     frontend fails on a delta it cannot place and shows a blank page), with the first such error.
 
     The tabs' browser runs on the server's cores, and drawing ten tabs of live charts took more of them than the
@@ -276,6 +302,7 @@ def click_latency_row(chromium, quick, n_tabs, browser_niceness):
         tabs = []
         for i in range(n_tabs):
             tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.add_init_script(ANSWER_SPY)
             tab.on("pageerror", lambda error, i=i: page_errors.setdefault(i, str(error)))
             tab.on("console", lambda message, i=i: message.type == "error" and message.text.startswith("Error:") and
                    page_errors.setdefault(i, message.text))  # what Streamlit's frontend logs as it gives up
@@ -303,9 +330,15 @@ def click_latency_row(chromium, quick, n_tabs, browser_niceness):
                 except PlaywrightError:
                     unanswered += 1
         browser.close()
-    times.sort()
-    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))] if times else float("nan")
-    return dict(tabs=n_tabs, browser_nice=browser_niceness, clicks=len(times),
-                p50_ms=statistics.median(times) if times else float("nan"), p95_ms=p95,
-                max_ms=times[-1] if times else float("nan"), unanswered=unanswered, lost_tabs=len(page_errors),
+    shown = sorted(shown_ms for shown_ms, _ in times)
+    reached = sorted(reached_ms for _, reached_ms in times if not math.isnan(reached_ms))  # NaN: the spy missed it
+    return dict(tabs=n_tabs, browser_nice=browser_niceness, clicks=len(times), p50_ms=percentile(shown, 0.5),
+                p95_ms=percentile(shown, 0.95), max_ms=percentile(shown, 1.0), reached_p50_ms=percentile(reached, 0.5),
+                reached_p95_ms=percentile(reached, 0.95), reached_missed=len(times) - len(reached),
+                unanswered=unanswered, lost_tabs=len(page_errors),
                 first_page_error=next(iter(page_errors.values()), "")[:80], goal="p95 < 500 ms, nothing lost")
+
+
+def percentile(values, fraction):
+    """The value `fraction` of the way up sorted `values` (the nearest rank), or NaN if there are none."""
+    return values[round(fraction * (len(values) - 1))] if values else float("nan")
