@@ -302,10 +302,29 @@ def open_tab(browser, url, index, page_errors):
     tab.on("console", lambda message: message.type == "error" and message.text.startswith("Error:") and
            page_errors.setdefault(index, message.text))  # what Streamlit's frontend logs as it gives up
     tab.goto(url)
-    expect(tab.locator(".st-key-train_start button")).to_be_enabled(timeout=120_000)
-    tab.locator(".st-key-train_start button").click()
+    start = tab.locator(".st-key-train_start button").first  # two while a refusal's help text is on it
+    expect(start).to_be_enabled(timeout=120_000)
+    start.click()
     expect(tab.locator('[data-testid="stMetric"]').first).to_be_visible(timeout=120_000)  # its run panel
     return tab
+
+
+def form_state(tab):
+    """Whether the tab's Start is shown and enabled, whether its settings are open, its name box's value and the texts
+    of the form's alerts and captions, each read without waiting: what a failure message needs to say why."""
+    from playwright.sync_api import Error as PlaywrightError
+    start, name = tab.locator(".st-key-train_start button"), tab.locator(".st-key-train_name input")
+    try:
+        texts = [element.inner_text() for element in
+                 tab.locator('[data-testid="stExpander"] [data-testid="stAlert"], '
+                             '[data-testid="stExpander"] [data-testid="stCaptionContainer"]').all()]
+        settings_open = tab.locator('[data-testid="stExpander"] details[open]').count() > 0
+        starts = start.all()  # two when Start has a help text (Streamlit's tooltip markup), else one or none
+        return (f"Start visible {any(button.is_visible() for button in starts)}, enabled "
+                f"{any(button.is_enabled() for button in starts)}, settings open {settings_open}, name box "
+                f"{name.input_value() if name.count() else None!r}, messages {texts}")
+    except PlaywrightError as error:  # the page redrew under the reading, or is gone
+        return f"the page could not be read: {error}"
 
 
 def click_latency_row(chromium, quick, n_tabs, watched, others_nice):
@@ -336,7 +355,7 @@ def click_latency_row(chromium, quick, n_tabs, watched, others_nice):
                 expect(tab.locator(STEP_BUTTON.format("Up"))).to_be_visible(timeout=120_000)
             except (PlaywrightError, AssertionError):
                 page_errors.setdefault(index, "the page went blank before the clicks")
-        times, unanswered = [], 0
+        times, unanswered = [], []  # unanswered: what the page said, for each click without an answer
         for i in range(clicks):
             index = i % watched
             if index in page_errors:  # a blank page: nothing left to click
@@ -345,7 +364,7 @@ def click_latency_row(chromium, quick, n_tabs, watched, others_nice):
                 up = (i // watched) % 2 == 0
                 times.append(tabs[index].evaluate(CLICK_AND_WAIT, STEP_BUTTON.format("Up" if up else "Down")))
             except PlaywrightError:
-                unanswered += 1
+                unanswered.append(f"tab {index} at {tabs[index].url}: {form_state(tabs[index])}")
         for browser in browsers:
             browser.close()
     shown = sorted(shown_ms for shown_ms, _ in times)
@@ -353,8 +372,9 @@ def click_latency_row(chromium, quick, n_tabs, watched, others_nice):
     return dict(tabs=n_tabs, clicked_tabs=watched, others_nice=others_nice, clicks=len(times),
                 p50_ms=percentile(shown, 0.5), p95_ms=percentile(shown, 0.95), max_ms=percentile(shown, 1.0),
                 reached_p50_ms=percentile(reached, 0.5), reached_p95_ms=percentile(reached, 0.95),
-                reached_missed=len(times) - len(reached), unanswered=unanswered, lost_tabs=len(page_errors),
-                first_page_error=next(iter(page_errors.values()), "")[:80], goal="p95 < 500 ms, nothing lost")
+                reached_missed=len(times) - len(reached), unanswered=len(unanswered), lost_tabs=len(page_errors),
+                first_page_error=next(iter(page_errors.values()), "")[:80],
+                first_unanswered=next(iter(unanswered), "")[:300], goal="p95 < 500 ms, nothing lost")
 
 
 def percentile(values, fraction):

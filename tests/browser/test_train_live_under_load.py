@@ -11,7 +11,7 @@ import time
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-from attnviz.classroom import CHROMIUM_ARGS, streamlit_server
+from attnviz.classroom import CHROMIUM_ARGS, form_state, streamlit_server
 
 TABS, ARRIVING, SECONDS = 4, 3, 150  # tabs running runs, tabs open at once that just arrived, how long
 TIMEOUT_MS = 120_000
@@ -20,18 +20,6 @@ TIMEOUT_MS = 120_000
 def open_settings(tab):
     if not tab.locator('[data-testid="stExpander"] details[open]').count():
         tab.locator('[data-testid="stExpander"] summary').first.click(timeout=TIMEOUT_MS)
-
-
-def why_start_is_off(tab):
-    """Whether Start is shown and enabled, whether the settings are open, the name box's value and the texts of the
-    form's alerts and captions, for a failure message."""
-    start, name = tab.locator(".st-key-train_start button"), tab.locator(".st-key-train_name input")
-    texts = [element.inner_text() for element in
-             tab.locator('[data-testid="stExpander"] [data-testid="stAlert"], '
-                         '[data-testid="stExpander"] [data-testid="stCaptionContainer"]').all()]
-    settings_open = tab.locator('[data-testid="stExpander"] details[open]').count() > 0
-    return (f"Start visible {start.is_visible()}, enabled {start.count() > 0 and start.is_enabled()}, settings open "
-            f"{settings_open}, name box {name.input_value() if name.count() else None!r}, messages {texts}")
 
 
 def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chromium_path, tmp_path):
@@ -60,9 +48,9 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
                 open_settings(tab)
                 before = tab.url
                 try:
-                    tab.locator(".st-key-train_start button").click(timeout=TIMEOUT_MS)  # the next run
+                    tab.locator(".st-key-train_start button").first.click(timeout=TIMEOUT_MS)  # the next run
                 except PlaywrightError as error:  # say why Start stayed off: the name box and the form's messages
-                    raise AssertionError(f"tab {index} at {tab.url}: Start stayed off; {why_start_is_off(tab)}") \
+                    raise AssertionError(f"tab {index} at {tab.url}: Start stayed off; {form_state(tab)}") \
                         from error
                 expect(tab).not_to_have_url(before, timeout=TIMEOUT_MS)  # ?run= names the new run
         assert errors == {}, errors
@@ -72,11 +60,11 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
             other.close()
         tab = tabs[0]  # a run of the 30-second demo as it is, which solves its task: saved when it ends
         tab.goto(f"{url}/train")
-        tab.locator(".st-key-train_start button").click(timeout=TIMEOUT_MS)
+        tab.locator(".st-key-train_start button").first.click(timeout=TIMEOUT_MS)
         expect(tab).to_have_url(re.compile(r"[?&]run="), timeout=TIMEOUT_MS)
         name = re.search(r"[?&]run=([^&]+)", tab.url).group(1)
         expect(tab.get_by_text(f"Saved as {name}")).to_be_visible(timeout=TIMEOUT_MS)  # no click since Start
-        expect(tab.locator(".st-key-train_start button")).to_be_enabled(timeout=TIMEOUT_MS)  # the page redrew
+        expect(tab.locator(".st-key-train_start button").first).to_be_enabled(timeout=TIMEOUT_MS)  # the page redrew
         tab.get_by_role("combobox", name="Model").click()  # and its model picker lists the model (typed: the list
         tab.keyboard.type(name)  # of every tab's models is long)
         expect(tab.get_by_role("option", name=re.compile(rf"^{re.escape(name)} "))).to_be_visible(timeout=TIMEOUT_MS)
