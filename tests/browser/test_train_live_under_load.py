@@ -50,8 +50,10 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
                 try:
                     tab.locator(".st-key-train_start button").first.click(timeout=TIMEOUT_MS)  # the next run
                 except PlaywrightError as error:  # say why Start stayed off: the name box and the form's messages
-                    raise AssertionError(f"tab {index} at {tab.url}: Start stayed off; {form_state(tab)}") \
-                        from error
+                    panel = [metric.inner_text().replace("\n", " ") for metric in
+                             tab.locator('[data-testid="stMetric"]').all()]  # the run panel's status, step, ...
+                    raise AssertionError(f"tab {index} at {tab.url}: Start stayed off; {form_state(tab)}; run panel "
+                                         f"{panel}") from error
                 expect(tab).not_to_have_url(before, timeout=TIMEOUT_MS)  # ?run= names the new run
         assert errors == {}, errors
         assert min(ended) >= 1, ended  # every tab saw a run end on its own and started the next
