@@ -252,6 +252,7 @@ CLICK_AND_WAIT = r"""async (selector) => {
   });
 }"""
 STEP_BUTTON = '.st-key-train_d_model button[data-testid="stNumberInputStep{}"]'
+START_BUTTON = ".st-key-train_start button"
 
 
 def browser_processes():
@@ -302,27 +303,34 @@ def open_tab(browser, url, index, page_errors):
     tab.on("console", lambda message: message.type == "error" and message.text.startswith("Error:") and
            page_errors.setdefault(index, message.text))  # what Streamlit's frontend logs as it gives up
     tab.goto(url)
-    start = tab.locator(".st-key-train_start button").first  # two while a refusal's help text is on it
-    expect(start).to_be_enabled(timeout=120_000)
-    start.click()
+    expect(start_button(tab)).to_be_enabled(timeout=120_000)
+    start_button(tab).click()
     expect(tab.locator('[data-testid="stMetric"]').first).to_be_visible(timeout=120_000)  # its run panel
     return tab
 
 
-def form_state(tab):
-    """Whether the tab's Start is shown and enabled, whether its settings are open, its name box's value and the texts
-    of the form's alerts and captions, each read without waiting: what a failure message needs to say why."""
+def start_button(tab):
+    """Train live's Start in `tab`: the first button of its element, as a user sees one. While the form refuses a
+    setting, Start carries a help text and Streamlit's tooltip markup draws the button twice."""
+    return tab.locator(START_BUTTON).first
+
+
+def page_state(tab):
+    """Whether the tab's Start is shown and enabled, whether its settings are open, its name box's value, the texts
+    of the form's alerts and captions and the run panel's numbers, each read without waiting: what a failure message
+    needs to say why."""
     from playwright.sync_api import Error as PlaywrightError
-    start, name = tab.locator(".st-key-train_start button"), tab.locator(".st-key-train_name input")
+    name = tab.locator(".st-key-train_name input")
     try:
         texts = [element.inner_text() for element in
                  tab.locator('[data-testid="stExpander"] [data-testid="stAlert"], '
                              '[data-testid="stExpander"] [data-testid="stCaptionContainer"]').all()]
+        panel = [metric.inner_text().replace("\n", " ") for metric in tab.locator('[data-testid="stMetric"]').all()]
         settings_open = tab.locator('[data-testid="stExpander"] details[open]').count() > 0
-        starts = start.all()  # two when Start has a help text (Streamlit's tooltip markup), else one or none
+        starts = tab.locator(START_BUTTON).all()
         return (f"Start visible {any(button.is_visible() for button in starts)}, enabled "
                 f"{any(button.is_enabled() for button in starts)}, settings open {settings_open}, name box "
-                f"{name.input_value() if name.count() else None!r}, messages {texts}")
+                f"{name.input_value() if name.count() else None!r}, messages {texts}, run panel {panel}")
     except PlaywrightError as error:  # the page redrew under the reading, or is gone
         return f"the page could not be read: {error}"
 
@@ -364,7 +372,7 @@ def click_latency_row(chromium, quick, n_tabs, watched, others_nice):
                 up = (i // watched) % 2 == 0
                 times.append(tabs[index].evaluate(CLICK_AND_WAIT, STEP_BUTTON.format("Up" if up else "Down")))
             except PlaywrightError:
-                unanswered.append(f"tab {index} at {tabs[index].url}: {form_state(tabs[index])}")
+                unanswered.append(f"tab {index} at {tabs[index].url}: {page_state(tabs[index])}")
         for browser in browsers:
             browser.close()
     shown = sorted(shown_ms for shown_ms, _ in times)

@@ -11,7 +11,7 @@ import time
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-from attnviz.classroom import CHROMIUM_ARGS, form_state, streamlit_server
+from attnviz.classroom import CHROMIUM_ARGS, page_state, start_button, streamlit_server
 
 TABS, ARRIVING, SECONDS = 4, 3, 150  # tabs running runs, tabs open at once that just arrived, how long
 TIMEOUT_MS = 120_000
@@ -48,12 +48,9 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
                 open_settings(tab)
                 before = tab.url
                 try:
-                    tab.locator(".st-key-train_start button").first.click(timeout=TIMEOUT_MS)  # the next run
-                except PlaywrightError as error:  # say why Start stayed off: the name box and the form's messages
-                    panel = [metric.inner_text().replace("\n", " ") for metric in
-                             tab.locator('[data-testid="stMetric"]').all()]  # the run panel's status, step, ...
-                    raise AssertionError(f"tab {index} at {tab.url}: Start stayed off; {form_state(tab)}; run panel "
-                                         f"{panel}") from error
+                    start_button(tab).click(timeout=TIMEOUT_MS)  # the next run
+                except PlaywrightError as error:  # say why Start stayed off: what the form and the run panel show
+                    raise AssertionError(f"tab {index} at {tab.url}: Start stayed off; {page_state(tab)}") from error
                 expect(tab).not_to_have_url(before, timeout=TIMEOUT_MS)  # ?run= names the new run
         assert errors == {}, errors
         assert min(ended) >= 1, ended  # every tab saw a run end on its own and started the next
@@ -62,11 +59,11 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
             other.close()
         tab = tabs[0]  # a run of the 30-second demo as it is, which solves its task: saved when it ends
         tab.goto(f"{url}/train")
-        tab.locator(".st-key-train_start button").first.click(timeout=TIMEOUT_MS)
+        start_button(tab).click(timeout=TIMEOUT_MS)
         expect(tab).to_have_url(re.compile(r"[?&]run="), timeout=TIMEOUT_MS)
         name = re.search(r"[?&]run=([^&]+)", tab.url).group(1)
         expect(tab.get_by_text(f"Saved as {name}")).to_be_visible(timeout=TIMEOUT_MS)  # no click since Start
-        expect(tab.locator(".st-key-train_start button").first).to_be_enabled(timeout=TIMEOUT_MS)  # the page redrew
+        expect(start_button(tab)).to_be_enabled(timeout=TIMEOUT_MS)  # the page redrew
         tab.get_by_role("combobox", name="Model").click()  # and its model picker lists the model (typed: the list
         tab.keyboard.type(name)  # of every tab's models is long)
         expect(tab.get_by_role("option", name=re.compile(rf"^{re.escape(name)} "))).to_be_visible(timeout=TIMEOUT_MS)
