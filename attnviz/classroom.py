@@ -317,20 +317,21 @@ def start_button(tab):
 
 def page_state(tab):
     """Whether the tab's Start is shown and enabled, whether its settings are open, its name box's value, the texts
-    of the form's alerts and captions and the run panel's numbers, each read without waiting: what a failure message
-    needs to say why."""
+    of the form's alerts and captions, the page's headings (the run panel's names its run) and the run panel's
+    numbers, each read without waiting: what a failure message needs to say why."""
     from playwright.sync_api import Error as PlaywrightError
     name = tab.locator(".st-key-train_name input")
     try:
         texts = [element.inner_text() for element in
                  tab.locator('[data-testid="stExpander"] [data-testid="stAlert"], '
                              '[data-testid="stExpander"] [data-testid="stCaptionContainer"]').all()]
+        headings = [heading.inner_text() for heading in tab.locator('[data-testid="stMain"] h3').all()]
         panel = [metric.inner_text().replace("\n", " ") for metric in tab.locator('[data-testid="stMetric"]').all()]
         settings_open = tab.locator('[data-testid="stExpander"] details[open]').count() > 0
         starts = tab.locator(START_BUTTON).all()
         return (f"Start visible {any(button.is_visible() for button in starts)}, enabled "
                 f"{any(button.is_enabled() for button in starts)}, settings open {settings_open}, name box "
-                f"{name.input_value() if name.count() else None!r}, messages {texts}, run panel {panel}")
+                f"{name.input_value() if name.count() else None!r}, messages {texts}, headings {headings}, run panel {panel}")
     except PlaywrightError as error:  # the page redrew under the reading, or is gone
         return f"the page could not be read: {error}"
 

@@ -14,12 +14,22 @@ from playwright.sync_api import expect, sync_playwright
 from attnviz.classroom import CHROMIUM_ARGS, page_state, start_button, streamlit_server
 
 TABS, ARRIVING, SECONDS = 4, 3, 150  # tabs running runs, tabs open at once that just arrived, how long
+STEPS = 50  # a few seconds a run
 TIMEOUT_MS = 120_000
 
 
 def open_settings(tab):
     if not tab.locator('[data-testid="stExpander"] details[open]').count():
         tab.locator('[data-testid="stExpander"] summary').first.click(timeout=TIMEOUT_MS)
+
+
+def shows_ended(tab):
+    """Whether the tab's run panel is the one of the run its URL names (right after Start the URL names the new run
+    while the page still shows the previous one's panel), with its numbers and without a Stop."""
+    name = re.search(r"[?&]run=([^&]+)", tab.url).group(1)
+    heading = tab.locator('[data-testid="stMain"] h3', has_text=re.compile(rf"^Run {re.escape(name)}$"))
+    return bool(heading.count() and tab.locator('[data-testid="stMetric"]').count()
+                and not tab.locator(".st-key-train_stop").count())
 
 
 def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chromium_path, tmp_path):
@@ -29,8 +39,8 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
         tabs = [browser.new_page(viewport={"width": 1400, "height": 1000}) for _ in range(TABS)]
         for index, tab in enumerate(tabs):
             tab.on("pageerror", lambda error, index=index: errors.setdefault(index, []).append(str(error)))
-            tab.goto(f"{url}/train?steps=50")  # a few seconds a run
-        arriving, ended = [], [0] * TABS
+            tab.goto(f"{url}/train?steps={STEPS}")
+        arriving, ended, started = [], [0] * TABS, {}  # started: tab -> when its run's name reached its URL
         deadline = time.monotonic() + SECONDS
         while time.monotonic() < deadline:
             arriving.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
@@ -40,11 +50,12 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
             for index, tab in enumerate(tabs):
                 if index in errors:
                     continue
-                has_run = "run=" in tab.url
-                if has_run and not (tab.locator('[data-testid="stMetric"]').count() and
-                                    not tab.locator(".st-key-train_stop").count()):
-                    continue  # its run is going (its Stop is there), queued, or not drawn yet
-                ended[index] += has_run
+                if index in started and not shows_ended(tab):  # going (its Stop is there), queued, or the page
+                    if time.monotonic() - started[index] > TIMEOUT_MS / 1000:  # still shows the previous run
+                        raise AssertionError(f"tab {index} at {tab.url}: its {STEPS}-step run not shown ended in "
+                                             f"{TIMEOUT_MS / 1000:.0f} s; {page_state(tab)}")
+                    continue
+                ended[index] += index in started
                 open_settings(tab)
                 before = tab.url
                 try:
@@ -52,6 +63,7 @@ def test_tabs_that_start_run_after_run_while_a_class_arrives_keep_their_page(chr
                 except PlaywrightError as error:  # say why Start stayed off: what the form and the run panel show
                     raise AssertionError(f"tab {index} at {tab.url}: Start stayed off; {page_state(tab)}") from error
                 expect(tab).not_to_have_url(before, timeout=TIMEOUT_MS)  # ?run= names the new run
+                started[index] = time.monotonic()
         assert errors == {}, errors
         assert min(ended) >= 1, ended  # every tab saw a run end on its own and started the next
 
