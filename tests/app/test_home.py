@@ -78,6 +78,22 @@ def test_model_comes_back_from_a_shared_link(model_dirs, make_checkpoint):
     assert run_app(model="no-such-model").sidebar.selectbox(key="model").value == "dates"  # the first one
 
 
+def test_a_link_to_a_model_not_here_says_so_until_one_is_picked(model_dirs, make_checkpoint):
+    shipped = model_dirs.shipped
+    make_checkpoint(shipped / "reverse")
+    make_checkpoint(shipped / "dates", task="dates")
+    assert not run_app(model="reverse").sidebar.warning  # a link to a model that is here says nothing
+    wanted = "*gone*<b>x</b>"  # the link's text, shown as text
+    at = run_app(model=wanted)
+    assert not at.exception
+    [warning] = at.sidebar.warning
+    assert shown(warning) == f"The model {wanted} is not on this server: showing dates."
+    at.run()  # any click: still said
+    assert len(at.sidebar.warning) == 1
+    at.sidebar.selectbox(key="model").set_value("reverse").run()
+    assert not at.sidebar.warning and at.query_params["model"] == "reverse"
+
+
 def test_unreadable_checkpoint_is_named_not_fatal(model_dirs, make_checkpoint):
     shipped = model_dirs.shipped
     make_checkpoint(shipped / "reverse")

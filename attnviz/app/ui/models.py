@@ -5,6 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from attnviz.app.markdown import code
 from attnviz.app.owner import owner_token
 from attnviz.i18n import _, current_language
 from attnviz.training import checkpoint_folder
@@ -30,6 +31,7 @@ def _checkpoints(folder_stamps):
 
 def _keep_picked_model():
     st.session_state["model_choice"] = st.session_state["model"]
+    st.session_state.pop("model_missing", None)
 
 
 def model_picker():
@@ -45,6 +47,8 @@ def model_picker():
     if st.session_state.get("model_choice") not in infos:  # first visit, a shared link, or the model was deleted
         wanted = st.query_params.get("model")
         st.session_state["model_choice"] = wanted if wanted in infos else default_model(infos.values())
+        if wanted and wanted not in infos:  # a mistyped link, or a model deleted since: said until one is picked
+            st.session_state["model_missing"] = wanted
     st.session_state["model"] = st.session_state["model_choice"]  # a widget's own state ends with its page
     owner = browser_owner()
     # labelled now, in the session's language: Streamlit may call a format_func outside the page's run
@@ -53,6 +57,9 @@ def model_picker():
                                 on_change=_keep_picked_model,
                                 help=_("Every page uses this model. Shipped models come with attnviz; "
                                        "yours were trained here."))
+    if "model_missing" in st.session_state:
+        st.sidebar.warning(_("The model {wanted} is not on this server: showing {name}.").format(
+            wanted=code(st.session_state["model_missing"]), name=code(name)), icon=":material/warning:")
     st.query_params["model"] = name
     st.session_state["model_info"] = infos[name]
     return infos[name]
