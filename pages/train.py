@@ -36,17 +36,23 @@ def cached_task(name, data=None):  # shared by every session; training only read
 
 def suggest_name(base):
     st.session_state["train_name_base"] = base
-    st.session_state["train_name"] = st.session_state["train_name_suggested"] = free_name(base, registry)
+    st.session_state["train_name"] = name = free_name(base, registry)
+    st.session_state.setdefault("train_names_suggested", set()).add(name)
+
+
+def suggested(name):
+    """Whether the name box's `name` is one this tab's form suggested (or its run's), not one the user typed. Any
+    of them, not only the newest: a rerun the browser asked for (the live part's, every second) before it heard of
+    a new suggestion brings the name box's old value back, and Start would stay off with "exists already"."""
+    return name in st.session_state.get("train_names_suggested", ()) or name == st.session_state.get("train_run")
 
 
 def keep_name_suggested(base):
     """Until the user types a name, the name box holds a free name made from `base`: a new one when the task or the
-    architecture change `base`, or when someone else took the one suggested. The name of the run this tab started
-    counts as untouched too: a rerun the browser asked for (the live part's, every second) before it heard of the
-    name suggested at Start brings the old one back, and Start would stay off with "exists already"."""
+    architecture change `base`, or when someone else took the one suggested."""
     name = st.session_state.get("train_name")
-    untouched = name in (st.session_state.get("train_name_suggested"), st.session_state.get("train_run"))
-    if name is None or (untouched and (base != st.session_state.get("train_name_base") or name_taken(name, registry))):
+    if name is None or (suggested(name) and (base != st.session_state.get("train_name_base")
+                                              or name_taken(name, registry))):
         suggest_name(base)
 
 
@@ -67,10 +73,9 @@ def follow_task():
 
 @ui.in_session_language  # a callback: the library's refusal in the session's language
 def start_run(plan):
-    suggested = plan.name == st.session_state.get("train_name_suggested")
     try:
         run = start(plan, owner_token, registry,
-                    rename_from=st.session_state["train_name_base"] if suggested else None)
+                    rename_from=st.session_state["train_name_base"] if suggested(plan.name) else None)
         st.session_state["train_run"] = run.name
     except ValueError as error:  # someone took the name the user typed a moment ago
         st.session_state["train_start_error"] = str(error)
