@@ -275,6 +275,28 @@ def browser_processes():
     return found
 
 
+def autogroup(pid):
+    """The scheduling group of a process ("/autogroup-532 nice 0" names group 532), or None without one."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+    except (OSError, IndexError):  # not Linux, autogroups off, or the process ended
+        return None
+
+
+def deprioritize(pids, nice, keep=()):
+    """Lower processes `pids` to niceness `nice`, each, and their scheduling group unless a process of `keep` or this
+    one shares it. Linux puts a process that starts a session, as Playwright does with each browser, into an
+    autogroup of its own and splits the cores between groups before niceness counts: a process's own nice only
+    counts inside its group (sched(7)). The group's nice is set in /proc/PID/autogroup."""
+    kept = {autogroup(pid) for pid in (*keep, os.getpid())}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+        if autogroup(pid) not in kept:
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
 def click_latency(quick, n_tabs=10):
     """Rows: p50/p95/max milliseconds of a click on the Train live page with `n_tabs` tabs (sessions), each with a
     run going or queued, until the page shows the answer, and p50/p95 until the server's message with it reached the
@@ -285,8 +307,8 @@ def click_latency(quick, n_tabs=10):
     server did (measured with top: Chromium 110-145% of the 2 cores, the server and its training worker 42-72%).
     One row clicks in every tab of one browser at the server's priority: the whole class on this machine. The other
     (not in --quick) is a class as it is, each browser on a student's machine: two tabs are clicked (one trains, one
-    waits in the queue), the other tabs load the server as before from a browser of their own at nice 19, so that
-    their drawing takes only cores the server and the two tabs leave."""
+    waits in the queue), the other tabs load the server as before from a browser of their own at nice 19 (it and its
+    scheduling group: `deprioritize`), so that their drawing takes only cores the server and the two tabs leave."""
     chromium = shutil.which("chromium")
     if chromium is None or importlib.util.find_spec("playwright") is None:
         return [dict(skipped="needs Debian's chromium (apt-get install chromium) and the playwright package")]
@@ -355,9 +377,7 @@ def click_latency_row(chromium, quick, n_tabs, watched, others_nice):
             clicked_processes = set(browser_processes())
             browsers.append(launch())
             tabs += [open_tab(browsers[1], f"{url}/train", i, page_errors) for i in range(watched, n_tabs)]
-            for pid in set(browser_processes()) - clicked_processes:
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, pid, others_nice)
+            deprioritize(set(browser_processes()) - clicked_processes, others_nice, keep=clicked_processes)
         for index, tab in enumerate(tabs[:watched]):  # open the settings again to click in them
             try:
                 tab.locator('[data-testid="stExpander"] summary').first.click(timeout=120_000)
