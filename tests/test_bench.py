@@ -1,5 +1,6 @@
 """`python -m attnviz bench` runs and writes JSON of the documented shape (tests never assert times)."""
 import json
+import os
 import time
 import subprocess
 import sys
@@ -68,3 +69,22 @@ def test_the_cpu_clock_is_process_time_and_the_cuda_clock_synchronises(monkeypat
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
     bench.clock_for("cuda")()
     assert synced == ["cuda"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="needs Linux with scheduler autogroups")
+def test_deprioritize_lowers_a_session_of_its_own_with_its_group_and_leaves_the_kept_group_alone():
+    from attnviz.classroom import autogroup, deprioritize
+    ours = Path("/proc/self/autogroup").read_text()
+    same_group = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    own_session = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        assert autogroup(own_session.pid) != autogroup(os.getpid()) == autogroup(same_group.pid)
+        deprioritize([own_session.pid, same_group.pid], 19, keep=[same_group.pid])
+        assert os.getpriority(os.PRIO_PROCESS, own_session.pid) == 19
+        assert os.getpriority(os.PRIO_PROCESS, same_group.pid) == 19
+        assert Path(f"/proc/{own_session.pid}/autogroup").read_text().split()[-1] == "19"  # its group, as a whole
+        assert Path("/proc/self/autogroup").read_text() == ours  # this process's group (kept) is not lowered
+    finally:
+        for process in (same_group, own_session):
+            process.kill()
+            process.wait(timeout=60)
